@@ -1,0 +1,10 @@
+# One sanitizer build at a time: -DMYCELIUM_SANITIZE=thread or =address (with UBSan).
+if(MYCELIUM_SANITIZE STREQUAL "thread")
+  add_compile_options(-fsanitize=thread -g -O1)
+  add_link_options(-fsanitize=thread)
+elseif(MYCELIUM_SANITIZE STREQUAL "address")
+  add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -g -O1)
+  add_link_options(-fsanitize=address,undefined)
+elseif(NOT MYCELIUM_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "MYCELIUM_SANITIZE must be '', 'thread' or 'address', not '${MYCELIUM_SANITIZE}'")
+endif()

@@ -1,0 +1,43 @@
+// mycelium-host: parse the command line, run one command, map errors to exit codes
+// (0 ok, 1 the job failed, 2 bad input: flag, file, contracts or topology).
+
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <exception>
+
+#include "commands.hpp"
+
+int main(int argc, char** argv) {
+    using namespace mycelium::app;
+
+    CLI::App app{"mycelium-host: a typed pub/sub bus with embedded CPython", "mycelium-host"};
+    app.set_version_flag("--version", "mycelium-host " MYCELIUM_VERSION);
+    app.require_subcommand(1);
+
+    const Command commands[] = {add_schema_command(app), add_codegen_command(app), add_demo_command(app)};
+    const auto subcommands = app.get_subcommands({});
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::CallForHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForAllHelp& e) {
+        return app.exit(e);
+    } catch (const CLI::CallForVersion& e) {
+        return app.exit(e);
+    } catch (const CLI::ParseError& e) {
+        std::fprintf(stderr, "mycelium-host: error: %s (see --help)\n", e.what());
+        return EXIT_BAD_INPUT;
+    }
+
+    try {
+        for (std::size_t i = 0; i < subcommands.size(); ++i) {
+            if (subcommands[i]->parsed()) return commands[i]();
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
+        return EXIT_FAILURE_RUNTIME;
+    }
+    return EXIT_BAD_INPUT;
+}
