@@ -40,20 +40,22 @@ std::string zero_of(Scalar s) {
     return is_float(s) ? "0.0" : "0";
 }
 
-/// Range check for one integer value, or "" for floats and bools.
+/// Bounds of an integer element, or "" for floats and bools (struct.pack checks those).
 std::string range_of(Scalar s) {
     switch (s) {
-        case Scalar::U8: return "(0, 255)";
-        case Scalar::U16: return "(0, 65535)";
-        case Scalar::U32: return "(0, 4294967295)";
-        case Scalar::U64: return "(0, 18446744073709551615)";
-        case Scalar::I8: return "(-128, 127)";
-        case Scalar::I16: return "(-32768, 32767)";
-        case Scalar::I32: return "(-2147483648, 2147483647)";
-        case Scalar::I64: return "(-9223372036854775808, 9223372036854775807)";
+        case Scalar::U8: return "0 255";
+        case Scalar::U16: return "0 65535";
+        case Scalar::U32: return "0 4294967295";
+        case Scalar::U64: return "0 18446744073709551615";
+        case Scalar::I8: return "-128 127";
+        case Scalar::I16: return "-32768 32767";
+        case Scalar::I32: return "-2147483648 2147483647";
+        case Scalar::I64: return "-9223372036854775808 9223372036854775807";
         default: return "";
     }
 }
+std::string range_lo(Scalar s) { const auto r = range_of(s); return r.substr(0, r.find(' ')); }
+std::string range_hi(Scalar s) { const auto r = range_of(s); return r.substr(r.find(' ') + 1); }
 
 bool is_byte_array(const Field& f) { return f.kind == FieldKind::Array && f.element == Scalar::U8; }
 
@@ -112,15 +114,13 @@ std::string py_string(std::string_view s) {
 void emit_class(std::string& out, const MessageSchema& m) {
     out += fmt::format("\n\nclass {}:\n", m.name);
     if (!m.description.empty()) out += fmt::format("    \"\"\"{}\"\"\"\n\n", m.description);
-    out += "    __slots__ = (";
-    for (const Field& f : m.fields) out += py_string(f.name) + ", ";
-    out += ")\n";
+    std::string names;
+    for (const Field& f : m.fields) names += py_string(f.name) + ", ";
+    out += "    __slots__ = (" + names + ")\n";
     out += fmt::format("    TYPE_ID = {}\n    NAME = {}\n    TOPIC = {}\n    SIZE = {}\n", m.type_id,
                        py_string(m.name), py_string(m.topic), m.size);
     out += fmt::format("    _STRUCT = struct.Struct({})\n", py_string(struct_format(m)));
-    out += "    FIELDS = (";
-    for (const Field& f : m.fields) out += py_string(f.name) + ", ";
-    out += ")\n\n";
+    out += "    FIELDS = __slots__\n\n";
 
     // Constructor by keyword with zero defaults, as the C++ struct's value-initialisation.
     out += "    def __init__(self";
@@ -172,12 +172,15 @@ void emit_class(std::string& out, const MessageSchema& m) {
                                fail("size", fmt::format("f'expected {} values, got {{len(self.{})}}'", f.capacity, f.name)));
         }
         const std::string range = range_of(f.element);
-        if (!range.empty() && (f.kind == FieldKind::Scalar || (f.kind != FieldKind::String && !is_byte_array(f)))) {
-            any_check = true;
-            const std::string values = f.kind == FieldKind::Scalar ? "(self." + f.name + ",)" : "self." + f.name;
-            out += fmt::format("        lo, hi = {}\n        for v in {}:\n", range, values);
-            out += fmt::format("            if not lo <= v <= hi:\n                {}\n",
-                               fail("range", fmt::format("f'{{v}} is outside the range of {}'", schema::scalar_name(f.element))));
+        if (range.empty() || f.kind == FieldKind::String || is_byte_array(f)) continue;
+        any_check = true;
+        const std::string detail = fmt::format("f'{{v}} is outside the range of {}'", schema::scalar_name(f.element));
+        if (f.kind == FieldKind::Scalar) {
+            out += fmt::format("        v = self.{}\n        if not {} <= v <= {}:\n            {}\n", f.name,
+                               range_lo(f.element), range_hi(f.element), fail("range", detail));
+        } else {
+            out += fmt::format("        for v in self.{}:\n            if not {} <= v <= {}:\n                {}\n", f.name,
+                               range_lo(f.element), range_hi(f.element), fail("range", detail));
         }
     }
     if (!any_check) out += "        return None\n";

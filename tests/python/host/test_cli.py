@@ -1,0 +1,81 @@
+"""The command line: help, version, subcommands, and one-line errors with exit 2."""
+
+import json
+
+import pytest
+
+
+def test_help_lists_the_subcommands(run_host):
+    result = run_host("--help")
+    assert result.returncode == 0
+    for command in ("schema", "codegen"):
+        assert command in result.stdout
+
+
+def test_version(run_host):
+    result = run_host("--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("mycelium-host ")
+
+
+@pytest.mark.parametrize("args", [["--no-such-flag"], ["schema", "--contracts"], ["frobnicate"]])
+def test_bad_flags_give_one_line_and_exit_2(run_host, args):
+    result = run_host(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("mycelium-host: error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_missing_contracts_file_exits_2(run_host, tmp_path):
+    missing = tmp_path / "nope.yaml"
+    result = run_host("schema", "--contracts", missing)
+    assert result.returncode == 2
+    assert str(missing) in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def invalid_fixtures(repo_root):
+    return sorted((repo_root / "tests" / "fixtures" / "contracts" / "invalid").glob("*.yaml"))
+
+
+def test_every_invalid_contracts_file_exits_2_with_its_message(run_host, repo):
+    fixtures = invalid_fixtures(repo)
+    assert len(fixtures) >= 10
+    for path in fixtures:
+        expected = path.read_text().splitlines()[0].removeprefix("# error: ").replace("{file}", str(path))
+        for command in (["schema", "--contracts", path], ["codegen", "--contracts", path, "--python", "/dev/null"]):
+            result = run_host(*command)
+            assert result.returncode == 2, path.name
+            assert result.stderr.strip() == f"mycelium-host: error: {expected}", path.name
+
+
+def test_schema_table_is_readable(run_host, repo):
+    result = run_host("schema", "--contracts", repo / "scripts" / "contracts.yaml")
+    assert result.returncode == 0
+    assert "TextMessage (type 1001, topic text_message, 312 bytes, align 8)" in result.stdout
+    assert "     304       8  timestamp" in result.stdout
+
+
+def test_schema_json_has_the_documented_shape(run_host, repo):
+    result = run_host("schema", "--contracts", repo / "scripts" / "contracts.yaml", "--json")
+    doc = json.loads(result.stdout)
+    assert len(doc["digest"]) == 64
+    text = next(m for m in doc["messages"] if m["name"] == "TextMessage")
+    assert {k: text[k] for k in ("type_id", "topic", "size", "align")} == {
+        "type_id": 1001, "topic": "text_message", "size": 312, "align": 8}
+    assert [(f["name"], f["type"], f["offset"], f["size"]) for f in text["fields"]] == [
+        ("sender", "String", 0, 40), ("content", "String", 40, 264), ("timestamp", "u64", 304, 8)]
+
+
+def test_codegen_without_outputs_exits_2(run_host, repo):
+    result = run_host("codegen", "--contracts", repo / "scripts" / "contracts.yaml")
+    assert result.returncode == 2
+    assert "--cpp" in result.stderr
+
+
+def test_codegen_writes_both_files(run_host, repo, tmp_path):
+    result = run_host("codegen", "--contracts", repo / "scripts" / "contracts.yaml",
+                      "--cpp", tmp_path / "m.hpp", "--python", tmp_path / "m.py")
+    assert result.returncode == 0, result.stderr
+    assert "static_assert(offsetof(TradeTick, price) == 24" in (tmp_path / "m.hpp").read_text()
+    assert "class TradeTick:" in (tmp_path / "m.py").read_text()

@@ -1,0 +1,112 @@
+"""Cross-language codegen test: the C++ header and the Python module generated at build
+time from tests/fixtures/contracts/valid/all_types.yaml encode the same values to the
+same bytes, and each decodes the other's output."""
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def generated(build_dir):
+    spec = importlib.util.spec_from_file_location("all_types", build_dir / "generated" / "all_types.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["all_types"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def cpp_bytes(build_dir):
+    out = subprocess.run([str(build_dir / "tests" / "cpp" / "codegen" / "codegen_sample")], capture_output=True,
+                         text=True, timeout=30, check=True).stdout
+    return {name: (bytes.fromhex(value) if name != "digest" else value) for name, value in json.loads(out).items()}
+
+
+def sample_values(m):
+    """The values codegen_sample.cpp sets, built with the generated Python classes."""
+    return {
+        "TextMessage": m.TextMessage(sender="alice", content="héllo wörld", timestamp=1700000000123456789),
+        "CounterUpdate": m.CounterUpdate(counter_id=7, value=0xFFFFFFFFFFFFFFFF),
+        "Everything": m.Everything(
+            a_u8=255, a_u16=65535, a_u32=4000000000, a_u64=(1 << 63) + 5, a_i8=-128, a_i16=-300,
+            a_i32=-70000, a_i64=-(1 << 40), a_f32=1.5, a_f64=-2.25, a_bool=True, name="héy",
+            raw=b"\x01\x02\x03", floats=(0.5, -1.0, 3.25), ids=(10, 20), samples=(3.5,), flag=True),
+    }
+
+
+@pytest.mark.parametrize("name", ["TextMessage", "CounterUpdate", "Everything"])
+def test_python_bytes_equal_cpp_bytes(generated, cpp_bytes, name):
+    assert sample_values(generated)[name].to_bytes() == cpp_bytes[name]
+
+
+@pytest.mark.parametrize("name", ["TextMessage", "CounterUpdate", "Everything"])
+def test_python_decodes_cpp_bytes(generated, cpp_bytes, name):
+    cls = getattr(generated, name)
+    assert cls.from_bytes(cpp_bytes[name]) == sample_values(generated)[name]
+
+
+def test_padding_bytes_are_zero(generated, cpp_bytes):
+    data = cpp_bytes["Everything"]
+    assert data[1] == 0                      # between a_u8 and a_u16
+    assert data[58:62] == "héy".encode()     # 'name': header at 50, 4 of its 5 bytes used
+    assert data[62:64] == b"\x00\x00"        # the unused byte, then the FixedStr's padding
+    assert data[129:136] == bytes(7)         # tail padding to the 8-byte alignment
+
+
+def test_digest_is_the_same_in_both_languages(generated, cpp_bytes, host_binary, repo):
+    assert generated.SCHEMA_DIGEST.hex() == cpp_bytes["digest"]
+    contracts = repo / "tests" / "fixtures" / "contracts" / "valid" / "all_types.yaml"
+    import hashlib
+    assert generated.SCHEMA_DIGEST == hashlib.sha256(contracts.read_bytes()).digest()
+
+
+def test_layouts_match_schema_json(generated, run_host, repo):
+    contracts = repo / "tests" / "fixtures" / "contracts" / "valid" / "all_types.yaml"
+    result = run_host("schema", "--contracts", contracts, "--json")
+    assert result.returncode == 0, result.stderr
+    schema = json.loads(result.stdout)
+    assert bytes.fromhex(schema["digest"]) == generated.SCHEMA_DIGEST
+    for message in schema["messages"]:
+        cls = getattr(generated, message["name"])
+        assert cls.TYPE_ID == message["type_id"]
+        assert cls.TOPIC == message["topic"]
+        assert cls.SIZE == message["size"] == cls._STRUCT.size
+        assert list(cls.FIELDS) == [f["name"] for f in message["fields"]]
+        assert generated.MESSAGES[cls.TYPE_ID] is cls
+
+
+def test_validation_names_message_field_and_rule(generated):
+    bad = generated.Everything(name="")
+    with pytest.raises(generated.ValidationError) as err:
+        bad.to_bytes()
+    assert str(err.value) == "Everything.name: not_empty: must not be empty"
+    assert (err.value.message, err.value.field, err.value.rule) == ("Everything", "name", "not_empty")
+
+    with pytest.raises(generated.ValidationError, match=r"^Everything.name: max_length: length 6 is above 5$"):
+        generated.Everything(name="ababab").to_bytes()
+    with pytest.raises(generated.ValidationError, match=r"^Everything.ids: max_length: length 4 is above 3$"):
+        generated.Everything(name="ok", ids=(1, 2, 3, 4)).to_bytes()
+    with pytest.raises(generated.ValidationError, match=r"^Everything.a_u8: range: 256 is outside the range of u8$"):
+        generated.Everything(name="ok", a_u8=256).to_bytes()
+    with pytest.raises(generated.ValidationError, match=r"^TextMessage.sender: max_length: length 33 is above 32$"):
+        generated.TextMessage(sender="x" * 33).to_bytes()
+
+
+def test_decoding_rejects_corrupt_lengths(generated, cpp_bytes):
+    data = bytearray(cpp_bytes["TextMessage"])
+    data[0:2] = (33).to_bytes(2, "little")
+    with pytest.raises(generated.DecodeError, match="TextMessage.sender: length 33 exceeds the capacity 32"):
+        generated.TextMessage.from_bytes(bytes(data))
+    with pytest.raises(generated.DecodeError, match="expected 312 bytes, got 311"):
+        generated.TextMessage.from_bytes(bytes(data[:-1]))
+
+
+def test_f32_round_trips_through_bytes(generated):
+    msg = generated.Everything(name="ok", a_f32=0.1)
+    back = generated.Everything.from_bytes(msg.to_bytes())
+    assert math.isclose(back.a_f32, 0.1, rel_tol=1e-7)
