@@ -1,0 +1,741 @@
+// The message classes are heap types built with the C API rather than pybind11 classes
+// or generated Python: a decoded message is one allocation for the object plus one per
+// field, and no Python bytecode runs, which is what lets a callback receive millions of
+// messages a second. Field values live in a PyObject* array after the object header and
+// are exposed as member descriptors, like __slots__.
+
+#include "message_types.hpp"
+
+#include <structmember.h>
+
+#include <cstring>
+#include <limits>
+#include <string>
+
+namespace mycelium::embedded {
+
+using schema::Field;
+using schema::FieldKind;
+using schema::MessageSchema;
+using schema::Scalar;
+
+namespace {
+
+struct MessageObject {
+    PyObject_HEAD
+    PyObject* backing;   ///< bytes that numpy views share, or nullptr
+    PyObject* values[1];  ///< one per field (the type's basicsize makes room for all)
+};
+
+constexpr Py_ssize_t VALUES_OFFSET = offsetof(MessageObject, values);
+
+PyObject*& value_at(PyObject* self, std::size_t i) {
+    return reinterpret_cast<MessageObject*>(self)->values[i];
+}
+
+/// Key under which each class keeps its TypeInfo capsule in its own __dict__: the
+/// info then lives exactly as long as the class, whatever outlives the module.
+constexpr const char* INFO_KEY = "__mycelium_type_info__";
+
+std::size_t field_count(PyObject* self) {
+    return static_cast<std::size_t>((Py_TYPE(self)->tp_basicsize - VALUES_OFFSET) /
+                                    static_cast<Py_ssize_t>(sizeof(PyObject*)));
+}
+
+/// numpy.frombuffer, imported on first use; nullptr when numpy is not installed.
+PyObject* numpy_frombuffer() {
+    static PyObject* frombuffer = [] {
+        PyObject* numpy = PyImport_ImportModule("numpy");
+        if (numpy == nullptr) {
+            PyErr_Clear();
+            return static_cast<PyObject*>(nullptr);
+        }
+        PyObject* fn = PyObject_GetAttrString(numpy, "frombuffer");
+        Py_DECREF(numpy);
+        if (fn == nullptr) PyErr_Clear();
+        return fn;
+    }();
+    return frombuffer;
+}
+
+const char* numpy_dtype(Scalar s) {
+    switch (s) {
+        case Scalar::U8: return "<u1";
+        case Scalar::U16: return "<u2";
+        case Scalar::U32: return "<u4";
+        case Scalar::U64: return "<u8";
+        case Scalar::I8: return "<i1";
+        case Scalar::I16: return "<i2";
+        case Scalar::I32: return "<i4";
+        case Scalar::I64: return "<i8";
+        case Scalar::F32: return "<f4";
+        case Scalar::F64: return "<f8";
+        case Scalar::Bool: return "?";
+    }
+    return "<u1";
+}
+
+bool is_byte_array(const Field& f) { return f.kind == FieldKind::Array && f.element == Scalar::U8; }
+bool is_numeric_sequence(const Field& f) {
+    return f.kind == FieldKind::Vec || (f.kind == FieldKind::Array && !is_byte_array(f));
+}
+
+template <class T>
+T load(const std::byte* p) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+template <class T>
+void store(std::byte* p, T v) {
+    std::memcpy(p, &v, sizeof v);
+}
+
+PyObject* scalar_to_python(Scalar s, const std::byte* p) {
+    switch (s) {
+        case Scalar::U8: return PyLong_FromUnsignedLong(load<std::uint8_t>(p));
+        case Scalar::U16: return PyLong_FromUnsignedLong(load<std::uint16_t>(p));
+        case Scalar::U32: return PyLong_FromUnsignedLong(load<std::uint32_t>(p));
+        case Scalar::U64: return PyLong_FromUnsignedLongLong(load<std::uint64_t>(p));
+        case Scalar::I8: return PyLong_FromLong(load<std::int8_t>(p));
+        case Scalar::I16: return PyLong_FromLong(load<std::int16_t>(p));
+        case Scalar::I32: return PyLong_FromLong(load<std::int32_t>(p));
+        case Scalar::I64: return PyLong_FromLongLong(load<std::int64_t>(p));
+        case Scalar::F32: return PyFloat_FromDouble(load<float>(p));
+        case Scalar::F64: return PyFloat_FromDouble(load<double>(p));
+        case Scalar::Bool: return PyBool_FromLong(load<std::uint8_t>(p) != 0);
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject* zero_value(const Field& f) {
+    switch (f.kind) {
+        case FieldKind::Scalar: {
+            const std::byte zero[8]{};
+            return scalar_to_python(f.element, zero);
+        }
+        case FieldKind::String: return PyUnicode_FromStringAndSize("", 0);
+        case FieldKind::Array:
+            if (is_byte_array(f)) {
+                PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(f.capacity));
+                if (b != nullptr) std::memset(PyBytes_AS_STRING(b), 0, f.capacity);
+                return b;
+            } else {
+                const std::byte zero[8]{};
+                PyObject* t = PyTuple_New(static_cast<Py_ssize_t>(f.capacity));
+                for (std::size_t i = 0; t != nullptr && i < f.capacity; ++i) {
+                    PyObject* z = scalar_to_python(f.element, zero);
+                    if (z == nullptr) {
+                        Py_CLEAR(t);
+                        break;
+                    }
+                    PyTuple_SET_ITEM(t, static_cast<Py_ssize_t>(i), z);
+                }
+                return t;
+            }
+        case FieldKind::Vec: return PyTuple_New(0);
+    }
+    Py_RETURN_NONE;
+}
+
+}  // namespace
+
+struct MessageTypes::TypeInfo {
+    std::shared_ptr<const schema::Registry> registry;
+    const MessageSchema* schema = nullptr;
+    PyTypeObject* type = nullptr;  ///< borrowed: the class owns this info, not the reverse
+    PyObject* validation_error = nullptr;  ///< owned reference
+    PyObject* decode_error = nullptr;      ///< owned reference
+    bool has_numeric_sequences = false;
+    std::string qualified_name;
+    std::vector<std::string> names;  ///< keeps member names alive for the PyMemberDefs
+    std::vector<PyMemberDef> members;
+
+    std::nullptr_t raise_validation(const Field& f, const char* rule, const std::string& detail) const {
+        PyObject* err = PyObject_CallFunction(validation_error, "ssss", schema->name.c_str(), f.name.c_str(), rule,
+                                              detail.c_str());
+        if (err != nullptr) {
+            PyErr_SetObject(validation_error, err);
+            Py_DECREF(err);
+        }
+        return nullptr;
+    }
+    std::nullptr_t raise_decode(const Field& f, const std::string& detail) const {
+        PyErr_Format(decode_error, "%s.%s: %s", schema->name.c_str(), f.name.c_str(), detail.c_str());
+        return nullptr;
+    }
+};
+
+namespace {
+
+using TypeInfo = MessageTypes::TypeInfo;
+
+TypeInfo* info_of(PyTypeObject* type) {
+    PyObject* capsule = type->tp_dict != nullptr ? PyDict_GetItemString(type->tp_dict, INFO_KEY) : nullptr;
+    return capsule != nullptr ? static_cast<TypeInfo*>(PyCapsule_GetPointer(capsule, INFO_KEY)) : nullptr;
+}
+
+TypeInfo* info_or_raise(PyObject* self) {
+    TypeInfo* info = info_of(Py_TYPE(self));
+    if (info == nullptr) PyErr_SetString(PyExc_TypeError, "not a mycelium message");
+    return info;
+}
+
+// ---------------------------------------------------------------- decoding
+
+PyObject* decode_sequence(const TypeInfo& info, const Field& f, const std::byte* base, PyObject* backing,
+                          std::size_t offset) {
+    const std::byte* p = base + offset;
+    std::size_t count = f.capacity;
+    std::size_t data_offset = offset;
+    if (f.kind == FieldKind::Vec) {
+        count = load<std::uint16_t>(p);
+        if (count > f.capacity) {
+            return info.raise_decode(f, "count " + std::to_string(count) + " exceeds the capacity " +
+                                            std::to_string(f.capacity));
+        }
+        data_offset += schema::FIXED_HEADER_SIZE;
+    }
+    if (backing != nullptr) {
+        if (PyObject* frombuffer = numpy_frombuffer()) {
+            return PyObject_CallFunction(frombuffer, "Osnn", backing, numpy_dtype(f.element),
+                                         static_cast<Py_ssize_t>(count), static_cast<Py_ssize_t>(data_offset));
+        }
+    }
+    const std::size_t step = schema::scalar_size(f.element);
+    PyObject* tuple = PyTuple_New(static_cast<Py_ssize_t>(count));
+    if (tuple == nullptr) return nullptr;
+    for (std::size_t i = 0; i < count; ++i) {
+        PyObject* v = scalar_to_python(f.element, base + data_offset + i * step);
+        if (v == nullptr) {
+            Py_DECREF(tuple);
+            return nullptr;
+        }
+        PyTuple_SET_ITEM(tuple, static_cast<Py_ssize_t>(i), v);
+    }
+    return tuple;
+}
+
+PyObject* decode_field(const TypeInfo& info, const Field& f, const std::byte* base, PyObject* backing) {
+    const std::byte* p = base + f.offset;
+    switch (f.kind) {
+        case FieldKind::Scalar: return scalar_to_python(f.element, p);
+        case FieldKind::String: {
+            const std::size_t length = load<std::uint16_t>(p);
+            if (length > f.capacity) {
+                return info.raise_decode(f, "length " + std::to_string(length) + " exceeds the capacity " +
+                                                std::to_string(f.capacity));
+            }
+            PyObject* s = PyUnicode_DecodeUTF8(reinterpret_cast<const char*>(p + schema::FIXED_HEADER_SIZE),
+                                               static_cast<Py_ssize_t>(length), "strict");
+            if (s == nullptr && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+                PyErr_Clear();
+                return info.raise_decode(f, "not valid UTF-8");
+            }
+            return s;
+        }
+        case FieldKind::Array:
+            if (is_byte_array(f)) {
+                return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(p), static_cast<Py_ssize_t>(f.capacity));
+            }
+            return decode_sequence(info, f, base, backing, f.offset);
+        case FieldKind::Vec: return decode_sequence(info, f, base, backing, f.offset);
+    }
+    Py_RETURN_NONE;
+}
+
+/// Decodes into a new instance. `backing` (may be null) is a bytes object holding the
+/// same payload, for numpy views to share.
+PyObject* decode_into_new(const TypeInfo& info, std::span<const std::byte> payload, PyObject* backing) {
+    if (payload.size() != info.schema->size) {
+        PyErr_Format(info.decode_error, "%s: expected %zu bytes, got %zu", info.schema->name.c_str(),
+                     info.schema->size, payload.size());
+        return nullptr;
+    }
+    PyObject* self = info.type->tp_alloc(info.type, 0);
+    if (self == nullptr) return nullptr;
+    const auto& fields = info.schema->fields;
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+        PyObject* v = decode_field(info, fields[i], payload.data(), backing);
+        if (v == nullptr) {
+            Py_DECREF(self);
+            return nullptr;
+        }
+        value_at(self, i) = v;
+    }
+    Py_XINCREF(backing);
+    reinterpret_cast<MessageObject*>(self)->backing = backing;
+    return self;
+}
+
+// ---------------------------------------------------------------- encoding
+
+bool encode_integer(const TypeInfo& info, const Field& f, PyObject* value, std::byte* p) {
+    PyObject* index = PyNumber_Index(value);
+    if (index == nullptr) {
+        PyErr_Clear();
+        info.raise_validation(f, "type", std::string("expected an integer, got ") + Py_TYPE(value)->tp_name);
+        return false;
+    }
+    int overflow = 0;
+    const long long as_signed = PyLong_AsLongLongAndOverflow(index, &overflow);
+    long long lo = 0;
+    unsigned long long hi = 0;
+    switch (f.element) {
+        case Scalar::U8: hi = 0xff; break;
+        case Scalar::U16: hi = 0xffff; break;
+        case Scalar::U32: hi = 0xffffffffULL; break;
+        case Scalar::U64: hi = std::numeric_limits<std::uint64_t>::max(); break;
+        case Scalar::I8: lo = -128; hi = 127; break;
+        case Scalar::I16: lo = -32768; hi = 32767; break;
+        case Scalar::I32: lo = std::numeric_limits<std::int32_t>::min(); hi = std::numeric_limits<std::int32_t>::max(); break;
+        case Scalar::I64: lo = std::numeric_limits<std::int64_t>::min(); hi = std::numeric_limits<std::int64_t>::max(); break;
+        default: break;
+    }
+    bool in_range = false;
+    unsigned long long bits = 0;
+    if (overflow == 0 && !PyErr_Occurred()) {
+        in_range = as_signed >= lo && (as_signed < 0 || static_cast<unsigned long long>(as_signed) <= hi);
+        bits = static_cast<unsigned long long>(as_signed);
+    } else if (overflow > 0 && f.element == Scalar::U64) {
+        PyErr_Clear();
+        bits = PyLong_AsUnsignedLongLong(index);
+        in_range = !PyErr_Occurred();
+    }
+    if (!in_range) {
+        PyErr_Clear();
+        PyObject* text = PyObject_Str(index);
+        const char* digits = text != nullptr ? PyUnicode_AsUTF8(text) : "?";
+        std::string detail = std::string(digits != nullptr ? digits : "?") + " is outside the range of " +
+                             std::string(schema::scalar_name(f.element));
+        Py_XDECREF(text);
+        Py_DECREF(index);
+        PyErr_Clear();
+        info.raise_validation(f, "range", detail);
+        return false;
+    }
+    Py_DECREF(index);
+    switch (schema::scalar_size(f.element)) {
+        case 1: store(p, static_cast<std::uint8_t>(bits)); break;
+        case 2: store(p, static_cast<std::uint16_t>(bits)); break;
+        case 4: store(p, static_cast<std::uint32_t>(bits)); break;
+        default: store(p, static_cast<std::uint64_t>(bits)); break;
+    }
+    return true;
+}
+
+bool encode_scalar(const TypeInfo& info, const Field& f, PyObject* value, std::byte* p) {
+    switch (f.element) {
+        case Scalar::F32:
+        case Scalar::F64: {
+            const double d = PyFloat_AsDouble(value);
+            if (d == -1.0 && PyErr_Occurred()) {
+                PyErr_Clear();
+                info.raise_validation(f, "type", std::string("expected a number, got ") + Py_TYPE(value)->tp_name);
+                return false;
+            }
+            if (f.element == Scalar::F32) store(p, static_cast<float>(d));
+            else store(p, d);
+            return true;
+        }
+        case Scalar::Bool: {
+            const int truth = PyObject_IsTrue(value);
+            if (truth < 0) return false;
+            store(p, static_cast<std::uint8_t>(truth));
+            return true;
+        }
+        default: return encode_integer(info, f, value, p);
+    }
+}
+
+bool encode_sequence(const TypeInfo& info, const Field& f, PyObject* value, std::byte* p) {
+    PyObject* seq = PySequence_Fast(value, "");
+    if (seq == nullptr) {
+        PyErr_Clear();
+        info.raise_validation(f, "type", std::string("expected a sequence, got ") + Py_TYPE(value)->tp_name);
+        return false;
+    }
+    const auto n = static_cast<std::size_t>(PySequence_Fast_GET_SIZE(seq));
+    std::byte* data = p;
+    if (f.kind == FieldKind::Array && n != f.capacity) {
+        Py_DECREF(seq);
+        info.raise_validation(f, "size", "expected " + std::to_string(f.capacity) + " values, got " + std::to_string(n));
+        return false;
+    }
+    if (f.kind == FieldKind::Vec) {
+        const std::size_t max = f.validation.max_length.value_or(f.capacity);
+        if (n > max) {
+            Py_DECREF(seq);
+            info.raise_validation(f, "max_length", "length " + std::to_string(n) + " is above " + std::to_string(max));
+            return false;
+        }
+        store(p, static_cast<std::uint16_t>(n));
+        data = p + schema::FIXED_HEADER_SIZE;
+    }
+    Field element = f;
+    element.kind = FieldKind::Scalar;
+    const std::size_t step = schema::scalar_size(f.element);
+    PyObject** items = PySequence_Fast_ITEMS(seq);
+    for (std::size_t i = 0; i < n; ++i) {
+        if (!encode_scalar(info, element, items[i], data + i * step)) {
+            Py_DECREF(seq);
+            return false;
+        }
+    }
+    Py_DECREF(seq);
+    return true;
+}
+
+bool encode_field(const TypeInfo& info, const Field& f, PyObject* value, std::byte* base) {
+    std::byte* p = base + f.offset;
+    if (value == nullptr) {
+        info.raise_validation(f, "type", "is not set");
+        return false;
+    }
+    switch (f.kind) {
+        case FieldKind::Scalar: return encode_scalar(info, f, value, p);
+        case FieldKind::String: {
+            if (!PyUnicode_Check(value)) {
+                info.raise_validation(f, "type", std::string("expected str, got ") + Py_TYPE(value)->tp_name);
+                return false;
+            }
+            Py_ssize_t size = 0;
+            const char* utf8 = PyUnicode_AsUTF8AndSize(value, &size);
+            if (utf8 == nullptr) return false;  // lone surrogates: UnicodeEncodeError stays set
+            const std::size_t max = f.validation.max_length.value_or(f.capacity);
+            if (static_cast<std::size_t>(size) > max) {
+                info.raise_validation(f, "max_length", "length " + std::to_string(size) + " is above " + std::to_string(max));
+                return false;
+            }
+            store(p, static_cast<std::uint16_t>(size));
+            std::memcpy(p + schema::FIXED_HEADER_SIZE, utf8, static_cast<std::size_t>(size));
+            return true;
+        }
+        case FieldKind::Array:
+            if (is_byte_array(f)) {
+                Py_buffer view;
+                if (PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) != 0) {
+                    PyErr_Clear();
+                    info.raise_validation(f, "type", std::string("expected bytes, got ") + Py_TYPE(value)->tp_name);
+                    return false;
+                }
+                const bool ok = static_cast<std::size_t>(view.len) == f.capacity;
+                if (ok) std::memcpy(p, view.buf, f.capacity);
+                const auto got = view.len;
+                PyBuffer_Release(&view);
+                if (!ok) {
+                    info.raise_validation(f, "size", "expected " + std::to_string(f.capacity) + " bytes, got " +
+                                                         std::to_string(got));
+                }
+                return ok;
+            }
+            return encode_sequence(info, f, value, p);
+        case FieldKind::Vec: return encode_sequence(info, f, value, p);
+    }
+    return false;
+}
+
+bool encode_message(const TypeInfo& info, PyObject* self, std::span<std::byte> out) {
+    std::memset(out.data(), 0, out.size());
+    const auto& fields = info.schema->fields;
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+        if (!encode_field(info, fields[i], value_at(self, i), out.data())) return false;
+    }
+    // The contracts' rules (not_empty, min_length, UTF-8) with the registry's own text.
+    auto checked = info.registry->validate(*info.schema, out);
+    if (!checked) {
+        const auto& failure = checked.error();
+        const std::string prefix = failure.message + "." + failure.field + ": " + failure.rule + ": ";
+        const Field* f = info.schema->find_field(failure.field);
+        if (f != nullptr) {
+            info.raise_validation(*f, failure.rule.c_str(), failure.detail.substr(prefix.size()));
+        } else {
+            PyErr_SetString(info.validation_error, failure.detail.c_str());
+        }
+        return false;
+    }
+    return true;
+}
+
+// ---------------------------------------------------------------- slots
+
+void message_dealloc(PyObject* self) {
+    PyTypeObject* type = Py_TYPE(self);
+    for (std::size_t i = 0; i < field_count(self); ++i) Py_CLEAR(value_at(self, i));
+    Py_CLEAR(reinterpret_cast<MessageObject*>(self)->backing);
+    type->tp_free(self);
+    Py_DECREF(type);  // instances of heap types own a reference to their type
+}
+
+int message_init(PyObject* self, PyObject* args, PyObject* kwargs) {
+    TypeInfo* info = info_or_raise(self);
+    if (info == nullptr) return -1;
+    const auto& fields = info->schema->fields;
+    const Py_ssize_t positional = PyTuple_GET_SIZE(args);
+    if (positional > static_cast<Py_ssize_t>(fields.size())) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zu arguments (%zd given)", info->schema->name.c_str(),
+                     fields.size(), positional);
+        return -1;
+    }
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+        PyObject* v = nullptr;
+        if (static_cast<Py_ssize_t>(i) < positional) {
+            v = PyTuple_GET_ITEM(args, static_cast<Py_ssize_t>(i));
+            Py_INCREF(v);
+        } else if (kwargs != nullptr && (v = PyDict_GetItemString(kwargs, fields[i].name.c_str())) != nullptr) {
+            Py_INCREF(v);
+        } else {
+            v = zero_value(fields[i]);
+            if (v == nullptr) return -1;
+        }
+        Py_XSETREF(value_at(self, i), v);
+    }
+    if (kwargs != nullptr) {
+        PyObject* key = nullptr;
+        PyObject* unused = nullptr;
+        Py_ssize_t pos = 0;
+        while (PyDict_Next(kwargs, &pos, &key, &unused)) {
+            const char* name = PyUnicode_AsUTF8(key);
+            const Field* f = name != nullptr ? info->schema->find_field(name) : nullptr;
+            if (f == nullptr) {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                             info->schema->name.c_str(), key);
+                return -1;
+            }
+            if (static_cast<Py_ssize_t>(f - fields.data()) < positional) {
+                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", info->schema->name.c_str(),
+                             key);
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+PyObject* message_repr(PyObject* self) {
+    TypeInfo* info = info_or_raise(self);
+    if (info == nullptr) return nullptr;
+    std::string text = info->schema->name + "(";
+    const auto& fields = info->schema->fields;
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+        PyObject* r = value_at(self, i) != nullptr ? PyObject_Repr(value_at(self, i)) : PyUnicode_FromString("<unset>");
+        if (r == nullptr) return nullptr;
+        const char* utf8 = PyUnicode_AsUTF8(r);
+        text += (i == 0 ? "" : ", ") + fields[i].name + "=" + (utf8 != nullptr ? utf8 : "?");
+        Py_DECREF(r);
+    }
+    text += ")";
+    return PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size()));
+}
+
+/// Equality of two field values; sequences compare element-wise so numpy views and
+/// tuples compare by content.
+int values_equal(const Field& f, PyObject* a, PyObject* b) {
+    if (a == nullptr || b == nullptr) return a == b;
+    if (!is_numeric_sequence(f)) return PyObject_RichCompareBool(a, b, Py_EQ);
+    PyObject* ta = PySequence_Tuple(a);
+    PyObject* tb = ta != nullptr ? PySequence_Tuple(b) : nullptr;
+    const int eq = tb != nullptr ? PyObject_RichCompareBool(ta, tb, Py_EQ) : -1;
+    Py_XDECREF(ta);
+    Py_XDECREF(tb);
+    return eq;
+}
+
+PyObject* message_richcompare(PyObject* self, PyObject* other, int op) {
+    if ((op != Py_EQ && op != Py_NE) || Py_TYPE(self) != Py_TYPE(other)) Py_RETURN_NOTIMPLEMENTED;
+    TypeInfo* info = info_or_raise(self);
+    if (info == nullptr) return nullptr;
+    const auto& fields = info->schema->fields;
+    bool equal = true;
+    for (std::size_t i = 0; equal && i < fields.size(); ++i) {
+        const int eq = values_equal(fields[i], value_at(self, i), value_at(other, i));
+        if (eq < 0) return nullptr;
+        equal = eq == 1;
+    }
+    return PyBool_FromLong((op == Py_EQ) == equal);
+}
+
+PyObject* message_to_bytes(PyObject* self, PyObject*) {
+    TypeInfo* info = info_or_raise(self);
+    if (info == nullptr) return nullptr;
+    PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(info->schema->size));
+    if (out == nullptr) return nullptr;
+    auto* data = reinterpret_cast<std::byte*>(PyBytes_AS_STRING(out));
+    if (!encode_message(*info, self, {data, info->schema->size})) {
+        Py_DECREF(out);
+        return nullptr;
+    }
+    return out;
+}
+
+PyObject* message_validate(PyObject* self, PyObject*) {
+    PyObject* bytes = message_to_bytes(self, nullptr);
+    if (bytes == nullptr) return nullptr;
+    Py_DECREF(bytes);
+    Py_RETURN_NONE;
+}
+
+PyObject* message_from_bytes(PyObject* cls, PyObject* data) {
+    TypeInfo* info = info_of(reinterpret_cast<PyTypeObject*>(cls));
+    if (info == nullptr) {
+        PyErr_SetString(PyExc_TypeError, "not a mycelium message class");
+        return nullptr;
+    }
+    if (PyBytes_Check(data)) {
+        // bytes are immutable: numpy views can share them without a copy.
+        const std::span<const std::byte> payload(reinterpret_cast<const std::byte*>(PyBytes_AS_STRING(data)),
+                                                 static_cast<std::size_t>(PyBytes_GET_SIZE(data)));
+        return decode_into_new(*info, payload, info->has_numeric_sequences ? data : nullptr);
+    }
+    PyObject* copy = PyBytes_FromObject(data);  // bytearray, memoryview: take an immutable copy
+    if (copy == nullptr) return nullptr;
+    PyObject* result = message_from_bytes(cls, copy);
+    Py_DECREF(copy);
+    return result;
+}
+
+PyMethodDef MESSAGE_METHODS[] = {
+    {"to_bytes", message_to_bytes, METH_NOARGS, "Encode to the contracts' wire layout (validates first)."},
+    {"validate", message_validate, METH_NOARGS, "Raise ValidationError if a field breaks a rule."},
+    {"from_bytes", message_from_bytes, METH_O | METH_CLASS, "Decode from bytes of the message's size."},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyTypeObject* info_type(PyObject* type) { return reinterpret_cast<PyTypeObject*>(type); }
+
+bool set_type_attr(PyTypeObject* type, const char* name, PyObject* value) {
+    if (value == nullptr) return false;
+    const int rc = PyObject_SetAttrString(reinterpret_cast<PyObject*>(type), name, value);
+    Py_DECREF(value);
+    return rc == 0;
+}
+
+
+void destroy_info(PyObject* capsule) {
+    auto* info = static_cast<TypeInfo*>(PyCapsule_GetPointer(capsule, INFO_KEY));
+    if (info == nullptr) return;
+    Py_XDECREF(info->validation_error);
+    Py_XDECREF(info->decode_error);
+    delete info;
+}
+
+}  // namespace
+
+MessageTypes::MessageTypes(std::shared_ptr<const schema::Registry> registry, PyObject* validation_error,
+                           PyObject* decode_error) {
+    for (const MessageSchema& m : registry->messages()) {
+        auto info = std::make_unique<TypeInfo>();
+        info->registry = registry;
+        info->schema = &m;
+        Py_INCREF(validation_error);
+        info->validation_error = validation_error;
+        Py_INCREF(decode_error);
+        info->decode_error = decode_error;
+        info->qualified_name = "mycelium_native.messages." + m.name;
+        for (const Field& f : m.fields) {
+            info->has_numeric_sequences = info->has_numeric_sequences || is_numeric_sequence(f);
+            info->names.push_back(f.name);
+        }
+        for (std::size_t i = 0; i < m.fields.size(); ++i) {
+            info->members.push_back(PyMemberDef{info->names[i].c_str(), T_OBJECT_EX,
+                                                VALUES_OFFSET + static_cast<Py_ssize_t>(i * sizeof(PyObject*)), 0,
+                                                nullptr});
+        }
+        info->members.push_back(PyMemberDef{nullptr, 0, 0, 0, nullptr});
+
+        PyType_Slot slots[] = {
+            {Py_tp_dealloc, reinterpret_cast<void*>(message_dealloc)},
+            {Py_tp_init, reinterpret_cast<void*>(message_init)},
+            {Py_tp_new, reinterpret_cast<void*>(PyType_GenericNew)},
+            {Py_tp_repr, reinterpret_cast<void*>(message_repr)},
+            {Py_tp_richcompare, reinterpret_cast<void*>(message_richcompare)},
+            {Py_tp_hash, reinterpret_cast<void*>(PyObject_HashNotImplemented)},
+            {Py_tp_methods, MESSAGE_METHODS},
+            {Py_tp_members, info->members.data()},
+            {Py_tp_doc, const_cast<char*>(m.description.c_str())},
+            {0, nullptr},
+        };
+        PyType_Spec spec{info->qualified_name.c_str(),
+                         static_cast<int>(VALUES_OFFSET + static_cast<Py_ssize_t>(m.fields.size() * sizeof(PyObject*))),
+                         0, Py_TPFLAGS_DEFAULT, slots};
+        PyObject* type = PyType_FromSpec(&spec);
+        if (type == nullptr) throw std::runtime_error("cannot create the Python class for " + m.name);
+        info->type = reinterpret_cast<PyTypeObject*>(type);
+        types_.push_back(type);  // owned until ~MessageTypes
+
+        PyObject* field_names = PyTuple_New(static_cast<Py_ssize_t>(m.fields.size()));
+        for (std::size_t i = 0; field_names != nullptr && i < m.fields.size(); ++i) {
+            PyTuple_SET_ITEM(field_names, static_cast<Py_ssize_t>(i), PyUnicode_FromString(m.fields[i].name.c_str()));
+        }
+        TypeInfo* raw = info.get();
+        PyObject* capsule = PyCapsule_New(raw, INFO_KEY, destroy_info);
+        if (capsule == nullptr) throw std::runtime_error("cannot attach the layout of " + m.name);
+        info.release();  // the capsule owns it now
+        const bool ok = set_type_attr(info_type(type), INFO_KEY, capsule) &&
+                        set_type_attr(info_type(type), "TYPE_ID", PyLong_FromLong(m.type_id)) &&
+                        set_type_attr(info_type(type), "NAME", PyUnicode_FromString(m.name.c_str())) &&
+                        set_type_attr(info_type(type), "TOPIC", PyUnicode_FromString(m.topic.c_str())) &&
+                        set_type_attr(info_type(type), "SIZE", PyLong_FromSize_t(m.size)) &&
+                        set_type_attr(info_type(type), "FIELDS", field_names);
+        if (!ok) throw std::runtime_error("cannot set the class attributes of " + m.name);
+        by_type_id_[m.type_id] = raw;
+    }
+}
+
+MessageTypes::~MessageTypes() {
+    for (PyObject* type : types_) Py_DECREF(type);
+}
+
+bool MessageTypes::add_to(PyObject* module) const {
+    for (PyObject* type : types_) {
+        const TypeInfo* info = info_of(reinterpret_cast<PyTypeObject*>(type));
+        Py_INCREF(type);
+        if (PyModule_AddObject(module, info->schema->name.c_str(), type) != 0) {
+            Py_DECREF(type);
+            return false;
+        }
+    }
+    return true;
+}
+
+PyTypeObject* MessageTypes::find(std::uint16_t type_id) const {
+    const auto it = by_type_id_.find(type_id);
+    return it == by_type_id_.end() ? nullptr : it->second->type;
+}
+
+const schema::MessageSchema* MessageTypes::schema_of(PyTypeObject* type) const {
+    const TypeInfo* info = info_of(type);
+    return info != nullptr ? info->schema : nullptr;
+}
+
+PyObject* MessageTypes::decode(PyTypeObject* type, std::span<const std::byte> payload) const {
+    const TypeInfo* info = info_of(type);
+    if (info == nullptr) {
+        PyErr_SetString(PyExc_TypeError, "not a mycelium message class");
+        return nullptr;
+    }
+    if (!info->has_numeric_sequences || numpy_frombuffer() == nullptr) return decode_into_new(*info, payload, nullptr);
+    // numpy views need an immutable Python buffer to share: copy the payload once.
+    PyObject* backing = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(payload.data()),
+                                                  static_cast<Py_ssize_t>(payload.size()));
+    if (backing == nullptr) return nullptr;
+    PyObject* result = decode_into_new(*info, payload, backing);
+    Py_DECREF(backing);
+    return result;
+}
+
+bool MessageTypes::encode(PyObject* message, std::span<std::byte> out) const {
+    const TypeInfo* info = info_of(Py_TYPE(message));
+    if (info == nullptr) {
+        PyErr_SetString(PyExc_TypeError, "not a mycelium message");
+        return false;
+    }
+    if (out.size() != info->schema->size) {
+        PyErr_SetString(PyExc_ValueError, "encode buffer has the wrong size");
+        return false;
+    }
+    return encode_message(*info, message, out);
+}
+
+}  // namespace mycelium::embedded

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Set up a Debian 12 machine for mycelium-host, build it, then run the demo or the tests.
+#
+#   scripts/setup.sh run     install what is missing, build, run the demo (the main job)
+#   scripts/setup.sh test    install what is missing, build, run the whole test suite
+#   scripts/setup.sh build   install what is missing and build
+#
+# Idempotent: packages already installed are not touched, and the build is incremental.
+# Environment: BUILD_DIR (default: build), JOBS (default: nproc), DEMO_SECONDS (default: 5).
+set -euo pipefail
+
+mode=${1:-build}
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build_dir=${BUILD_DIR:-$repo/build}
+jobs=${JOBS:-$(nproc)}
+
+# Debian package names only; nothing is downloaded from anywhere else.
+build_packages=(
+  build-essential cmake ninja-build ccache pkg-config git
+  python3 python3-dev libpython3.11-dev pybind11-dev python3-numpy python3-yaml python3-pytest
+  libasio-dev libtomlplusplus-dev libspdlog-dev libfmt-dev doctest-dev prometheus-cpp-dev
+  libyaml-cpp-dev libcli11-dev libssl-dev
+)
+test_packages=(
+  prometheus python3-prometheus-client python3-zmq clang libclang-rt-14-dev
+)
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+install_missing() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    log "missing Debian packages: ${missing[*]}"
+    log "run this script as root (or: sudo apt-get install ${missing[*]})"
+    exit 2
+  fi
+  log "installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+build() {
+  # /usr/bin/python3, never the pyenv interpreter that may be first on PATH.
+  log "configuring in $build_dir"
+  cmake -S "$repo" -B "$build_dir" -G Ninja -DPython_EXECUTABLE=/usr/bin/python3 >/dev/null
+  log "building with $jobs jobs"
+  cmake --build "$build_dir" -j "$jobs"
+}
+
+case "$mode" in
+  build)
+    install_missing "${build_packages[@]}"
+    build
+    ;;
+  run)
+    install_missing "${build_packages[@]}"
+    build
+    log "running the demo for ${DEMO_SECONDS:-5} s"
+    exec "$build_dir/host/app/mycelium-host" demo --duration "${DEMO_SECONDS:-5}"
+    ;;
+  test)
+    install_missing "${build_packages[@]}" "${test_packages[@]}"
+    build
+    log "running the test suite"
+    ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" --timeout 900
+    ;;
+  *)
+    echo "usage: $0 run|test|build" >&2
+    exit 2
+    ;;
+esac
