@@ -1,0 +1,705 @@
+// topology.toml -> Spec. One pass reads and checks each table (keys, types, ranges);
+// a second pass checks what spans nodes (names, services, sockets, ports, hosts).
+// Every failure throws TopologyError with the position of the offending key or value,
+// so the message can name the exact place (DESIGN.md section 8: "a clear error that
+// names the thing and the place").
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <span>
+#include <sstream>
+#include <utility>
+
+#include "detail.hpp"
+#include "mycelium/topology/topology.hpp"
+
+namespace mycelium::topology {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::string_view_literals;
+
+// Keys accepted in each table, in the order suggestions prefer them.
+constexpr std::array TOP_KEYS = {"socket_dir"sv, "nodes"sv, "contracts"sv, "socket_mode"sv,
+                                 "limits"sv};
+constexpr std::array NODE_KEYS = {
+    "name"sv,    "services"sv,  "host"sv,    "port"sv,   "endpoint"sv, "bind"sv,   "socket_mode"sv,
+    "scripts"sv, "contracts"sv, "metrics"sv, "queues"sv, "shm"sv,      "workers"sv};
+constexpr std::array ENDPOINT_KEYS = {"kind"sv, "addr"sv};
+constexpr std::array QUEUE_KEYS = {"capacity"sv, "policy"sv, "link_capacity"sv};
+constexpr std::array SHM_KEYS = {"enabled"sv, "ring_bytes"sv, "spin_us"sv};
+constexpr std::array WORKER_KEYS = {"name"sv,
+                                    "script"sv,
+                                    "args"sv,
+                                    "restart"sv,
+                                    "backoff_initial_ms"sv,
+                                    "backoff_max_ms"sv,
+                                    "backoff_multiplier"sv,
+                                    "max_restarts"sv,
+                                    "restart_window_s"sv,
+                                    "stop_grace_ms"sv};
+constexpr std::array LIMIT_KEYS = {"max_payload"sv, "handshake_timeout_ms"sv, "max_connections"sv};
+
+// Optimal string alignment distance: a swapped pair of letters ("sokcet") counts as one
+// edit, which is the typo people make most.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    }
+    return d[a.size()][b.size()];
+}
+
+std::string_view closest(std::string_view word, std::span<const std::string_view> candidates) {
+    const std::size_t budget = word.size() >= 8 ? 3 : 2;
+    std::string_view best;
+    std::size_t best_distance = budget + 1;
+    for (const std::string_view candidate : candidates) {
+        const std::size_t distance = edit_distance(word, candidate);
+        if (distance < best_distance && distance < candidate.size()) {
+            best = candidate;
+            best_distance = distance;
+        }
+    }
+    if (!best.empty()) return best;
+    // A shortened or lengthened spelling ("address" for "addr") is far in edits but
+    // obvious to a reader.
+    for (const std::string_view candidate : candidates) {
+        const std::size_t shorter = std::min(word.size(), candidate.size());
+        if (shorter >= 3 && (word.starts_with(candidate) || candidate.starts_with(word)))
+            return candidate;
+    }
+    return {};
+}
+
+std::string_view type_name(toml::node_type type) {
+    switch (type) {
+        case toml::node_type::table:
+            return "a table";
+        case toml::node_type::array:
+            return "an array";
+        case toml::node_type::string:
+            return "a string";
+        case toml::node_type::integer:
+            return "an integer";
+        case toml::node_type::floating_point:
+            return "a float";
+        case toml::node_type::boolean:
+            return "a boolean";
+        case toml::node_type::date:
+            return "a date";
+        case toml::node_type::time:
+            return "a time";
+        case toml::node_type::date_time:
+            return "a date-time";
+        case toml::node_type::none:
+            break;
+    }
+    return "nothing";
+}
+
+std::string in_quotes(std::string_view text) {
+    return "'" + std::string(text) + "'";
+}
+
+bool valid_name(std::string_view name) {
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-' || c == '.';
+    });
+}
+
+// Explains why `text` is not host:port; empty when it is one.
+std::string address_problem(std::string_view text) {
+    if (parse_socket_address(text)) return {};
+    std::string_view host = text;
+    std::string_view port;
+    if (!text.empty() && text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos) return "unclosed '[' in IPv6 address";
+        host = text.substr(1, close - 1);
+        if (close + 1 >= text.size() || text[close + 1] != ':') return "expected host:port";
+        port = text.substr(close + 2);
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string_view::npos) return "expected host:port";
+        host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+        if (host.find(':') != std::string_view::npos)
+            return "IPv6 addresses need brackets, as in [::1]:9000";
+    }
+    if (host.empty()) return "the host is empty";
+    if (!detail::valid_host(host)) return "bad host " + in_quotes(host);
+    return "port " + in_quotes(port) + " is not a number in 0-65535";
+}
+
+// Per-node positions kept for the checks that span nodes.
+struct NodeMarks {
+    toml::source_region name;
+    toml::source_region host;
+    toml::source_region port;
+    toml::source_region bind;
+    toml::source_region metrics;
+    toml::source_region socket;  // endpoint addr, else the name
+    std::vector<toml::source_region> services;
+};
+
+class Parser {
+public:
+    Parser(std::string source_name, fs::path base_dir)
+        : source_name_(std::move(source_name)), base_dir_(std::move(base_dir)) {}
+
+    Spec parse(std::string_view text) {
+        toml::table root;
+        try {
+            root = toml::parse(text, source_name_);
+        } catch (const toml::parse_error& e) {
+            throw TopologyError(std::string(e.description()), at(e.source()));
+        }
+        Spec spec;
+        spec.source_name = source_name_;
+        spec.base_dir = base_dir_;
+        read_top(root, spec);
+        check_across_nodes(spec);
+        return spec;
+    }
+
+private:
+    SourceLocation at(const toml::source_region& region) const {
+        return SourceLocation{source_name_, static_cast<int>(region.begin.line),
+                              static_cast<int>(region.begin.column)};
+    }
+
+    [[noreturn]] void fail(std::string description, const toml::source_region& region) const {
+        throw TopologyError(std::move(description), at(region));
+    }
+
+    void check_keys(const toml::table& table, std::span<const std::string_view> allowed,
+                    std::string_view context) const {
+        for (auto&& [key, value] : table) {
+            (void)value;
+            if (std::find(allowed.begin(), allowed.end(), key.str()) != allowed.end()) continue;
+            std::string message = "unknown key " + in_quotes(key.str());
+            if (!context.empty()) message += " in " + std::string(context);
+            const std::string_view suggestion = closest(key.str(), allowed);
+            if (!suggestion.empty()) message += ", did you mean " + in_quotes(suggestion) + "?";
+            fail(std::move(message), key.source());
+        }
+    }
+
+    [[noreturn]] void wrong_type(std::string_view key, std::string_view expected,
+                                 const toml::node& value) const {
+        fail(in_quotes(key) + " must be " + std::string(expected) + ", not " +
+                 std::string(type_name(value.type())),
+             value.source());
+    }
+
+    std::string string_of(std::string_view key, const toml::node& value) const {
+        const auto* s = value.as_string();
+        if (s == nullptr) wrong_type(key, "a string", value);
+        return s->get();
+    }
+
+    std::string non_empty_string(std::string_view key, const toml::node& value) const {
+        std::string s = string_of(key, value);
+        if (s.empty()) fail(in_quotes(key) + " must not be empty", value.source());
+        return s;
+    }
+
+    std::int64_t integer_of(std::string_view key, const toml::node& value, std::int64_t min,
+                            std::int64_t max) const {
+        const auto* i = value.as_integer();
+        if (i == nullptr) wrong_type(key, "an integer", value);
+        const std::int64_t v = i->get();
+        if (v < min) {
+            if (min == 1)
+                fail(in_quotes(key) + " must be positive, got " + std::to_string(v),
+                     value.source());
+            if (min == 0)
+                fail(in_quotes(key) + " must not be negative, got " + std::to_string(v),
+                     value.source());
+            fail(in_quotes(key) + " must be at least " + std::to_string(min) + ", got " +
+                     std::to_string(v),
+                 value.source());
+        }
+        if (v > max)
+            fail(in_quotes(key) + " must be at most " + std::to_string(max) + ", got " +
+                     std::to_string(v),
+                 value.source());
+        return v;
+    }
+
+    bool boolean_of(std::string_view key, const toml::node& value) const {
+        const auto* b = value.as_boolean();
+        if (b == nullptr) wrong_type(key, "a boolean", value);
+        return b->get();
+    }
+
+    double number_of(std::string_view key, const toml::node& value) const {
+        if (const auto* i = value.as_integer()) return static_cast<double>(i->get());
+        const auto* f = value.as_floating_point();
+        if (f == nullptr) wrong_type(key, "a number", value);
+        if (!std::isfinite(f->get()))
+            fail(in_quotes(key) + " must be a finite number", value.source());
+        return f->get();
+    }
+
+    const toml::table& table_of(std::string_view key, const toml::node& value) const {
+        const auto* t = value.as_table();
+        if (t == nullptr) wrong_type(key, "a table", value);
+        return *t;
+    }
+
+    std::vector<std::string> strings_of(std::string_view key, const toml::node& value,
+                                        std::vector<toml::source_region>* regions = nullptr) const {
+        const auto* array = value.as_array();
+        if (array == nullptr) wrong_type(key, "an array of strings", value);
+        std::vector<std::string> out;
+        for (const toml::node& element : *array) {
+            const auto* s = element.as_string();
+            if (s == nullptr)
+                fail(in_quotes(key) + " must hold strings, not " +
+                         std::string(type_name(element.type())),
+                     element.source());
+            if (regions != nullptr) {
+                if (s->get().empty())
+                    fail(in_quotes(key) + " must not hold empty strings", element.source());
+                regions->push_back(element.source());
+            }
+            out.push_back(s->get());
+        }
+        return out;
+    }
+
+    fs::path resolve(const std::string& path) const {
+        fs::path p(path);
+        if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
+        return p.lexically_normal();
+    }
+
+    SocketAddress address_of(std::string_view key, const toml::node& value) const {
+        const std::string text = string_of(key, value);
+        if (auto address = parse_socket_address(text)) return *address;
+        fail("bad address " + in_quotes(text) + " for " + in_quotes(key) + ": " +
+                 address_problem(text),
+             value.source());
+    }
+
+    std::uint32_t socket_mode_of(const toml::node& value) const {
+        if (!value.is_string())
+            wrong_type("socket_mode", "an octal string such as \"0660\"", value);
+        const std::string text = value.as_string()->get();
+        const bool octal =
+            !text.empty() && text.size() <= 4 &&
+            std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '7'; });
+        unsigned mode = 0;
+        if (octal) std::from_chars(text.data(), text.data() + text.size(), mode, 8);
+        if (!octal || text.size() < 3 || mode > 0777)
+            fail("bad socket_mode " + in_quotes(text) +
+                     ", expected an octal mode from \"000\" to \"0777\" such as \"0660\"",
+                 value.source());
+        return mode;
+    }
+
+    void read_top(const toml::table& root, Spec& spec) {
+        check_keys(root, TOP_KEYS, {});
+        if (const toml::node* v = root.get("socket_dir"))
+            spec.socket_dir = resolve(non_empty_string("socket_dir", *v));
+        if (const toml::node* v = root.get("contracts"))
+            spec.contracts = resolve(non_empty_string("contracts", *v));
+        if (const toml::node* v = root.get("socket_mode")) spec.socket_mode = socket_mode_of(*v);
+        if (const toml::node* v = root.get("limits"))
+            read_limits(table_of("limits", *v), spec.limits);
+
+        const toml::node* nodes = root.get("nodes");
+        if (nodes == nullptr)
+            throw TopologyError("no [[nodes]] defined", SourceLocation{source_name_, 0, 0});
+        const auto* array = nodes->as_array();
+        if (array != nullptr && array->empty()) fail("no [[nodes]] defined", nodes->source());
+        if (array == nullptr || !array->is_array_of_tables())
+            wrong_type("nodes", "an array of tables ([[nodes]])",
+                       array == nullptr ? *nodes : *find_non_table(*array));
+        for (const toml::node& element : *array) {
+            spec.nodes.push_back(read_node(*element.as_table(), spec));
+        }
+    }
+
+    static const toml::node* find_non_table(const toml::array& array) {
+        for (const toml::node& element : array)
+            if (!element.is_table()) return &element;
+        return &array;
+    }
+
+    void read_limits(const toml::table& table, Limits& limits) const {
+        check_keys(table, LIMIT_KEYS, "[limits]");
+        if (const toml::node* v = table.get("max_payload"))
+            limits.max_payload = static_cast<std::size_t>(
+                integer_of("max_payload", *v, 1, static_cast<std::int64_t>(MAX_PAYLOAD_LIMIT)));
+        if (const toml::node* v = table.get("handshake_timeout_ms"))
+            limits.handshake_timeout =
+                std::chrono::milliseconds(integer_of("handshake_timeout_ms", *v, 1, 3'600'000));
+        if (const toml::node* v = table.get("max_connections"))
+            limits.max_connections =
+                static_cast<std::uint32_t>(integer_of("max_connections", *v, 1, 1'000'000));
+    }
+
+    Node read_node(const toml::table& table, const Spec& spec) {
+        check_keys(table, NODE_KEYS, "[[nodes]]");
+        Node node;
+        NodeMarks marks;
+        node.source = at(table.source());
+        node.socket_mode = spec.socket_mode;
+        node.contracts = spec.contracts;
+
+        const toml::node* name = table.get("name");
+        if (name == nullptr) fail("[[nodes]] entry is missing 'name'", table.source());
+        node.name = non_empty_string("name", *name);
+        if (!valid_name(node.name))
+            fail("node name " + in_quotes(node.name) +
+                     " may only use letters, digits, '_', '-' and '.'",
+                 name->source());
+        marks.name = name->source();
+        marks.socket = name->source();
+
+        if (const toml::node* v = table.get("services"))
+            node.services = strings_of("services", *v, &marks.services);
+        if (const toml::node* v = table.get("host")) {
+            node.host = string_of("host", *v);
+            if (!node.host.empty() && !detail::valid_host(node.host))
+                fail("bad host " + in_quotes(node.host), v->source());
+            marks.host = v->source();
+        }
+        if (const toml::node* v = table.get("port")) {
+            node.port = static_cast<std::uint16_t>(integer_of("port", *v, 0, 65535));
+            marks.port = v->source();
+        }
+        if (const toml::node* v = table.get("endpoint")) {
+            node.endpoint = read_endpoint(table_of("endpoint", *v));
+            marks.socket = v->source();
+        }
+        read_bind(table, node, marks);
+        if (const toml::node* v = table.get("socket_mode")) node.socket_mode = socket_mode_of(*v);
+        if (const toml::node* v = table.get("scripts")) {
+            std::vector<toml::source_region> regions;
+            for (const std::string& script : strings_of("scripts", *v, &regions))
+                node.scripts.push_back(resolve(script));
+        }
+        if (const toml::node* v = table.get("contracts"))
+            node.contracts = resolve(non_empty_string("contracts", *v));
+        if (const toml::node* v = table.get("metrics")) {
+            node.metrics = address_of("metrics", *v);
+            marks.metrics = v->source();
+        }
+        if (const toml::node* v = table.get("queues"))
+            read_queues(table_of("queues", *v), node.queues);
+        if (const toml::node* v = table.get("shm")) read_shm(table_of("shm", *v), node.shm);
+        if (const toml::node* v = table.get("workers")) read_workers(*v, node);
+
+        if (!node.is_local() && !node.port &&
+            !(node.endpoint && node.endpoint->kind == EndpointKind::Tcp))
+            fail("node " + in_quotes(node.name) + " is on remote host " + in_quotes(node.host) +
+                     " and needs a 'port'",
+                 marks.host);
+        if (!node.is_local() && node.port && *node.port == 0)
+            fail("node " + in_quotes(node.name) + " is on remote host " + in_quotes(node.host) +
+                     ": port 0 cannot be reached, give a real 'port'",
+                 marks.port);
+        marks_.push_back(std::move(marks));
+        return node;
+    }
+
+    Endpoint read_endpoint(const toml::table& table) const {
+        check_keys(table, ENDPOINT_KEYS, "endpoint");
+        const toml::node* kind = table.get("kind");
+        if (kind == nullptr) fail("endpoint is missing 'kind'", table.source());
+        const toml::node* addr = table.get("addr");
+        if (addr == nullptr) fail("endpoint is missing 'addr'", table.source());
+        Endpoint endpoint;
+        const std::string kind_text = string_of("kind", *kind);
+        if (kind_text == "unix") {
+            endpoint.kind = EndpointKind::Unix;
+        } else if (kind_text == "tcp") {
+            endpoint.kind = EndpointKind::Tcp;
+        } else {
+            fail("bad endpoint kind " + in_quotes(kind_text) + ", expected 'unix' or 'tcp'",
+                 kind->source());
+        }
+        endpoint.addr = non_empty_string("addr", *addr);
+        if (endpoint.kind == EndpointKind::Unix) {
+            endpoint.path = resolve(endpoint.addr);
+        } else {
+            endpoint.address = address_of("addr", *addr);
+        }
+        return endpoint;
+    }
+
+    // `bind` is host or host:port; the port falls back to the node's `port`, the host to
+    // 127.0.0.1 for a local node and to the node's own host for a remote one (a remote
+    // node bound to loopback could never be reached by its peers).
+    void read_bind(const toml::table& table, Node& node, NodeMarks& marks) const {
+        const toml::node* v = table.get("bind");
+        if (v == nullptr) {
+            if (node.port)
+                node.bind = SocketAddress{
+                    node.is_local() ? std::string(DEFAULT_BIND_HOST) : node.host, *node.port};
+            marks.bind = marks.port;
+            return;
+        }
+        marks.bind = v->source();
+        const std::string text = string_of("bind", *v);
+        if (auto address = parse_socket_address(text)) {
+            node.bind = *address;
+            return;
+        }
+        const bool host_only = text.find(':') == std::string::npos && detail::valid_host(text);
+        const bool bracketed_host_only =
+            text.size() > 2 && text.front() == '[' && text.back() == ']' &&
+            detail::valid_host(std::string_view(text).substr(1, text.size() - 2));
+        if (!host_only && !bracketed_host_only)
+            fail("bad address " + in_quotes(text) + " for 'bind': " + address_problem(text),
+                 v->source());
+        if (!node.port)
+            fail("'bind' " + in_quotes(text) + " has no port and node " + in_quotes(node.name) +
+                     " has no 'port'; write \"host:port\"",
+                 v->source());
+        node.bind =
+            SocketAddress{bracketed_host_only ? text.substr(1, text.size() - 2) : text, *node.port};
+    }
+
+    void read_queues(const toml::table& table, QueueConfig& queues) const {
+        check_keys(table, QUEUE_KEYS, "[nodes.queues]");
+        const auto max = static_cast<std::int64_t>(MAX_QUEUE_CAPACITY);
+        if (const toml::node* v = table.get("capacity"))
+            queues.capacity = static_cast<std::size_t>(integer_of("capacity", *v, 1, max));
+        if (const toml::node* v = table.get("link_capacity"))
+            queues.link_capacity =
+                static_cast<std::size_t>(integer_of("link_capacity", *v, 1, max));
+        if (const toml::node* v = table.get("policy")) {
+            const std::string policy = string_of("policy", *v);
+            if (policy == "block") {
+                queues.policy = QueuePolicy::Block;
+            } else if (policy == "drop_oldest") {
+                queues.policy = QueuePolicy::DropOldest;
+            } else if (policy == "fail") {
+                queues.policy = QueuePolicy::Fail;
+            } else {
+                fail("bad queue policy " + in_quotes(policy) +
+                         ", expected 'block', 'drop_oldest' or 'fail'",
+                     v->source());
+            }
+        }
+    }
+
+    void read_shm(const toml::table& table, ShmConfig& shm) const {
+        check_keys(table, SHM_KEYS, "[nodes.shm]");
+        if (const toml::node* v = table.get("enabled")) shm.enabled = boolean_of("enabled", *v);
+        if (const toml::node* v = table.get("ring_bytes")) {
+            const auto bytes = static_cast<std::size_t>(
+                integer_of("ring_bytes", *v, 1, static_cast<std::int64_t>(MAX_RING_BYTES)));
+            if (bytes < MIN_RING_BYTES)
+                fail("'ring_bytes' must be at least " + std::to_string(MIN_RING_BYTES) + ", got " +
+                         std::to_string(bytes),
+                     v->source());
+            if ((bytes & (bytes - 1)) != 0)
+                fail("'ring_bytes' must be a power of two, got " + std::to_string(bytes),
+                     v->source());
+            shm.ring_bytes = bytes;
+        }
+        if (const toml::node* v = table.get("spin_us"))
+            shm.spin = std::chrono::microseconds(integer_of("spin_us", *v, 0, MAX_SPIN.count()));
+    }
+
+    void read_workers(const toml::node& value, Node& node) const {
+        const auto* array = value.as_array();
+        if (array != nullptr && array->empty()) return;
+        if (array == nullptr || !array->is_array_of_tables())
+            wrong_type("workers", "an array of tables ([[nodes.workers]])",
+                       array == nullptr ? value : *find_non_table(*array));
+        std::map<std::string, int, std::less<>> first_line;
+        for (const toml::node& element : *array) {
+            const toml::table& table = *element.as_table();
+            Worker worker = read_worker(table);
+            const toml::node& name = *table.get("name");
+            const auto [it, inserted] = first_line.emplace(worker.name, worker.source.line);
+            if (!inserted)
+                fail("duplicate worker name " + in_quotes(worker.name) + " on node " +
+                         in_quotes(node.name) + " (first defined at line " +
+                         std::to_string(it->second) + ")",
+                     name.source());
+            node.workers.push_back(std::move(worker));
+        }
+    }
+
+    Worker read_worker(const toml::table& table) const {
+        check_keys(table, WORKER_KEYS, "[[nodes.workers]]");
+        Worker worker;
+        worker.source = at(table.source());
+        const toml::node* name = table.get("name");
+        if (name == nullptr) fail("[[nodes.workers]] entry is missing 'name'", table.source());
+        worker.name = non_empty_string("name", *name);
+        if (!valid_name(worker.name))
+            fail("worker name " + in_quotes(worker.name) +
+                     " may only use letters, digits, '_', '-' and '.'",
+                 name->source());
+        const toml::node* script = table.get("script");
+        if (script == nullptr) fail("[[nodes.workers]] entry is missing 'script'", table.source());
+        worker.script = resolve(non_empty_string("script", *script));
+        if (const toml::node* v = table.get("args")) worker.args = strings_of("args", *v);
+        if (const toml::node* v = table.get("restart")) {
+            const std::string restart = string_of("restart", *v);
+            if (restart == "always") {
+                worker.restart = RestartPolicy::Always;
+            } else if (restart == "on-failure") {
+                worker.restart = RestartPolicy::OnFailure;
+            } else if (restart == "never") {
+                worker.restart = RestartPolicy::Never;
+            } else {
+                fail("bad restart policy " + in_quotes(restart) +
+                         ", expected 'always', 'on-failure' or 'never'",
+                     v->source());
+            }
+        }
+        constexpr std::int64_t DAY_MS = 86'400'000;
+        if (const toml::node* v = table.get("backoff_initial_ms"))
+            worker.backoff_initial =
+                std::chrono::milliseconds(integer_of("backoff_initial_ms", *v, 1, DAY_MS));
+        const toml::node* backoff_max = table.get("backoff_max_ms");
+        if (backoff_max != nullptr)
+            worker.backoff_max =
+                std::chrono::milliseconds(integer_of("backoff_max_ms", *backoff_max, 1, DAY_MS));
+        if (worker.backoff_max < worker.backoff_initial)
+            fail("'backoff_max_ms' (" + std::to_string(worker.backoff_max.count()) +
+                     ") must not be below 'backoff_initial_ms' (" +
+                     std::to_string(worker.backoff_initial.count()) + ")",
+                 backoff_max != nullptr ? backoff_max->source()
+                                        : table.get("backoff_initial_ms")->source());
+        if (const toml::node* v = table.get("backoff_multiplier")) {
+            worker.backoff_multiplier = number_of("backoff_multiplier", *v);
+            if (worker.backoff_multiplier < 1.0 || worker.backoff_multiplier > 100.0) {
+                std::ostringstream got;
+                got << worker.backoff_multiplier;
+                fail("'backoff_multiplier' must be between 1.0 and 100.0, got " + got.str(),
+                     v->source());
+            }
+        }
+        if (const toml::node* v = table.get("max_restarts"))
+            worker.max_restarts =
+                static_cast<std::uint32_t>(integer_of("max_restarts", *v, 1, 1'000'000));
+        if (const toml::node* v = table.get("restart_window_s"))
+            worker.restart_window =
+                std::chrono::seconds(integer_of("restart_window_s", *v, 1, 86'400));
+        if (const toml::node* v = table.get("stop_grace_ms"))
+            worker.stop_grace =
+                std::chrono::milliseconds(integer_of("stop_grace_ms", *v, 1, 3'600'000));
+        return worker;
+    }
+
+    // Names, services, socket paths and listening ports must not collide across nodes.
+    void check_across_nodes(const Spec& spec) const {
+        std::map<std::string, std::size_t, std::less<>> node_by_name;
+        std::map<std::string, std::size_t, std::less<>> node_by_service;
+        for (std::size_t i = 0; i < spec.nodes.size(); ++i) {
+            const Node& node = spec.nodes[i];
+            const auto [named, fresh] = node_by_name.emplace(node.name, i);
+            if (!fresh)
+                fail("duplicate node name " + in_quotes(node.name) + " (first defined at line " +
+                         std::to_string(spec.nodes[named->second].source.line) + ")",
+                     marks_[i].name);
+            for (std::size_t s = 0; s < node.services.size(); ++s) {
+                const auto [owner, added] = node_by_service.emplace(node.services[s], i);
+                if (added) continue;
+                if (owner->second == i)
+                    fail("service " + in_quotes(node.services[s]) + " is listed twice on node " +
+                             in_quotes(node.name),
+                         marks_[i].services[s]);
+                fail("service " + in_quotes(node.services[s]) + " is on nodes " +
+                         in_quotes(spec.nodes[owner->second].name) + " and " + in_quotes(node.name),
+                     marks_[i].services[s]);
+            }
+        }
+
+        for (std::size_t i = 0; i < spec.nodes.size(); ++i) {
+            const Node& node = spec.nodes[i];
+            const std::string path = socket_path(spec, node).string();
+            if (path.size() > MAX_UNIX_PATH)
+                fail("unix socket path " + in_quotes(path) + " of node " + in_quotes(node.name) +
+                         " is " + std::to_string(path.size()) + " bytes, longer than " +
+                         std::to_string(MAX_UNIX_PATH),
+                     marks_[i].socket);
+            if (node.bind && node.metrics && node.bind->port != 0 &&
+                node.bind->port == node.metrics->port)
+                fail("node " + in_quotes(node.name) + " uses port " +
+                         std::to_string(node.bind->port) + " for both TCP and metrics",
+                     marks_[i].metrics);
+            for (std::size_t j = 0; j < i; ++j) {
+                const Node& other = spec.nodes[j];
+                if (!same_host(node, other)) continue;
+                if (socket_path(spec, other).string() == path)
+                    fail("node " + in_quotes(node.name) + " uses unix socket " + in_quotes(path) +
+                             ", already used by node " + in_quotes(other.name),
+                         marks_[i].socket);
+                check_ports(node, marks_[i], other);
+            }
+        }
+    }
+
+    // Two listeners on one machine cannot share a port (0 asks the kernel for a free one).
+    void check_ports(const Node& node, const NodeMarks& marks, const Node& other) const {
+        const auto used_by_other = [&](std::uint16_t port) {
+            return (other.bind && other.bind->port == port) ||
+                   (other.metrics && other.metrics->port == port);
+        };
+        const std::pair<const std::optional<SocketAddress>*, const toml::source_region*>
+            listeners[] = {{&node.bind, &marks.bind}, {&node.metrics, &marks.metrics}};
+        for (const auto& [listener, region] : listeners) {
+            if (!*listener || (*listener)->port == 0 || !used_by_other((*listener)->port)) continue;
+            fail("node " + in_quotes(node.name) + " listens on port " +
+                     std::to_string((*listener)->port) + ", already used by node " +
+                     in_quotes(other.name) + " on the same host",
+                 *region);
+        }
+    }
+
+    std::string source_name_;
+    fs::path base_dir_;
+    std::vector<NodeMarks> marks_;  // parallel to Spec::nodes
+};
+
+}  // namespace
+
+Spec load_string(std::string_view toml, std::string source_name, std::filesystem::path base_dir) {
+    return Parser(std::move(source_name), std::move(base_dir)).parse(toml);
+}
+
+Spec load_file(const std::filesystem::path& path) {
+    const SourceLocation whole_file{path.string(), 0, 0};
+    std::error_code ec;
+    const fs::file_status status = fs::status(path, ec);
+    if (ec) throw TopologyError("cannot open topology file: " + ec.message(), whole_file);
+    // An ifstream opens a directory without complaint and then reads nothing.
+    if (fs::is_directory(status))
+        throw TopologyError("topology path is a directory, not a file", whole_file);
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw TopologyError("cannot open topology file", whole_file);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (in.bad()) throw TopologyError("cannot read topology file", whole_file);
+    fs::path base = fs::absolute(path, ec).parent_path();
+    if (ec) base = path.parent_path();
+    return load_string(text.str(), path.string(), base);
+}
+
+}  // namespace mycelium::topology
