@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "mycelium/codegen.hpp"
 
 namespace mycelium::codegen {
@@ -102,7 +104,7 @@ std::string generate_cpp(const schema::Registry& registry, const CppOptions& opt
         "#pragma once\n\n"
         "#include <array>\n#include <cstddef>\n#include <cstdint>\n#include <string_view>\n"
         "#include <type_traits>\n\n#include <mycelium/fixed.hpp>\n\n",
-        registry.source_name());
+        std::filesystem::path(registry.source_name()).filename().string());
     // offsetof on these standard-layout structs is well defined; gcc warns anyway for
     // structs with default member initialisers.
     out += "#if defined(__GNUC__)\n#pragma GCC diagnostic push\n"

@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <filesystem>
+
 #include "mycelium/codegen.hpp"
 
 namespace mycelium::codegen {
@@ -257,7 +259,8 @@ std::string generate_python(const schema::Registry& registry) {
         "\"\"\"Message classes for the contracts with digest {}.\"\"\"\n\n"
         "import struct\n\n"
         "SCHEMA_DIGEST = bytes.fromhex('{}')\n\n\n",
-        registry.source_name(), registry.digest_hex(), registry.digest_hex());
+        std::filesystem::path(registry.source_name()).filename().string(), registry.digest_hex(),
+        registry.digest_hex());
     out += R"PY(class ValidationError(ValueError):
     """A field breaks a rule of the contracts: names the message, the field and the rule."""
 

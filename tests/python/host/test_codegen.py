@@ -110,3 +110,14 @@ def test_f32_round_trips_through_bytes(generated):
     msg = generated.Everything(name="ok", a_f32=0.1)
     back = generated.Everything.from_bytes(msg.to_bytes())
     assert math.isclose(back.a_f32, 0.1, rel_tol=1e-7)
+
+
+def test_committed_demo_header_matches_the_bundled_contracts(run_host, repo, tmp_path):
+    """host/src/demo/demo_messages.hpp is generated code checked in: it must not drift."""
+    out = tmp_path / "demo_messages.hpp"
+    result = run_host("codegen", "--contracts", repo / "scripts" / "contracts.yaml", "--cpp", out,
+                      "--namespace", "mycelium::demo")
+    assert result.returncode == 0, result.stderr
+    assert out.read_text() == (repo / "host" / "src" / "demo" / "demo_messages.hpp").read_text(), (
+        "regenerate with: mycelium-host codegen --contracts scripts/contracts.yaml "
+        "--cpp host/src/demo/demo_messages.hpp --namespace mycelium::demo")
