@@ -7,14 +7,27 @@
 #include <exception>
 
 #include "commands.hpp"
+#include "mycelium/log.hpp"
 
 int main(int argc, char** argv) {
     using namespace mycelium::app;
 
     CLI::App app{"mycelium-host: a typed pub/sub bus with embedded CPython", "mycelium-host"};
     app.set_version_flag("--version", "mycelium-host " MYCELIUM_VERSION);
-    app.require_subcommand(1);
+    app.require_subcommand(0, 1);
 
+    std::string log_level = "info";
+    std::string log_format = "text";
+    app.add_option("--log-level", log_level, "trace, debug, info, warning, error, critical or off")
+        ->capture_default_str()
+        ->check([](const std::string& v) {
+            return mycelium::log::parse_level(v) ? std::string() : "unknown log level '" + v + "'";
+        });
+    app.add_option("--log-format", log_format, "text or json (one JSON object per line)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"text", "json"}));
+
+    const Command run = add_run_options(app, MYCELIUM_PYMODULES_DIR);
     const Command commands[] = {add_schema_command(app), add_codegen_command(app), add_demo_command(app)};
     const auto subcommands = app.get_subcommands({});
 
@@ -31,13 +44,14 @@ int main(int argc, char** argv) {
         return EXIT_BAD_INPUT;
     }
 
+    mycelium::log::configure(*mycelium::log::parse_level(log_level), *mycelium::log::parse_format(log_format));
     try {
         for (std::size_t i = 0; i < subcommands.size(); ++i) {
             if (subcommands[i]->parsed()) return commands[i]();
         }
+        return run();
     } catch (const std::exception& e) {
         std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
         return EXIT_FAILURE_RUNTIME;
     }
-    return EXIT_BAD_INPUT;
 }

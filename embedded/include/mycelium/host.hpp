@@ -1,0 +1,100 @@
+#pragma once
+/// mycelium::Host: a bus, the schema registry and the embedded Python interpreter in
+/// one object, for mycelium-host and for a user's own main():
+///
+///     mycelium::Host host({.scripts = {"model.py"}});
+///     auto sub = host.bus().subscribe<Signal>([](const Signal& s) { ... });
+///     return host.run();   // until SIGINT/SIGTERM, --duration or mycelium_native.stop()
+///
+/// One Host per process (CPython has one interpreter per process here). The thread that
+/// calls run() becomes the Python thread. No Python header is included here.
+/// Thread safety: stop() from any thread; everything else from the thread that created it.
+
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "mycelium/bus.hpp"
+#include "mycelium/latency_histogram.hpp"
+#include "mycelium/schema.hpp"
+
+namespace mycelium {
+
+struct HostOptions {
+    /// contracts.yaml to load; empty: the demo contracts compiled into the binary.
+    std::optional<std::filesystem::path> contracts;
+    /// Scripts run in order, each as __main__.
+    std::vector<std::filesystem::path> scripts;
+    /// Stop after this long; empty: run until stopped.
+    std::optional<std::chrono::duration<double>> duration;
+    /// A callback exception stops the host with exit code 1.
+    bool fail_fast = false;
+    /// Longest time from a stop request to run() returning; a stuck callback is
+    /// interrupted (KeyboardInterrupt) halfway through it.
+    std::chrono::milliseconds shutdown_timeout{5000};
+    /// Messages waiting for Python, across all Python subscriptions.
+    std::size_t python_queue_capacity = 4096;
+    /// How long waits spin before they park (zero allowed).
+    std::chrono::nanoseconds spin = std::chrono::microseconds(50);
+    /// SIGINT and SIGTERM stop the host during run().
+    bool handle_signals = true;
+    /// Folders put on sys.path after each script's own folder (the bundled pymodules/).
+    std::vector<std::filesystem::path> python_path;
+};
+
+/// Why run() returned, as a process exit code.
+enum HostExit : int {
+    HOST_EXIT_OK = 0,       ///< stopped normally
+    HOST_EXIT_FAILURE = 1,  ///< a script failed at import, or --fail-fast tripped
+};
+
+/// Counters for the summary printed at exit.
+struct HostStats {
+    std::uint64_t python_delivered = 0;
+    std::uint64_t python_errors = 0;
+    std::uint64_t decode_errors = 0;
+};
+
+class Host {
+public:
+    /// Loads the contracts (throws schema::SchemaError) and starts the interpreter.
+    explicit Host(HostOptions options = {});
+    /// Finalizes the interpreter; every Python object dies before it.
+    ~Host();
+    Host(const Host&) = delete;
+    Host& operator=(const Host&) = delete;
+
+    Bus& bus() noexcept;
+    const schema::Registry& registry() const noexcept;
+
+    /// Runs once the scripts have loaded and their on_start hooks ran, on the Python
+    /// thread: start your producers here so scripts see every message from the first.
+    void on_started(std::function<void()> fn);
+
+    /// Runs before the Python queue drains at shutdown: stop your producers here so
+    /// nothing new arrives while the host drains (e.g. a feed's stop()).
+    void on_stopping(std::function<void()> fn);
+
+    /// Runs the scripts, then delivers messages to Python until stopped; drains, runs
+    /// on_stop hooks. Returns a HostExit code. Call once, on the thread that owns Python.
+    int run();
+
+    /// Requests a stop; run() returns within the shutdown timeout. Any thread.
+    void stop(int exit_code = HOST_EXIT_OK) noexcept;
+
+    HostStats stats() const noexcept;
+    /// Durations of Python callbacks.
+    const LatencyHistogram& callback_latency() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+/// The demo contracts compiled into the binary (scripts/contracts.yaml).
+std::string_view bundled_contracts() noexcept;
+
+}  // namespace mycelium

@@ -1,0 +1,178 @@
+"""The Python half of the built-in module mycelium_native.
+
+Compiled into mycelium-host and executed in the module's namespace when the module is
+first imported. The C++ half (embedded/src/native_module.cpp) provides the names with a
+leading underscore used here: _log, _doorbell_fd, _dispatch_ready, _next_timer_delay.
+Everything here runs on the host's Python thread.
+"""
+
+import asyncio
+import collections
+import logging
+
+
+class MyceliumError(Exception):
+    """Base class of every error mycelium_native raises."""
+
+
+class SchemaMismatch(MyceliumError):
+    """The schema digest a script expects is not the one the host loaded."""
+
+
+class ValidationError(MyceliumError, ValueError):
+    """A field breaks a rule of the contracts; names the message, the field and the rule."""
+
+    def __init__(self, message, field, rule, detail):
+        super().__init__(f"{message}.{field}: {rule}: {detail}")
+        self.message = message
+        self.field = field
+        self.rule = rule
+
+
+class DecodeError(MyceliumError, ValueError):
+    """Bytes that are not a valid encoding of the message."""
+
+
+class QueueFull(MyceliumError):
+    """A subscriber's queue is full and its policy is 'fail' (or waiting would deadlock)."""
+
+
+class ClosedError(MyceliumError, RuntimeError):
+    """The Runtime, subscription or host has been closed."""
+
+
+class HostLogHandler(logging.Handler):
+    """Routes Python logging records into the host's log, under the logger's name."""
+
+    def emit(self, record):
+        try:
+            text = self.format(record)
+        except Exception:  # noqa: BLE001 - logging must never raise into the caller
+            self.handleError(record)
+            return
+        _log(record.levelno, record.name, text)  # noqa: F821 - provided by the C++ half
+
+
+def _install_log_handler(level):
+    root = logging.getLogger()
+    if not any(isinstance(h, HostLogHandler) for h in root.handlers):
+        handler = HostLogHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+# ---------------------------------------------------------------- asyncio integration
+#
+# The host's Python thread normally waits in C++ for messages. While a script runs an
+# asyncio loop on that thread, the loop waits instead: the mailbox's doorbell eventfd is
+# registered with add_reader, so a message wakes the loop (no polling), and the next
+# timer deadline is a call_at on the loop.
+
+_attached = {"loop": None, "timer": None}
+
+
+def _pump():
+    loop = _attached["loop"]
+    _dispatch_ready()  # noqa: F821 - delivers queued messages and due timers
+    _schedule_timers(loop)
+
+
+def _schedule_timers(loop):
+    handle = _attached["timer"]
+    if handle is not None:
+        handle.cancel()
+        _attached["timer"] = None
+    delay = _next_timer_delay()  # noqa: F821 - seconds, or None without timers
+    if delay is not None and not loop.is_closed():
+        _attached["timer"] = loop.call_later(delay, _pump)
+
+
+def _attach_running_loop():
+    """Lets the running asyncio loop deliver messages and timers. Idempotent."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    if _attached["loop"] is loop and not loop.is_closed():
+        return loop
+    _attached["loop"] = loop
+    loop.add_reader(_doorbell_fd(), _pump)  # noqa: F821
+    _schedule_timers(loop)
+    loop.call_soon(_pump)  # deliver what queued up before the loop started
+    return loop
+
+
+def _timers_changed():
+    loop = _attached["loop"]
+    if loop is not None and not loop.is_closed():
+        _schedule_timers(loop)
+
+
+class Stream:
+    """`async for msg in rt.stream(Cls)`: messages of one type, in order.
+
+    Buffers up to `maxsize` messages the consumer has not awaited yet; past that the
+    oldest is dropped and counted in `dropped` (the host's queue stays bounded either way).
+    """
+
+    def __init__(self, runtime, cls, maxsize=65536):
+        self._queue = collections.deque()
+        self._maxsize = maxsize
+        self._waiter = None
+        self._closed = False
+        self.dropped = 0
+        self._subscription = runtime.subscribe(cls, self._push)
+        _attach_running_loop()
+
+    def _push(self, message):
+        if len(self._queue) >= self._maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __aiter__(self):
+        _attach_running_loop()
+        return self
+
+    async def __anext__(self):
+        while not self._queue:
+            if self._closed:
+                raise StopAsyncIteration
+            loop = _attach_running_loop()
+            self._waiter = loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    async def get(self, timeout=None):
+        """The next message; raises TimeoutError after `timeout` seconds."""
+        if timeout is None:
+            return await self.__anext__()
+        return await asyncio.wait_for(self.__anext__(), timeout)
+
+    def close(self):
+        self._closed = True
+        self._subscription.close()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+async def _recv(runtime, cls, timeout):
+    stream = Stream(runtime, cls, maxsize=1)
+    try:
+        return await stream.get(timeout)
+    finally:
+        stream.close()

@@ -1,0 +1,223 @@
+// Host: wires the registry, the bus, the interpreter and the Python runtime together,
+// and owns shutdown. A watchdog thread turns SIGINT/SIGTERM and --duration into a stop
+// request, interrupts a callback that does not return (KeyboardInterrupt in the Python
+// thread), and as a last resort ends the process when the shutdown timeout passes, so
+// the host never hangs on exit.
+
+#include "mycelium/host.hpp"
+
+#include <pybind11/pybind11.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <thread>
+
+#include "mycelium/embedded/interpreter.hpp"
+#include "mycelium/log.hpp"
+#include "native_module.hpp"
+#include "python_runtime.hpp"
+
+namespace mycelium::embedded_files {
+extern const std::string_view demo_contracts;
+}
+
+namespace mycelium {
+
+std::string_view bundled_contracts() noexcept { return embedded_files::demo_contracts; }
+
+namespace {
+
+std::shared_ptr<const schema::Registry> load_registry(const HostOptions& options) {
+    if (options.contracts) return std::make_shared<schema::Registry>(schema::Registry::load_file(*options.contracts));
+    return std::make_shared<schema::Registry>(schema::Registry::load_string(bundled_contracts(), "contracts.yaml (bundled)"));
+}
+
+int python_level_of(spdlog::level::level_enum level) {
+    switch (level) {
+        case spdlog::level::trace:
+        case spdlog::level::debug: return 10;
+        case spdlog::level::info: return 20;
+        case spdlog::level::warn: return 30;
+        case spdlog::level::err: return 40;
+        default: return 50;
+    }
+}
+
+}  // namespace
+
+struct Host::Impl {
+    explicit Impl(HostOptions opts) : options(std::move(opts)), registry(load_registry(options)) {}
+
+    HostOptions options;
+    std::shared_ptr<const schema::Registry> registry;
+    Bus bus{BusOptions{registry->max_payload()}};
+    std::unique_ptr<embedded::Interpreter> interpreter;
+    std::unique_ptr<embedded::PythonRuntime> runtime;
+    std::vector<std::function<void()>> started;
+    std::vector<std::function<void()>> stopping;
+    std::shared_ptr<spdlog::logger> log = log::get("host");
+
+    sigset_t signals{};
+    sigset_t previous_mask{};
+    bool signals_blocked = false;
+
+    // Watchdog state.
+    std::atomic<bool> run_finished{false};
+    std::thread watchdog;
+
+    void watch(std::chrono::steady_clock::time_point started);
+    void interrupt_python();
+};
+
+Host::Host(HostOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
+    auto& self = *impl_;
+    if (self.options.handle_signals) {
+        // Block before any thread exists, so every thread inherits the mask and only
+        // the watchdog receives SIGINT/SIGTERM (with sigtimedwait).
+        sigemptyset(&self.signals);
+        sigaddset(&self.signals, SIGINT);
+        sigaddset(&self.signals, SIGTERM);
+        pthread_sigmask(SIG_BLOCK, &self.signals, &self.previous_mask);
+        self.signals_blocked = true;
+    }
+    embedded::ensure_native_module_linked();
+    self.interpreter = std::make_unique<embedded::Interpreter>();
+    {
+        py::list sys_path = py::module_::import("sys").attr("path");
+        for (const auto& folder : self.options.python_path) sys_path.append(folder.string());
+    }
+    embedded::RuntimeOptions runtime_options;
+    runtime_options.queue_capacity = self.options.python_queue_capacity;
+    runtime_options.spin = self.options.spin;
+    runtime_options.fail_fast = self.options.fail_fast;
+    self.runtime = std::make_unique<embedded::PythonRuntime>(self.bus, self.registry, runtime_options);
+    py::module_::import("mycelium_native").attr("_install_log_handler")(python_level_of(log::get("py")->level()));
+}
+
+Host::~Host() {
+    auto& self = *impl_;
+    self.runtime.reset();      // Python objects first, with the interpreter alive
+    self.interpreter.reset();  // then CPython itself
+    self.bus.shutdown();
+    if (self.signals_blocked) pthread_sigmask(SIG_SETMASK, &self.previous_mask, nullptr);
+}
+
+Bus& Host::bus() noexcept { return impl_->bus; }
+const schema::Registry& Host::registry() const noexcept { return *impl_->registry; }
+void Host::on_started(std::function<void()> fn) { impl_->started.push_back(std::move(fn)); }
+void Host::on_stopping(std::function<void()> fn) { impl_->stopping.push_back(std::move(fn)); }
+void Host::stop(int exit_code) noexcept { impl_->runtime->request_stop(exit_code); }
+const LatencyHistogram& Host::callback_latency() const noexcept { return impl_->runtime->callback_latency(); }
+
+HostStats Host::stats() const noexcept {
+    const auto s = impl_->runtime->stats();
+    return HostStats{s.delivered, s.callback_errors, s.decode_errors};
+}
+
+void Host::Impl::interrupt_python() {
+    // Taking the GIL from here waits at most one switch interval (5 ms) for the
+    // Python thread to hand it over; the exception then fires in its running code.
+    PyGILState_STATE gil = PyGILState_Ensure();
+    if (runtime->in_python()) {
+        PyThreadState_SetAsyncExc(runtime->python_thread_id(), PyExc_KeyboardInterrupt);
+    }
+    PyGILState_Release(gil);
+}
+
+void Host::Impl::watch(std::chrono::steady_clock::time_point started) {
+    std::optional<std::chrono::steady_clock::time_point> stop_seen;
+    bool interrupted = false;
+    while (!run_finished.load()) {
+        if (signals_blocked) {
+            timespec slice{0, 20'000'000};
+            const int signal = sigtimedwait(&signals, nullptr, &slice);
+            if (signal > 0) {
+                log->info("received {}, stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
+                runtime->request_stop(HOST_EXIT_OK);
+            }
+        } else {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        }
+        const auto now = std::chrono::steady_clock::now();
+        if (options.duration && now - started >= *options.duration && !runtime->stop_requested()) {
+            runtime->request_stop(HOST_EXIT_OK);
+        }
+        if (!runtime->stop_requested()) continue;
+        if (!stop_seen) stop_seen = now;
+        const auto waited = now - *stop_seen;
+        if (!interrupted && waited >= options.shutdown_timeout / 2 && runtime->in_python()) {
+            log->warn("Python code still running {} ms after the stop request; interrupting it",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
+            interrupted = true;
+            interrupt_python();
+        }
+        if (waited >= options.shutdown_timeout) {
+            log->critical("shutdown did not finish within {} ms; exiting now", options.shutdown_timeout.count());
+            spdlog::apply_all([](const std::shared_ptr<spdlog::logger>& l) { l->flush(); });
+            std::_Exit(HOST_EXIT_FAILURE);
+        }
+    }
+}
+
+int Host::run() {
+    auto& self = *impl_;
+    auto& runtime = *self.runtime;
+    const auto started = std::chrono::steady_clock::now();
+    self.run_finished = false;
+    self.watchdog = std::thread([&self, started] { self.watch(started); });
+
+    int exit_code = HOST_EXIT_OK;
+    try {
+        for (const auto& script : self.options.scripts) {
+            if (runtime.stop_requested()) break;
+            runtime.run_script(script);
+        }
+        std::optional<std::chrono::steady_clock::time_point> deadline;
+        if (self.options.duration) {
+            deadline = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*self.options.duration);
+        }
+        if (!runtime.stop_requested()) {
+            runtime.run_start_hooks();
+            for (auto& fn : self.started) fn();
+            runtime.dispatch_until_stopped(deadline);
+        }
+    } catch (const embedded::ScriptError&) {
+        exit_code = HOST_EXIT_FAILURE;
+        runtime.request_stop(HOST_EXIT_FAILURE);
+    }
+    runtime.request_stop();
+
+    // Stop intake: C++ producers stop on another thread while this one keeps
+    // delivering, since a producer blocked on a full Python queue needs us to drain.
+    const auto shutdown_deadline = std::chrono::steady_clock::now() + self.options.shutdown_timeout * 3 / 4;
+    std::atomic<bool> producers_stopped{false};
+    std::thread stopper([&] {
+        for (auto& fn : self.stopping) fn();
+        producers_stopped = true;
+    });
+    while (!producers_stopped.load() && std::chrono::steady_clock::now() < shutdown_deadline) {
+        runtime.drain(shutdown_deadline);
+        py::gil_scoped_release release;
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+    if (!producers_stopped.load()) {
+        // A producer is still blocked on a full Python queue: closing the Python
+        // subscriptions releases it (its publish returns Closed).
+        self.log->warn("producers did not stop in time; closing the Python subscriptions");
+        runtime.close_all();
+    }
+    {
+        py::gil_scoped_release release;
+        stopper.join();
+    }
+    runtime.drain(shutdown_deadline);
+    runtime.run_stop_hooks();
+    runtime.close_all();
+
+    self.run_finished = true;
+    self.watchdog.join();
+    if (exit_code == HOST_EXIT_OK) exit_code = runtime.exit_code();
+    return exit_code;
+}
+
+}  // namespace mycelium

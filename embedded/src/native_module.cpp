@@ -1,0 +1,225 @@
+// PYBIND11_EMBEDDED_MODULE(mycelium_native): the module scripts import inside the host.
+// Keeps Mycelium's PyO3 API (Runtime, publish, subscribe -> Subscription, close) and adds
+// decorators, timers, hooks, asyncio streams, message classes, logging and stop().
+// The pure-Python parts (exceptions, logging handler, asyncio glue) are in
+// embedded/python/mycelium_native_support.py, compiled in and executed here.
+
+#include <pybind11/embed.h>
+#include <pybind11/stl.h>
+
+#include <string_view>
+
+#include "mycelium/log.hpp"
+#include "native_module.hpp"
+#include "python_runtime.hpp"
+
+namespace mycelium::embedded_files {
+extern const std::string_view python_support;
+}
+
+namespace mycelium::embedded {
+
+namespace {
+
+py::object native_attr(const char* name) { return py::module_::import("mycelium_native").attr(name); }
+
+[[noreturn]] void raise_closed(const std::string& what) {
+    PyErr_SetString(native_attr("ClosedError").ptr(), what.c_str());
+    throw py::error_already_set();
+}
+
+/// A subscription handle: close() stops delivery (idempotent).
+class SubscriptionHandle {
+public:
+    explicit SubscriptionHandle(std::uint64_t token) : token_(token) {}
+    void close() {
+        if (token_ == 0) return;
+        if (auto* runtime = PythonRuntime::current_or_null()) runtime->unsubscribe(token_);
+        token_ = 0;
+    }
+    bool active() const { return token_ != 0 && PythonRuntime::current_or_null() != nullptr; }
+    std::uint64_t token() const { return token_; }
+
+private:
+    std::uint64_t token_;
+};
+
+/// A timer handle: cancel() stops it (idempotent).
+class TimerHandle {
+public:
+    explicit TimerHandle(std::uint64_t id) : id_(id) {}
+    void cancel() {
+        if (id_ == 0) return;
+        if (auto* runtime = PythonRuntime::current_or_null()) runtime->cancel_timer(id_);
+        id_ = 0;
+    }
+
+private:
+    std::uint64_t id_;
+};
+
+std::string digest_text(py::handle digest) {
+    if (py::isinstance<py::bytes>(digest)) return schema::to_hex(std::span<const std::uint8_t>(
+        reinterpret_cast<const std::uint8_t*>(PyBytes_AS_STRING(digest.ptr())),
+        static_cast<std::size_t>(PyBytes_GET_SIZE(digest.ptr()))));
+    if (py::isinstance<py::str>(digest)) return digest.cast<std::string>();
+    throw py::type_error("schema_digest must be bytes or a hex string");
+}
+
+/// mycelium_native.Runtime: inside the host it attaches to the host's bus. Its
+/// subscriptions end with close(); using it afterwards raises ClosedError.
+class RuntimeHandle {
+public:
+    RuntimeHandle(py::object schema_digest, py::object topology_path, py::object service_name) {
+        PythonRuntime& runtime = PythonRuntime::current();
+        if (!service_name.is_none()) service_name_ = service_name.cast<std::string>();
+        if (!schema_digest.is_none()) {
+            std::string expected = digest_text(schema_digest);
+            for (auto& c : expected) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            const std::string loaded = runtime.registry().digest_hex();
+            if (expected != loaded) {
+                PyErr_Format(native_attr("SchemaMismatch").ptr(),
+                             "schema digest mismatch: the script expects %s, the host loaded %s from %s",
+                             expected.c_str(), loaded.c_str(), runtime.registry().source_name().c_str());
+                throw py::error_already_set();
+            }
+        }
+        if (!topology_path.is_none()) {
+            // Inside the host the host's own topology decides the routes.
+            log::get("python")->debug("Runtime(topology_path={}) ignored inside the host",
+                                      py::str(topology_path).cast<std::string>());
+        }
+    }
+
+    void publish(py::handle message) { runtime("publish").publish(message); }
+
+    py::object subscribe(py::object cls, py::object callback) {
+        if (callback.is_none()) {  // decorator form: @rt.subscribe(Cls)
+            return py::cpp_function([this, cls](py::object fn) {
+                subscribe(cls, fn);
+                return fn;
+            });
+        }
+        const std::uint64_t token = runtime("subscribe").subscribe(cls, std::move(callback));
+        tokens_.push_back(token);
+        return py::cast(SubscriptionHandle(token));
+    }
+
+    py::object stream(py::object cls, std::size_t maxsize) {
+        runtime("stream");
+        return native_attr("Stream")(py::cast(this, py::return_value_policy::reference), cls, maxsize);
+    }
+
+    py::object recv(py::object cls, py::object timeout) {
+        runtime("recv");
+        return native_attr("_recv")(py::cast(this, py::return_value_policy::reference), cls, timeout);
+    }
+
+    void close() {
+        if (closed_) return;
+        closed_ = true;
+        if (auto* runtime = PythonRuntime::current_or_null()) {
+            for (auto token : tokens_) runtime->unsubscribe(token);
+        }
+        tokens_.clear();
+    }
+
+    bool closed() const { return closed_; }
+    const std::string& service_name() const { return service_name_; }
+
+private:
+    PythonRuntime& runtime(const char* operation) {
+        if (closed_) raise_closed(std::string("Runtime.") + operation + ": the Runtime is closed");
+        return PythonRuntime::current();
+    }
+
+    std::vector<std::uint64_t> tokens_;
+    std::string service_name_;
+    bool closed_ = false;
+};
+
+/// The Runtime behind the module-level functions (publish, subscribe, every, ...).
+RuntimeHandle& default_runtime() {
+    static RuntimeHandle* runtime = nullptr;  // lives for the interpreter; never closed
+    if (runtime == nullptr) runtime = new RuntimeHandle(py::none(), py::none(), py::none());
+    return *runtime;
+}
+
+py::object every(double seconds, py::object fn) {
+    if (fn.is_none()) {
+        return py::cpp_function([seconds](py::object f) {
+            PythonRuntime::current().add_timer(seconds, f);
+            return f;
+        });
+    }
+    return py::cast(TimerHandle(PythonRuntime::current().add_timer(seconds, std::move(fn))));
+}
+
+void host_log(int level, const std::string& name, const std::string& text) {
+    spdlog::level::level_enum spd = spdlog::level::info;
+    if (level >= 50) spd = spdlog::level::critical;
+    else if (level >= 40) spd = spdlog::level::err;
+    else if (level >= 30) spd = spdlog::level::warn;
+    else if (level >= 20) spd = spdlog::level::info;
+    else if (level >= 10) spd = spdlog::level::debug;
+    else spd = spdlog::level::trace;
+    log::get(name == "root" ? std::string("py") : "py." + name)->log(spd, "{}", text);
+}
+
+}  // namespace
+
+void ensure_native_module_linked() {}
+
+}  // namespace mycelium::embedded
+
+PYBIND11_EMBEDDED_MODULE(mycelium_native, m) {
+    using namespace mycelium::embedded;
+    m.doc() = "The mycelium-host bus, inside the host: publish and subscribe at function-call latency.";
+
+    m.def("_log", &host_log);
+    m.def("_doorbell_fd", [] { return PythonRuntime::current().doorbell_fd(); });
+    m.def("_dispatch_ready", [] { PythonRuntime::current().dispatch_ready(); });
+    m.def("_next_timer_delay", [] { return PythonRuntime::current().next_timer_delay(); });
+    m.def_submodule("messages", "Message classes built from the host's contracts.");
+
+    // The Python half first: exceptions and helpers the C++ half refers to.
+    py::exec(py::str(std::string(mycelium::embedded_files::python_support)), m.attr("__dict__"));
+
+    py::class_<SubscriptionHandle>(m, "Subscription", "A subscription; close() stops delivery.")
+        .def("close", &SubscriptionHandle::close)
+        .def_property_readonly("active", &SubscriptionHandle::active)
+        .def("__enter__", [](py::object self) { return self; })
+        .def("__exit__", [](SubscriptionHandle& s, py::args) { s.close(); });
+
+    py::class_<TimerHandle>(m, "Timer", "A repeating timer; cancel() stops it.")
+        .def("cancel", &TimerHandle::cancel);
+
+    py::class_<RuntimeHandle>(m, "Runtime", "The host's bus, as Mycelium's mycelium_native.Runtime.")
+        .def(py::init<py::object, py::object, py::object>(), py::arg("schema_digest") = py::none(),
+             py::arg("topology_path") = py::none(), py::arg("service_name") = py::none())
+        .def("publish", &RuntimeHandle::publish, py::arg("message"))
+        .def("subscribe", &RuntimeHandle::subscribe, py::arg("message_cls"), py::arg("callback") = py::none())
+        .def("stream", &RuntimeHandle::stream, py::arg("message_cls"), py::arg("maxsize") = 65536)
+        .def("recv", &RuntimeHandle::recv, py::arg("message_cls"), py::arg("timeout") = py::none())
+        .def("every", [](RuntimeHandle&, double s, py::object fn) { return every(s, std::move(fn)); },
+             py::arg("seconds"), py::arg("fn") = py::none())
+        .def("close", &RuntimeHandle::close)
+        .def_property_readonly("closed", &RuntimeHandle::closed)
+        .def_property_readonly("service_name", &RuntimeHandle::service_name)
+        .def("__enter__", [](py::object self) { return self; })
+        .def("__exit__", [](RuntimeHandle& r, py::args) { r.close(); });
+
+    m.def("publish", [](py::handle msg) { default_runtime().publish(msg); }, py::arg("message"),
+          "Publish a message on the host's bus.");
+    m.def("subscribe", [](py::object cls, py::object cb) { return default_runtime().subscribe(cls, cb); },
+          py::arg("message_cls"), py::arg("callback") = py::none(),
+          "Subscribe a callback (or, without one, return a decorator).");
+    m.def("every", &every, py::arg("seconds"), py::arg("fn") = py::none(),
+          "Call fn every `seconds` on the Python thread (or, without fn, return a decorator).");
+    m.def("on_start", [](py::object fn) { PythonRuntime::current().add_start_hook(fn); return fn; },
+          "Run fn once the scripts have loaded, before messages are delivered.");
+    m.def("on_stop", [](py::object fn) { PythonRuntime::current().add_stop_hook(fn); return fn; },
+          "Run fn at shutdown, after the queues have drained.");
+    m.def("stop", [](int code) { PythonRuntime::current().request_stop(code); }, py::arg("exit_code") = 0,
+          "Stop the host (after the current callback returns).");
+}
