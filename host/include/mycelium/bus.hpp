@@ -1,0 +1,271 @@
+#pragma once
+/// The in-process bus (DESIGN.md section 4): publish by type id, inline and queued
+/// subscribers, bounded queues with a policy per subscription, per-type counters.
+///
+/// The bus carries a type id and bytes; it does not know the schema registry. Payloads are
+/// limited to BusOptions::max_payload (4 MiB by default, the schema's frame limit).
+///
+/// Hot path: publish() to N inline subscribers takes no lock and allocates nothing in the
+/// steady state (a thread's first publish into a range of 256 type ids allocates its
+/// 6 KiB counter page once). The subscriber list of each type is an immutable snapshot
+/// swapped atomically on subscribe/unsubscribe; retired snapshots are freed after a grace
+/// period observed through per-thread reader slots (see host/src/bus/bus.cpp).
+///
+/// Callback guarantees:
+/// - After Subscription::close() returns, its callback is not running and will not run
+///   again, on any thread.
+/// - Exception: close() called from inside that subscription's own callback (directly or
+///   from a nested publish) returns at once without waiting for invocations on other
+///   threads; no new invocation starts after it returns.
+/// - subscribe and close may be called from any thread, including from inside any
+///   callback. The only way to deadlock is a true cycle: callback A (running on thread 1)
+///   closes B while callback B (running on thread 2) closes A.
+/// - A callback that throws is logged and counted as dropped; the bus keeps running.
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+#include "mycelium/mailbox.hpp"
+#include "mycelium/result.hpp"
+
+namespace mycelium {
+
+namespace detail {
+struct BusImpl;
+}  // namespace detail
+
+/// A message as subscribers see it: its type id and a view of its payload bytes, valid
+/// only during the callback. Thread safety: a value type.
+struct MessageView {
+    /// The message's type id.
+    std::uint16_t type_id = 0;
+    /// The payload bytes; copy them to keep them past the callback.
+    std::span<const std::byte> payload;
+};
+
+namespace detail {
+/// Type-erased owner of a subscriber's callable (destroyed when the subscription closes).
+/// Thread safety: owned by one subscription record.
+struct CallbackHolder {
+    /// Destroys the callable.
+    virtual ~CallbackHolder() = default;
+};
+/// Owns one callable `F` and calls it through a plain function pointer (no std::function
+/// on the hot path). Thread safety: as thread-safe as F.
+template <class F>
+struct Holder final : CallbackHolder {
+    /// Takes ownership of the callable.
+    explicit Holder(F f) : fn(std::move(f)) {}
+    /// Calls the callable stored at `self` with `view`.
+    static void invoke(void* self, const MessageView& view) { static_cast<Holder*>(self)->fn(view); }
+    /// The callable.
+    F fn;
+};
+}  // namespace detail
+
+/// Why Bus::publish did not deliver a message to every subscriber.
+enum class PublishError : std::uint8_t {
+    /// A subscriber with QueuePolicy::Fail had a full queue; the message was counted as
+    /// dropped for that subscriber and still delivered to the others.
+    QueueFull,
+    /// The payload is larger than BusOptions::max_payload; nothing was delivered.
+    TooLarge,
+    /// The bus was shut down; nothing was delivered.
+    Closed,
+};
+
+/// A snapshot of one type's counters, summed over all threads.
+/// Thread safety: a value type; distinct objects safe, shared objects unsafe.
+struct TypeCounters {
+    /// publish() calls for the type (including those with no subscriber).
+    std::uint64_t published = 0;
+    /// Deliveries: inline callbacks run plus messages accepted by a queue.
+    std::uint64_t delivered = 0;
+    /// Messages lost: refused (Fail), evicted (DropOldest), cancelled while blocked,
+    /// or whose inline callback threw.
+    std::uint64_t dropped = 0;
+};
+
+/// Construction options of a Bus.
+/// Thread safety: a value type; distinct objects safe, shared objects unsafe.
+struct BusOptions {
+    /// Largest payload publish() accepts (the schema's default frame limit).
+    std::size_t max_payload = 4u * 1024u * 1024u;
+};
+
+/// Options of a queued subscription that owns its consumer thread.
+/// Thread safety: a value type; distinct objects safe, shared objects unsafe.
+struct QueueOptions {
+    /// What publish does when the queue is full.
+    QueuePolicy policy = QueuePolicy::Block;
+    /// Queue capacity in messages (rounded up to a power of two).
+    std::size_t capacity = 1024;
+    /// Payload bytes stored in place; larger messages spill to a bounded heap budget.
+    std::size_t inline_bytes = 32;
+    /// How long the consumer thread (and a blocked publisher) spins before parking.
+    /// Zero parks at once; keep it bounded on small machines.
+    std::chrono::nanoseconds spin = std::chrono::microseconds(50);
+    /// CPU to pin the consumer thread to, or -1 to leave it unpinned.
+    int cpu = -1;
+};
+
+/// Trivially copyable generated message structs with `static constexpr uint16_t TYPE_ID`.
+template <class T>
+concept TypedMessage = std::is_trivially_copyable_v<T> && std::is_default_constructible_v<T> &&
+                       requires {
+                           { T::TYPE_ID } -> std::convertible_to<std::uint16_t>;
+                       };
+
+/// RAII handle of one subscription: close() or the destructor unsubscribes.
+/// Thread safety: distinct objects safe; one object must not be used from two threads at
+/// once (close() itself may race with publishes on any thread).
+class Subscription {
+public:
+    /// An empty handle (active() is false).
+    Subscription() noexcept = default;
+    /// Unsubscribes (see close()).
+    ~Subscription();
+    /// Takes over `other`'s subscription; `other` becomes empty.
+    Subscription(Subscription&& other) noexcept;
+    /// Closes this subscription, then takes over `other`'s.
+    Subscription& operator=(Subscription&& other) noexcept;
+    Subscription(const Subscription&) = delete;
+    Subscription& operator=(const Subscription&) = delete;
+
+    /// Unsubscribes. When it returns the callback is not running and never runs again
+    /// (from inside the subscription's own callback it returns at once instead; see the
+    /// file comment). Stops and joins an owned consumer thread; messages still queued for
+    /// it are discarded. Idempotent; a no-op after the bus is gone.
+    void close() noexcept;
+
+    /// Whether this handle still holds a subscription (not closed, bus not shut down).
+    bool active() const noexcept;
+
+    /// A process-unique id of the subscription (0 for an empty handle).
+    std::uint64_t id() const noexcept { return id_; }
+
+private:
+    friend class Bus;
+    Subscription(std::shared_ptr<detail::BusImpl> bus, std::uint64_t id) noexcept
+        : bus_(std::move(bus)), id_(id) {}
+
+    std::shared_ptr<detail::BusImpl> bus_;
+    std::uint64_t id_ = 0;
+};
+
+/// The in-process publish/subscribe bus.
+/// Thread safety: every member function may be called from any thread concurrently,
+/// except the destructor.
+class Bus {
+public:
+    /// Creates an empty bus.
+    explicit Bus(BusOptions options = {});
+    /// shutdown(), then frees everything. Subscriptions that outlive the bus become inert.
+    ~Bus();
+    Bus(const Bus&) = delete;
+    Bus& operator=(const Bus&) = delete;
+
+    /// Delivers `payload` to every subscriber of `type_id`: inline callbacks run on this
+    /// thread, queued subscribers get a copy under their policy (Block may wait).
+    /// Errors: TooLarge, Closed (nothing delivered); QueueFull (a Fail queue refused it,
+    /// the others got it). No lock; no allocation for inline subscribers.
+    Result<void, PublishError> publish(std::uint16_t type_id, std::span<const std::byte> payload);
+
+    /// Publishes a generated struct under T::TYPE_ID. Same errors as publish().
+    template <TypedMessage T>
+    Result<void, PublishError> publish(const T& message) {
+        return publish(T::TYPE_ID,
+                       std::span<const std::byte>(reinterpret_cast<const std::byte*>(&message),
+                                                  sizeof(T)));
+    }
+
+    /// Inline subscriber: `fn(const MessageView&)` runs on the publishing thread, so it
+    /// must be short and thread-safe. May be called from inside a callback.
+    template <class F>
+        requires std::invocable<F&, const MessageView&>
+    Subscription subscribe(std::uint16_t type_id, F&& fn) {
+        auto holder = std::make_unique<Holder<std::decay_t<F>>>(std::forward<F>(fn));
+        auto* raw = holder.get();
+        return subscribe_inline_raw(type_id, &Holder<std::decay_t<F>>::invoke, raw,
+                                    std::move(holder));
+    }
+
+    /// Typed inline subscriber: `fn(const T&)` for messages of T::TYPE_ID whose payload is
+    /// exactly sizeof(T) bytes (others are skipped).
+    template <TypedMessage T, class F>
+        requires std::invocable<F&, const T&>
+    Subscription subscribe(F&& fn) {
+        return subscribe(T::TYPE_ID, typed_adapter<T>(std::forward<F>(fn)));
+    }
+
+    /// Queued subscriber with its own consumer thread: publishes go into a bounded queue
+    /// (policy and size in `options`) and `fn(const MessageView&)` runs on that thread.
+    /// Throws std::system_error if the thread cannot be started.
+    template <class F>
+        requires std::invocable<F&, const MessageView&>
+    Subscription subscribe_queued(std::uint16_t type_id, F&& fn, QueueOptions options = {}) {
+        auto holder = std::make_unique<Holder<std::decay_t<F>>>(std::forward<F>(fn));
+        auto* raw = holder.get();
+        return subscribe_queued_raw(type_id, &Holder<std::decay_t<F>>::invoke, raw,
+                                    std::move(holder), options);
+    }
+
+    /// Typed queued subscriber: `fn(const T&)` on its own consumer thread.
+    template <TypedMessage T, class F>
+        requires std::invocable<F&, const T&>
+    Subscription subscribe_queued(F&& fn, QueueOptions options = {}) {
+        return subscribe_queued(T::TYPE_ID, typed_adapter<T>(std::forward<F>(fn)), options);
+    }
+
+    /// Queued delivery into an externally drained mailbox: each publish of `type_id`
+    /// pushes {type_id, token, payload} into `mailbox` under `policy`. Many subscriptions
+    /// may share one mailbox (one Python thread drains them all). After close() returns no
+    /// further message with this token is pushed; ones already queued stay there.
+    Subscription subscribe_mailbox(std::uint16_t type_id, std::shared_ptr<Mailbox> mailbox,
+                                   std::uint64_t token, QueuePolicy policy = QueuePolicy::Block);
+
+    /// The type's counters, summed over all threads (a racy but consistent-enough read:
+    /// each counter is exact once publishers are quiet).
+    TypeCounters counters(std::uint16_t type_id) const;
+
+    /// Refuses further publishes (Closed), releases blocked publishers, closes every
+    /// subscription and joins owned consumer threads. Idempotent. Must not be called from
+    /// inside a callback.
+    void shutdown() noexcept;
+
+    /// The payload limit in effect.
+    std::size_t max_payload() const noexcept;
+
+private:
+    template <class F>
+    using Holder = detail::Holder<F>;
+    using HolderBase = detail::CallbackHolder;
+    using InvokeFn = void (*)(void*, const MessageView&);
+
+    template <class T, class F>
+    static auto typed_adapter(F&& fn) {
+        return [f = std::forward<F>(fn)](const MessageView& view) mutable {
+            if (view.payload.size() != sizeof(T)) return;
+            T value;
+            std::memcpy(&value, view.payload.data(), sizeof(T));
+            f(static_cast<const T&>(value));
+        };
+    }
+
+    Subscription subscribe_inline_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
+                                      std::unique_ptr<HolderBase> owner);
+    Subscription subscribe_queued_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
+                                      std::unique_ptr<HolderBase> owner,
+                                      const QueueOptions& options);
+
+    std::shared_ptr<detail::BusImpl> impl_;
+};
+
+}  // namespace mycelium
