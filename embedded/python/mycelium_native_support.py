@@ -74,7 +74,10 @@ _attached = {"loop": None, "timer": None}
 
 def _pump():
     loop = _attached["loop"]
-    _dispatch_ready()  # noqa: F821 - delivers queued messages and due timers
+    if loop is None or loop.is_closed():
+        return
+    if _dispatch_ready():  # noqa: F821 - delivers a batch and due timers; True if more waits
+        loop.call_soon(_pump)
     _schedule_timers(loop)
 
 

@@ -65,7 +65,7 @@ struct Host::Impl {
     std::atomic<bool> run_finished{false};
     std::thread watchdog;
 
-    void watch(std::chrono::steady_clock::time_point started);
+    void watch(std::chrono::steady_clock::time_point run_started);
     void interrupt_python();
 };
 
@@ -124,7 +124,7 @@ void Host::Impl::interrupt_python() {
     PyGILState_Release(gil);
 }
 
-void Host::Impl::watch(std::chrono::steady_clock::time_point started) {
+void Host::Impl::watch(std::chrono::steady_clock::time_point run_started) {
     std::optional<std::chrono::steady_clock::time_point> stop_seen;
     bool interrupted = false;
     while (!run_finished.load()) {
@@ -139,7 +139,7 @@ void Host::Impl::watch(std::chrono::steady_clock::time_point started) {
             std::this_thread::sleep_for(std::chrono::milliseconds(20));
         }
         const auto now = std::chrono::steady_clock::now();
-        if (options.duration && now - started >= *options.duration && !runtime->stop_requested()) {
+        if (options.duration && now - run_started >= *options.duration && !runtime->stop_requested()) {
             runtime->request_stop(HOST_EXIT_OK);
         }
         if (!runtime->stop_requested()) continue;

@@ -95,7 +95,12 @@ PythonRuntime::PythonRuntime(Bus& bus, std::shared_ptr<const schema::Registry> r
 
     doorbell_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (doorbell_fd_ < 0) throw std::runtime_error("cannot create the Python dispatcher's eventfd");
-    //TMP mailbox_->set_doorbell_fd(doorbell_fd_);
+    mailbox_->set_doorbell_fd(doorbell_fd_);
+    blocking_hooks_.on_full = &PythonRuntime::on_mailbox_full;
+    blocking_hooks_.before_park = &PythonRuntime::release_gil_to_park;
+    blocking_hooks_.after_park = &PythonRuntime::retake_gil_after_park;
+    blocking_hooks_.context = this;
+    Mailbox::set_blocking_hooks(&blocking_hooks_);
 
     python_thread_id_ = PyThread_get_thread_ident();
     py::object native = py::module_::import("mycelium_native");
@@ -111,7 +116,8 @@ PythonRuntime::PythonRuntime(Bus& bus, std::shared_ptr<const schema::Registry> r
 PythonRuntime::~PythonRuntime() {
     close_all();
     if (g_current == this) g_current = nullptr;
-    //TMP mailbox_->set_doorbell_fd(-1);
+    Mailbox::set_blocking_hooks(nullptr);
+    mailbox_->set_doorbell_fd(-1);
     ::close(doorbell_fd_);
 }
 
@@ -349,33 +355,66 @@ void PythonRuntime::deliver(const MailboxView& view) {
 }
 
 std::size_t PythonRuntime::deliver_batch(std::size_t max) {
+    // Claim small runs: cells stay occupied until visited, and a callback that publishes
+    // into this full mailbox can only make room from cells nobody has claimed yet.
+    constexpr std::size_t CLAIM = 32;
     ++dispatch_depth_;
-    std::size_t n = 0;
+    std::size_t total = 0;
     try {
-        n = mailbox_->drain(
-            [this](const MailboxView& view) {
-                try {
-                    deliver(view);
-                } catch (const std::exception& e) {
-                    // Only our own bookkeeping can throw here (a callback's exception is
-                    // reported inside deliver); one bad message must not stop the loop.
-                    PyErr_Clear();
-                    python_log()->error("delivering a message failed: {}", e.what());
-                }
-            },
-            max);
+        while (total < max) {
+            const std::size_t n = mailbox_->drain(
+                [this](const MailboxView& view) {
+                    try {
+                        deliver(view);
+                    } catch (const std::exception& e) {
+                        // Only our own bookkeeping can throw here (a callback's exception
+                        // is reported inside deliver); one bad message must not stop the loop.
+                        PyErr_Clear();
+                        python_log()->error("delivering a message failed: {}", e.what());
+                    }
+                },
+                std::min(CLAIM, max - total));
+            total += n;
+            if (n == 0) break;
+        }
     } catch (...) {
         --dispatch_depth_;
         throw;
     }
     --dispatch_depth_;
-    return n;
+    return total;
 }
 
-void PythonRuntime::dispatch_ready() {
-    while (deliver_batch(BATCH) == BATCH && !stop_requested()) {
+FullAction PythonRuntime::on_mailbox_full(Mailbox& mailbox, void* context) {
+    auto* self = static_cast<PythonRuntime*>(context);
+    if (&mailbox != self->mailbox_.get() || PyThread_get_thread_ident() != self->python_thread_id_) {
+        return FullAction::Park;  // the Python thread will make room
     }
+    // The Python thread publishes into its own full queue: waiting would wait for
+    // itself. Deliver queued messages here instead, in place, a bounded number deep.
+    if (!PyGILState_Check() || self->dispatch_depth_ >= MAX_DISPATCH_DEPTH) return FullAction::Refuse;
+    return self->deliver_batch(64) > 0 ? FullAction::Retry : FullAction::Refuse;
+}
+
+void* PythonRuntime::release_gil_to_park(void*) {
+    // A publisher holding the GIL must not park with it: the Python thread may need it
+    // to drain the very queue the publisher waits on.
+    if (Py_IsInitialized() && PyGILState_Check()) return PyEval_SaveThread();
+    return nullptr;
+}
+
+void PythonRuntime::retake_gil_after_park(void*, void* token) {
+    if (token != nullptr) PyEval_RestoreThread(static_cast<PyThreadState*>(token));
+}
+
+bool PythonRuntime::dispatch_ready() {
+    eventfd_t ignored;
+    (void)::eventfd_read(doorbell_fd_, &ignored);  // clear the doorbell; EAGAIN when not rung
+    mailbox_->end_external_wait();
+    const std::size_t delivered = deliver_batch(BATCH);
     run_due_timers();
+    // Asleep again for the event loop, unless more is already waiting.
+    return delivered == BATCH || !mailbox_->begin_external_wait();
 }
 
 void PythonRuntime::run_start_hooks() {

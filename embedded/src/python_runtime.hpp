@@ -77,8 +77,9 @@ public:
     /// The eventfd rung when messages wait and the Python thread is not in run()'s wait
     /// (an asyncio loop watches it).
     int doorbell_fd() const noexcept { return doorbell_fd_; }
-    /// Delivers what is queued and runs due timers, without waiting (the asyncio pump).
-    void dispatch_ready();
+    /// The asyncio pump: delivers a batch and runs due timers without waiting, then
+    /// arms the doorbell fd. Returns true when more is ready (call again soon).
+    bool dispatch_ready();
     /// Seconds until the next timer is due, or nullopt without timers.
     std::optional<double> next_timer_delay() const;
 
@@ -120,6 +121,10 @@ private:
     struct PySubscription;
     struct Timer;
 
+    static FullAction on_mailbox_full(Mailbox& mailbox, void* context);
+    static void* release_gil_to_park(void* context);
+    static void retake_gil_after_park(void* context, void* token);
+
     void deliver(const MailboxView& view);
     std::size_t deliver_batch(std::size_t max);
     void run_due_timers();
@@ -131,6 +136,7 @@ private:
     RuntimeOptions options_;
     std::shared_ptr<Mailbox> mailbox_;
     int doorbell_fd_ = -1;
+    BlockingHooks blocking_hooks_;
     std::unique_ptr<MessageTypes> types_;
     py::module_ messages_;
 

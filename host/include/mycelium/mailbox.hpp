@@ -102,6 +102,31 @@ struct MailboxView {
     std::span<const std::byte> payload;
 };
 
+/// What a blocking hook tells a Block push that found the mailbox full.
+enum class FullAction : std::uint8_t {
+    /// Park until there is room (the default without hooks).
+    Park,
+    /// The hook made room (the caller drained the mailbox itself): try again at once.
+    Retry,
+    /// Waiting would deadlock: refuse the message (push returns Full).
+    Refuse,
+};
+
+class Mailbox;
+
+/// Process-wide hooks for an embedding runtime (the embedded Python host): a thread
+/// that is itself the consumer of a full mailbox must drain it rather than wait for
+/// itself, and a thread holding the GIL must release it while it parks.
+struct BlockingHooks {
+    /// Called when a Block push finds `mailbox` full after spinning.
+    FullAction (*on_full)(Mailbox& mailbox, void* context) = nullptr;
+    /// Called before each park; the result is passed to after_park.
+    void* (*before_park)(void* context) = nullptr;
+    /// Called after each park.
+    void (*after_park)(void* context, void* token) = nullptr;
+    void* context = nullptr;
+};
+
 /// Called by push for every message it evicts (DropOldest): (context, type id, token).
 using MailboxDropFn = void (*)(void* context, std::uint16_t type_id, std::uint64_t token);
 
@@ -159,6 +184,21 @@ public:
     /// stop requests and the like). Thread safety: any thread.
     void wake() noexcept;
 
+    /// Also signals this eventfd (writes 1) whenever the consumer's doorbell rings, so an
+    /// event loop can watch the mailbox; -1 removes it. Thread safety: any thread.
+    void set_doorbell_fd(int fd) noexcept { doorbell_fd_.store(fd, std::memory_order_release); }
+
+    /// For a consumer that waits in an event loop on the doorbell fd instead of wait():
+    /// declares it asleep so producers ring. Returns false (and stays awake) when a
+    /// message is already ready: drain first. Consumer thread only.
+    bool begin_external_wait() noexcept;
+    /// Declares the consumer awake again (producers stop ringing). Consumer thread only.
+    void end_external_wait() noexcept { sleeping_.store(0, std::memory_order_relaxed); }
+
+    /// Installs process-wide blocking hooks (nullptr removes them); the hooks object
+    /// must outlive every push. Thread safety: call while no push is blocked.
+    static void set_blocking_hooks(const BlockingHooks* hooks) noexcept;
+
     /// Refuses further pushes (Closed), releases blocked producers and wakes the
     /// consumer. Queued messages stay poppable. Thread safety: any thread.
     void close() noexcept;
@@ -180,6 +220,7 @@ public:
     const MailboxOptions& options() const noexcept { return options_; }
 
 private:
+    void ring_doorbell() noexcept;
     struct Cell;
     Cell* cell_at(std::uint64_t pos) const noexcept;
     bool reserve_spill(std::size_t bytes) noexcept;
@@ -205,6 +246,7 @@ private:
     alignas(64) std::atomic<std::uint64_t> released_{0};  // every cell below is free
     alignas(64) std::atomic<std::uint32_t> sleeping_{0};     // consumer parked or parking
     std::atomic<std::uint32_t> doorbell_{0};                 // futex word for the consumer
+    std::atomic<int> doorbell_fd_{-1};                       // eventfd rung with the doorbell
     std::atomic<bool> wake_requested_{false};
     alignas(64) std::atomic<std::uint32_t> waiting_producers_{0};
     std::atomic<std::uint32_t> space_word_{0};               // futex word for producers

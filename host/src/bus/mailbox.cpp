@@ -14,6 +14,8 @@
 #include <new>
 #include <thread>
 
+#include <sys/eventfd.h>
+
 #include "sync.hpp"
 
 namespace mycelium {
@@ -30,6 +32,7 @@ struct Mailbox::Cell {
 };
 
 namespace {
+std::atomic<const BlockingHooks*> g_blocking_hooks{nullptr};
 constexpr std::size_t CACHE_LINE = 64;
 constexpr auto PARK_SLICE = std::chrono::milliseconds(1);
 }  // namespace
@@ -145,9 +148,11 @@ Result<void, MailboxError> Mailbox::push(std::uint16_t type_id, std::uint64_t to
                         c->spill = spills ? dst : nullptr;
                         if (dst && size) std::memcpy(dst, payload.data(), size);
                         c->seq.store(pos + 1, std::memory_order_release);
-                        if (sleeping_.load(std::memory_order_seq_cst) != 0) {
-                            doorbell_.fetch_add(1, std::memory_order_release);
-                            detail::futex_wake(&doorbell_, 1);
+                        // The first producer to see the consumer asleep rings; later ones
+                        // see the flag cleared and save the syscall.
+                        if (sleeping_.load(std::memory_order_seq_cst) != 0 &&
+                            sleeping_.exchange(0, std::memory_order_seq_cst) != 0) {
+                            ring_doorbell();
                         }
                         return {};
                     }
@@ -183,6 +188,15 @@ Result<void, MailboxError> Mailbox::push(std::uint16_t type_id, std::uint64_t to
                     for (int k = 0; k < 16; ++k) detail::cpu_relax();
                     break;
                 }
+                if (const BlockingHooks* hooks = g_blocking_hooks.load(std::memory_order_acquire);
+                    hooks != nullptr && hooks->on_full != nullptr) {
+                    const FullAction action = hooks->on_full(*this, hooks->context);
+                    if (action == FullAction::Retry) break;
+                    if (action == FullAction::Refuse) {
+                        dropped_.fetch_add(1, std::memory_order_relaxed);
+                        return Err{MailboxError::Full};
+                    }
+                }
                 waiting_producers_.fetch_add(1, std::memory_order_seq_cst);
                 const std::uint32_t observed = space_word_.load(std::memory_order_seq_cst);
                 const bool still_full = queue_full_at_tail() ||
@@ -201,7 +215,31 @@ Result<void, MailboxError> Mailbox::push(std::uint16_t type_id, std::uint64_t to
 void Mailbox::wait_for_space(std::uint32_t observed) noexcept {
     // A bounded slice: a lost wake-up (or a cancelled keep_going flag whose owner did not
     // call notify_producers) costs at most one slice, never a hang.
+    const BlockingHooks* hooks = g_blocking_hooks.load(std::memory_order_acquire);
+    void* token = hooks != nullptr && hooks->before_park != nullptr ? hooks->before_park(hooks->context) : nullptr;
     detail::futex_wait(&space_word_, observed, PARK_SLICE);
+    if (hooks != nullptr && hooks->after_park != nullptr) hooks->after_park(hooks->context, token);
+}
+
+void Mailbox::set_blocking_hooks(const BlockingHooks* hooks) noexcept {
+    g_blocking_hooks.store(hooks, std::memory_order_release);
+}
+
+void Mailbox::ring_doorbell() noexcept {
+    doorbell_.fetch_add(1, std::memory_order_seq_cst);
+    detail::futex_wake(&doorbell_, 1);
+    const int fd = doorbell_fd_.load(std::memory_order_acquire);
+    if (fd >= 0) (void)::eventfd_write(fd, 1);
+}
+
+bool Mailbox::begin_external_wait() noexcept {
+    sleeping_.store(1, std::memory_order_seq_cst);
+    // Dekker with push(), as in wait().
+    if (nonempty()) {
+        sleeping_.store(0, std::memory_order_relaxed);
+        return false;
+    }
+    return true;
 }
 
 void Mailbox::notify_producers() noexcept {
@@ -383,8 +421,7 @@ WaitStatus Mailbox::wait(std::chrono::nanoseconds timeout) {
 
 void Mailbox::wake() noexcept {
     wake_requested_.store(true, std::memory_order_seq_cst);
-    doorbell_.fetch_add(1, std::memory_order_seq_cst);
-    detail::futex_wake(&doorbell_, 1);
+    ring_doorbell();
 }
 
 void Mailbox::close() noexcept {
