@@ -6,7 +6,8 @@
 #   scripts/setup.sh build   install what is missing and build
 #
 # Idempotent: packages already installed are not touched, and the build is incremental.
-# Environment: BUILD_DIR (default: build), JOBS (default: nproc), DEMO_SECONDS (default: 5).
+# Environment: BUILD_DIR (default: build), JOBS (default: nproc), DEMO_SECONDS (default: 5),
+# DEMO_RATE (ticks per second, default: 50000).
 set -euo pipefail
 
 mode=${1:-build}
@@ -60,8 +61,9 @@ case "$mode" in
   run)
     install_missing "${build_packages[@]}"
     build
-    log "running the demo for ${DEMO_SECONDS:-5} s"
-    exec "$build_dir/host/app/mycelium-host" demo --duration "${DEMO_SECONDS:-5}"
+    log "running the demo for ${DEMO_SECONDS:-5} s: feed -> model.py (in the host) -> C++ sink"
+    exec "$build_dir/host/app/mycelium-host" --script "$repo/scripts/examples/model.py" \
+      --demo-feed "${DEMO_RATE:-50000}" --duration "${DEMO_SECONDS:-5}"
     ;;
   test)
     install_missing "${build_packages[@]}" "${test_packages[@]}"
