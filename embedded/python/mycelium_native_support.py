@@ -179,3 +179,21 @@ async def _recv(runtime, cls, timeout):
         return await stream.get(timeout)
     finally:
         stream.close()
+
+
+def _join_script_threads(timeout):
+    """Waits up to `timeout` seconds for the scripts' non-daemon threads, then lets the
+    interpreter finalize without them: CPython would otherwise join them forever."""
+    import threading
+    import time
+
+    deadline = time.monotonic() + timeout
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is current or thread.daemon or not thread.is_alive():
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            logging.getLogger("mycelium").warning(
+                "thread %r is still running at shutdown; exiting without it", thread.name)
+    threading._shutdown = lambda: None  # noqa: SLF001 - the host decides when to stop

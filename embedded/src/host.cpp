@@ -103,6 +103,7 @@ Host::~Host() {
 }
 
 Bus& Host::bus() noexcept { return impl_->bus; }
+const Bus& Host::bus() const noexcept { return impl_->bus; }
 const schema::Registry& Host::registry() const noexcept { return *impl_->registry; }
 void Host::on_started(std::function<void()> fn) { impl_->started.push_back(std::move(fn)); }
 void Host::on_stopping(std::function<void()> fn) { impl_->stopping.push_back(std::move(fn)); }
@@ -213,6 +214,14 @@ int Host::run() {
     runtime.drain(shutdown_deadline);
     runtime.run_stop_hooks();
     runtime.close_all();
+    {
+        const auto left = std::chrono::duration<double>(self.options.shutdown_timeout) / 4;
+        try {
+            py::module_::import("mycelium_native").attr("_join_script_threads")(left.count());
+        } catch (const py::error_already_set& e) {
+            self.log->warn("joining the scripts' threads failed: {}", e.what());
+        }
+    }
 
     self.run_finished = true;
     self.watchdog.join();

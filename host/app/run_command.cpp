@@ -31,8 +31,7 @@ void print_summary(const Host& host, const demo::MarketFeed* feed, const demo::S
     const auto& latency = host.callback_latency();
     std::string text = fmt::format("mycelium-host summary ({:.1f} s)\n", seconds);
     if (feed != nullptr) {
-        const auto& bus = const_cast<Host&>(host).bus();
-        const auto ticks = bus.counters(demo::TYPE_TRADE_TICK);
+        const auto ticks = host.bus().counters(demo::TYPE_TRADE_TICK);
         text += fmt::format("  feed ticks published      {:>12}  ({:.0f}/s; bus delivered {}, dropped {})\n",
                             feed->published(), static_cast<double>(feed->published()) / seconds, ticks.delivered,
                             ticks.dropped);

@@ -68,6 +68,7 @@ public:
     Host& operator=(const Host&) = delete;
 
     Bus& bus() noexcept;
+    const Bus& bus() const noexcept;
     const schema::Registry& registry() const noexcept;
 
     /// Runs once the scripts have loaded and their on_start hooks ran, on the Python

@@ -482,3 +482,22 @@ def test_a_stuck_callback_is_interrupted_at_shutdown(host_binary, tmp_path):
     assert elapsed < 2.5
     assert "on_stop ran" in out
     assert "interrupting it" in err
+
+
+def test_a_script_thread_that_never_ends_does_not_hang_the_exit(run_host, tmp_path):
+    script = write_script(tmp_path, "thread.py", """
+        import threading, time
+        import mycelium_native as mn
+
+        def forever():
+            while True:
+                time.sleep(0.01)
+
+        threading.Thread(target=forever, name="forever").start()
+        mn.stop()
+        """)
+    started = time.monotonic()
+    result = run_host("--script", script, "--shutdown-timeout", "2", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 5
+    assert "thread 'forever' is still running at shutdown" in result.stderr
