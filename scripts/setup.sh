@@ -7,6 +7,7 @@
 #
 # Idempotent: packages already installed are not touched, and the build is incremental.
 # Environment: BUILD_DIR (default: build), JOBS (default: nproc), DEMO_SECONDS (default: 5),
+# MYCELIUM_SKIP_TSAN=1 (test: skip the ThreadSanitizer pass),
 # DEMO_RATE (ticks per second, default: 50000).
 set -euo pipefail
 
@@ -68,6 +69,15 @@ case "$mode" in
   test)
     install_missing "${build_packages[@]}" "${test_packages[@]}"
     build
+    if [ "${MYCELIUM_SKIP_TSAN:-0}" != 1 ]; then
+      # The C++ unit tests once more under ThreadSanitizer: the bus and its queues are
+      # lock-free, and races there would not show in a normal build.
+      log "building and running the C++ unit tests under ThreadSanitizer"
+      cmake -S "$repo" -B "$build_dir-tsan" -G Ninja -DPython_EXECUTABLE=/usr/bin/python3 \
+        -DMYCELIUM_SANITIZE=thread -DMYCELIUM_BUILD_BENCH=OFF >/dev/null
+      cmake --build "$build_dir-tsan" -j "$jobs" --target mycelium_cpp_tests
+      TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" "$build_dir-tsan/tests/mycelium_cpp_tests"
+    fi
     log "running the test suite"
     ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" --timeout 900
     ;;
