@@ -172,7 +172,9 @@ namespace {
 using TypeInfo = MessageTypes::TypeInfo;
 
 TypeInfo* info_of(PyTypeObject* type) {
-    PyObject* capsule = type->tp_dict != nullptr ? PyDict_GetItemString(type->tp_dict, INFO_KEY) : nullptr;
+    // An interned key: the lookup hashes nothing and compares pointers.
+    static PyObject* key = PyUnicode_InternFromString(INFO_KEY);
+    PyObject* capsule = type->tp_dict != nullptr ? PyDict_GetItem(type->tp_dict, key) : nullptr;
     return capsule != nullptr ? static_cast<TypeInfo*>(PyCapsule_GetPointer(capsule, INFO_KEY)) : nullptr;
 }
 
@@ -680,6 +682,7 @@ MessageTypes::MessageTypes(std::shared_ptr<const schema::Registry> registry, PyO
                         set_type_attr(info_type(type), "FIELDS", field_names);
         if (!ok) throw std::runtime_error("cannot set the class attributes of " + m.name);
         by_type_id_[m.type_id] = raw;
+        by_class_[raw->type] = raw;
     }
 }
 
@@ -704,8 +707,13 @@ PyTypeObject* MessageTypes::find(std::uint16_t type_id) const {
     return it == by_type_id_.end() ? nullptr : it->second->type;
 }
 
+const MessageTypes::TypeInfo* MessageTypes::info_for(PyTypeObject* type) const noexcept {
+    const auto it = by_class_.find(type);
+    return it == by_class_.end() ? nullptr : it->second;
+}
+
 const schema::MessageSchema* MessageTypes::schema_of(PyTypeObject* type) const {
-    const TypeInfo* info = info_of(type);
+    const TypeInfo* info = info_for(type);
     return info != nullptr ? info->schema : nullptr;
 }
 
@@ -726,16 +734,22 @@ PyObject* MessageTypes::decode(PyTypeObject* type, std::span<const std::byte> pa
 }
 
 bool MessageTypes::encode(PyObject* message, std::span<std::byte> out) const {
-    const TypeInfo* info = info_of(Py_TYPE(message));
+    const TypeInfo* info = info_for(Py_TYPE(message));
     if (info == nullptr) {
         PyErr_SetString(PyExc_TypeError, "not a mycelium message");
         return false;
     }
-    if (out.size() != info->schema->size) {
+    return encode(*info, message, out);
+}
+
+bool MessageTypes::encode(const TypeInfo& info, PyObject* message, std::span<std::byte> out) const {
+    if (out.size() != info.schema->size) {
         PyErr_SetString(PyExc_ValueError, "encode buffer has the wrong size");
         return false;
     }
-    return encode_message(*info, message, out);
+    return encode_message(info, message, out);
 }
+
+const schema::MessageSchema& MessageTypes::schema_of(const TypeInfo& info) noexcept { return *info.schema; }
 
 }  // namespace mycelium::embedded

@@ -22,6 +22,9 @@ namespace mycelium::embedded {
 /// Thread safety: every call needs the GIL. One instance per interpreter.
 class MessageTypes {
 public:
+    /// One class's layout and exception types (defined in message_types.cpp).
+    struct TypeInfo;
+
     /// Creates the classes (needs the GIL). `validation_error` and `decode_error` are the
     /// exception classes raised by encode and decode. Each class keeps its own layout
     /// (and the registry) alive, so classes and instances may outlive this object.
@@ -36,6 +39,10 @@ public:
 
     /// The class of a type id (borrowed), or nullptr.
     PyTypeObject* find(std::uint16_t type_id) const;
+    /// The layout of one of our classes, or nullptr when `type` is not one (one hash
+    /// lookup: the publish path calls it once per message).
+    const TypeInfo* info_for(PyTypeObject* type) const noexcept;
+    static const schema::MessageSchema& schema_of(const TypeInfo& info) noexcept;
     /// The schema of one of our classes, or nullptr when `type` is not one.
     const schema::MessageSchema* schema_of(PyTypeObject* type) const;
 
@@ -47,12 +54,13 @@ public:
     /// types, integer ranges and the contracts' validation rules. Returns false with a
     /// Python error set (ValidationError naming the message, the field and the rule).
     bool encode(PyObject* message, std::span<std::byte> out) const;
-
-    struct TypeInfo;
+    /// encode() for a message whose class's info the caller already looked up.
+    bool encode(const TypeInfo& info, PyObject* message, std::span<std::byte> out) const;
 
 private:
     std::vector<PyObject*> types_;                              ///< owned references
     std::unordered_map<std::uint16_t, TypeInfo*> by_type_id_;  ///< owned by the classes
+    std::unordered_map<PyTypeObject*, TypeInfo*> by_class_;    ///< valid while types_ holds them
 };
 
 }  // namespace mycelium::embedded

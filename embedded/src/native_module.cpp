@@ -93,27 +93,14 @@ public:
 
     void publish(py::handle message) { runtime("publish").publish(message); }
 
-    py::object subscribe(py::object cls, py::object callback) {
-        if (callback.is_none()) {  // decorator form: @rt.subscribe(Cls)
-            return py::cpp_function([this, cls](py::object fn) {
-                subscribe(cls, fn);
-                return fn;
-            });
-        }
+    SubscriptionHandle subscribe(py::object cls, py::object callback) {
         const std::uint64_t token = runtime("subscribe").subscribe(cls, std::move(callback));
         tokens_.push_back(token);
-        return py::cast(SubscriptionHandle(token));
+        return SubscriptionHandle(token);
     }
 
-    py::object stream(py::object cls, std::size_t maxsize) {
-        runtime("stream");
-        return native_attr("Stream")(py::cast(this, py::return_value_policy::reference), cls, maxsize);
-    }
-
-    py::object recv(py::object cls, py::object timeout) {
-        runtime("recv");
-        return native_attr("_recv")(py::cast(this, py::return_value_policy::reference), cls, timeout);
-    }
+    /// Throws ClosedError when closed; used before handing `self` to Python helpers.
+    void check_open(const char* operation) { runtime(operation); }
 
     void close() {
         if (closed_) return;
@@ -138,11 +125,24 @@ private:
     bool closed_ = false;
 };
 
-/// The Runtime behind the module-level functions (publish, subscribe, every, ...).
-RuntimeHandle& default_runtime() {
-    static RuntimeHandle* runtime = nullptr;  // lives for the interpreter; never closed
-    if (runtime == nullptr) runtime = new RuntimeHandle(py::none(), py::none(), py::none());
-    return *runtime;
+/// The Runtime behind the module-level functions (publish, subscribe, every, ...);
+/// a Python object so decorators and streams can hold it like any other Runtime.
+py::object default_runtime() {
+    py::module_ native = py::module_::import("mycelium_native");
+    if (!py::hasattr(native, "_default_runtime")) native.attr("_default_runtime") = native.attr("Runtime")();
+    return native.attr("_default_runtime");
+}
+
+/// Runtime.subscribe: `subscribe(Cls, cb)` returns a Subscription; `subscribe(Cls)`
+/// returns a decorator that subscribes the function and returns it unchanged.
+py::object subscribe_or_decorate(py::object self, py::object cls, py::object callback) {
+    if (callback.is_none()) {
+        return py::cpp_function([self, cls](py::object fn) {
+            self.cast<RuntimeHandle&>().subscribe(cls, fn);
+            return fn;
+        });
+    }
+    return py::cast(self.cast<RuntimeHandle&>().subscribe(cls, std::move(callback)));
 }
 
 py::object every(double seconds, py::object fn) {
@@ -154,6 +154,38 @@ py::object every(double seconds, py::object fn) {
     }
     return py::cast(TimerHandle(PythonRuntime::current().add_timer(seconds, std::move(fn))));
 }
+
+/// Runs `publish` and converts C++ exceptions to a Python error (METH_O functions
+/// cannot let exceptions escape).
+template <class Publish>
+PyObject* publish_returning_none(Publish&& publish) {
+    try {
+        publish();
+    } catch (py::error_already_set& e) {
+        e.restore();
+        return nullptr;
+    } catch (const py::builtin_exception& e) {
+        e.set_error();
+        return nullptr;
+    } catch (const std::exception& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+        return nullptr;
+    }
+    Py_RETURN_NONE;
+}
+
+// mycelium_native.publish and Runtime.publish as raw METH_O functions: the hottest call
+// a script makes, where pybind11's generic dispatcher would cost as much as the publish.
+PyObject* module_publish(PyObject*, PyObject* message) {
+    return publish_returning_none([&] { PythonRuntime::current().publish(message); });
+}
+
+PyObject* runtime_publish(PyObject* self, PyObject* message) {
+    return publish_returning_none([&] { py::handle(self).cast<RuntimeHandle&>().publish(message); });
+}
+
+PyMethodDef MODULE_PUBLISH{"publish", module_publish, METH_O, "publish(message): publish on the host's bus."};
+PyMethodDef RUNTIME_PUBLISH{"publish", runtime_publish, METH_O, "publish(message): publish on the host's bus."};
 
 void host_log(int level, const std::string& name, const std::string& text) {
     spdlog::level::level_enum spd = spdlog::level::info;
@@ -194,13 +226,25 @@ PYBIND11_EMBEDDED_MODULE(mycelium_native, m) {
     py::class_<TimerHandle>(m, "Timer", "A repeating timer; cancel() stops it.")
         .def("cancel", &TimerHandle::cancel);
 
-    py::class_<RuntimeHandle>(m, "Runtime", "The host's bus, as Mycelium's mycelium_native.Runtime.")
+    py::class_<RuntimeHandle> runtime_class(m, "Runtime", "The host's bus, as Mycelium's mycelium_native.Runtime.");
+    runtime_class
         .def(py::init<py::object, py::object, py::object>(), py::arg("schema_digest") = py::none(),
              py::arg("topology_path") = py::none(), py::arg("service_name") = py::none())
-        .def("publish", &RuntimeHandle::publish, py::arg("message"))
-        .def("subscribe", &RuntimeHandle::subscribe, py::arg("message_cls"), py::arg("callback") = py::none())
-        .def("stream", &RuntimeHandle::stream, py::arg("message_cls"), py::arg("maxsize") = 65536)
-        .def("recv", &RuntimeHandle::recv, py::arg("message_cls"), py::arg("timeout") = py::none())
+        .def("subscribe", &subscribe_or_decorate, py::arg("message_cls"), py::arg("callback") = py::none())
+        .def(
+            "stream",
+            [](py::object self, py::object cls, std::size_t maxsize) {
+                self.cast<RuntimeHandle&>().check_open("stream");
+                return native_attr("Stream")(self, cls, maxsize);
+            },
+            py::arg("message_cls"), py::arg("maxsize") = 65536)
+        .def(
+            "recv",
+            [](py::object self, py::object cls, py::object timeout) {
+                self.cast<RuntimeHandle&>().check_open("recv");
+                return native_attr("_recv")(self, cls, timeout);
+            },
+            py::arg("message_cls"), py::arg("timeout") = py::none())
         .def("every", [](RuntimeHandle&, double s, py::object fn) { return every(s, std::move(fn)); },
              py::arg("seconds"), py::arg("fn") = py::none())
         .def("close", &RuntimeHandle::close)
@@ -209,9 +253,11 @@ PYBIND11_EMBEDDED_MODULE(mycelium_native, m) {
         .def("__enter__", [](py::object self) { return self; })
         .def("__exit__", [](RuntimeHandle& r, py::args) { r.close(); });
 
-    m.def("publish", [](py::handle msg) { default_runtime().publish(msg); }, py::arg("message"),
-          "Publish a message on the host's bus.");
-    m.def("subscribe", [](py::object cls, py::object cb) { return default_runtime().subscribe(cls, cb); },
+    m.add_object("publish", py::reinterpret_steal<py::object>(PyCFunction_New(&MODULE_PUBLISH, nullptr)));
+    runtime_class.attr("publish") =
+        py::reinterpret_steal<py::object>(PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(runtime_class.ptr()),
+                                                            &RUNTIME_PUBLISH));
+    m.def("subscribe", [](py::object cls, py::object cb) { return subscribe_or_decorate(default_runtime(), cls, cb); },
           py::arg("message_cls"), py::arg("callback") = py::none(),
           "Subscribe a callback (or, without one, return a decorator).");
     m.def("every", &every, py::arg("seconds"), py::arg("fn") = py::none(),

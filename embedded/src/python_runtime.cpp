@@ -180,7 +180,8 @@ void PythonRuntime::unsubscribe(std::uint64_t token) {
 
 void PythonRuntime::publish(py::handle message) {
     PyTypeObject* type = Py_TYPE(message.ptr());
-    if (const auto* schema = types_->schema_of(type)) {
+    if (const auto* info = types_->info_for(type)) {
+        const schema::MessageSchema* schema = &MessageTypes::schema_of(*info);
         // Our classes encode in C++ straight into a stack buffer for small messages.
         std::byte small[512];
         std::vector<std::byte> large;
@@ -189,7 +190,7 @@ void PythonRuntime::publish(py::handle message) {
             large.resize(schema->size);
             out = large;
         }
-        if (!types_->encode(message.ptr(), out)) throw py::error_already_set();
+        if (!types_->encode(*info, message.ptr(), out)) throw py::error_already_set();
         const auto result = bus_.publish(schema->type_id, out);
         if (!result) {
             const auto error = result.error();
