@@ -96,12 +96,6 @@ PythonRuntime::PythonRuntime(Bus& bus, std::shared_ptr<const schema::Registry> r
     doorbell_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (doorbell_fd_ < 0) throw std::runtime_error("cannot create the Python dispatcher's eventfd");
     mailbox_->set_doorbell_fd(doorbell_fd_);
-    blocking_hooks_.on_full = &PythonRuntime::on_mailbox_full;
-    blocking_hooks_.before_park = &PythonRuntime::release_gil_to_park;
-    blocking_hooks_.after_park = &PythonRuntime::retake_gil_after_park;
-    blocking_hooks_.context = this;
-    Mailbox::set_blocking_hooks(&blocking_hooks_);
-
     python_thread_id_ = PyThread_get_thread_ident();
     py::object native = py::module_::import("mycelium_native");
     types_ = std::make_unique<MessageTypes>(registry_, native.attr("ValidationError").ptr(),
@@ -110,6 +104,13 @@ PythonRuntime::PythonRuntime(Bus& bus, std::shared_ptr<const schema::Registry> r
     const auto& digest = registry_->digest();
     native.attr("SCHEMA_DIGEST") = py::bytes(reinterpret_cast<const char*>(digest.data()), digest.size());
     if (!types_->add_to(messages_.ptr())) throw py::error_already_set();
+
+    // Last, once nothing above can throw: the hooks point at this object.
+    blocking_hooks_.on_full = &PythonRuntime::on_mailbox_full;
+    blocking_hooks_.before_park = &PythonRuntime::release_gil_to_park;
+    blocking_hooks_.after_park = &PythonRuntime::retake_gil_after_park;
+    blocking_hooks_.context = this;
+    Mailbox::set_blocking_hooks(&blocking_hooks_);
     g_current = this;
 }
 
