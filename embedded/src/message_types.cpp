@@ -718,17 +718,21 @@ const schema::MessageSchema* MessageTypes::schema_of(PyTypeObject* type) const {
 }
 
 PyObject* MessageTypes::decode(PyTypeObject* type, std::span<const std::byte> payload) const {
-    const TypeInfo* info = info_of(type);
+    const TypeInfo* info = info_for(type);
     if (info == nullptr) {
         PyErr_SetString(PyExc_TypeError, "not a mycelium message class");
         return nullptr;
     }
-    if (!info->has_numeric_sequences || numpy_frombuffer() == nullptr) return decode_into_new(*info, payload, nullptr);
+    return decode(*info, payload);
+}
+
+PyObject* MessageTypes::decode(const TypeInfo& info, std::span<const std::byte> payload) const {
+    if (!info.has_numeric_sequences || numpy_frombuffer() == nullptr) return decode_into_new(info, payload, nullptr);
     // numpy views need an immutable Python buffer to share: copy the payload once.
     PyObject* backing = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(payload.data()),
                                                   static_cast<Py_ssize_t>(payload.size()));
     if (backing == nullptr) return nullptr;
-    PyObject* result = decode_into_new(*info, payload, backing);
+    PyObject* result = decode_into_new(info, payload, backing);
     Py_DECREF(backing);
     return result;
 }

@@ -49,6 +49,8 @@ public:
     /// A new instance decoded from `payload` (new reference), or nullptr with a Python
     /// error set (DecodeError for a corrupt length or invalid UTF-8).
     PyObject* decode(PyTypeObject* type, std::span<const std::byte> payload) const;
+    /// decode() for a class whose info the caller already looked up (the delivery path).
+    PyObject* decode(const TypeInfo& info, std::span<const std::byte> payload) const;
 
     /// Encodes an instance of one of our classes into `out` (exactly its size), checking
     /// types, integer ranges and the contracts' validation rules. Returns false with a

@@ -115,6 +115,7 @@ public:
     unsigned long python_thread_id() const noexcept { return python_thread_id_; }
 
     RuntimeStats stats() const noexcept;
+    /// Durations of a sample of callbacks (one delivery in 16 is timed).
     const LatencyHistogram& callback_latency() const noexcept { return callback_latency_; }
 
 private:
@@ -153,6 +154,7 @@ private:
     std::atomic<bool> in_python_{false};
     unsigned long python_thread_id_ = 0;
     int dispatch_depth_ = 0;
+    std::uint64_t timing_counter_ = 0;  ///< which deliveries are timed (one in 16)
 
     std::atomic<std::uint64_t> delivered_{0};
     std::atomic<std::uint64_t> callback_errors_{0};
