@@ -1,0 +1,215 @@
+#pragma once
+/// Links: the host's Unix and TCP stream server (DESIGN.md sections 6 and 7, issue 4).
+///
+/// A LinkServer listens on any number of endpoints (`unix:PATH`, `tcp:HOST:PORT`) and
+/// attaches every accepted connection to a Bus:
+///
+/// - Handshake: the client's first bytes are `u16 LE digest length (32), digest`; they
+///   must arrive within ServerOptions::handshake_timeout and match the registry's digest.
+/// - Then TLV frames (codec::FrameDecoder with the registry's sizes and the payload
+///   limit). Application frames are published on the bus under an Origin naming the
+///   connection, so they are never echoed back to it.
+/// - A legacy client (Mycelium's Python SDK: only the handshake) receives every
+///   application frame published on the node except its own. A client that sends HELLO
+///   (link_protocol.hpp) receives only what it SUBSCRIBEs to; a HELLO with role=peer
+///   also never receives frames that came from another peer.
+/// - Bad input (wrong digest, digest length not 32, slow or truncated handshake, oversize
+///   length, garbage, unknown type id, wrong payload size, malformed control frame)
+///   closes only that connection: an ERROR frame where possible, a warning with the
+///   peer's address on the "link" logger, a counter in LinkStats.
+/// - Each connection has a bounded send queue; a reader that falls behind is
+///   disconnected as a slow consumer (or loses its oldest frames, if so configured).
+///   Queued frames leave in one large write whenever the socket is busy.
+///
+/// Asio is an implementation detail (host/src/transport/): nothing here includes it.
+/// Threads: the server runs its own io threads; bus subscribers of a connection are
+/// inline and only copy the frame into its send queue. Nothing here touches Python.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "mycelium/bus.hpp"
+#include "mycelium/endpoint.hpp"
+#include "mycelium/link_protocol.hpp"
+#include "mycelium/schema.hpp"
+
+namespace mycelium::link {
+
+// ---------------------------------------------------------------------------------------
+// Origin of a publish
+// ---------------------------------------------------------------------------------------
+
+/// Where the message being published on the current thread came from: a link
+/// connection, or (link_id 0) local code. Bus subscribers that forward to a link read it
+/// to skip echoes (same link) and relays between peers (peer -> peer).
+///
+/// The origin applies only to the message whose payload is `payload`: an inline
+/// subscriber that publishes a reply from inside its callback runs under the same
+/// thread-local origin, and its reply (a different buffer) must still reach the link the
+/// request came from. Use describes() to test a MessageView.
+/// Thread safety: a value type.
+struct Origin {
+    /// The connection's process-unique id (never reused in a process); 0 = local.
+    std::uint64_t link_id = 0;
+    /// The connection's role (Client for legacy clients).
+    Role role = Role::Client;
+    /// The first byte of the payload being published from the link.
+    const std::byte* payload = nullptr;
+
+    /// True when `view` is the message this origin describes (not a nested publish).
+    bool describes(const MessageView& view) const noexcept {
+        return link_id != 0 && view.payload.data() == payload;
+    }
+};
+
+/// The origin of the publish running on this thread (link_id 0 outside any OriginScope).
+/// Thread safety: reads a thread-local; any thread.
+Origin current_origin() noexcept;
+
+/// Sets this thread's current origin for the scope's lifetime and restores the previous
+/// one after: wrap a bus.publish() of a frame that came from a link in it.
+/// Thread safety: affects only the constructing thread; must be destroyed on that thread.
+class OriginScope {
+public:
+    /// Makes `origin` current on this thread.
+    explicit OriginScope(Origin origin) noexcept;
+    /// Restores the origin that was current before.
+    ~OriginScope();
+    OriginScope(const OriginScope&) = delete;
+    OriginScope& operator=(const OriginScope&) = delete;
+
+private:
+    Origin saved_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Server
+// ---------------------------------------------------------------------------------------
+
+/// What a full per-connection send queue does with one more frame.
+enum class SlowConsumerPolicy : std::uint8_t {
+    /// Default (like NATS slow consumers): close the connection, log it, count it.
+    Disconnect,
+    /// Evict the oldest queued frames to make room, counting each as dropped.
+    DropOldest,
+};
+
+/// Limits and knobs of a LinkServer.
+/// Thread safety: a value type; distinct objects safe, shared objects unsafe.
+struct ServerOptions {
+    /// Largest frame payload accepted (lowered to the protocol's 4 MiB and to the bus's
+    /// max_payload if above either).
+    std::size_t max_payload = schema::DEFAULT_MAX_PAYLOAD;
+    /// Time allowed from accept to the complete digest handshake.
+    std::chrono::milliseconds handshake_timeout{5'000};
+    /// Connections served at once (handshaking ones included); further ones get an
+    /// ERROR TooManyConnections and are closed.
+    std::size_t max_connections = 1024;
+    /// Frames a connection's send queue holds before SlowConsumerPolicy applies.
+    std::size_t send_queue_frames = 1024;
+    /// Bytes (headers included) a send queue holds before SlowConsumerPolicy applies;
+    /// raised to one frame of max_payload if lower.
+    std::size_t send_queue_bytes = 8u * 1024u * 1024u;
+    /// What a full send queue does.
+    SlowConsumerPolicy slow_consumer = SlowConsumerPolicy::Disconnect;
+    /// Permissions of the Unix sockets the server creates.
+    std::uint32_t socket_mode = 0660;
+    /// Io threads (at least 1). Connections are served on strands, so any number works.
+    std::size_t threads = 1;
+    /// How long a connection being closed with an ERROR frame may take to flush it.
+    std::chrono::milliseconds close_linger{1'000};
+};
+
+/// Counters of a LinkServer, summed over its lifetime (`active` is current).
+/// Thread safety: a value type; distinct objects safe, shared objects unsafe.
+struct LinkStats {
+    /// Connections accepted (including those refused for max_connections).
+    std::uint64_t accepted = 0;
+    /// Connections open now.
+    std::uint64_t active = 0;
+    /// Connections refused because max_connections were open.
+    std::uint64_t rejected_max_connections = 0;
+    /// Handshakes that completed.
+    std::uint64_t handshakes_ok = 0;
+    /// Handshakes whose digest length was not 32.
+    std::uint64_t bad_digest_length = 0;
+    /// Handshakes whose digest differed from the registry's.
+    std::uint64_t digest_mismatch = 0;
+    /// Handshakes not complete within handshake_timeout.
+    std::uint64_t handshake_timeout = 0;
+    /// Connections that ended inside the handshake or inside a frame.
+    std::uint64_t truncated = 0;
+    /// Frames whose header declared a payload above the limit.
+    std::uint64_t oversize = 0;
+    /// Frames with type id 0, an unknown application type or an unserved control type.
+    std::uint64_t unknown_type = 0;
+    /// Application frames whose payload size did not match their type.
+    std::uint64_t size_mismatch = 0;
+    /// Malformed or misplaced control frames (including an ERROR frame from the client).
+    std::uint64_t protocol_errors = 0;
+    /// Connections closed because their send queue overflowed.
+    std::uint64_t slow_consumers = 0;
+    /// Frames evicted from send queues under SlowConsumerPolicy::DropOldest.
+    std::uint64_t dropped_frames = 0;
+    /// Frames received after the handshake (application and control).
+    std::uint64_t frames_received = 0;
+    /// Frames written to sockets.
+    std::uint64_t frames_sent = 0;
+    /// Bytes read (handshakes included).
+    std::uint64_t bytes_received = 0;
+    /// Bytes written.
+    std::uint64_t bytes_sent = 0;
+    /// Socket writes issued: frames_sent / writes shows how well writes coalesce.
+    std::uint64_t writes = 0;
+};
+
+namespace detail {
+struct ServerState;
+}  // namespace detail
+
+/// The Unix/TCP link server of a node; see the file comment for the protocol.
+///
+/// Lifetime: the bus and the registry must outlive the server. The destructor calls
+/// stop(). Thread safety: every member function may be called from any thread
+/// concurrently, except the destructor; none may be called from inside a bus callback.
+class LinkServer {
+public:
+    /// Starts the io threads; listens nowhere yet. Throws std::system_error if a thread
+    /// cannot be started.
+    LinkServer(Bus& bus, const schema::Registry& registry, ServerOptions options = {});
+    /// stop(), then frees everything.
+    ~LinkServer();
+    LinkServer(const LinkServer&) = delete;
+    LinkServer& operator=(const LinkServer&) = delete;
+
+    /// Listens on `endpoint` and returns the bound address (a TCP port 0 replaced by the
+    /// port the kernel chose), to print or connect to. A Unix socket gets
+    /// ServerOptions::socket_mode; an existing file at its path is replaced only if it
+    /// is a socket nobody answers on (a stale one).
+    /// Throws std::system_error (address in use, permission denied, a live socket at the
+    /// path, a path that is not a socket, an unresolvable host) or std::logic_error after
+    /// stop(). Configuration errors: call it at start-up.
+    Endpoint listen(const Endpoint& endpoint);
+    /// listen(parse_endpoint(text)); also throws std::invalid_argument for bad text.
+    Endpoint listen(std::string_view endpoint);
+
+    /// The bound addresses of every listen() so far, in call order.
+    std::vector<Endpoint> endpoints() const;
+
+    /// Stops accepting, closes every connection (sending ERROR ShuttingDown where the
+    /// socket has room), removes the Unix socket files it created, joins the io threads.
+    /// Idempotent; blocks for at most about close_linger plus a little.
+    void stop() noexcept;
+
+    /// A snapshot of the counters (exact once the server is quiet).
+    LinkStats stats() const noexcept;
+
+private:
+    std::shared_ptr<detail::ServerState> state_;
+};
+
+}  // namespace mycelium::link

@@ -1,0 +1,188 @@
+#pragma once
+// Internal to host/src/transport: the state a LinkServer shares with its connections,
+// and one connection (Session). Asio stays inside this folder (STYLE.md section 1).
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/generic/stream_protocol.hpp>
+#include <asio/io_context.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "mycelium/bus.hpp"
+#include "mycelium/codec.hpp"
+#include "mycelium/link.hpp"
+#include "mycelium/schema.hpp"
+
+namespace mycelium::link::detail {
+
+class Session;
+
+/// Lifetime counters behind LinkStats; relaxed atomics (they are statistics).
+struct Counters {
+    std::atomic<std::uint64_t> accepted{0}, rejected_max_connections{0}, handshakes_ok{0},
+        bad_digest_length{0}, digest_mismatch{0}, handshake_timeout{0}, truncated{0}, oversize{0},
+        unknown_type{0}, size_mismatch{0}, protocol_errors{0}, slow_consumers{0}, dropped_frames{0},
+        frames_received{0}, frames_sent{0}, bytes_received{0}, bytes_sent{0}, writes{0};
+
+    static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+        c.fetch_add(n, std::memory_order_relaxed);
+    }
+};
+
+/// A listening socket (Unix or TCP); closed on the io thread at stop().
+class Listener {
+public:
+    virtual ~Listener() = default;
+    /// Starts the accept loop (posts to the io thread).
+    virtual void start() = 0;
+    /// Closes the acceptor; io thread only.
+    virtual void close() noexcept = 0;
+};
+
+/// What LinkServer shares with its sessions. Sessions refer to it by reference: stop()
+/// finishes every session before the state can go away.
+/// Member order matters: `listeners` and then `io` are destroyed first, so that handlers
+/// (and the sessions they own) die while everything else is still alive.
+struct ServerState {
+    ServerState(Bus& b, const schema::Registry& r, ServerOptions o);
+
+    Bus& bus;
+    const schema::Registry& registry;
+    ServerOptions options;
+    std::shared_ptr<spdlog::logger> log;
+    Counters counters;
+    std::atomic<std::uint64_t> next_id{1};
+
+    std::mutex mutex;  // guards the members down to `stopped`
+    std::condition_variable sessions_changed;
+    std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions;
+    std::uint64_t active = 0;
+    std::vector<Endpoint> endpoints;
+    struct OwnedSocketFile {
+        std::string path;
+        unsigned long inode = 0;
+    };
+    std::vector<OwnedSocketFile> socket_files;  // Unix sockets to remove at stop()
+    bool stopped = false;
+
+    std::vector<std::thread> threads;
+    asio::io_context io;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+    std::vector<std::unique_ptr<Listener>> listeners;
+
+    /// Registers a session; false (and not registered) once stopped. `counted` is false
+    /// when max_connections are open: the session is then only told so and closed.
+    bool admit(const std::shared_ptr<Session>& session, std::uint64_t id, bool& counted);
+    /// Forgets a session (from Session::finish).
+    void release(std::uint64_t id, bool counted) noexcept;
+};
+
+/// One accepted connection: handshake, frame decoding, bus subscriptions, send queue.
+///
+/// Threading: everything except on_bus_message() and enqueue() runs on the session's
+/// strand. Bus callbacks (any publishing thread) only append to the send queue under
+/// send_mutex_ and post a write to the strand.
+class Session : public std::enable_shared_from_this<Session> {
+public:
+    using Socket = asio::generic::stream_protocol::socket;
+
+    Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id);
+    ~Session();
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    /// The strand every handler of this session runs on.
+    Socket::executor_type socket_executor() { return socket_.get_executor(); }
+    /// Starts the handshake timer and reading. Strand.
+    void start();
+    /// Sends ERROR TooManyConnections and closes. Strand.
+    void reject_max_connections();
+    /// Closes with ERROR ShuttingDown (posts to the strand). Any thread.
+    void shut_down();
+    /// Closes at once, without ERROR. Strand, or any thread once the io threads stopped.
+    void finish() noexcept;
+
+    /// Inline bus subscriber: forwards a published message unless it came from this
+    /// connection (or from a peer, when this connection is a peer). Any thread.
+    void on_bus_message(const MessageView& view);
+
+private:
+    enum class Phase : std::uint8_t { Handshake, Undecided, Legacy, Hello };
+
+    void do_read();
+    void on_read(const asio::error_code& ec, std::size_t n);
+    void on_end_of_stream();
+    std::span<const std::byte> consume_handshake(std::span<const std::byte> bytes);
+    void feed(std::span<const std::byte> bytes);
+    void on_frame(std::uint16_t type_id, std::span<const std::byte> payload);
+    void on_control(std::uint16_t type_id, std::span<const std::byte> payload);
+    void on_hello(std::span<const std::byte> payload);
+    void on_type_list(bool subscribe, std::span<const std::byte> payload);
+    void become_legacy();
+    void subscribe_type(std::uint16_t type_id);
+
+    void enqueue(std::uint16_t type_id, std::span<const std::byte> payload);
+    void start_write();
+    void on_written(const asio::error_code& ec, std::size_t n);
+    void on_slow_consumer();
+
+    void fail(ErrorCode code, const std::string& reason);
+    void close_with_error(ErrorCode code, const std::string& reason);
+    void drop_oldest_locked() noexcept;
+
+    ServerState& state_;
+    Socket socket_;
+    const std::string peer_;
+    const std::uint64_t id_;
+    asio::steady_timer handshake_timer_;
+    asio::steady_timer linger_timer_;
+
+    // Strand-only state.
+    Phase phase_ = Phase::Handshake;
+    std::array<std::byte, 34> handshake_{};
+    std::size_t handshake_have_ = 0;
+    codec::FrameDecoder decoder_;
+    std::vector<std::byte> read_buf_;
+    std::map<std::uint16_t, Subscription> subs_;
+    std::string name_;
+    bool frames_seen_ = false;    // a frame arrived after the handshake (HELLO must be first)
+    bool closing_ = false;        // an ERROR is being flushed; input is discarded
+    bool close_after_flush_ = false;
+    bool finished_ = false;
+    bool counted_ = false;
+    std::vector<std::byte> inflight_;  // the buffer of the write in progress
+    std::size_t inflight_frames_ = 0;
+
+    // Read by bus callbacks on any thread.
+    std::atomic<Role> role_{Role::Client};
+
+    // The send queue, shared with publishing threads. Frames are appended encoded into
+    // `pending_`; bytes before `pending_head_` were evicted (DropOldest). start_write()
+    // swaps the whole buffer out, so everything queued while a write was in flight goes
+    // out in one write.
+    std::mutex send_mutex_;
+    std::vector<std::byte> pending_;
+    std::size_t pending_head_ = 0;
+    std::size_t pending_frames_ = 0;
+    bool write_scheduled_ = false;  // a start_write is posted or a write is in flight
+    bool send_closed_ = false;      // nothing more is queued (closing or slow)
+
+};
+
+}  // namespace mycelium::link::detail

@@ -1,0 +1,644 @@
+// LinkServer and LinkClient over real sockets: every test has its own temp dir (Unix
+// sockets) or port 0 (TCP), and every wait has a timeout.
+
+#include <doctest/doctest.h>
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "mycelium/bus.hpp"
+#include "mycelium/codec.hpp"
+#include "mycelium/link.hpp"
+#include "mycelium/link_client.hpp"
+#include "mycelium/schema.hpp"
+
+using namespace mycelium;
+using namespace mycelium::link;
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::uint16_t TEXT = 1001;     // 312 bytes
+constexpr std::uint16_t COUNTER = 1002;  // 16 bytes
+constexpr std::uint16_t BLOB = 1003;     // 16 KiB
+
+const schema::Registry& registry() {
+    static const schema::Registry r = schema::Registry::load_string(R"(
+messages:
+  TextMessage:
+    tlv_type: 1001
+    fields:
+      sender: {type: String, max_length: 32}
+      content: {type: String, max_length: 256}
+      timestamp: u64
+  CounterUpdate:
+    tlv_type: 1002
+    fields:
+      counter_id: u32
+      value: u64
+  Blob:
+    tlv_type: 1003
+    fields:
+      data: "[u8; 16384]"
+)",
+                                                                    "link_test.yaml");
+    return r;
+}
+
+/// A fresh directory under /tmp (short, so socket paths fit sun_path); removed at the end.
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        std::string pattern = (fs::temp_directory_path() / "myc-link-XXXXXX").string();
+        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        path = pattern;
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        fs::remove_all(path, ignored);
+    }
+    std::string socket(const std::string& name = "node.sock") const { return "unix:" + (path / name).string(); }
+};
+
+std::vector<std::byte> counter(std::uint32_t id, std::uint64_t value) {
+    std::vector<std::byte> out(16);
+    std::memcpy(out.data(), &id, 4);
+    std::memcpy(out.data() + 8, &value, 8);
+    return out;
+}
+
+std::uint32_t counter_id(const Frame& f) {
+    std::uint32_t id = 0;
+    std::memcpy(&id, f.payload.data(), 4);
+    return id;
+}
+
+std::vector<std::byte> blob(std::uint64_t seq) {
+    std::vector<std::byte> out(16384, std::byte{0x5a});
+    std::memcpy(out.data(), &seq, 8);
+    return out;
+}
+
+std::vector<std::byte> raw(std::initializer_list<int> values) {
+    std::vector<std::byte> out;
+    for (const int v : values) out.push_back(static_cast<std::byte>(v));
+    return out;
+}
+
+std::vector<std::byte> header(std::uint16_t type_id, std::uint32_t length) {
+    std::vector<std::byte> out(codec::HEADER_SIZE);
+    codec::encode_header(type_id, length, std::span<std::byte, codec::HEADER_SIZE>(out.data(), codec::HEADER_SIZE));
+    return out;
+}
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(2ms);
+    }
+    return true;
+}
+
+LinkClient legacy(const Endpoint& ep) {
+    LinkClient c = LinkClient::connect(ep, registry().digest());
+    REQUIRE(c.sync());  // the host has read the handshake: the client is subscribed
+    return c;
+}
+
+LinkClient hello(const Endpoint& ep, Role role, const std::string& name, std::vector<std::uint16_t> types) {
+    LinkClient c = LinkClient::connect(ep, registry().digest());
+    REQUIRE(c.hello(role, name));
+    if (!types.empty()) REQUIRE(c.subscribe(types));
+    REQUIRE(c.sync());
+    return c;
+}
+
+/// Expects a CounterUpdate with `id` as the next application frame.
+void expect_counter(LinkClient& c, std::uint32_t id) {
+    auto f = c.receive_message(5s);
+    REQUIRE_MESSAGE(f, "no frame: error " << static_cast<int>(f.error()));
+    CHECK(f->type_id == COUNTER);
+    CHECK(counter_id(*f) == id);
+}
+
+/// Expects no application frame within a short while.
+void expect_nothing(LinkClient& c, std::chrono::milliseconds wait = 150ms) {
+    auto f = c.receive_message(wait);
+    if (f) FAIL("unexpected frame of type " << f->type_id);
+    CHECK(f.error() == ReceiveError::Timeout);
+}
+
+/// Expects an ERROR frame with `code` (skipping application frames), then end of stream.
+void expect_error_then_close(LinkClient& c, ErrorCode code) {
+    for (;;) {
+        auto f = c.receive(5s);
+        REQUIRE_MESSAGE(f, "no ERROR frame: receive error " << static_cast<int>(f.error()));
+        if (f->type_id >= schema::MIN_APP_TYPE_ID) continue;
+        REQUIRE(f->type_id == control::ERROR);
+        const auto e = decode_error(f->payload);
+        REQUIRE(e);
+        CHECK_MESSAGE(e->code == code, "got " << to_string(e->code) << ": " << e->reason);
+        break;
+    }
+    auto end = c.receive(5s);
+    REQUIRE_FALSE(end);
+    CHECK(end.error() == ReceiveError::Closed);
+}
+
+void expect_closed(LinkClient& c) {
+    for (;;) {
+        auto f = c.receive(5s);
+        if (!f) {
+            CHECK(f.error() == ReceiveError::Closed);
+            return;
+        }
+    }
+}
+
+/// A bus, a registry and a server on one endpoint.
+struct Node {
+    Bus bus;
+    LinkServer server;
+    Endpoint ep;
+    Node(const std::string& where, ServerOptions options = {})
+        : server(bus, registry(), options), ep(server.listen(where)) {}
+};
+
+/// Two well-behaved legacy clients that keep exchanging frames around a bad one.
+struct Witnesses {
+    LinkClient sender;
+    LinkClient receiver;
+    std::uint32_t next = 1;
+    explicit Witnesses(const Endpoint& ep) : sender(legacy(ep)), receiver(legacy(ep)) {}
+    void exchange() {
+        const std::uint32_t id = next++;
+        REQUIRE(sender.send(COUNTER, counter(id, id)));
+        expect(receiver, id);
+        REQUIRE(receiver.send(COUNTER, counter(id + 1000, id)));
+        expect(sender, id + 1000);
+    }
+    /// A bad client may publish before it is thrown out (STRAY); those frames are fine.
+    static void expect(LinkClient& c, std::uint32_t id) {
+        for (;;) {
+            auto f = c.receive_message(5s);
+            REQUIRE(f);
+            REQUIRE(f->type_id == COUNTER);
+            if (counter_id(*f) == STRAY) continue;
+            CHECK(counter_id(*f) == id);
+            return;
+        }
+    }
+    static constexpr std::uint32_t STRAY = 99;
+};
+
+struct BadCase {
+    const char* name;
+    bool handshake;  // send the right handshake first
+    std::function<void(LinkClient&)> send;
+    std::optional<ErrorCode> error;  // nullopt: the connection just closes
+    std::uint64_t LinkStats::*counter;
+};
+
+std::vector<BadCase> bad_cases() {
+    const auto& digest = registry().digest();
+    std::vector<BadCase> cases;
+    cases.push_back({"wrong digest", false,
+                     [&](LinkClient& c) {
+                         auto bytes = raw({32, 0});
+                         for (std::size_t i = 0; i < 32; ++i) bytes.push_back(static_cast<std::byte>(digest[i] ^ 1));
+                         (void)c.send_raw(bytes);
+                     },
+                     ErrorCode::DigestMismatch, &LinkStats::digest_mismatch});
+    cases.push_back({"digest length not 32", false,
+                     [&](LinkClient& c) {
+                         auto bytes = raw({31, 0});
+                         for (std::size_t i = 0; i < 31; ++i) bytes.push_back(static_cast<std::byte>(digest[i]));
+                         (void)c.send_raw(bytes);
+                     },
+                     ErrorCode::BadDigestLength, &LinkStats::bad_digest_length});
+    cases.push_back({"truncated handshake", false,
+                     [&](LinkClient& c) {
+                         (void)c.send_raw(raw({32, 0, 1, 2, 3}));
+                         c.shutdown_send();
+                     },
+                     std::nullopt, &LinkStats::truncated});
+    cases.push_back({"slow handshake", false, [&](LinkClient& c) { (void)c.send_raw(raw({32, 0, 1})); },
+                     ErrorCode::HandshakeTimeout, &LinkStats::handshake_timeout});
+    cases.push_back({"oversize length", true,
+                     [&](LinkClient& c) { (void)c.send_raw(header(COUNTER, 5u * 1024u * 1024u)); },
+                     ErrorCode::Oversize, &LinkStats::oversize});
+    cases.push_back({"garbage", true,
+                     [&](LinkClient& c) {
+                         const std::string text = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+                         (void)c.send_raw(std::as_bytes(std::span(text.data(), text.size())));
+                     },
+                     // "GE" is type 0x4547 and " / H" a 540 MB length: the limit trips first.
+                     ErrorCode::Oversize, &LinkStats::oversize});
+    cases.push_back({"unknown type id", true,
+                     [&](LinkClient& c) { (void)c.send(1500, counter(1, 1)); }, ErrorCode::UnknownType,
+                     &LinkStats::unknown_type});
+    cases.push_back({"type id zero", true,
+                     [&](LinkClient& c) { (void)c.send_raw(header(0, 0)); }, ErrorCode::UnknownType,
+                     &LinkStats::unknown_type});
+    cases.push_back({"payload size that does not match its type", true,
+                     [&](LinkClient& c) {
+                         auto payload = counter(1, 1);
+                         payload.pop_back();
+                         (void)c.send(COUNTER, payload);
+                     },
+                     ErrorCode::SizeMismatch, &LinkStats::size_mismatch});
+    cases.push_back({"truncated frame", true,
+                     [&](LinkClient& c) {
+                         auto bytes = header(COUNTER, 16);
+                         bytes.resize(bytes.size() + 5);
+                         (void)c.send_raw(bytes);
+                         c.shutdown_send();
+                     },
+                     std::nullopt, &LinkStats::truncated});
+    cases.push_back({"malformed HELLO", true,
+                     [&](LinkClient& c) { (void)c.send(control::HELLO, raw({1, 7, 1, 0, 'x'})); },
+                     ErrorCode::ProtocolViolation, &LinkStats::protocol_errors});
+    cases.push_back({"HELLO after an application frame", true,
+                     [&](LinkClient& c) {
+                         (void)c.send(COUNTER, counter(99, 99));
+                         (void)c.hello(Role::Client, "late");
+                     },
+                     ErrorCode::ProtocolViolation, &LinkStats::protocol_errors});
+    cases.push_back({"SUBSCRIBE of a type the contracts do not define", true,
+                     [&](LinkClient& c) {
+                         (void)c.hello(Role::Client, "tool");
+                         const std::uint16_t ids[] = {COUNTER, 4000};
+                         (void)c.subscribe(ids);
+                     },
+                     ErrorCode::ProtocolViolation, &LinkStats::protocol_errors});
+    cases.push_back({"shared-memory setup, which is not served yet", true,
+                     [&](LinkClient& c) { (void)c.send(control::SHM_FIRST, raw({0})); }, ErrorCode::UnknownType,
+                     &LinkStats::unknown_type});
+    return cases;
+}
+
+ServerOptions bad_input_options() {
+    ServerOptions o;
+    o.handshake_timeout = 300ms;
+    return o;
+}
+
+void bad_input_closes_only_that_connection(const std::string& where) {
+    Node node(where, bad_input_options());
+    Witnesses witnesses(node.ep);
+    witnesses.exchange();
+    for (const BadCase& c : bad_cases()) {
+        const std::string name = c.name;
+        CAPTURE(name);
+        const std::uint64_t before = node.server.stats().*c.counter;
+        LinkClient bad = c.handshake ? LinkClient::connect(node.ep, registry().digest()) : LinkClient::open(node.ep);
+        c.send(bad);
+        if (c.error) {
+            expect_error_then_close(bad, *c.error);
+        } else {
+            expect_closed(bad);
+        }
+        CHECK(wait_until([&] { return node.server.stats().*c.counter == before + 1; }));
+        witnesses.exchange();
+    }
+    CHECK(wait_until([&] { return node.server.stats().active == 2; }));
+}
+
+void legacy_fan_out_excludes_the_sender(const std::string& where) {
+    Node node(where);
+    LinkClient a = legacy(node.ep);
+    LinkClient b = legacy(node.ep);
+    LinkClient c = legacy(node.ep);
+    std::atomic<int> local{0};
+    auto sub = node.bus.subscribe(COUNTER, [&](const MessageView&) { ++local; });
+
+    REQUIRE(a.send(COUNTER, counter(1, 10)));
+    expect_counter(b, 1);
+    expect_counter(c, 1);
+    CHECK(wait_until([&] { return local.load() == 1; }));
+    expect_nothing(a);
+
+    // A publish on the node reaches every legacy client.
+    REQUIRE(node.bus.publish(COUNTER, counter(2, 20)));
+    expect_counter(a, 2);
+    expect_counter(b, 2);
+    expect_counter(c, 2);
+}
+
+}  // namespace
+
+TEST_SUITE("transport.unix") {
+    TEST_CASE("a legacy client completes the handshake and receives what the node publishes") {
+        TempDir dir;
+        Node node(dir.socket());
+        LinkClient client = legacy(node.ep);
+        REQUIRE(node.bus.publish(COUNTER, counter(7, 42)));
+        expect_counter(client, 7);
+        const LinkStats s = node.server.stats();
+        CHECK(s.handshakes_ok == 1);
+        CHECK(s.active == 1);
+    }
+
+    TEST_CASE("a legacy client's frames reach the bus and every other client but never the sender") {
+        TempDir dir;
+        legacy_fan_out_excludes_the_sender(dir.socket());
+    }
+
+    TEST_CASE("every kind of bad input closes only that connection while others keep exchanging") {
+        TempDir dir;
+        bad_input_closes_only_that_connection(dir.socket());
+    }
+
+    TEST_CASE("after HELLO a client receives only the types it subscribed to") {
+        TempDir dir;
+        Node node(dir.socket());
+        LinkClient tool = hello(node.ep, Role::Client, "tool", {COUNTER});
+        LinkClient old = legacy(node.ep);
+
+        std::vector<std::byte> text(312);
+        REQUIRE(node.bus.publish(TEXT, text));
+        REQUIRE(node.bus.publish(COUNTER, counter(3, 3)));
+        expect_counter(tool, 3);  // the TextMessage before it was not sent
+        auto first = old.receive_message(5s);
+        REQUIRE(first);
+        CHECK(first->type_id == TEXT);
+        expect_counter(old, 3);
+
+        const std::uint16_t ids[] = {COUNTER};
+        REQUIRE(tool.unsubscribe(ids));
+        REQUIRE(tool.sync());
+        REQUIRE(node.bus.publish(COUNTER, counter(4, 4)));
+        expect_counter(old, 4);
+        expect_nothing(tool);
+
+        // A subscribed client's own frames are not echoed either.
+        REQUIRE(tool.subscribe(ids));
+        REQUIRE(tool.sync());
+        REQUIRE(tool.send(COUNTER, counter(5, 5)));
+        expect_counter(old, 5);
+        expect_nothing(tool);
+    }
+
+    TEST_CASE("a peer never receives frames that came from another peer") {
+        TempDir dir;
+        Node node(dir.socket());
+        LinkClient p1 = hello(node.ep, Role::Peer, "node-b", {COUNTER});
+        LinkClient p2 = hello(node.ep, Role::Peer, "node-c", {COUNTER});
+        LinkClient app = legacy(node.ep);
+
+        REQUIRE(p1.send(COUNTER, counter(1, 1)));
+        expect_counter(app, 1);
+        expect_nothing(p2);
+
+        REQUIRE(app.send(COUNTER, counter(2, 2)));
+        expect_counter(p1, 2);
+        expect_counter(p2, 2);
+    }
+
+    TEST_CASE("a reply published from inside an inline callback reaches the client that asked") {
+        TempDir dir;
+        Node node(dir.socket());
+        // An inline C++ service: answers each CounterUpdate with a TextMessage. Its publish
+        // runs under the requesting client's origin, but it is a different message.
+        auto service = node.bus.subscribe(COUNTER, [&](const MessageView&) {
+            std::vector<std::byte> reply(312);
+            (void)node.bus.publish(TEXT, reply);
+        });
+        LinkClient asker = legacy(node.ep);
+        LinkClient other = legacy(node.ep);
+        REQUIRE(asker.send(COUNTER, counter(1, 1)));
+        auto reply = asker.receive_message(5s);
+        REQUIRE(reply);
+        CHECK(reply->type_id == TEXT);
+        // The other client gets both; the reply was published first (nested in the callback).
+        std::vector<std::uint16_t> seen;
+        for (int i = 0; i < 2; ++i) {
+            auto f = other.receive_message(5s);
+            REQUIRE(f);
+            seen.push_back(f->type_id);
+        }
+        std::sort(seen.begin(), seen.end());
+        CHECK(seen == std::vector<std::uint16_t>{TEXT, COUNTER});
+        expect_nothing(asker);
+    }
+
+    TEST_CASE("ping is answered with a pong carrying the same nonce") {
+        TempDir dir;
+        Node node(dir.socket());
+        LinkClient client = LinkClient::connect(node.ep, registry().digest());
+        REQUIRE(client.send(control::PING, encode_nonce(0x1122334455667788ull)));
+        auto f = client.receive(5s);
+        REQUIRE(f);
+        CHECK(f->type_id == control::PONG);
+        const auto nonce = decode_nonce(f->payload);
+        REQUIRE(nonce);
+        CHECK(*nonce == 0x1122334455667788ull);
+    }
+
+    TEST_CASE("a connection above the maximum gets an error frame and the others stay") {
+        TempDir dir;
+        ServerOptions o;
+        o.max_connections = 2;
+        Node node(dir.socket(), o);
+        Witnesses witnesses(node.ep);
+        LinkClient extra = LinkClient::connect(node.ep, registry().digest());
+        expect_error_then_close(extra, ErrorCode::TooManyConnections);
+        CHECK(node.server.stats().rejected_max_connections == 1);
+        witnesses.exchange();
+
+        witnesses.receiver.close();
+        REQUIRE(wait_until([&] { return node.server.stats().active == 1; }));
+        LinkClient again = legacy(node.ep);
+        REQUIRE(node.bus.publish(COUNTER, counter(9, 9)));
+        expect_counter(again, 9);
+    }
+
+    TEST_CASE("a slow consumer is disconnected and counted while others keep receiving") {
+        TempDir dir;
+        ServerOptions o;
+        o.send_queue_frames = 4;
+        Node node(dir.socket(), o);
+        LinkClient slow = legacy(node.ep);
+        LinkClient fast = hello(node.ep, Role::Client, "fast", {COUNTER});
+
+        // The slow client never reads: the socket buffer fills, then its send queue.
+        std::uint64_t seq = 0;
+        REQUIRE(wait_until([&] {
+            (void)node.bus.publish(BLOB, blob(seq++));
+            return node.server.stats().slow_consumers == 1;
+        }, 10s));
+        REQUIRE(node.bus.publish(COUNTER, counter(11, 11)));
+        expect_counter(fast, 11);
+        expect_closed(slow);
+        CHECK(wait_until([&] { return node.server.stats().active == 1; }));
+    }
+
+    TEST_CASE("drop_oldest keeps a slow reader connected and counts what it lost") {
+        TempDir dir;
+        ServerOptions o;
+        o.send_queue_frames = 4;
+        o.slow_consumer = SlowConsumerPolicy::DropOldest;
+        Node node(dir.socket(), o);
+        LinkClient slow = legacy(node.ep);
+        for (std::uint64_t seq = 0; seq < 300; ++seq) REQUIRE(node.bus.publish(BLOB, blob(seq)));
+        CHECK(wait_until([&] { return node.server.stats().dropped_frames > 0; }));
+        CHECK(node.server.stats().slow_consumers == 0);
+
+        // What arrives is in order, with gaps; the connection stays usable.
+        std::uint64_t last = 0;
+        bool first = true;
+        for (;;) {
+            auto f = slow.receive_message(300ms);
+            if (!f) {
+                CHECK(f.error() == ReceiveError::Timeout);
+                break;
+            }
+            REQUIRE(f->type_id == BLOB);
+            std::uint64_t seq = 0;
+            std::memcpy(&seq, f->payload.data(), 8);
+            CHECK((first || seq > last));
+            first = false;
+            last = seq;
+        }
+        CHECK(last == 299);
+        CHECK(slow.sync());
+    }
+
+    TEST_CASE("the socket file gets mode 0660, or the configured mode, and is removed at stop") {
+        TempDir dir;
+        {
+            Node node(dir.socket("a.sock"));
+            struct stat st {};
+            REQUIRE(::stat((dir.path / "a.sock").c_str(), &st) == 0);
+            CHECK((st.st_mode & 0777) == 0660);
+            node.server.stop();
+            CHECK_FALSE(fs::exists(dir.path / "a.sock"));
+        }
+        ServerOptions o;
+        o.socket_mode = 0600;
+        Node node(dir.socket("b.sock"), o);
+        struct stat st {};
+        REQUIRE(::stat((dir.path / "b.sock").c_str(), &st) == 0);
+        CHECK((st.st_mode & 0777) == 0600);
+    }
+
+    TEST_CASE("a stale socket file is replaced but a live one or a regular file is not") {
+        TempDir dir;
+        const fs::path path = dir.path / "node.sock";
+        {
+            // A socket file nobody listens on, as a crashed host leaves behind.
+            const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+            sockaddr_un addr{};
+            addr.sun_family = AF_UNIX;
+            std::strncpy(addr.sun_path, path.c_str(), sizeof addr.sun_path - 1);
+            REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+            ::close(fd);
+            REQUIRE(fs::exists(path));
+        }
+        Node node(dir.socket());
+        LinkClient client = legacy(node.ep);
+
+        Bus other_bus;
+        LinkServer other(other_bus, registry());
+        CHECK_THROWS_AS(other.listen(dir.socket()), std::system_error);
+        REQUIRE(node.bus.publish(COUNTER, counter(1, 1)));
+        expect_counter(client, 1);  // the live server was left alone
+
+        std::ofstream(dir.path / "file.txt") << "not a socket";
+        CHECK_THROWS_AS(other.listen(dir.socket("file.txt")), std::system_error);
+        CHECK(fs::exists(dir.path / "file.txt"));
+    }
+}
+
+TEST_SUITE("transport.tcp") {
+    TEST_CASE("port 0 binds a free port on 127.0.0.1 and reports it") {
+        Node node("tcp:127.0.0.1:0");
+        CHECK(node.ep.kind == Endpoint::Kind::Tcp);
+        CHECK(node.ep.host == "127.0.0.1");
+        CHECK(node.ep.port != 0);
+        REQUIRE(node.server.endpoints().size() == 1);
+        CHECK(node.server.endpoints()[0] == node.ep);
+        LinkClient client = legacy(node.ep);
+        REQUIRE(node.bus.publish(COUNTER, counter(5, 5)));
+        expect_counter(client, 5);
+    }
+
+    TEST_CASE("a legacy client's frames reach every other client but never the sender") {
+        legacy_fan_out_excludes_the_sender("tcp:127.0.0.1:0");
+    }
+
+    TEST_CASE("every kind of bad input closes only that connection while others keep exchanging") {
+        bad_input_closes_only_that_connection("tcp:127.0.0.1:0");
+    }
+
+    TEST_CASE("one server listens on Unix and TCP at once and relays between them") {
+        TempDir dir;
+        Bus bus;
+        LinkServer server(bus, registry());
+        const Endpoint unix_ep = server.listen(dir.socket());
+        const Endpoint tcp_ep = server.listen("tcp:127.0.0.1:0");
+        LinkClient over_unix = legacy(unix_ep);
+        LinkClient over_tcp = legacy(tcp_ep);
+        REQUIRE(over_unix.send(COUNTER, counter(1, 1)));
+        expect_counter(over_tcp, 1);
+        REQUIRE(over_tcp.send(COUNTER, counter(2, 2)));
+        expect_counter(over_unix, 2);
+    }
+
+    TEST_CASE("frames queued while the socket is busy leave in fewer, larger writes") {
+        ServerOptions o;
+        o.send_queue_frames = 1u << 15;  // room for the whole burst: this test is not about slow readers
+        Node node("tcp:127.0.0.1:0", o);
+        LinkClient client = legacy(node.ep);
+        // The PONG of sync() is counted when its write completes, maybe after it arrived.
+        REQUIRE(wait_until([&] { return node.server.stats().frames_sent == 1; }));
+        const LinkStats before = node.server.stats();
+        constexpr std::uint32_t N = 20'000;
+        for (std::uint32_t i = 0; i < N; ++i) REQUIRE(node.bus.publish(COUNTER, counter(i, i)));
+        for (std::uint32_t i = 0; i < N; ++i) {
+            auto f = client.receive_message(5s);
+            REQUIRE(f);
+            REQUIRE(counter_id(*f) == i);
+        }
+        CHECK(wait_until([&] { return node.server.stats().frames_sent == before.frames_sent + N; }));
+        const LinkStats after = node.server.stats();
+        const auto frames = after.frames_sent - before.frames_sent;
+        const auto writes = after.writes - before.writes;
+        CHECK(frames == N);
+        CHECK_MESSAGE(writes * 4 <= frames, writes << " writes for " << frames << " frames");
+    }
+
+    TEST_CASE("a port in use is refused with a system error") {
+        Node node("tcp:127.0.0.1:0");
+        Bus bus;
+        LinkServer other(bus, registry());
+        CHECK_THROWS_AS(other.listen("tcp:127.0.0.1:" + std::to_string(node.ep.port)), std::system_error);
+    }
+
+    TEST_CASE("stop closes every connection with a shutting_down error") {
+        Node node("tcp:127.0.0.1:0");
+        LinkClient client = legacy(node.ep);
+        node.server.stop();
+        expect_error_then_close(client, ErrorCode::ShuttingDown);
+        CHECK_THROWS_AS(node.server.listen("tcp:127.0.0.1:0"), std::logic_error);
+    }
+}

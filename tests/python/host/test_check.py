@@ -1,0 +1,94 @@
+"""`mycelium-host check --topology FILE`: nodes, endpoints and routes; exit 0, or 2 with the error."""
+
+import pathlib
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[3]
+TOPOLOGIES = REPO / "tests" / "fixtures" / "topologies"
+
+
+def invalid_fixtures():
+    return sorted((TOPOLOGIES / "invalid").glob("*.toml"))
+
+
+def valid_fixtures():
+    return sorted((TOPOLOGIES / "valid").glob("*.toml"))
+
+
+def expected_error(path: pathlib.Path) -> str:
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("# error: "), f"{path.name} has no '# error:' line"
+    return first.removeprefix("# error: ").replace("{file}", str(path))
+
+
+@pytest.mark.parametrize("path", valid_fixtures(), ids=lambda p: p.name)
+def test_every_valid_topology_passes_and_lists_its_nodes(run_host, path):
+    result = run_host("check", "--topology", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.startswith(f"topology {path}: ")
+    assert "\nroutes\n" in result.stdout
+
+
+@pytest.mark.parametrize("path", invalid_fixtures(), ids=lambda p: p.name)
+def test_every_invalid_topology_exits_2_with_its_message(run_host, path):
+    result = run_host("check", "--topology", path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.strip() == f"mycelium-host: error: {expected_error(path)}"
+
+
+def test_there_are_enough_fixtures():
+    assert len(invalid_fixtures()) >= 10
+    assert len(valid_fixtures()) >= 3
+
+
+def test_three_nodes_prints_endpoints_and_the_route_of_every_pair(run_host):
+    path = TOPOLOGIES / "valid" / "three_nodes.toml"
+    result = run_host("check", "--topology", path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"topology {path}: 3 nodes\n")
+    for name in ("trading", "risk", "gateway"):
+        assert f"\nnode {name}\n" in out
+    assert "  unix:     /tmp/mycelium-test/trading.sock (mode 0660)\n" in out
+    assert "  tcp:      10.0.0.5:9000 (listen)\n" in out
+    assert "  shm:      enabled, 1048576-byte rings, spin 50 us\n" in out
+    routes = out.split("\nroutes\n", 1)[1].splitlines()
+    assert "  trading -> risk: shm via /tmp/mycelium-test/risk.sock" in routes
+    assert "  risk -> trading: shm via /tmp/mycelium-test/trading.sock" in routes
+    assert "  trading -> gateway: tcp 10.0.0.5:9000" in routes
+    assert "  risk -> gateway: tcp 10.0.0.5:9000" in routes
+    # The remote node cannot dial a local node without an address: the local side dials.
+    unreachable = [line for line in routes if line.startswith("  gateway -> trading: unreachable (")]
+    assert len(unreachable) == 1 and unreachable[0].endswith("; trading dials instead")
+    assert len(routes) == 6  # every ordered pair of distinct nodes
+
+
+def test_mycelium_topology_routes_over_unix_and_tcp(run_host):
+    path = TOPOLOGIES / "valid" / "mycelium.toml"
+    result = run_host("check", "--topology", path)
+    assert result.returncode == 0, result.stderr
+    assert "  trading -> execution: unix /tmp/mycelium/exec.sock\n" in result.stdout
+    assert "  execution -> analytics: tcp 10.0.0.7:9000\n" in result.stdout
+
+
+def test_a_single_node_has_no_routes(run_host):
+    result = run_host("check", "--topology", TOPOLOGIES / "valid" / "minimal.toml")
+    assert result.returncode == 0
+    assert result.stdout.endswith("\nroutes\n")
+    assert "\nnode solo\n" in result.stdout
+
+
+def test_a_missing_file_exits_2_naming_it(run_host, tmp_path):
+    missing = tmp_path / "nope.toml"
+    result = run_host("check", "--topology", missing)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"mycelium-host: error: cannot open topology file: No such file or directory (in '{missing}')"
+
+
+def test_topology_flag_is_required(run_host):
+    result = run_host("check")
+    assert result.returncode == 2
+    assert "--topology" in result.stderr
