@@ -20,6 +20,8 @@ Command add_schema_command(CLI::App& app);
 Command add_codegen_command(CLI::App& app);
 Command add_demo_command(CLI::App& app);
 Command add_check_command(CLI::App& app);
+Command add_tap_command(CLI::App& app);
+Command add_pub_command(CLI::App& app);
 /// The default command (no subcommand): run scripts in the embedded host.
 /// `pymodules_dir` is put on sys.path for the scripts.
 Command add_run_options(CLI::App& app, std::string pymodules_dir);

@@ -28,7 +28,8 @@ int main(int argc, char** argv) {
         ->check(CLI::IsMember({"text", "json"}));
 
     const Command run = add_run_options(app, MYCELIUM_PYMODULES_DIR);
-    const Command commands[] = {add_schema_command(app), add_codegen_command(app), add_demo_command(app), add_check_command(app)};
+    const Command commands[] = {add_schema_command(app), add_codegen_command(app), add_demo_command(app),
+                                add_check_command(app),  add_tap_command(app),     add_pub_command(app)};
     const auto subcommands = app.get_subcommands({});
 
     try {

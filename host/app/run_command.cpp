@@ -8,7 +8,9 @@
 
 #include "commands.hpp"
 #include "mycelium/demo.hpp"
+#include "mycelium/endpoint.hpp"
 #include "mycelium/host.hpp"
+#include "mycelium/link.hpp"
 #include "mycelium/log.hpp"
 
 namespace mycelium::app {
@@ -24,6 +26,9 @@ struct RunFlags {
     double shutdown_timeout = 5.0;
     std::size_t queue_capacity = 4096;
     double spin_us = 50;
+    std::vector<std::string> listen;
+    double handshake_timeout = 5.0;
+    std::size_t max_connections = 1024;
 };
 
 void print_summary(const Host& host, const demo::MarketFeed* feed, const demo::SignalSink* sink, double seconds) {
@@ -65,11 +70,25 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         ->capture_default_str()->check(CLI::Range(2, 1 << 24));
     app.add_option("--spin-us", flags->spin_us, "Microseconds a waiting thread spins before it parks")
         ->capture_default_str()->check(CLI::Range(0.0, 10000.0));
+    app.add_option("--listen", flags->listen,
+                   "Accept clients on unix:PATH or tcp:HOST:PORT (repeatable; port 0 picks a free port)")
+        ->check([](const std::string& text) {
+            try {
+                link::parse_endpoint(text);
+                return std::string();
+            } catch (const std::invalid_argument& e) {
+                return std::string(e.what());
+            }
+        });
+    app.add_option("--handshake-timeout", flags->handshake_timeout, "Seconds a client has to send its handshake")
+        ->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--max-connections", flags->max_connections, "Clients served at once")
+        ->capture_default_str()->check(CLI::Range(1, 1 << 20));
 
     return [flags, pymodules_dir]() {
-        if (flags->scripts.empty() && flags->demo_feed <= 0) {
-            std::fprintf(stderr, "mycelium-host: error: nothing to run: give --script FILE and/or --demo-feed RATE "
-                                 "(see --help)\n");
+        if (flags->scripts.empty() && flags->demo_feed <= 0 && flags->listen.empty()) {
+            std::fprintf(stderr, "mycelium-host: error: nothing to run: give --script FILE, --demo-feed RATE "
+                                 "and/or --listen ENDPOINT (see --help)\n");
             return EXIT_BAD_INPUT;
         }
         HostOptions options;
@@ -88,6 +107,28 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         } catch (const schema::SchemaError& e) {
             std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
             return EXIT_BAD_INPUT;
+        }
+
+        std::optional<link::LinkServer> server;
+        if (!flags->listen.empty()) {
+            link::ServerOptions server_options;
+            server_options.max_payload = host->registry().max_payload();
+            server_options.handshake_timeout =
+                std::chrono::milliseconds(static_cast<long>(flags->handshake_timeout * 1000));
+            server_options.max_connections = flags->max_connections;
+            server.emplace(host->bus(), host->registry(), server_options);
+            for (const auto& text : flags->listen) {
+                try {
+                    const auto bound = server->listen(text);
+                    // One line per endpoint, flushed: tests and supervisors read it.
+                    std::printf("listening on %s\n", link::to_string(bound).c_str());
+                    std::fflush(stdout);
+                } catch (const std::exception& e) {
+                    std::fprintf(stderr, "mycelium-host: error: cannot listen on %s: %s\n", text.c_str(), e.what());
+                    return EXIT_BAD_INPUT;
+                }
+            }
+            host->on_stopping([&server] { server->stop(); });
         }
 
         std::optional<demo::MarketFeed> feed;

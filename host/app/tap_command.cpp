@@ -1,0 +1,108 @@
+// `mycelium-host tap`: connect to a node and print every message it relays as one JSON
+// line: {"type": "TradeTick", "type_id": 1100, "fields": {...}}.
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+
+#include "commands.hpp"
+#include "mycelium/json.hpp"
+#include "mycelium/json_message.hpp"
+#include "mycelium/link_protocol.hpp"
+#include "tool_connection.hpp"
+
+namespace mycelium::app {
+
+namespace {
+
+struct TapFlags {
+    std::string connect;
+    std::string contracts;
+    std::vector<std::string> types;
+    std::size_t count = 0;
+    double timeout = 0;
+};
+
+volatile std::sig_atomic_t tap_interrupted = 0;
+extern "C" void on_tap_signal(int) { tap_interrupted = 1; }
+
+}  // namespace
+
+Command add_tap_command(CLI::App& app) {
+    auto flags = std::make_shared<TapFlags>();
+    CLI::App* cmd = app.add_subcommand("tap", "Print the messages a node relays, one JSON line each");
+    cmd->add_option("--connect", flags->connect, "unix:PATH or tcp:HOST:PORT")->required();
+    cmd->add_option("--contracts", flags->contracts, "contracts.yaml (default: the bundled demo contracts)")
+        ->check(CLI::ExistingFile);
+    cmd->add_option("--type", flags->types, "Only this message type (repeatable; default: all)");
+    cmd->add_option("--count", flags->count, "Exit after this many messages");
+    cmd->add_option("--timeout", flags->timeout, "Exit after this many seconds")->check(CLI::PositiveNumber);
+    return [flags]() {
+        std::shared_ptr<const schema::Registry> registry;
+        try {
+            registry = load_tool_contracts(flags->contracts);
+        } catch (const schema::SchemaError& e) {
+            std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
+            return EXIT_BAD_INPUT;
+        }
+        std::vector<std::uint16_t> ids;
+        for (const auto& name : flags->types) {
+            const auto* m = registry->find(name);
+            if (m == nullptr) {
+                std::fprintf(stderr, "mycelium-host: error: --type %s: no such message in %s\n", name.c_str(),
+                             registry->source_name().c_str());
+                return EXIT_BAD_INPUT;
+            }
+            ids.push_back(m->type_id);
+        }
+
+        link::LinkClient client;
+        try {
+            client = connect_tool(flags->connect, *registry);
+            if (!ids.empty()) {
+                // A named client that subscribed gets only those types.
+                if (!client.hello(link::Role::Client, "tap") || !client.subscribe(ids) || !client.sync()) {
+                    throw std::runtime_error("the node closed the connection during set-up");
+                }
+            }
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
+            return EXIT_FAILURE_RUNTIME;
+        }
+
+        std::signal(SIGINT, on_tap_signal);
+        std::signal(SIGTERM, on_tap_signal);
+        const auto deadline = flags->timeout > 0
+                                  ? std::chrono::steady_clock::now() + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                                                           std::chrono::duration<double>(flags->timeout))
+                                  : std::chrono::steady_clock::time_point::max();
+        std::size_t printed = 0;
+        while (!tap_interrupted && (flags->count == 0 || printed < flags->count) &&
+               std::chrono::steady_clock::now() < deadline) {
+            auto frame = client.receive_message(std::chrono::milliseconds(100));
+            if (!frame) {
+                if (frame.error() == link::ReceiveError::Timeout) continue;
+                std::fprintf(stderr, "mycelium-host: error: the node at %s closed the connection\n", flags->connect.c_str());
+                return EXIT_FAILURE_RUNTIME;
+            }
+            if (frame->type_id == link::control::ERROR) {
+                auto error = link::decode_error(frame->payload);
+                std::fprintf(stderr, "mycelium-host: error: the node refused the connection: %s\n",
+                             error ? error->reason.c_str() : "(unreadable error frame)");
+                return EXIT_FAILURE_RUNTIME;
+            }
+            const auto* m = registry->find(frame->type_id);
+            if (m == nullptr) continue;  // the node checked the digest; cannot happen
+            const std::string line = fmt::format("{{\"type\": {}, \"type_id\": {}, \"fields\": {}}}\n", json_quote(m->name),
+                                                 m->type_id, json_message::to_json(*m, frame->payload));
+            std::fwrite(line.data(), 1, line.size(), stdout);
+            std::fflush(stdout);
+            ++printed;
+        }
+        return EXIT_OK;
+    };
+}
+
+}  // namespace mycelium::app

@@ -1,0 +1,369 @@
+// JSON <-> payload for tap and pub. The parser accepts exactly what those tools need:
+// one flat object whose values are numbers, strings, booleans, null or arrays of numbers.
+
+#include "mycelium/json_message.hpp"
+
+#include <fmt/format.h>
+
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <optional>
+
+#include "mycelium/json.hpp"
+
+namespace mycelium::json_message {
+
+namespace {
+
+using schema::Field;
+using schema::FieldKind;
+using schema::Scalar;
+
+template <class T>
+T load(const std::byte* p) {
+    T v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+template <class T>
+void store(std::byte* p, T v) {
+    std::memcpy(p, &v, sizeof v);
+}
+
+std::string scalar_json(Scalar s, const std::byte* p) {
+    switch (s) {
+        case Scalar::U8: return std::to_string(load<std::uint8_t>(p));
+        case Scalar::U16: return std::to_string(load<std::uint16_t>(p));
+        case Scalar::U32: return std::to_string(load<std::uint32_t>(p));
+        case Scalar::U64: return std::to_string(load<std::uint64_t>(p));
+        case Scalar::I8: return std::to_string(load<std::int8_t>(p));
+        case Scalar::I16: return std::to_string(load<std::int16_t>(p));
+        case Scalar::I32: return std::to_string(load<std::int32_t>(p));
+        case Scalar::I64: return std::to_string(load<std::int64_t>(p));
+        case Scalar::F32:
+        case Scalar::F64: {
+            const double d = s == Scalar::F32 ? load<float>(p) : load<double>(p);
+            if (!std::isfinite(d)) return "null";
+            return s == Scalar::F32 ? fmt::format("{}", static_cast<float>(d)) : fmt::format("{}", d);
+        }
+        case Scalar::Bool: return load<std::uint8_t>(p) != 0 ? "true" : "false";
+    }
+    return "null";
+}
+
+/// Replaces bytes that are not UTF-8 with U+FFFD so the output stays valid JSON text.
+std::string sanitize_utf8(std::string_view s) {
+    std::string out;
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        const std::size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+        bool ok = n > 0 && i + n <= s.size();
+        for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+        if (ok) {
+            out.append(s.substr(i, n));
+            i += n;
+        } else {
+            out += "\xef\xbf\xbd";
+            ++i;
+        }
+    }
+    return out;
+}
+
+// ---------------------------------------------------------------- a small parser
+
+struct Value {
+    enum class Kind { Null, Bool, Number, String, Array } kind = Kind::Null;
+    bool boolean = false;
+    std::string text;  ///< the number as written, or the decoded string
+    std::vector<Value> items;
+};
+
+class Parser {
+public:
+    explicit Parser(std::string_view text) : text_(text) {}
+
+    Result<std::map<std::string, Value>, std::string> object() {
+        std::map<std::string, Value> fields;
+        skip_space();
+        if (!consume('{')) return fail("expected '{'");
+        skip_space();
+        if (consume('}')) return finish(std::move(fields));
+        for (;;) {
+            skip_space();
+            auto key = string();
+            if (!key) return Err{key.error()};
+            skip_space();
+            if (!consume(':')) return fail("expected ':'");
+            auto value = parse_value(0);
+            if (!value) return Err{value.error()};
+            if (!fields.emplace(*key, std::move(*value)).second) return fail("duplicate key '" + *key + "'");
+            skip_space();
+            if (consume(',')) continue;
+            if (consume('}')) return finish(std::move(fields));
+            return fail("expected ',' or '}'");
+        }
+    }
+
+private:
+    Result<std::map<std::string, Value>, std::string> finish(std::map<std::string, Value> fields) {
+        skip_space();
+        if (pos_ != text_.size()) return fail("unexpected text after the object");
+        return fields;
+    }
+
+    Err<std::string> fail(const std::string& what) const {
+        return Err{fmt::format("invalid JSON at offset {}: {}", pos_, what)};
+    }
+
+    void skip_space() {
+        while (pos_ < text_.size() && std::strchr(" \t\r\n", text_[pos_]) != nullptr && text_[pos_] != '\0') ++pos_;
+    }
+    bool consume(char c) {
+        if (pos_ < text_.size() && text_[pos_] == c) {
+            ++pos_;
+            return true;
+        }
+        return false;
+    }
+    bool consume_word(std::string_view word) {
+        if (text_.substr(pos_, word.size()) != word) return false;
+        pos_ += word.size();
+        return true;
+    }
+
+    Result<Value, std::string> parse_value(int depth) {
+        skip_space();
+        Value v;
+        if (pos_ >= text_.size()) return fail("unexpected end");
+        const char c = text_[pos_];
+        if (c == '"') {
+            auto s = string();
+            if (!s) return Err{s.error()};
+            v.kind = Value::Kind::String;
+            v.text = std::move(*s);
+        } else if (c == '[') {
+            if (depth > 0) return fail("nested arrays are not supported");
+            ++pos_;
+            v.kind = Value::Kind::Array;
+            skip_space();
+            if (!consume(']')) {
+                for (;;) {
+                    auto item = parse_value(depth + 1);
+                    if (!item) return Err{item.error()};
+                    v.items.push_back(std::move(*item));
+                    skip_space();
+                    if (consume(',')) continue;
+                    if (consume(']')) break;
+                    return fail("expected ',' or ']'");
+                }
+            }
+        } else if (consume_word("true")) {
+            v.kind = Value::Kind::Bool;
+            v.boolean = true;
+        } else if (consume_word("false")) {
+            v.kind = Value::Kind::Bool;
+        } else if (consume_word("null")) {
+            v.kind = Value::Kind::Null;
+        } else if (c == '-' || (c >= '0' && c <= '9')) {
+            const std::size_t start = pos_;
+            while (pos_ < text_.size() && std::strchr("+-.eE0123456789", text_[pos_]) != nullptr &&
+                   text_[pos_] != '\0') {
+                ++pos_;
+            }
+            v.kind = Value::Kind::Number;
+            v.text = std::string(text_.substr(start, pos_ - start));
+        } else {
+            return fail(std::string("unexpected character '") + c + "'");
+        }
+        return v;
+    }
+
+    Result<std::string, std::string> string() {
+        if (!consume('"')) return fail("expected a string");
+        std::string out;
+        while (pos_ < text_.size()) {
+            const char c = text_[pos_++];
+            if (c == '"') return out;
+            if (c != '\\') {
+                out.push_back(c);
+                continue;
+            }
+            if (pos_ >= text_.size()) break;
+            const char e = text_[pos_++];
+            switch (e) {
+                case '"': out.push_back('"'); break;
+                case '\\': out.push_back('\\'); break;
+                case '/': out.push_back('/'); break;
+                case 'b': out.push_back('\b'); break;
+                case 'f': out.push_back('\f'); break;
+                case 'n': out.push_back('\n'); break;
+                case 'r': out.push_back('\r'); break;
+                case 't': out.push_back('\t'); break;
+                case 'u': {
+                    unsigned code = 0;
+                    const auto hex = text_.substr(pos_, 4);
+                    const auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), code, 16);
+                    if (ec != std::errc{} || end != hex.data() + 4) return fail("bad \\u escape");
+                    pos_ += 4;
+                    // Basic Multilingual Plane only; enough for names and notes.
+                    if (code < 0x80) {
+                        out.push_back(static_cast<char>(code));
+                    } else if (code < 0x800) {
+                        out.push_back(static_cast<char>(0xc0 | (code >> 6)));
+                        out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+                    } else {
+                        out.push_back(static_cast<char>(0xe0 | (code >> 12)));
+                        out.push_back(static_cast<char>(0x80 | ((code >> 6) & 0x3f)));
+                        out.push_back(static_cast<char>(0x80 | (code & 0x3f)));
+                    }
+                    break;
+                }
+                default: return fail(std::string("bad escape '\\") + e + "'");
+            }
+        }
+        return fail("unterminated string");
+    }
+
+    std::string_view text_;
+    std::size_t pos_ = 0;
+};
+
+// ---------------------------------------------------------------- encoding values
+
+std::optional<std::string> encode_scalar(const std::string& where, Scalar s, const Value& v, std::byte* p) {
+    if (s == Scalar::Bool) {
+        if (v.kind != Value::Kind::Bool) return where + ": expected true or false";
+        store(p, static_cast<std::uint8_t>(v.boolean));
+        return std::nullopt;
+    }
+    if (v.kind != Value::Kind::Number) return where + ": expected a number";
+    if (s == Scalar::F32 || s == Scalar::F64) {
+        double d = 0;
+        const auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
+        if (ec != std::errc{} || end != v.text.data() + v.text.size()) return where + ": '" + v.text + "' is not a number";
+        if (s == Scalar::F32) store(p, static_cast<float>(d));
+        else store(p, d);
+        return std::nullopt;
+    }
+    const bool is_signed = s == Scalar::I8 || s == Scalar::I16 || s == Scalar::I32 || s == Scalar::I64;
+    const std::size_t size = schema::scalar_size(s);
+    std::uint64_t bits = 0;
+    bool ok = false;
+    if (is_signed) {
+        std::int64_t x = 0;
+        const auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), x);
+        const std::int64_t lo = size == 8 ? std::numeric_limits<std::int64_t>::min() : -(std::int64_t{1} << (size * 8 - 1));
+        const std::int64_t hi = size == 8 ? std::numeric_limits<std::int64_t>::max() : (std::int64_t{1} << (size * 8 - 1)) - 1;
+        ok = ec == std::errc{} && end == v.text.data() + v.text.size() && x >= lo && x <= hi;
+        bits = static_cast<std::uint64_t>(x);
+    } else {
+        std::uint64_t x = 0;
+        const auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), x);
+        const std::uint64_t hi = size == 8 ? std::numeric_limits<std::uint64_t>::max() : (std::uint64_t{1} << (size * 8)) - 1;
+        ok = ec == std::errc{} && end == v.text.data() + v.text.size() && x <= hi;
+        bits = x;
+    }
+    if (!ok) return where + ": '" + v.text + "' is not a " + std::string(schema::scalar_name(s));
+    switch (size) {
+        case 1: store(p, static_cast<std::uint8_t>(bits)); break;
+        case 2: store(p, static_cast<std::uint16_t>(bits)); break;
+        case 4: store(p, static_cast<std::uint32_t>(bits)); break;
+        default: store(p, bits); break;
+    }
+    return std::nullopt;
+}
+
+std::optional<std::string> encode_field(const std::string& where, const Field& f, const Value& v, std::byte* base) {
+    std::byte* p = base + f.offset;
+    switch (f.kind) {
+        case FieldKind::Scalar: return encode_scalar(where, f.element, v, p);
+        case FieldKind::String:
+            if (v.kind != Value::Kind::String) return where + ": expected a string";
+            if (v.text.size() > f.capacity) {
+                return fmt::format("{}: {} bytes do not fit its capacity {}", where, v.text.size(), f.capacity);
+            }
+            store(p, static_cast<std::uint16_t>(v.text.size()));
+            std::memcpy(p + schema::FIXED_HEADER_SIZE, v.text.data(), v.text.size());
+            return std::nullopt;
+        case FieldKind::Array:
+        case FieldKind::Vec: {
+            if (v.kind != Value::Kind::Array) return where + ": expected an array";
+            const bool is_vec = f.kind == FieldKind::Vec;
+            if (!is_vec && v.items.size() != f.capacity) {
+                return fmt::format("{}: expected {} values, got {}", where, f.capacity, v.items.size());
+            }
+            if (is_vec && v.items.size() > f.capacity) {
+                return fmt::format("{}: {} values do not fit its capacity {}", where, v.items.size(), f.capacity);
+            }
+            std::byte* data = p;
+            if (is_vec) {
+                store(p, static_cast<std::uint16_t>(v.items.size()));
+                data += schema::FIXED_HEADER_SIZE;
+            }
+            for (std::size_t i = 0; i < v.items.size(); ++i) {
+                if (auto e = encode_scalar(fmt::format("{}[{}]", where, i), f.element, v.items[i],
+                                           data + i * schema::scalar_size(f.element))) {
+                    return e;
+                }
+            }
+            return std::nullopt;
+        }
+    }
+    return std::nullopt;
+}
+
+}  // namespace
+
+std::string to_json(const schema::MessageSchema& schema, std::span<const std::byte> payload) {
+    std::string out = "{";
+    if (payload.size() != schema.size) return "{}";
+    for (std::size_t i = 0; i < schema.fields.size(); ++i) {
+        const Field& f = schema.fields[i];
+        const std::byte* p = payload.data() + f.offset;
+        out += (i == 0 ? "" : ", ") + json_quote(f.name) + ": ";
+        switch (f.kind) {
+            case FieldKind::Scalar: out += scalar_json(f.element, p); break;
+            case FieldKind::String: {
+                const std::size_t n = std::min<std::size_t>(load<std::uint16_t>(p), f.capacity);
+                out += json_quote(sanitize_utf8({reinterpret_cast<const char*>(p + schema::FIXED_HEADER_SIZE), n}));
+                break;
+            }
+            case FieldKind::Array:
+            case FieldKind::Vec: {
+                std::size_t n = f.capacity;
+                const std::byte* data = p;
+                if (f.kind == FieldKind::Vec) {
+                    n = std::min<std::size_t>(load<std::uint16_t>(p), f.capacity);
+                    data += schema::FIXED_HEADER_SIZE;
+                }
+                out += "[";
+                for (std::size_t k = 0; k < n; ++k) {
+                    out += (k == 0 ? "" : ", ") + scalar_json(f.element, data + k * schema::scalar_size(f.element));
+                }
+                out += "]";
+                break;
+            }
+        }
+    }
+    return out + "}";
+}
+
+Result<std::vector<std::byte>, std::string> from_json(const schema::MessageSchema& schema, std::string_view json) {
+    auto parsed = Parser(json).object();
+    if (!parsed) return Err{parsed.error()};
+    std::vector<std::byte> payload(schema.size);
+    for (const auto& [name, value] : *parsed) {
+        const Field* f = schema.find_field(name);
+        if (f == nullptr) return Err{fmt::format("{} has no field '{}'", schema.name, name)};
+        if (auto error = encode_field(schema.name + "." + name, *f, value, payload.data())) return Err{*error};
+    }
+    return payload;
+}
+
+}  // namespace mycelium::json_message
