@@ -9,6 +9,8 @@
 #include <structmember.h>
 
 #include <cstring>
+
+#include "mycelium/unaligned.hpp"
 #include <limits>
 #include <string>
 
@@ -82,14 +84,12 @@ bool is_numeric_sequence(const Field& f) {
 
 template <class T>
 T load(const std::byte* p) {
-    T v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
+    return load_unaligned<T>(p);
 }
 
 template <class T>
 void store(std::byte* p, T v) {
-    std::memcpy(p, &v, sizeof v);
+    store_unaligned(p, v);
 }
 
 PyObject* scalar_to_python(Scalar s, const std::byte* p) {

@@ -23,27 +23,16 @@ struct PubFlags {
 Command add_pub_command(CLI::App& app) {
     auto flags = std::make_shared<PubFlags>();
     CLI::App* cmd = app.add_subcommand("pub", "Publish a message, given as JSON, to a node");
-    cmd->add_option("--connect", flags->connect, "unix:PATH or tcp:HOST:PORT")->required();
-    cmd->add_option("--contracts", flags->contracts, "contracts.yaml (default: the bundled demo contracts)")
-        ->check(CLI::ExistingFile);
+    add_connection_options(*cmd, flags->connect, flags->contracts);
     cmd->add_option("--type", flags->type, "Message name, e.g. TradeTick")->required();
     cmd->add_option("--json", flags->json, "The fields as a JSON object; missing fields are zero")->capture_default_str();
     cmd->add_option("--count", flags->count, "How many times to publish it")->capture_default_str()
         ->check(CLI::PositiveNumber);
     return [flags]() {
-        std::shared_ptr<const schema::Registry> registry;
-        try {
-            registry = load_tool_contracts(flags->contracts);
-        } catch (const schema::SchemaError& e) {
-            std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
-            return EXIT_BAD_INPUT;
-        }
-        const auto* m = registry->find(flags->type);
-        if (m == nullptr) {
-            std::fprintf(stderr, "mycelium-host: error: --type %s: no such message in %s\n", flags->type.c_str(),
-                         registry->source_name().c_str());
-            return EXIT_BAD_INPUT;
-        }
+        const auto registry = load_tool_contracts(flags->contracts);
+        if (!registry) return EXIT_BAD_INPUT;
+        const auto* m = find_tool_message(*registry, flags->type);
+        if (m == nullptr) return EXIT_BAD_INPUT;
         auto payload = json_message::from_json(*m, flags->json);
         if (!payload) {
             std::fprintf(stderr, "mycelium-host: error: --json: %s\n", payload.error().c_str());

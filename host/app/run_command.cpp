@@ -117,17 +117,21 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                 std::chrono::milliseconds(static_cast<long>(flags->handshake_timeout * 1000));
             server_options.max_connections = flags->max_connections;
             server.emplace(host->bus(), host->registry(), server_options);
+            std::vector<std::string> bound;
             for (const auto& text : flags->listen) {
                 try {
-                    const auto bound = server->listen(text);
-                    // One line per endpoint, flushed: tests and supervisors read it.
-                    std::printf("listening on %s\n", link::to_string(bound).c_str());
-                    std::fflush(stdout);
+                    bound.push_back(link::to_string(server->listen(text)));
                 } catch (const std::exception& e) {
                     std::fprintf(stderr, "mycelium-host: error: cannot listen on %s: %s\n", text.c_str(), e.what());
                     return EXIT_BAD_INPUT;
                 }
             }
+            // One line per endpoint, flushed, once the scripts have subscribed: a client
+            // that waits for the line finds the node ready.
+            host->on_started([bound] {
+                for (const auto& endpoint : bound) std::printf("listening on %s\n", endpoint.c_str());
+                std::fflush(stdout);
+            });
             host->on_stopping([&server] { server->stop(); });
         }
 

@@ -33,28 +33,17 @@ extern "C" void on_tap_signal(int) { tap_interrupted = 1; }
 Command add_tap_command(CLI::App& app) {
     auto flags = std::make_shared<TapFlags>();
     CLI::App* cmd = app.add_subcommand("tap", "Print the messages a node relays, one JSON line each");
-    cmd->add_option("--connect", flags->connect, "unix:PATH or tcp:HOST:PORT")->required();
-    cmd->add_option("--contracts", flags->contracts, "contracts.yaml (default: the bundled demo contracts)")
-        ->check(CLI::ExistingFile);
+    add_connection_options(*cmd, flags->connect, flags->contracts);
     cmd->add_option("--type", flags->types, "Only this message type (repeatable; default: all)");
     cmd->add_option("--count", flags->count, "Exit after this many messages");
     cmd->add_option("--timeout", flags->timeout, "Exit after this many seconds")->check(CLI::PositiveNumber);
     return [flags]() {
-        std::shared_ptr<const schema::Registry> registry;
-        try {
-            registry = load_tool_contracts(flags->contracts);
-        } catch (const schema::SchemaError& e) {
-            std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
-            return EXIT_BAD_INPUT;
-        }
+        const auto registry = load_tool_contracts(flags->contracts);
+        if (!registry) return EXIT_BAD_INPUT;
         std::vector<std::uint16_t> ids;
         for (const auto& name : flags->types) {
-            const auto* m = registry->find(name);
-            if (m == nullptr) {
-                std::fprintf(stderr, "mycelium-host: error: --type %s: no such message in %s\n", name.c_str(),
-                             registry->source_name().c_str());
-                return EXIT_BAD_INPUT;
-            }
+            const auto* m = find_tool_message(*registry, name);
+            if (m == nullptr) return EXIT_BAD_INPUT;
             ids.push_back(m->type_id);
         }
 

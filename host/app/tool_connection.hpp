@@ -2,6 +2,8 @@
 // What `tap` and `pub` share: the contracts to use (given, or the bundled demo ones) and
 // a connection to a node, with errors turned into one-line messages.
 
+#include <CLI/CLI.hpp>
+
 #include <memory>
 #include <string>
 
@@ -10,9 +12,15 @@
 
 namespace mycelium::app {
 
-/// Loads --contracts, or the bundled demo contracts when `path` is empty.
-/// Throws schema::SchemaError.
+/// Registers --connect (required) and --contracts on a tool's subcommand.
+void add_connection_options(CLI::App& cmd, std::string& connect, std::string& contracts);
+
+/// Loads --contracts, or the bundled demo contracts when `path` is empty. On failure
+/// prints the one-line error and returns nullptr.
 std::shared_ptr<const schema::Registry> load_tool_contracts(const std::string& path);
+
+/// The message named `name`; nullptr after printing "--type NAME: no such message".
+const schema::MessageSchema* find_tool_message(const schema::Registry& registry, const std::string& name);
 
 /// Connects to `endpoint` (unix:PATH or tcp:HOST:PORT) with the registry's digest.
 /// Throws std::runtime_error with a message naming the endpoint.

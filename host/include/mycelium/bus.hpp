@@ -21,16 +21,24 @@
 ///   callback. The only way to deadlock is a true cycle: callback A (running on thread 1)
 ///   closes B while callback B (running on thread 2) closes A.
 /// - A callback that throws is logged and counted as dropped; the bus keeps running.
+///
+/// Interest: the bus also knows which type ids have at least one subscriber that
+/// counts as interest (every subscription by default; node-to-node links subscribe with
+/// `counts_as_interest = false`), so a node can tell its peers what to send it. The set
+/// is maintained under the subscription lock, never on the publish path; see
+/// Bus::watch_interest().
 
 #include <chrono>
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <span>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "mycelium/mailbox.hpp"
 #include "mycelium/result.hpp"
@@ -114,6 +122,19 @@ struct QueueOptions {
     std::chrono::nanoseconds spin = std::chrono::microseconds(50);
     /// CPU to pin the consumer thread to, or -1 to leave it unpinned.
     int cpu = -1;
+    /// Whether the subscription makes its type part of the bus's interest (see
+    /// SubscribeOptions::counts_as_interest).
+    bool counts_as_interest = true;
+};
+
+/// Options of an inline subscription.
+/// Thread safety: a value type; distinct objects safe, shared objects unsafe.
+struct SubscribeOptions {
+    /// Whether the subscription makes its type part of the bus's interest
+    /// (Bus::interested(), Bus::watch_interest()). Local code, scripts and client
+    /// connections count; a node-to-node link subscribes with false, so that what one
+    /// peer wants is never declared to another peer.
+    bool counts_as_interest = true;
 };
 
 /// Trivially copyable generated message structs with `static constexpr uint16_t TYPE_ID`.
@@ -160,6 +181,39 @@ private:
     std::uint64_t id_ = 0;
 };
 
+/// RAII handle of an interest listener (Bus::watch_interest): close() or the destructor
+/// removes it.
+/// Thread safety: distinct objects safe; one object must not be used from two threads at
+/// once.
+class InterestWatch {
+public:
+    /// An empty handle (active() is false).
+    InterestWatch() noexcept = default;
+    /// Removes the listener (see close()).
+    ~InterestWatch();
+    /// Takes over `other`'s listener; `other` becomes empty.
+    InterestWatch(InterestWatch&& other) noexcept;
+    /// Closes this listener, then takes over `other`'s.
+    InterestWatch& operator=(InterestWatch&& other) noexcept;
+    InterestWatch(const InterestWatch&) = delete;
+    InterestWatch& operator=(const InterestWatch&) = delete;
+
+    /// Removes the listener. When it returns the listener is not running and never runs
+    /// again, except when called from inside a listener: then it returns at once and no
+    /// new call starts. Idempotent; a no-op after the bus is gone.
+    void close() noexcept;
+    /// Whether this handle still holds a listener.
+    bool active() const noexcept { return bus_ != nullptr && id_ != 0; }
+
+private:
+    friend class Bus;
+    InterestWatch(std::shared_ptr<detail::BusImpl> bus, std::uint64_t id) noexcept
+        : bus_(std::move(bus)), id_(id) {}
+
+    std::shared_ptr<detail::BusImpl> bus_;
+    std::uint64_t id_ = 0;
+};
+
 /// The in-process publish/subscribe bus.
 /// Thread safety: every member function may be called from any thread concurrently,
 /// except the destructor.
@@ -195,6 +249,16 @@ public:
         auto* raw = holder.get();
         return subscribe_inline_raw(type_id, &Holder<std::decay_t<F>>::invoke, raw,
                                     std::move(holder));
+    }
+
+    /// Inline subscriber with options (SubscribeOptions::counts_as_interest).
+    template <class F>
+        requires std::invocable<F&, const MessageView&>
+    Subscription subscribe(std::uint16_t type_id, F&& fn, SubscribeOptions options) {
+        auto holder = std::make_unique<Holder<std::decay_t<F>>>(std::forward<F>(fn));
+        auto* raw = holder.get();
+        return subscribe_inline_raw(type_id, &Holder<std::decay_t<F>>::invoke, raw,
+                                    std::move(holder), options.counts_as_interest);
     }
 
     /// Typed inline subscriber: `fn(const T&)` for messages of T::TYPE_ID whose payload is
@@ -243,6 +307,26 @@ public:
     /// The payload limit in effect.
     std::size_t max_payload() const noexcept;
 
+    /// Listener of the bus's interest: called `fn(type_id, true)` when `type_id` gains
+    /// its first subscriber that counts as interest and `fn(type_id, false)` when it
+    /// loses its last one. The first calls report the current set (`true` for each type
+    /// already wanted); after that, calls follow changes in the order they happened, so
+    /// the last call for a type is its current state. Listeners run on the thread that
+    /// subscribed or closed (or on one doing so concurrently), never under a bus lock and
+    /// never one listener twice at once; they must be short (queue a frame, post work).
+    /// A listener may subscribe and close subscriptions (its calls are then made after
+    /// it returns). An exception from `fn` is logged and ignored.
+    /// Thread safety: any thread; see InterestWatch::close() for removal.
+    InterestWatch watch_interest(std::function<void(std::uint16_t type_id, bool interested)> fn);
+
+    /// Whether `type_id` has at least one subscriber that counts as interest.
+    /// Thread safety: any thread (takes the subscription lock; not for the hot path).
+    bool interested(std::uint16_t type_id) const;
+
+    /// Every type id with at least one subscriber that counts as interest, ascending.
+    /// Thread safety: any thread (takes the subscription lock).
+    std::vector<std::uint16_t> interested_types() const;
+
 private:
     template <class F>
     using Holder = detail::Holder<F>;
@@ -260,7 +344,8 @@ private:
     }
 
     Subscription subscribe_inline_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
-                                      std::unique_ptr<HolderBase> owner);
+                                      std::unique_ptr<HolderBase> owner,
+                                      bool counts_as_interest = true);
     Subscription subscribe_queued_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
                                       std::unique_ptr<HolderBase> owner,
                                       const QueueOptions& options);

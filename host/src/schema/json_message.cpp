@@ -8,6 +8,8 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+
+#include "mycelium/unaligned.hpp"
 #include <limits>
 #include <map>
 #include <optional>
@@ -24,14 +26,12 @@ using schema::Scalar;
 
 template <class T>
 T load(const std::byte* p) {
-    T v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
+    return load_unaligned<T>(p);
 }
 
 template <class T>
 void store(std::byte* p, T v) {
-    std::memcpy(p, &v, sizeof v);
+    store_unaligned(p, v);
 }
 
 std::string scalar_json(Scalar s, const std::byte* p) {

@@ -2,7 +2,7 @@
 // from Python and on every frame from a client, so it reads only the length prefixes of
 // String and Vec fields and the string bytes themselves.
 
-#include <cstring>
+#include "mycelium/unaligned.hpp"
 
 #include "mycelium/schema.hpp"
 
@@ -61,8 +61,7 @@ Result<void, ValidationFailure> Registry::validate(const MessageSchema& msg,
     }
     for (const Field& field : msg.fields) {
         if (field.kind != FieldKind::String && field.kind != FieldKind::Vec) continue;
-        std::uint16_t length = 0;
-        std::memcpy(&length, payload.data() + field.offset, sizeof length);  // little-endian hosts only
+        const auto length = load_unaligned<std::uint16_t>(payload.data() + field.offset);
         const Validation& rules = field.validation;
         // The field's capacity is its max_length unless a validation rule is stricter.
         const std::size_t max_length = rules.max_length.value_or(field.capacity);
