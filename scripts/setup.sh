@@ -24,7 +24,7 @@ build_packages=(
   libyaml-cpp-dev libcli11-dev libssl-dev
 )
 test_packages=(
-  prometheus python3-prometheus-client python3-zmq clang libclang-rt-14-dev
+  prometheus python3-prometheus-client python3-zmq python3-pytest-timeout clang libclang-rt-14-dev
 )
 
 log() { printf '==> %s\n' "$*" >&2; }

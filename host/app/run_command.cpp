@@ -12,6 +12,8 @@
 #include "mycelium/host.hpp"
 #include "mycelium/link.hpp"
 #include "mycelium/log.hpp"
+#include "mycelium/mesh.hpp"
+#include "mycelium/topology/topology.hpp"
 
 namespace mycelium::app {
 
@@ -27,6 +29,9 @@ struct RunFlags {
     std::size_t queue_capacity = 4096;
     double spin_us = 50;
     std::vector<std::string> listen;
+    std::string topology;
+    std::string node;
+    std::vector<std::string> peers;  // NAME=ENDPOINT
     double handshake_timeout = 5.0;
     std::size_t max_connections = 1024;
 };
@@ -80,13 +85,61 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                 return std::string(e.what());
             }
         });
+    app.add_option("--topology", flags->topology, "topology.toml: run as one of its nodes (with --node)")
+        ->check(CLI::ExistingFile);
+    app.add_option("--node", flags->node, "The node of --topology this process is");
+    app.add_option("--peer", flags->peers,
+                   "NAME=ENDPOINT: dial peer node NAME there instead of its topology address "
+                   "(repeatable; for NAT, or a peer that listens on port 0)")
+        ->check([](const std::string& text) {
+            const auto eq = text.find('=');
+            if (eq == 0 || eq == std::string::npos) return std::string("expected NAME=ENDPOINT, got '" + text + "'");
+            try {
+                link::parse_endpoint(text.substr(eq + 1));
+                return std::string();
+            } catch (const std::invalid_argument& e) {
+                return std::string(e.what());
+            }
+        });
     app.add_option("--handshake-timeout", flags->handshake_timeout, "Seconds a client has to send its handshake")
         ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--max-connections", flags->max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
 
     return [flags, pymodules_dir]() {
-        if (flags->scripts.empty() && flags->demo_feed <= 0 && flags->listen.empty()) {
+        // Node mode: the topology names this node's scripts, contracts and endpoints.
+        std::optional<topology::Spec> spec;
+        const topology::Node* node = nullptr;
+        if (!flags->peers.empty() && flags->topology.empty()) {
+            std::fprintf(stderr, "mycelium-host: error: --peer needs --topology and --node\n");
+            return EXIT_BAD_INPUT;
+        }
+        if (!flags->topology.empty() || !flags->node.empty()) {
+            if (flags->topology.empty() || flags->node.empty()) {
+                std::fprintf(stderr, "mycelium-host: error: --topology and --node go together\n");
+                return EXIT_BAD_INPUT;
+            }
+            try {
+                spec = topology::load_file(flags->topology);
+            } catch (const topology::TopologyError& e) {
+                std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
+                return EXIT_BAD_INPUT;
+            }
+            node = topology::find_node(*spec, flags->node);
+            if (node == nullptr) {
+                std::string names;
+                for (const auto& n : spec->nodes) names += (names.empty() ? "" : ", ") + n.name;
+                std::fprintf(stderr, "mycelium-host: error: --node %s: %s has no such node (it has: %s)\n",
+                             flags->node.c_str(), flags->topology.c_str(), names.c_str());
+                return EXIT_BAD_INPUT;
+            }
+            for (const auto& script : node->scripts) flags->scripts.push_back(script.string());
+            if (flags->contracts.empty()) {
+                if (node->contracts) flags->contracts = node->contracts->string();
+                else if (spec->contracts) flags->contracts = spec->contracts->string();
+            }
+        }
+        if (flags->scripts.empty() && flags->demo_feed <= 0 && flags->listen.empty() && !node) {
             std::fprintf(stderr, "mycelium-host: error: nothing to run: give --script FILE, --demo-feed RATE "
                                  "and/or --listen ENDPOINT (see --help)\n");
             return EXIT_BAD_INPUT;
@@ -109,15 +162,38 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
             return EXIT_BAD_INPUT;
         }
 
+        link::ServerOptions server_options;
+        server_options.max_payload = host->registry().max_payload();
+        server_options.handshake_timeout = std::chrono::milliseconds(static_cast<long>(flags->handshake_timeout * 1000));
+        server_options.max_connections = flags->max_connections;
+        std::vector<std::string> bound;
+
+        std::optional<mesh::Mesh> node_mesh;
+        if (node != nullptr) {
+            // The topology's limits apply unless the command line set them.
+            server_options.max_payload = std::min(server_options.max_payload, spec->limits.max_payload);
+            server_options.handshake_timeout = spec->limits.handshake_timeout;
+            server_options.max_connections = spec->limits.max_connections;
+            server_options.socket_mode = node->socket_mode;
+            mesh::MeshOptions mesh_options;
+            mesh_options.server = server_options;
+            for (const auto& text : flags->peers) {
+                const auto eq = text.find('=');
+                mesh_options.peer_endpoints[text.substr(0, eq)] = link::parse_endpoint(text.substr(eq + 1));
+            }
+            try {
+                node_mesh.emplace(host->bus(), host->registry(), *spec, node->name, mesh_options);
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "mycelium-host: error: node %s cannot start: %s\n", node->name.c_str(), e.what());
+                return EXIT_BAD_INPUT;
+            }
+            for (const auto& endpoint : node_mesh->endpoints()) bound.push_back(link::to_string(endpoint));
+            host->on_stopping([&node_mesh] { node_mesh->stop(); });
+        }
+
         std::optional<link::LinkServer> server;
         if (!flags->listen.empty()) {
-            link::ServerOptions server_options;
-            server_options.max_payload = host->registry().max_payload();
-            server_options.handshake_timeout =
-                std::chrono::milliseconds(static_cast<long>(flags->handshake_timeout * 1000));
-            server_options.max_connections = flags->max_connections;
             server.emplace(host->bus(), host->registry(), server_options);
-            std::vector<std::string> bound;
             for (const auto& text : flags->listen) {
                 try {
                     bound.push_back(link::to_string(server->listen(text)));
@@ -126,14 +202,14 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                     return EXIT_BAD_INPUT;
                 }
             }
-            // One line per endpoint, flushed, once the scripts have subscribed: a client
-            // that waits for the line finds the node ready.
-            host->on_started([bound] {
-                for (const auto& endpoint : bound) std::printf("listening on %s\n", endpoint.c_str());
-                std::fflush(stdout);
-            });
             host->on_stopping([&server] { server->stop(); });
         }
+        // One line per endpoint, flushed, once the scripts have subscribed: a client that
+        // waits for the line finds the node ready.
+        host->on_started([bound] {
+            for (const auto& endpoint : bound) std::printf("listening on %s\n", endpoint.c_str());
+            std::fflush(stdout);
+        });
 
         std::optional<demo::MarketFeed> feed;
         std::optional<demo::SignalSink> sink;

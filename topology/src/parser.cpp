@@ -452,10 +452,15 @@ private:
     void read_bind(const toml::table& table, Node& node, NodeMarks& marks) const {
         const toml::node* v = table.get("bind");
         if (v == nullptr) {
-            if (node.port)
+            if (node.port) {
                 node.bind = SocketAddress{
                     node.is_local() ? std::string(DEFAULT_BIND_HOST) : node.host, *node.port};
-            marks.bind = marks.port;
+                marks.bind = marks.port;
+            } else if (node.endpoint && node.endpoint->kind == EndpointKind::Tcp) {
+                // Peers dial the tcp endpoint, so that is where the node listens.
+                node.bind = node.endpoint->address;
+                marks.bind = marks.socket;
+            }
             return;
         }
         marks.bind = v->source();

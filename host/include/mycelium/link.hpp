@@ -20,6 +20,11 @@
 /// - Each connection has a bounded send queue; a reader that falls behind is
 ///   disconnected as a slow consumer (or loses its oldest frames, if so configured).
 ///   Queued frames leave in one large write whenever the socket is busy.
+/// - Peers (node-to-node links, DESIGN.md section 7): a connection that says HELLO
+///   role=peer, or one the server dials itself (connect_peer()), is symmetric: each side
+///   sends SUBSCRIBE/UNSUBSCRIBE for its own bus's interest (Bus::watch_interest) and
+///   forwards only what the other side declared, never a frame that itself came from a
+///   peer. A peer's own subscriptions do not count as interest of this node.
 ///
 /// Asio is an implementation detail (host/src/transport/): nothing here includes it.
 /// Threads: the server runs its own io threads; bus subscribers of a connection are
@@ -29,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -167,6 +173,48 @@ struct LinkStats {
     std::uint64_t writes = 0;
 };
 
+/// How a LinkServer dials and redials one peer (connect_peer()).
+/// Thread safety: a value type; distinct objects safe, shared objects unsafe.
+struct PeerOptions {
+    /// This node's name, sent in HELLO (1-255 bytes, no control characters).
+    std::string self_name;
+    /// First delay before a redial; doubles after each failure up to backoff_max.
+    std::chrono::milliseconds backoff_initial{100};
+    /// Longest delay between two dials.
+    std::chrono::milliseconds backoff_max{5'000};
+    /// A link that stayed up this long resets the delay to backoff_initial when it drops.
+    std::chrono::milliseconds stable_after{1'000};
+    /// A connect (resolve included) that takes longer is abandoned and retried.
+    std::chrono::milliseconds connect_timeout{5'000};
+};
+
+/// The state of one peer link, dialed or accepted, as LinkServer::peers() reports it.
+/// Thread safety: a value type; distinct objects safe, shared objects unsafe.
+struct PeerStatus {
+    /// The peer node's name (from connect_peer(), or from the peer's HELLO).
+    std::string name;
+    /// True when this server dials the peer, false when the peer dialed in.
+    bool dialed = false;
+    /// Where it is dialed (`unix:PATH` / `tcp:HOST:PORT`), or the accepted peer's address.
+    std::string endpoint;
+    /// Whether a link to the peer is up now.
+    bool connected = false;
+    /// Links established over the server's lifetime.
+    std::uint64_t connects = 0;
+    /// Links established after the first one (connects - 1, or 0).
+    std::uint64_t reconnects = 0;
+    /// Dial attempts that failed (refused, unreachable, timed out).
+    std::uint64_t connect_failures = 0;
+    /// Frames received from the peer (application and control).
+    std::uint64_t frames_in = 0;
+    /// Frames written to the peer.
+    std::uint64_t frames_out = 0;
+    /// Bytes received from the peer.
+    std::uint64_t bytes_in = 0;
+    /// Bytes written to the peer (the handshake included).
+    std::uint64_t bytes_out = 0;
+};
+
 namespace detail {
 struct ServerState;
 }  // namespace detail
@@ -207,6 +255,19 @@ public:
 
     /// A snapshot of the counters (exact once the server is quiet).
     LinkStats stats() const noexcept;
+
+    /// Starts dialing the peer node `peer_name` at `endpoint` and keeps one link to it:
+    /// digest handshake, HELLO role=peer with options.self_name, then the symmetric peer
+    /// protocol (see the file comment). A failed dial or a lost link is retried after
+    /// options' exponential backoff with jitter (a delay drawn from [d/2, d]), until
+    /// stop(). State changes are logged on the "mesh" logger. Returns at once; progress
+    /// shows in peers(). Throws std::invalid_argument for a bad self_name or a TCP
+    /// endpoint with port 0, std::logic_error after stop().
+    void connect_peer(std::string peer_name, const Endpoint& endpoint, PeerOptions options);
+
+    /// The status of every peer seen so far (dialed ones, and accepted connections that
+    /// said HELLO role=peer), ordered by name.
+    std::vector<PeerStatus> peers() const;
 
 private:
     std::shared_ptr<detail::ServerState> state_;

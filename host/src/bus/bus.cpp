@@ -24,6 +24,13 @@
 // grace period is what lets callbacks close other subscriptions without deadlocking on
 // each other; only a true cycle (A closes B while B closes A, on two threads) can.
 // Nesting deeper than EXEC_DEPTH is tracked by a counter and waited for conservatively.
+//
+// Interest. Each subscription that counts as interest adds one to its type's count under
+// mu; a count that goes 0 -> 1 or 1 -> 0 appends an event (with a sequence number) to a
+// queue, still under mu, so events are in the order of the changes. Listeners are called
+// outside mu by one delivering thread at a time (whoever finds nobody delivering drains
+// the queue), so a listener may subscribe or close without deadlocking and sees the
+// events in order. None of it touches publish().
 
 #include "mycelium/bus.hpp"
 
@@ -34,9 +41,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdlib>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -232,6 +241,7 @@ struct Worker {
 
 struct Record {
     std::uint64_t id = 0;
+    bool interest = true;  // counts as interest for its type
     Entry entry;
     std::unique_ptr<CallbackHolder> holder;  // inline callable
     std::shared_ptr<Mailbox> mailbox;        // queued (owned worker's or external)
@@ -249,6 +259,7 @@ struct BusImpl {
 
     Result<void, PublishError> publish(std::uint16_t type_id, std::span<const std::byte> payload);
     std::uint64_t add(std::uint16_t type_id, std::shared_ptr<Record> rec);
+    std::uint64_t add_locked(std::uint16_t type_id, std::shared_ptr<Record> rec);
     void remove(std::uint64_t id) noexcept;
     bool has(std::uint64_t id) const;
     void shutdown() noexcept;
@@ -263,6 +274,25 @@ struct BusImpl {
     static void on_evicted(void* self, std::uint16_t type_id, std::uint64_t) {
         static_cast<BusImpl*>(self)->count_dropped(type_id);
     }
+
+    // Interest (see the file comment). The *_locked functions need mu.
+    struct InterestEvent {
+        std::uint64_t seq;
+        std::uint16_t type_id;
+        bool interested;
+    };
+    struct InterestListener {
+        std::uint64_t id = 0;
+        std::function<void(std::uint16_t, bool)> fn;
+        std::atomic<bool> alive{true};
+        std::uint64_t from_seq = 0;          // events before it are covered by `initial`
+        std::vector<std::uint16_t> initial;  // the set when it was added, not yet delivered
+    };
+    void interest_add_locked(std::uint16_t type_id);
+    void interest_remove_locked(std::uint16_t type_id);
+    void deliver_interest() noexcept;
+    std::uint64_t add_listener(std::function<void(std::uint16_t, bool)> fn);
+    void remove_listener(std::uint64_t id) noexcept;
 
     BusOptions options;
     const std::uint64_t uid;
@@ -279,6 +309,15 @@ struct BusImpl {
         std::vector<std::pair<ReaderSlot*, std::uint64_t>> busy;
     };
     std::deque<Retired> retired;
+
+    std::unordered_map<std::uint16_t, std::uint32_t> interest;  // type -> counting subscribers
+    std::vector<InterestEvent> interest_events;
+    std::uint64_t interest_seq = 0;
+    std::vector<std::shared_ptr<InterestListener>> listeners;
+    std::uint64_t next_listener_id = 1;
+    bool delivering = false;
+    std::thread::id deliverer;
+    std::condition_variable delivered_cv;
 };
 
 CounterCell* BusImpl::shared_cell(std::uint16_t type_id) {
@@ -469,8 +508,17 @@ void BusImpl::reclaim_locked(bool wait) {
 }
 
 std::uint64_t BusImpl::add(std::uint16_t type_id, std::shared_ptr<Record> rec) {
-    std::lock_guard lock(mu);
-    if (closed.load(std::memory_order_relaxed)) return 0;
+    std::uint64_t id = 0;
+    {
+        std::unique_lock lock(mu);
+        if (closed.load(std::memory_order_relaxed)) return 0;
+        id = add_locked(type_id, std::move(rec));
+    }
+    deliver_interest();
+    return id;
+}
+
+std::uint64_t BusImpl::add_locked(std::uint16_t type_id, std::shared_ptr<Record> rec) {
     rec->id = next_id++;
     if (rec->entry.queued && rec->entry.token == 0 && rec->worker) rec->entry.token = rec->id;
     auto& page_ref = pages[type_id >> 8];
@@ -487,6 +535,7 @@ std::uint64_t BusImpl::add(std::uint16_t type_id, std::shared_ptr<Record> rec) {
     fresh->entries[n] = &rec->entry;
     snap_ref.store(fresh, std::memory_order_seq_cst);
     records.emplace(rec->id, rec);
+    if (rec->interest) interest_add_locked(type_id);
     if (old)
         retire_locked(old, nullptr);
     else
@@ -508,6 +557,7 @@ void BusImpl::remove(std::uint64_t id) noexcept {
         rec = std::move(it->second);
         records.erase(it);
         Entry* e = &rec->entry;
+        if (rec->interest) interest_remove_locked(e->type_id);
         e->alive.store(false, std::memory_order_seq_cst);
         auto& snap_ref = pages[e->type_id >> 8].load(std::memory_order_relaxed)->snap[e->type_id & 255];
         Snapshot* old = snap_ref.load(std::memory_order_relaxed);
@@ -523,6 +573,7 @@ void BusImpl::remove(std::uint64_t id) noexcept {
         // snapshot have moved on; a non-self close frees the callable sooner, below.
         retire_locked(old, rec);
     }
+    deliver_interest();
     Entry* e = &rec->entry;
     // Publishers parked in a Block push to this entry re-check e->alive and give up.
     if (rec->mailbox) rec->mailbox->notify_producers();
@@ -562,6 +613,93 @@ void BusImpl::remove(std::uint64_t id) noexcept {
         }
     });
     rec->holder.reset();  // nobody can call it any more
+}
+
+void BusImpl::interest_add_locked(std::uint16_t type_id) {
+    if (++interest[type_id] == 1) interest_events.push_back({interest_seq++, type_id, true});
+}
+
+void BusImpl::interest_remove_locked(std::uint16_t type_id) {
+    auto it = interest.find(type_id);
+    if (it == interest.end()) return;
+    if (--it->second == 0) {
+        interest.erase(it);
+        interest_events.push_back({interest_seq++, type_id, false});
+    }
+}
+
+void BusImpl::deliver_interest() noexcept {
+    std::unique_lock lock(mu);
+    if (delivering) return;  // the delivering thread picks our events up
+    delivering = true;
+    deliverer = std::this_thread::get_id();
+    std::vector<InterestEvent> events;
+    std::vector<std::pair<std::shared_ptr<InterestListener>, std::vector<std::uint16_t>>> initials;
+    std::vector<std::shared_ptr<InterestListener>> targets;
+    for (;;) {
+        events.clear();
+        initials.clear();
+        events.swap(interest_events);
+        for (auto& l : listeners) {
+            if (l->initial.empty()) continue;
+            initials.emplace_back(l, std::move(l->initial));
+            l->initial.clear();
+        }
+        if (events.empty() && initials.empty()) break;
+        targets = listeners;
+        lock.unlock();
+        const auto call = [](InterestListener& l, std::uint16_t type_id, bool on) {
+            if (!l.alive.load(std::memory_order_acquire)) return;
+            try {
+                l.fn(type_id, on);
+            } catch (const std::exception& e) {
+                spdlog::error("bus: interest listener threw: {}", e.what());
+            } catch (...) {
+                spdlog::error("bus: interest listener threw a non-standard exception");
+            }
+        };
+        // A listener's initial set comes before the events that followed its creation.
+        for (auto& [l, types] : initials)
+            for (const std::uint16_t t : types) call(*l, t, true);
+        for (const auto& ev : events)
+            for (auto& l : targets)
+                if (ev.seq >= l->from_seq) call(*l, ev.type_id, ev.interested);
+        targets.clear();
+        initials.clear();
+        lock.lock();
+    }
+    delivering = false;
+    deliverer = {};
+    lock.unlock();
+    delivered_cv.notify_all();
+}
+
+std::uint64_t BusImpl::add_listener(std::function<void(std::uint16_t, bool)> fn) {
+    auto l = std::make_shared<InterestListener>();
+    l->fn = std::move(fn);
+    {
+        std::lock_guard lock(mu);
+        l->id = next_listener_id++;
+        l->from_seq = interest_seq;
+        l->initial.reserve(interest.size());
+        for (const auto& [type_id, count] : interest) l->initial.push_back(type_id);
+        std::sort(l->initial.begin(), l->initial.end());
+        listeners.push_back(l);
+    }
+    deliver_interest();
+    return l->id;
+}
+
+void BusImpl::remove_listener(std::uint64_t id) noexcept {
+    std::unique_lock lock(mu);
+    auto it = std::find_if(listeners.begin(), listeners.end(), [&](const auto& l) { return l->id == id; });
+    if (it == listeners.end()) return;
+    (*it)->alive.store(false, std::memory_order_release);
+    listeners.erase(it);
+    // The delivering thread may be calling it right now; wait for that round to end,
+    // unless we are that thread (closing from inside a listener).
+    if (delivering && deliverer != std::this_thread::get_id())
+        delivered_cv.wait(lock, [&] { return !delivering; });
 }
 
 void BusImpl::shutdown() noexcept {
@@ -693,8 +831,9 @@ Result<void, PublishError> Bus::publish(std::uint16_t type_id, std::span<const s
 }
 
 Subscription Bus::subscribe_inline_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
-                                       std::unique_ptr<HolderBase> owner) {
+                                       std::unique_ptr<HolderBase> owner, bool counts_as_interest) {
     auto rec = std::make_shared<detail::Record>();
+    rec->interest = counts_as_interest;
     rec->entry.type_id = type_id;
     rec->entry.invoke = invoke;
     rec->entry.context = context;
@@ -718,6 +857,7 @@ Subscription Bus::subscribe_queued_raw(std::uint16_t type_id, InvokeFn invoke, v
     worker->context = context;
 
     auto rec = std::make_shared<detail::Record>();
+    rec->interest = options.counts_as_interest;
     rec->entry.type_id = type_id;
     rec->entry.queued = true;
     rec->entry.policy = options.policy;
@@ -756,5 +896,49 @@ TypeCounters Bus::counters(std::uint16_t type_id) const { return impl_->counters
 void Bus::shutdown() noexcept { impl_->shutdown(); }
 
 std::size_t Bus::max_payload() const noexcept { return impl_->options.max_payload; }
+
+InterestWatch Bus::watch_interest(std::function<void(std::uint16_t, bool)> fn) {
+    const std::uint64_t id = impl_->add_listener(std::move(fn));
+    return InterestWatch(impl_, id);
+}
+
+bool Bus::interested(std::uint16_t type_id) const {
+    std::lock_guard lock(impl_->mu);
+    return impl_->interest.count(type_id) != 0;
+}
+
+std::vector<std::uint16_t> Bus::interested_types() const {
+    std::vector<std::uint16_t> out;
+    {
+        std::lock_guard lock(impl_->mu);
+        out.reserve(impl_->interest.size());
+        for (const auto& [type_id, count] : impl_->interest) out.push_back(type_id);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// InterestWatch
+
+InterestWatch::~InterestWatch() { close(); }
+
+InterestWatch::InterestWatch(InterestWatch&& other) noexcept
+    : bus_(std::move(other.bus_)), id_(std::exchange(other.id_, 0)) {}
+
+InterestWatch& InterestWatch::operator=(InterestWatch&& other) noexcept {
+    if (this != &other) {
+        close();
+        bus_ = std::move(other.bus_);
+        id_ = std::exchange(other.id_, 0);
+    }
+    return *this;
+}
+
+void InterestWatch::close() noexcept {
+    if (bus_ && id_) bus_->remove_listener(id_);
+    bus_.reset();
+    id_ = 0;
+}
 
 }  // namespace mycelium

@@ -19,6 +19,7 @@
 #include <fmt/format.h>
 
 #include "mycelium/link.hpp"
+#include "peer_dialer.hpp"
 #include "session.hpp"
 
 namespace mycelium::link {
@@ -238,10 +239,17 @@ void LinkServer::stop() noexcept {
     if (!state_) return;
     auto& s = *state_;
     std::vector<std::shared_ptr<detail::Session>> sessions;
+    std::vector<std::shared_ptr<detail::PeerDialer>> dialers;
     {
         std::lock_guard lock(s.mutex);
         if (s.stopped && s.threads.empty()) return;
         s.stopped = true;
+        dialers = s.dialers;
+    }
+    // Dialers first, so that no link is redialed while the sessions close.
+    for (auto& dialer : dialers) dialer->close();
+    {
+        std::lock_guard lock(s.mutex);
         for (auto& [id, weak] : s.sessions) {
             if (auto session = weak.lock()) sessions.push_back(std::move(session));
         }
@@ -275,6 +283,7 @@ void LinkServer::stop() noexcept {
     }
     for (auto& session : sessions) session->finish();
     sessions.clear();
+    for (auto& dialer : dialers) dialer->close_now();
     for (auto& listener : s.listeners) listener->close();
     for (const auto& file : s.socket_files) {
         // Remove only the file we created: another server may have replaced it since.
@@ -282,6 +291,59 @@ void LinkServer::stop() noexcept {
         if (::stat(file.path.c_str(), &st) == 0 && st.st_ino == file.inode) ::unlink(file.path.c_str());
     }
     s.socket_files.clear();
+}
+
+void LinkServer::connect_peer(std::string peer_name, const Endpoint& endpoint, PeerOptions options) {
+    auto& s = *state_;
+    if (peer_name.empty()) throw std::invalid_argument("connect_peer: empty peer name");
+    if (endpoint.kind == Endpoint::Kind::Tcp && endpoint.port == 0)
+        throw std::invalid_argument("connect_peer: cannot dial port 0 of '" + endpoint.host + "' for peer '" + peer_name + "'");
+    (void)encode_hello(Hello{control::PROTOCOL_VERSION, Role::Peer, options.self_name});  // validates the name
+    std::shared_ptr<detail::PeerDialer> dialer;
+    {
+        std::lock_guard lock(s.mutex);
+        if (s.stopped) throw std::logic_error("LinkServer::connect_peer after stop()");
+        auto& record = s.peers[peer_name];
+        if (record && record->dialed) throw std::invalid_argument("connect_peer: peer '" + peer_name + "' is already dialed");
+        // A record created by an earlier inbound link of that peer is replaced: from now on
+        // this server dials it.
+        record = std::make_shared<detail::PeerRecord>(peer_name, true);
+        record->endpoint = to_string(endpoint);
+        dialer = std::make_shared<detail::PeerDialer>(s, record, endpoint, std::move(options));
+        s.dialers.push_back(dialer);
+    }
+    s.mesh_log->info("peer '{}': dialing {}", peer_name, to_string(endpoint));
+    dialer->start();
+}
+
+std::vector<PeerStatus> LinkServer::peers() const {
+    std::vector<std::shared_ptr<detail::PeerRecord>> records;
+    {
+        std::lock_guard lock(state_->mutex);
+        for (const auto& [name, record] : state_->peers) records.push_back(record);
+    }
+    std::vector<PeerStatus> out;
+    out.reserve(records.size());
+    const auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
+    for (const auto& r : records) {
+        PeerStatus p;
+        p.name = r->name;
+        p.dialed = r->dialed;
+        {
+            std::lock_guard lock(r->mutex);
+            p.endpoint = r->endpoint;
+        }
+        p.connected = r->connected.load(std::memory_order_relaxed);
+        p.connects = get(r->connects);
+        p.reconnects = p.connects > 0 ? p.connects - 1 : 0;
+        p.connect_failures = get(r->connect_failures);
+        p.frames_in = get(r->frames_in);
+        p.frames_out = get(r->frames_out);
+        p.bytes_in = get(r->bytes_in);
+        p.bytes_out = get(r->bytes_out);
+        out.push_back(std::move(p));
+    }
+    return out;
 }
 
 LinkStats LinkServer::stats() const noexcept {

@@ -41,7 +41,7 @@ bool is_disconnect(const asio::error_code& ec) {
 // ---------------------------------------------------------------------------------------
 
 ServerState::ServerState(Bus& b, const schema::Registry& r, ServerOptions o)
-    : bus(b), registry(r), options(o), log(mycelium::log::get("link")) {
+    : bus(b), registry(r), options(o), log(mycelium::log::get("link")), mesh_log(mycelium::log::get("mesh")) {
     options.max_payload = std::min({options.max_payload, schema::DEFAULT_MAX_PAYLOAD, bus.max_payload()});
     options.threads = std::max<std::size_t>(options.threads, 1);
     options.send_queue_frames = std::max<std::size_t>(options.send_queue_frames, 1);
@@ -58,6 +58,20 @@ bool ServerState::admit(const std::shared_ptr<Session>& session, std::uint64_t i
     return true;
 }
 
+bool ServerState::admit_outbound(const std::shared_ptr<Session>& session, std::uint64_t id) {
+    std::lock_guard lock(mutex);
+    if (stopped) return false;
+    sessions.emplace(id, session);
+    return true;
+}
+
+std::shared_ptr<PeerRecord> ServerState::peer_record(const std::string& name, bool dialed) {
+    std::lock_guard lock(mutex);
+    auto& record = peers[name];
+    if (!record) record = std::make_shared<PeerRecord>(name, dialed);
+    return record;
+}
+
 void ServerState::release(std::uint64_t id, bool counted) noexcept {
     {
         std::lock_guard lock(mutex);
@@ -71,7 +85,8 @@ void ServerState::release(std::uint64_t id, bool counted) noexcept {
 // Session: lifetime
 // ---------------------------------------------------------------------------------------
 
-Session::Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id)
+Session::Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id,
+                 std::optional<Outbound> outbound)
     : state_(state),
       socket_(std::move(socket)),
       peer_(std::move(peer)),
@@ -79,15 +94,18 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       handshake_timer_(socket_.get_executor()),
       linger_timer_(socket_.get_executor()),
       decoder_(codec::DecoderOptions{state.options.max_payload, codec::TypeSizes::of(state.registry)}),
-      read_buf_(READ_BUFFER_SIZE) {}
+      read_buf_(READ_BUFFER_SIZE),
+      outbound_(std::move(outbound)) {}
 
 Session::~Session() {
     // Normally finish() did this already; a session destroyed with the io_context (stop()
     // timed out) must still stop its callbacks before its members go.
+    interest_.close();
     subs_.clear();
 }
 
 void Session::start() {
+    if (outbound_) return start_outbound();
     try {
         bool counted = false;
         if (!state_.admit(shared_from_this(), id_, counted)) {
@@ -130,11 +148,31 @@ void Session::reject_max_connections() {
          fmt::format("the host already serves {} connections", state_.options.max_connections));
 }
 
-void Session::shut_down() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] {
+void Session::start_outbound() {
+    try {
+        if (!state_.admit_outbound(shared_from_this(), id_)) {
+            asio::error_code ignored;
+            socket_.close(ignored);
+            if (outbound_->on_closed) std::exchange(outbound_->on_closed, nullptr)();
+            return;
+        }
+        // The dialer has already written the digest handshake and HELLO role=peer.
+        phase_ = Phase::Hello;
+        name_ = outbound_->record->name;
+        role_.store(Role::Peer, std::memory_order_relaxed);
+        become_peer();
+        do_read();
+    } catch (const std::exception& e) {
+        state_.mesh_log->error("{}: cannot start the link: {}", peer_, e.what());
+        finish();
+    }
+}
+
+void Session::shut_down(std::string reason) {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), reason = std::move(reason)] {
         try {
             if (self->closing_ || self->finished_) return;
-            self->close_with_error(ErrorCode::ShuttingDown, "the host is shutting down");
+            self->close_with_error(ErrorCode::ShuttingDown, reason);
         } catch (const std::exception&) {
             self->finish();
         }
@@ -145,6 +183,7 @@ void Session::finish() noexcept {
     if (finished_) return;
     finished_ = true;
     closing_ = true;
+    interest_.close();  // waits for a listener call in progress on another thread
     try {
         subs_.clear();  // waits for callbacks running on other threads
     } catch (...) {     // Subscription::close is noexcept; map clear cannot throw
@@ -163,7 +202,20 @@ void Session::finish() noexcept {
     socket_.shutdown(asio::socket_base::shutdown_both, ignored);
     socket_.close(ignored);
     state_.log->debug("{}: closed (link {})", peer_, id_);
+    if (peer_record_) {
+        bool current = false;
+        {
+            std::lock_guard lock(peer_record_->mutex);
+            const auto now = peer_record_->current.lock();
+            current = !now || now.get() == this;
+            if (current) peer_record_->current.reset();
+        }
+        if (current) peer_record_->connected.store(false, std::memory_order_relaxed);
+        if (!outbound_) state_.mesh_log->info("peer '{}' ({}) disconnected", name_, peer_);
+    }
     state_.release(id_, counted_);
+    // Last: the dialer may schedule a redial, which must not find this session registered.
+    if (outbound_ && outbound_->on_closed) std::exchange(outbound_->on_closed, nullptr)();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -187,9 +239,15 @@ void Session::on_read(const asio::error_code& ec, std::size_t n) {
             return finish();
         }
         Counters::add(state_.counters.bytes_received, n);
+        if (peer_record_) Counters::add(peer_record_->bytes_in, n);
         if (!closing_) {
             std::span<const std::byte> bytes(read_buf_.data(), n);
-            if (phase_ == Phase::Handshake) bytes = consume_handshake(bytes);
+            if (phase_ == Phase::Handshake) {
+                bytes = consume_handshake(bytes);
+                // Decide legacy before publishing the frames that came with the handshake:
+                // the replies they cause must find this client already subscribed.
+                if (!closing_ && phase_ == Phase::Undecided && !starts_with_hello(bytes)) become_legacy();
+            }
             if (!closing_ && phase_ != Phase::Handshake && !bytes.empty()) feed(bytes);
             // A client that did not say HELLO in the bytes that completed its handshake
             // is a legacy client: from now on it receives every application type.
@@ -215,6 +273,11 @@ void Session::on_end_of_stream() {
         state_.log->debug("{}: client closed the connection", peer_);
     }
     finish();
+}
+
+bool Session::starts_with_hello(std::span<const std::byte> bytes) {
+    // Fewer than two bytes cannot tell; the old rule (decide after this read) applies.
+    return bytes.size() < 2 || codec::detail::load_le16(bytes.data()) == control::HELLO;
 }
 
 std::span<const std::byte> Session::consume_handshake(std::span<const std::byte> bytes) {
@@ -256,6 +319,7 @@ void Session::feed(std::span<const std::byte> bytes) {
     });
     if (fed) {
         Counters::add(state_.counters.frames_received, *fed);
+        if (peer_record_) Counters::add(peer_record_->frames_in, *fed);
         return;
     }
     if (closing_) return;  // a control frame already closed the session
@@ -327,8 +391,14 @@ void Session::on_control(std::uint16_t type_id, std::span<const std::byte> paylo
             }
             return;  // the host sends no PING yet; a stray PONG is harmless
         case control::ERROR: {
-            Counters::add(state_.counters.protocol_errors);
             const auto error = decode_error(payload);
+            if (role_.load(std::memory_order_relaxed) == Role::Peer && error &&
+                error->code == ErrorCode::ShuttingDown) {
+                // A peer node that stops (or replaces this link) says so: not bad input.
+                state_.mesh_log->info("peer '{}' ({}) closed the link: {}", name_, peer_, error->reason);
+                return finish();
+            }
+            Counters::add(state_.counters.protocol_errors);
             state_.log->warn("{}: the client reported an error and is disconnected: {} {}", peer_,
                              error ? to_string(error->code) : std::string_view("(malformed ERROR frame)"),
                              error ? error->reason : std::string());
@@ -364,6 +434,40 @@ void Session::on_hello(std::span<const std::byte> payload) {
     role_.store(hello->role, std::memory_order_relaxed);
     phase_ = Phase::Hello;
     state_.log->info("{}: {} '{}' connected (link {})", peer_, to_string(hello->role), name_, id_);
+    if (hello->role == Role::Peer) become_peer();
+}
+
+void Session::become_peer() {
+    peer_record_ = outbound_ ? outbound_->record : state_.peer_record(name_, false);
+    std::shared_ptr<Session> replaced;
+    {
+        std::lock_guard lock(peer_record_->mutex);
+        replaced = peer_record_->current.lock();
+        peer_record_->current = shared_from_this();
+        if (!outbound_) peer_record_->endpoint = peer_;
+    }
+    peer_record_->connected.store(true, std::memory_order_relaxed);
+    Counters::add(peer_record_->connects);
+    if (!outbound_) state_.mesh_log->info("peer '{}' connected from {} (link {})", name_, peer_, id_);
+    if (replaced && replaced.get() != this) {
+        // One link per pair: the newer link wins (the older one is most likely half-open
+        // after the far node restarted), so no frame is delivered twice.
+        state_.mesh_log->info("peer '{}': a newer link replaces link {}", name_, replaced->id_);
+        replaced->shut_down("replaced by a newer link from the same peer");
+    }
+    // Tell the peer what this node wants; the first calls report the current set.
+    interest_ = state_.bus.watch_interest([this](std::uint16_t type_id, bool interested) {
+        declare_interest(type_id, interested);
+    });
+}
+
+void Session::declare_interest(std::uint16_t type_id, bool interested) {
+    // Types outside the contracts would be a protocol violation on the far side; local
+    // code may subscribe to any id, but only contract types cross a link.
+    if (type_id < schema::MIN_APP_TYPE_ID || state_.registry.find(type_id) == nullptr) return;
+    const std::uint16_t ids[] = {type_id};
+    const auto payload = encode_type_list(ids);
+    enqueue(interested ? control::SUBSCRIBE : control::UNSUBSCRIBE, payload);
 }
 
 void Session::on_type_list(bool subscribe, std::span<const std::byte> payload) {
@@ -402,7 +506,11 @@ void Session::subscribe_type(std::uint16_t type_id) {
     if (subs_.contains(type_id)) return;
     // `this` outlives the subscription: finish() and the destructor close it first, and
     // close() waits for callbacks in flight.
-    subs_.emplace(type_id, state_.bus.subscribe(type_id, [this](const MessageView& view) { on_bus_message(view); }));
+    // What a peer subscribes to is not this node's interest: declaring it to other peers
+    // would relay between peers.
+    const SubscribeOptions options{.counts_as_interest = role_.load(std::memory_order_relaxed) != Role::Peer};
+    subs_.emplace(type_id, state_.bus.subscribe(
+                               type_id, [this](const MessageView& view) { on_bus_message(view); }, options));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -520,6 +628,10 @@ void Session::on_written(const asio::error_code& ec, std::size_t n) {
         }
         Counters::add(state_.counters.bytes_sent, n);
         Counters::add(state_.counters.frames_sent, inflight_frames_);
+        if (peer_record_) {
+            Counters::add(peer_record_->bytes_out, n);
+            Counters::add(peer_record_->frames_out, inflight_frames_);
+        }
         Counters::add(state_.counters.writes);
         inflight_frames_ = 0;
         inflight_.clear();
@@ -558,6 +670,7 @@ void Session::close_with_error(ErrorCode code, const std::string& reason) {
     if (closing_) return;
     closing_ = true;
     handshake_timer_.cancel();
+    interest_.close();
     subs_.clear();
     const auto payload = encode_error(code, reason);
     bool kick = false;

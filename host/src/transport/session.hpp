@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -32,6 +33,30 @@
 namespace mycelium::link::detail {
 
 class Session;
+class PeerDialer;
+
+/// One peer node's link record, shared by the dialer (if any) and by whichever session
+/// currently carries the link. Counters are relaxed atomics; `mutex` guards the rest.
+struct PeerRecord {
+    PeerRecord(std::string n, bool d) : name(std::move(n)), dialed(d) {}
+
+    const std::string name;
+    const bool dialed;
+    std::atomic<bool> connected{false};
+    std::atomic<std::uint64_t> connects{0}, connect_failures{0}, frames_in{0}, frames_out{0}, bytes_in{0},
+        bytes_out{0};
+
+    std::mutex mutex;
+    std::string endpoint;
+    std::weak_ptr<Session> current;  // the session carrying the link now
+};
+
+/// What a session the server dialed itself (PeerDialer) carries besides the socket.
+struct Outbound {
+    std::string self_name;                 // sent in HELLO
+    std::shared_ptr<PeerRecord> record;    // the peer it reaches
+    std::function<void()> on_closed;       // called once from finish()
+};
 
 /// Lifetime counters behind LinkStats; relaxed atomics (they are statistics).
 struct Counters {
@@ -66,6 +91,7 @@ struct ServerState {
     const schema::Registry& registry;
     ServerOptions options;
     std::shared_ptr<spdlog::logger> log;
+    std::shared_ptr<spdlog::logger> mesh_log;  // peer links' state changes
     Counters counters;
     std::atomic<std::uint64_t> next_id{1};
 
@@ -80,17 +106,26 @@ struct ServerState {
     };
     std::vector<OwnedSocketFile> socket_files;  // Unix sockets to remove at stop()
     bool stopped = false;
+    std::map<std::string, std::shared_ptr<PeerRecord>> peers;  // by peer name
 
     std::vector<std::thread> threads;
     asio::io_context io;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
     std::vector<std::unique_ptr<Listener>> listeners;
+    // Destroyed before `io` (their timers and sockets belong to it), after every io
+    // thread has been joined; handlers capture them by raw pointer.
+    std::vector<std::shared_ptr<PeerDialer>> dialers;
 
     /// Registers a session; false (and not registered) once stopped. `counted` is false
     /// when max_connections are open: the session is then only told so and closed.
     bool admit(const std::shared_ptr<Session>& session, std::uint64_t id, bool& counted);
+    /// Registers a session the server dialed (not counted against max_connections);
+    /// false once stopped.
+    bool admit_outbound(const std::shared_ptr<Session>& session, std::uint64_t id);
     /// Forgets a session (from Session::finish).
     void release(std::uint64_t id, bool counted) noexcept;
+    /// The record of peer `name`, created (as accepted, `dialed` false) if new.
+    std::shared_ptr<PeerRecord> peer_record(const std::string& name, bool dialed);
 };
 
 /// One accepted connection: handshake, frame decoding, bus subscriptions, send queue.
@@ -102,7 +137,9 @@ class Session : public std::enable_shared_from_this<Session> {
 public:
     using Socket = asio::generic::stream_protocol::socket;
 
-    Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id);
+    /// An accepted connection (`outbound` empty) or one the server dialed to a peer.
+    Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id,
+            std::optional<Outbound> outbound = std::nullopt);
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -113,8 +150,8 @@ public:
     void start();
     /// Sends ERROR TooManyConnections and closes. Strand.
     void reject_max_connections();
-    /// Closes with ERROR ShuttingDown (posts to the strand). Any thread.
-    void shut_down();
+    /// Closes with ERROR ShuttingDown and `reason` (posts to the strand). Any thread.
+    void shut_down(std::string reason = "the host is shutting down");
     /// Closes at once, without ERROR. Strand, or any thread once the io threads stopped.
     void finish() noexcept;
 
@@ -128,6 +165,8 @@ private:
     void do_read();
     void on_read(const asio::error_code& ec, std::size_t n);
     void on_end_of_stream();
+    /// Whether the bytes after the handshake begin with a HELLO (or are too few to tell).
+    static bool starts_with_hello(std::span<const std::byte> bytes);
     std::span<const std::byte> consume_handshake(std::span<const std::byte> bytes);
     void feed(std::span<const std::byte> bytes);
     void on_frame(std::uint16_t type_id, std::span<const std::byte> payload);
@@ -135,6 +174,9 @@ private:
     void on_hello(std::span<const std::byte> payload);
     void on_type_list(bool subscribe, std::span<const std::byte> payload);
     void become_legacy();
+    void become_peer();
+    void start_outbound();
+    void declare_interest(std::uint16_t type_id, bool interested);
     void subscribe_type(std::uint16_t type_id);
 
     void enqueue(std::uint16_t type_id, std::span<const std::byte> payload);
@@ -168,6 +210,9 @@ private:
     bool counted_ = false;
     std::vector<std::byte> inflight_;  // the buffer of the write in progress
     std::size_t inflight_frames_ = 0;
+    std::optional<Outbound> outbound_;       // set for sessions the server dialed
+    std::shared_ptr<PeerRecord> peer_record_;  // set once the link is a peer link
+    InterestWatch interest_;                 // a peer link: declares this node's interest
 
     // Read by bus callbacks on any thread.
     std::atomic<Role> role_{Role::Client};

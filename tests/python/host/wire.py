@@ -1,9 +1,12 @@
 """A client written from docs/wire-protocol.md alone: the digest handshake, then raw TLV
 frames. It is what a legacy Mycelium client does, with no help from this project's code."""
 
+import re
+import signal
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 HEADER = struct.Struct("<HI")
@@ -76,27 +79,67 @@ class RawClient:
 
 
 class HostProcess:
-    """A mycelium-host started with --listen; reads the bound addresses it prints."""
+    """A running mycelium-host. Threads collect its stdout and stderr, so nothing here
+    blocks without a deadline; the bound addresses it prints are in `addresses`."""
 
     def __init__(self, binary, *args, listens=1, timeout=15.0):
         self.proc = subprocess.Popen([str(binary), *map(str, args)], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
+        self._lines = {"stdout": [], "stderr": []}
+        self._changed = threading.Condition()
+        self._readers = [threading.Thread(target=self._collect, args=(stream, name), daemon=True)
+                         for name, stream in (("stdout", self.proc.stdout), ("stderr", self.proc.stderr))]
+        for reader in self._readers:
+            reader.start()
         self.addresses = []
-        deadline = time.monotonic() + timeout
-        while len(self.addresses) < listens:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"host did not start listening: {self.proc.stderr.read()}")
-            line = self.proc.stdout.readline()
-            if line.startswith("listening on "):
-                self.addresses.append(line.split("listening on ", 1)[1].strip())
-
-    def stop(self, timeout=15.0):
-        if self.proc.poll() is None:
-            self.proc.terminate()
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            for index in range(listens):
+                line = self.wait_for(r"^listening on ", timeout=timeout, nth=index + 1)
+                self.addresses.append(line.split("listening on ", 1)[1].strip())
+        except AssertionError:
+            _, _, err = self.stop()
+            raise RuntimeError(f"host did not start listening: {err}") from None
+
+    def _collect(self, stream, name):
+        for line in stream:
+            with self._changed:
+                self._lines[name].append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._lines[name].append(None)  # end of stream
+            self._changed.notify_all()
+
+    def lines(self, stream="stdout"):
+        """The lines printed so far."""
+        with self._changed:
+            return [line for line in self._lines[stream] if line is not None]
+
+    def wait_for(self, pattern, timeout=15.0, stream="stdout", nth=1):
+        """Waits until the `nth` line matching the regex `pattern` has been printed and
+        returns it; AssertionError on timeout or when the stream ends first."""
+        regex = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                lines = self._lines[stream]
+                matches = [line for line in lines if line is not None and regex.search(line)]
+                if len(matches) >= nth:
+                    return matches[nth - 1]
+                remaining = deadline - time.monotonic()
+                if (lines and lines[-1] is None) or remaining <= 0:
+                    raise AssertionError(f"no line matching {pattern!r} on {stream} within {timeout} s; "
+                                         f"last lines: {lines[-5:]}")
+                self._changed.wait(remaining)
+
+    def stop(self, timeout=15.0, sig=signal.SIGTERM):
+        """Sends `sig` (SIGKILL after `timeout`), waits, and returns (exit code, stdout, stderr)."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
-        return self.proc.returncode, out, err
+            self.proc.wait()
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return self.proc.returncode, "\n".join(self.lines("stdout")) + "\n", "\n".join(self.lines("stderr")) + "\n"

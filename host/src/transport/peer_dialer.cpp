@@ -1,0 +1,252 @@
+// The outbound side of a peer link. Rules that govern this file:
+// - Every handler runs on the dialer's strand and has its own try/catch: a failure ends
+//   the current dial and schedules the next one, never the io thread (STYLE.md section 4).
+// - operation_aborted with stopped_ set is shutdown; with timed_out_ set it is our own
+//   connect timeout.
+// - Redials back off exponentially with jitter, so that a restarted node is not hit by
+//   every peer in the same millisecond, and a dead one costs one attempt per backoff_max.
+
+#include "peer_dialer.hpp"
+
+#include <asio/bind_executor.hpp>
+#include <asio/connect.hpp>
+#include <asio/local/stream_protocol.hpp>
+#include <asio/post.hpp>
+#include <asio/write.hpp>
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "mycelium/codec.hpp"
+#include "mycelium/link_protocol.hpp"
+
+namespace mycelium::link::detail {
+
+namespace {
+
+constexpr std::size_t DIGEST_SIZE = 32;
+
+std::vector<std::byte> handshake_and_hello(const schema::Registry& registry, const std::string& self_name) {
+    std::vector<std::byte> out(2 + DIGEST_SIZE);
+    codec::detail::store_le16(out.data(), static_cast<std::uint16_t>(DIGEST_SIZE));
+    std::memcpy(out.data() + 2, registry.digest().data(), DIGEST_SIZE);
+    const auto hello = encode_hello(Hello{control::PROTOCOL_VERSION, Role::Peer, self_name});
+    if (!codec::append_frame(out, control::HELLO, hello)) throw std::invalid_argument("cannot encode HELLO");
+    return out;
+}
+
+}  // namespace
+
+PeerDialer::PeerDialer(ServerState& state, std::shared_ptr<PeerRecord> record, Endpoint endpoint,
+                       PeerOptions options)
+    : state_(state),
+      record_(std::move(record)),
+      endpoint_(std::move(endpoint)),
+      options_(std::move(options)),
+      where_(to_string(endpoint_)),
+      hello_(handshake_and_hello(state.registry, options_.self_name)),
+      strand_(asio::make_strand(state.io)),
+      backoff_timer_(strand_),
+      connect_timer_(strand_),
+      resolver_(strand_),
+      backoff_(std::max(options_.backoff_initial, std::chrono::milliseconds(1))),
+      rng_(static_cast<std::minstd_rand::result_type>(
+          std::hash<std::string>{}(options_.self_name + "/" + record_->name) ^
+          static_cast<std::size_t>(std::chrono::steady_clock::now().time_since_epoch().count()))) {}
+
+void PeerDialer::start() {
+    asio::post(strand_, [this] {
+        try {
+            dial();
+        } catch (const std::exception& e) {
+            fail(e.what());
+        }
+    });
+}
+
+void PeerDialer::close() {
+    stopped_.store(true, std::memory_order_relaxed);
+    asio::post(strand_, [this] { cancel_all(); });
+}
+
+void PeerDialer::close_now() noexcept {
+    stopped_.store(true, std::memory_order_relaxed);
+    cancel_all();
+}
+
+void PeerDialer::cancel_all() noexcept {
+    backoff_timer_.cancel();
+    connect_timer_.cancel();
+    resolver_.cancel();
+    if (socket_) {
+        asio::error_code ignored;
+        socket_->close(ignored);
+    }
+}
+
+void PeerDialer::on_session_closed() {
+    if (stopped_.load(std::memory_order_relaxed)) return;
+    asio::post(strand_, [this] {
+        try {
+            if (stopped_.load(std::memory_order_relaxed)) return;
+            const auto lasted = std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::steady_clock::now() - up_since_);
+            // A link that held for a while was healthy: start over from the first delay.
+            if (lasted >= options_.stable_after) backoff_ = std::max(options_.backoff_initial, std::chrono::milliseconds(1));
+            state_.mesh_log->info("peer '{}': link to {} lost after {} ms; redialing", record_->name, where_,
+                                  lasted.count());
+            failures_in_a_row_ = 0;
+            schedule();
+        } catch (const std::exception& e) {
+            state_.mesh_log->error("peer '{}': cannot schedule a redial: {}", record_->name, e.what());
+        }
+    });
+}
+
+void PeerDialer::dial() {
+    if (stopped_.load(std::memory_order_relaxed)) return;
+    const std::uint64_t attempt = ++attempt_;
+    timed_out_ = false;
+    targets_.clear();
+    next_target_ = 0;
+    connect_timer_.expires_after(options_.connect_timeout);
+    connect_timer_.async_wait(asio::bind_executor(strand_, [this, attempt](const asio::error_code& ec) {
+        if (ec || stopped_.load(std::memory_order_relaxed) || attempt != attempt_ || !socket_) return;
+        timed_out_ = true;
+        resolver_.cancel();
+        asio::error_code ignored;
+        socket_->close(ignored);
+    }));
+    if (endpoint_.kind == Endpoint::Kind::Unix) {
+        targets_.emplace_back(asio::local::stream_protocol::endpoint(endpoint_.path));
+        return try_next();
+    }
+    // A placeholder socket marks "dialing" for the timeout handler while resolving.
+    socket_ = std::make_unique<Session::Socket>(asio::make_strand(state_.io));
+    resolver_.async_resolve(
+        endpoint_.host, std::to_string(endpoint_.port), asio::ip::resolver_base::numeric_service,
+        asio::bind_executor(strand_, [this, attempt](const asio::error_code& ec,
+                                                     const asio::ip::tcp::resolver::results_type& results) {
+            try {
+                if (stopped_.load(std::memory_order_relaxed) || attempt != attempt_) return;
+                if (ec) return fail(timed_out_ ? "timed out resolving the host" : "cannot resolve: " + ec.message());
+                for (const auto& entry : results) targets_.emplace_back(entry.endpoint());
+                try_next();
+            } catch (const std::exception& e) {
+                fail(e.what());
+            }
+        }));
+}
+
+void PeerDialer::try_next() {
+    if (next_target_ >= targets_.size()) return fail(last_error_.empty() ? "no address to connect to" : last_error_);
+    socket_ = std::make_unique<Session::Socket>(asio::make_strand(state_.io));
+    const std::uint64_t attempt = attempt_;
+    socket_->async_connect(targets_[next_target_], asio::bind_executor(strand_, [this, attempt](const asio::error_code& ec) {
+                               on_connect(attempt, ec);
+                           }));
+}
+
+void PeerDialer::on_connect(std::uint64_t attempt, const asio::error_code& ec) {
+    try {
+        if (stopped_.load(std::memory_order_relaxed) || attempt != attempt_) return;
+        if (ec) {
+            if (timed_out_) return fail(fmt::format("no connection within {} ms", options_.connect_timeout.count()));
+            last_error_ = ec.message();
+            ++next_target_;
+            return try_next();
+        }
+        connect_timer_.cancel();
+        if (endpoint_.kind == Endpoint::Kind::Tcp) {
+            asio::error_code ignored;
+            socket_->set_option(asio::ip::tcp::no_delay(true), ignored);
+        }
+        // The handshake and HELLO go out before the Session exists, so its send queue only
+        // ever holds whole frames.
+        asio::async_write(*socket_, asio::buffer(hello_),
+                          asio::bind_executor(strand_, [this, attempt](const asio::error_code& wec, std::size_t n) {
+                              on_hello_written(attempt, wec, n);
+                          }));
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
+}
+
+void PeerDialer::on_hello_written(std::uint64_t attempt, const asio::error_code& ec, std::size_t n) {
+    try {
+        if (stopped_.load(std::memory_order_relaxed) || attempt != attempt_) return;
+        if (ec) return fail("cannot send the handshake: " + ec.message());
+        Counters::add(state_.counters.bytes_sent, n);
+        Counters::add(record_->bytes_out, n);
+        const std::uint64_t id = state_.next_id.fetch_add(1, std::memory_order_relaxed);
+        Outbound outbound;
+        outbound.self_name = options_.self_name;
+        outbound.record = record_;
+        outbound.on_closed = [weak = weak_from_this()] {
+            if (auto self = weak.lock()) self->on_session_closed();
+        };
+        auto session = std::make_shared<Session>(state_, std::move(*socket_),
+                                                 fmt::format("peer '{}' at {}", record_->name, where_), id,
+                                                 std::move(outbound));
+        socket_.reset();
+        up_since_ = std::chrono::steady_clock::now();
+        const std::uint64_t before = record_->connects.load(std::memory_order_relaxed);
+        if (failures_in_a_row_ > 0 || before > 0) {
+            state_.mesh_log->info("peer '{}': connected to {} (link {}, reconnect {}, after {} failed attempts)",
+                                  record_->name, where_, id, before, failures_in_a_row_);
+        } else {
+            state_.mesh_log->info("peer '{}': connected to {} (link {})", record_->name, where_, id);
+        }
+        failures_in_a_row_ = 0;
+        last_error_.clear();
+        asio::post(session->socket_executor(), [session] { session->start(); });
+    } catch (const std::exception& e) {
+        fail(e.what());
+    }
+}
+
+void PeerDialer::fail(const std::string& why) {
+    if (stopped_.load(std::memory_order_relaxed)) return;
+    connect_timer_.cancel();
+    if (socket_) {
+        asio::error_code ignored;
+        socket_->close(ignored);
+        socket_.reset();
+    }
+    Counters::add(record_->connect_failures);
+    ++failures_in_a_row_;
+    // The first failure in a row is news; the following ones (a node that is down) are not.
+    const auto level = failures_in_a_row_ == 1 ? spdlog::level::warn : spdlog::level::debug;
+    state_.mesh_log->log(level, "peer '{}': cannot connect to {}: {}; retrying with backoff (now {} ms)",
+                         record_->name, where_, why, backoff_.count());
+    try {
+        schedule();
+    } catch (const std::exception& e) {
+        state_.mesh_log->error("peer '{}': cannot schedule a redial: {}", record_->name, e.what());
+    }
+}
+
+void PeerDialer::schedule() {
+    if (stopped_.load(std::memory_order_relaxed)) return;
+    // Jitter: a delay drawn from [backoff/2, backoff].
+    const auto half = backoff_.count() / 2;
+    std::uniform_int_distribution<long long> pick(half, std::max<long long>(backoff_.count(), half));
+    const std::chrono::milliseconds delay(pick(rng_));
+    backoff_ = std::min(backoff_ * 2, std::max(options_.backoff_max, options_.backoff_initial));
+    const std::uint64_t attempt = ++attempt_;
+    backoff_timer_.expires_after(delay);
+    backoff_timer_.async_wait(asio::bind_executor(strand_, [this, attempt](const asio::error_code& ec) {
+        try {
+            if (ec == asio::error::operation_aborted || stopped_.load(std::memory_order_relaxed) ||
+                attempt != attempt_)
+                return;
+            dial();
+        } catch (const std::exception& e) {
+            fail(e.what());
+        }
+    }));
+}
+
+}  // namespace mycelium::link::detail
