@@ -116,7 +116,7 @@ struct ServerOptions {
     /// ERROR TooManyConnections and are closed.
     std::size_t max_connections = 1024;
     /// Frames a connection's send queue holds before SlowConsumerPolicy applies.
-    std::size_t send_queue_frames = 1024;
+    std::size_t send_queue_frames = 65536;
     /// Bytes (headers included) a send queue holds before SlowConsumerPolicy applies;
     /// raised to one frame of max_payload if lower.
     std::size_t send_queue_bytes = 8u * 1024u * 1024u;
@@ -161,6 +161,9 @@ struct LinkStats {
     std::uint64_t slow_consumers = 0;
     /// Frames evicted from send queues under SlowConsumerPolicy::DropOldest.
     std::uint64_t dropped_frames = 0;
+    /// Frames published on this node's bus that were not sent because their payload size
+    /// does not match their type: the far side would close the link over them.
+    std::uint64_t unsendable = 0;
     /// Frames received after the handshake (application and control).
     std::uint64_t frames_received = 0;
     /// Frames written to sockets.

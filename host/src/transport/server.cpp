@@ -367,6 +367,7 @@ LinkStats LinkServer::stats() const noexcept {
     out.protocol_errors = get(c.protocol_errors);
     out.slow_consumers = get(c.slow_consumers);
     out.dropped_frames = get(c.dropped_frames);
+    out.unsendable = get(c.unsendable);
     out.frames_received = get(c.frames_received);
     out.frames_sent = get(c.frames_sent);
     out.bytes_received = get(c.bytes_received);

@@ -524,6 +524,17 @@ void Session::on_bus_message(const MessageView& view) {
         // A frame crosses at most one node-to-node link: a peer never relays to a peer.
         if (origin.role == Role::Peer && role_.load(std::memory_order_relaxed) == Role::Peer) return;
     }
+    // The bus does not check sizes; the far side does and would close the whole link
+    // over one bad frame. A local publisher's mistake costs only its own frame.
+    const schema::MessageSchema* message = state_.registry.find(view.type_id);
+    if (message == nullptr || message->size != view.payload.size()) [[unlikely]] {
+        if (Counters::bump(state_.counters.unsendable) == 0)
+            state_.log->warn("not sending type {} with a {}-byte payload to {}: its contracts size is {} "
+                             "(warned once; see LinkStats::unsendable)",
+                             view.type_id, view.payload.size(), peer_,
+                             message ? std::to_string(message->size) : std::string("unknown"));
+        return;
+    }
     enqueue(view.type_id, view.payload);
 }
 

@@ -62,11 +62,15 @@ struct Outbound {
 struct Counters {
     std::atomic<std::uint64_t> accepted{0}, rejected_max_connections{0}, handshakes_ok{0},
         bad_digest_length{0}, digest_mismatch{0}, handshake_timeout{0}, truncated{0}, oversize{0},
-        unknown_type{0}, size_mismatch{0}, protocol_errors{0}, slow_consumers{0}, dropped_frames{0},
+        unknown_type{0}, size_mismatch{0}, protocol_errors{0}, slow_consumers{0}, dropped_frames{0}, unsendable{0},
         frames_received{0}, frames_sent{0}, bytes_received{0}, bytes_sent{0}, writes{0};
 
     static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
         c.fetch_add(n, std::memory_order_relaxed);
+    }
+    /// Adds one and returns the value before.
+    static std::uint64_t bump(std::atomic<std::uint64_t>& c) noexcept {
+        return c.fetch_add(1, std::memory_order_relaxed);
     }
 };
 

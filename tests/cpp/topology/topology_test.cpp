@@ -147,7 +147,7 @@ TEST_SUITE("topology") {
         CHECK_FALSE(node.metrics.has_value());
         CHECK(node.queues.capacity == 1024);
         CHECK(node.queues.policy == QueuePolicy::Block);
-        CHECK(node.queues.link_capacity == 1024);
+        CHECK(node.queues.link_capacity == 65536);
         CHECK_FALSE(node.shm.enabled);
         CHECK(node.shm.ring_bytes == 1u << 20);
         CHECK(node.shm.spin == 50us);

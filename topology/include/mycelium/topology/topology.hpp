@@ -121,7 +121,7 @@ enum class QueuePolicy : std::uint8_t {
 struct QueueConfig {
     std::size_t capacity = 1024;       ///< frames per subscriber queue
     QueuePolicy policy = QueuePolicy::Block;  ///< applies to both kinds of queue
-    std::size_t link_capacity = 1024;  ///< frames per node-to-node (or client) send queue
+    std::size_t link_capacity = 65536;  ///< frames per node-to-node (or client) send queue
 };
 
 /// `[nodes.shm]`: shared-memory rings to same-host peers (DESIGN.md section 7).
