@@ -10,12 +10,16 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <iterator>
 #include <thread>
 
 #include "mycelium/embedded/interpreter.hpp"
 #include "mycelium/log.hpp"
+#include "mycelium/metrics.hpp"
 #include "native_module.hpp"
 #include "python_runtime.hpp"
+#include "runtime_metrics.hpp"
+#include "script_metrics.hpp"
 
 namespace mycelium::embedded_files {
 extern const std::string_view demo_contracts;
@@ -108,6 +112,20 @@ const schema::Registry& Host::registry() const noexcept { return *impl_->registr
 void Host::on_started(std::function<void()> fn) { impl_->started.push_back(std::move(fn)); }
 void Host::on_stopping(std::function<void()> fn) { impl_->stopping.push_back(std::move(fn)); }
 void Host::stop(int exit_code) noexcept { impl_->runtime->request_stop(exit_code); }
+std::shared_ptr<prometheus::Collectable> Host::metrics() const {
+    std::vector<std::shared_ptr<prometheus::Collectable>> parts{
+        metrics::bus_collector(impl_->bus, *impl_->registry),
+        embedded::runtime_collector(*impl_->runtime, *impl_->registry), embedded::script_metrics_registry()};
+    return metrics::from_function([parts = std::move(parts)] {
+        std::vector<prometheus::MetricFamily> out;
+        for (const auto& part : parts) {
+            auto families = part->Collect();
+            std::move(families.begin(), families.end(), std::back_inserter(out));
+        }
+        return out;
+    });
+}
+
 const LatencyHistogram& Host::callback_latency() const noexcept { return impl_->runtime->callback_latency(); }
 
 HostStats Host::stats() const noexcept {

@@ -12,6 +12,7 @@
 #include "mycelium/log.hpp"
 #include "native_module.hpp"
 #include "python_runtime.hpp"
+#include "script_metrics.hpp"
 
 namespace mycelium::embedded_files {
 extern const std::string_view python_support;
@@ -213,6 +214,7 @@ PYBIND11_EMBEDDED_MODULE(mycelium_native, m) {
     m.def("_dispatch_ready", [] { PythonRuntime::current().dispatch_ready(); });
     m.def("_next_timer_delay", [] { return PythonRuntime::current().next_timer_delay(); });
     m.def_submodule("messages", "Message classes built from the host's contracts.");
+    add_metrics_submodule(m);
 
     // The Python half first: exceptions and helpers the C++ half refers to.
     py::exec(py::str(std::string(mycelium::embedded_files::python_support)), m.attr("__dict__"));

@@ -74,6 +74,7 @@ struct PythonRuntime::PySubscription {
     const MessageTypes::TypeInfo* native = nullptr;  ///< one of ours: decoded in C++
     py::object cls;                       ///< otherwise: cls.from_bytes(bytes)
     py::object callback;
+    TypeStats* stats = nullptr;  ///< owned by PythonRuntime::type_stats_
     Subscription bus_subscription;
 };
 
@@ -163,6 +164,12 @@ std::uint64_t PythonRuntime::subscribe(py::handle cls, py::object callback) {
         }
         sub->type_name = schema->name;
         sub->cls = py::reinterpret_borrow<py::object>(cls);
+    }
+    {
+        std::lock_guard lock(type_stats_mutex_);
+        auto& stats = type_stats_[sub->type_id];
+        if (!stats) stats = std::make_unique<TypeStats>();
+        sub->stats = stats.get();
     }
     const std::uint64_t token = next_token_++;
     sub->bus_subscription = bus_.subscribe_mailbox(sub->type_id, mailbox_, token, QueuePolicy::Block);
@@ -335,8 +342,15 @@ void PythonRuntime::deliver(const MailboxView& view) {
             Py_DECREF(bytes);
         }
     }
+    // Single writer (this thread): relaxed load and store, not a locked add.
+    const auto bump = [](std::atomic<std::uint64_t>& c) {
+        c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    };
+    // Held across the callback: it may unsubscribe itself, destroying `sub`.
+    TypeStats& stats = *sub.stats;
     if (message == nullptr) {
         decode_errors_.fetch_add(1, std::memory_order_relaxed);
+        bump(stats.decode_errors);
         python_log()->warn("dropped a {} that did not decode: {}", sub.type_name, format_pending_exception());
         return;
     }
@@ -355,17 +369,20 @@ void PythonRuntime::deliver(const MailboxView& view) {
     }
     if (timed) {
         const auto elapsed = std::chrono::steady_clock::now() - start;
-        callback_latency_.record(
-            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()));
+        const auto ns =
+            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count());
+        callback_latency_.record(ns);
+        stats.duration.record(ns);
     }
     Py_DECREF(message);
     if (result == nullptr) {
+        bump(stats.errors);
         report_exception("callback " + py::repr(callback).cast<std::string>() + " for " + registry_->find(type_id)->name);
         return;
     }
     Py_DECREF(result);
-    // Single writer (this thread): a relaxed load and store, not a locked add.
-    delivered_.store(delivered_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    bump(delivered_);
+    bump(stats.callbacks);
 }
 
 std::size_t PythonRuntime::deliver_batch(std::size_t max) {
@@ -456,8 +473,17 @@ void PythonRuntime::dispatch_until_stopped(std::optional<std::chrono::steady_clo
         if (const auto next = next_timer_deadline()) wake_at = std::min(wake_at, *next);
         if (deadline) wake_at = std::min(wake_at, *deadline);
         if (wake_at <= now) continue;
-        py::gil_scoped_release release;  // the thread state persists: ~70 ns, not ~5 µs
-        mailbox_->wait(wake_at - now);
+        std::chrono::steady_clock::time_point woke;
+        {
+            py::gil_scoped_release release;  // the thread state persists: ~70 ns, not ~5 µs
+            mailbox_->wait(wake_at - now);
+            woke = std::chrono::steady_clock::now();
+        }
+        // The time a script's own threads took to hand the GIL back.
+        const auto waited = std::chrono::steady_clock::now() - woke;
+        gil_wait_ns_.fetch_add(
+            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count()),
+            std::memory_order_relaxed);
     }
 }
 
@@ -496,6 +522,13 @@ void PythonRuntime::request_stop(int exit_code) noexcept {
 RuntimeStats PythonRuntime::stats() const noexcept {
     return RuntimeStats{delivered_.load(), callback_errors_.load(), decode_errors_.load()};
 }
+
+void PythonRuntime::for_each_type_stats(const std::function<void(std::uint16_t, const TypeStats&)>& visit) const {
+    std::lock_guard lock(type_stats_mutex_);
+    for (const auto& [type_id, stats] : type_stats_) visit(type_id, *stats);
+}
+
+std::size_t PythonRuntime::queue_depth() const noexcept { return mailbox_->size_approx(); }
 
 // ---------------------------------------------------------------- scripts
 

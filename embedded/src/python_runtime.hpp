@@ -13,7 +13,10 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -35,6 +38,15 @@ struct RuntimeOptions {
 };
 
 /// Counters the host prints at exit and exports as metrics.
+/// What Python did with one message type (metrics). Written by the Python thread only;
+/// read from any thread. Lives as long as the runtime, past its subscriptions.
+struct TypeStats {
+    std::atomic<std::uint64_t> callbacks{0};      ///< callbacks that returned
+    std::atomic<std::uint64_t> errors{0};         ///< callbacks that raised
+    std::atomic<std::uint64_t> decode_errors{0};  ///< messages whose bytes did not decode
+    LatencyHistogram duration;                    ///< a sample: one callback in 16
+};
+
 struct RuntimeStats {
     std::uint64_t delivered = 0;         ///< callbacks that returned
     std::uint64_t callback_errors = 0;   ///< callbacks that raised
@@ -115,6 +127,14 @@ public:
     unsigned long python_thread_id() const noexcept { return python_thread_id_; }
 
     RuntimeStats stats() const noexcept;
+    /// Calls `visit(type_id, stats)` for every type a script has subscribed to.
+    /// Thread safety: any thread.
+    void for_each_type_stats(const std::function<void(std::uint16_t, const TypeStats&)>& visit) const;
+    /// Nanoseconds the Python thread waited for the GIL after a wake-up, in total.
+    /// Thread safety: any thread.
+    std::uint64_t gil_wait_ns() const noexcept { return gil_wait_ns_.load(std::memory_order_relaxed); }
+    /// Messages waiting for the Python thread (approximate). Thread safety: any thread.
+    std::size_t queue_depth() const noexcept;
     /// Durations of a sample of callbacks (one delivery in 16 is timed).
     const LatencyHistogram& callback_latency() const noexcept { return callback_latency_; }
 
@@ -159,7 +179,10 @@ private:
     std::atomic<std::uint64_t> delivered_{0};
     std::atomic<std::uint64_t> callback_errors_{0};
     std::atomic<std::uint64_t> decode_errors_{0};
+    std::atomic<std::uint64_t> gil_wait_ns_{0};
     LatencyHistogram callback_latency_;
+    mutable std::mutex type_stats_mutex_;  ///< guards the map, not the stats
+    std::map<std::uint16_t, std::unique_ptr<TypeStats>> type_stats_;
 };
 
 }  // namespace mycelium::embedded

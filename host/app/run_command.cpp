@@ -13,6 +13,7 @@
 #include "mycelium/link.hpp"
 #include "mycelium/log.hpp"
 #include "mycelium/mesh.hpp"
+#include "mycelium/metrics.hpp"
 #include "mycelium/topology/topology.hpp"
 
 namespace mycelium::app {
@@ -32,6 +33,7 @@ struct RunFlags {
     std::string topology;
     std::string node;
     std::vector<std::string> peers;  // NAME=ENDPOINT
+    std::string metrics;             // HOST:PORT
     double handshake_timeout = 5.0;
     std::size_t max_connections = 1024;
 };
@@ -100,6 +102,13 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
             } catch (const std::invalid_argument& e) {
                 return std::string(e.what());
             }
+        });
+    app.add_option("--metrics", flags->metrics,
+                   "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free port; "
+                   "default: the node's `metrics` in the topology, else off)")
+        ->check([](const std::string& text) {
+            return topology::parse_socket_address(text) ? std::string()
+                                                        : "bad address '" + text + "': expected HOST:PORT, e.g. 127.0.0.1:9100";
         });
     app.add_option("--handshake-timeout", flags->handshake_timeout, "Seconds a client has to send its handshake")
         ->capture_default_str()->check(CLI::PositiveNumber);
@@ -210,6 +219,28 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
             for (const auto& endpoint : bound) std::printf("listening on %s\n", endpoint.c_str());
             std::fflush(stdout);
         });
+
+        // Metrics: declared after everything its collectors read, so it stops first.
+        std::optional<metrics::Server> metrics_server;
+        std::string metrics_address = flags->metrics;
+        if (metrics_address.empty() && node != nullptr && node->metrics)
+            metrics_address = topology::to_string(*node->metrics);
+        if (!metrics_address.empty()) {
+            try {
+                metrics_server.emplace(metrics_address);
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "mycelium-host: error: --metrics: %s\n", e.what());
+                return EXIT_BAD_INPUT;
+            }
+            metrics_server->add(host->metrics());
+            if (node_mesh) metrics_server->add(metrics::link_collector(node_mesh->server(), "node"));
+            if (server) metrics_server->add(metrics::link_collector(*server, "listen"));
+            host->on_started([url = metrics_server->url()] {
+                std::printf("metrics on %s\n", url.c_str());
+                std::fflush(stdout);
+            });
+            host->on_stopping([&metrics_server] { metrics_server->stop(); });
+        }
 
         std::optional<demo::MarketFeed> feed;
         std::optional<demo::SignalSink> sink;

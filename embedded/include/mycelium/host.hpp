@@ -17,6 +17,8 @@
 #include <optional>
 #include <vector>
 
+#include <prometheus/collectable.h>
+
 #include "mycelium/bus.hpp"
 #include "mycelium/latency_histogram.hpp"
 #include "mycelium/schema.hpp"
@@ -89,6 +91,12 @@ public:
     HostStats stats() const noexcept;
     /// Durations of Python callbacks.
     const LatencyHistogram& callback_latency() const noexcept;
+    /// The host's Prometheus metrics: the bus's per-type counters, the Python
+    /// dispatcher's (per-type callbacks, exceptions, sampled durations, queue depth, GIL
+    /// wait) and the scripts' own (mycelium_native.metrics). Serve it with
+    /// metrics::Server::add; the Host must outlive the server. Thread safety: collected
+    /// from any thread.
+    std::shared_ptr<prometheus::Collectable> metrics() const;
 
 private:
     struct Impl;

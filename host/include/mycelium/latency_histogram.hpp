@@ -17,11 +17,24 @@ public:
     void record(std::uint64_t ns) noexcept {
         buckets_[bucket_of(ns)].fetch_add(1, std::memory_order_relaxed);
         count_.fetch_add(1, std::memory_order_relaxed);
+        sum_.fetch_add(ns, std::memory_order_relaxed);
         if (ns > max_.load(std::memory_order_relaxed)) max_.store(ns, std::memory_order_relaxed);
     }
 
     std::uint64_t count() const noexcept { return count_.load(std::memory_order_relaxed); }
     std::uint64_t max() const noexcept { return max_.load(std::memory_order_relaxed); }
+    /// The sum of every recorded duration (wraps after ~584 years of nanoseconds).
+    std::uint64_t sum() const noexcept { return sum_.load(std::memory_order_relaxed); }
+
+    /// Durations recorded whose bucket lies at or below `ns` (a cumulative count for a
+    /// Prometheus histogram bucket `le`; a bucket that straddles `ns` counts above it,
+    /// so the figure is within the histogram's 3% precision).
+    std::uint64_t count_at_most(std::uint64_t ns) const noexcept {
+        std::uint64_t total = 0;
+        for (std::size_t i = 0; i < BUCKETS && upper_edge(i) <= ns; ++i)
+            total += buckets_[i].load(std::memory_order_relaxed);
+        return total;
+    }
 
     /// The value at quantile q in [0, 1] (upper edge of its bucket), 0 when empty.
     std::uint64_t percentile(double q) const noexcept {
@@ -59,6 +72,7 @@ private:
     std::array<std::atomic<std::uint64_t>, BUCKETS> buckets_{};
     std::atomic<std::uint64_t> count_{0};
     std::atomic<std::uint64_t> max_{0};
+    std::atomic<std::uint64_t> sum_{0};
 };
 
 }  // namespace mycelium
