@@ -351,6 +351,7 @@ void PythonRuntime::deliver(const MailboxView& view) {
     if (message == nullptr) {
         decode_errors_.fetch_add(1, std::memory_order_relaxed);
         bump(stats.decode_errors);
+        const log::ScopedFields fields{{"type", sub.type_name}};
         python_log()->warn("dropped a {} that did not decode: {}", sub.type_name, format_pending_exception());
         return;
     }
@@ -377,7 +378,10 @@ void PythonRuntime::deliver(const MailboxView& view) {
     Py_DECREF(message);
     if (result == nullptr) {
         bump(stats.errors);
-        report_exception("callback " + py::repr(callback).cast<std::string>() + " for " + registry_->find(type_id)->name);
+        const schema::MessageSchema* schema = registry_->find(type_id);
+        const log::ScopedFields fields{{"type", schema ? std::string_view(schema->name) : std::string_view()}};
+        report_exception("callback " + py::repr(callback).cast<std::string>() + " for " +
+                         (schema ? schema->name : std::to_string(type_id)));
         return;
     }
     Py_DECREF(result);

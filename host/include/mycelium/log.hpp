@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <initializer_list>
 
 namespace mycelium::log {
 
@@ -29,5 +31,20 @@ void configure(spdlog::level::level_enum level, Format format);
 /// The logger of a component ("host", "bus", "python", "py.model", ...), created on
 /// first use with the configured sink, level and format.
 std::shared_ptr<spdlog::logger> get(std::string_view component);
+
+/// Adds fields ("peer", "type", "worker", ...) to the JSON lines this thread logs while
+/// the object lives; scopes nest, inner ones last. Text lines are unchanged: their
+/// messages already name the peer or type. The views must outlive the scope.
+/// Thread safety: affects only the constructing thread; destroy on that thread.
+class ScopedFields {
+public:
+    ScopedFields(std::initializer_list<std::pair<std::string_view, std::string_view>> fields);
+    ~ScopedFields();
+    ScopedFields(const ScopedFields&) = delete;
+    ScopedFields& operator=(const ScopedFields&) = delete;
+
+private:
+    std::size_t previous_size_;
+};
 
 }  // namespace mycelium::log

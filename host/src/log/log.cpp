@@ -7,6 +7,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <mutex>
+#include <vector>
 
 #include "mycelium/json.hpp"
 
@@ -14,7 +15,10 @@ namespace mycelium::log {
 
 namespace {
 
-/// JSON lines: {"time", "level", "component", "message"}; the message is escaped.
+/// The fields of the ScopedFields alive on this thread, outermost first.
+thread_local std::vector<std::pair<std::string_view, std::string_view>> t_fields;
+
+/// JSON lines: {"time", "level", "component", "message", <scoped fields>}; escaped.
 class JsonFormatter final : public spdlog::formatter {
 public:
     void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
@@ -28,10 +32,13 @@ public:
         const std::size_t n = std::strftime(time_text, sizeof time_text, "%Y-%m-%dT%H:%M:%S", &utc);
         const auto level = spdlog::level::to_string_view(msg.level);
         fmt::format_to(std::back_inserter(dest),
-                       "{{\"time\": \"{}.{:06d}Z\", \"level\": \"{}\", \"component\": {}, \"message\": {}}}\n",
+                       "{{\"time\": \"{}.{:06d}Z\", \"level\": \"{}\", \"component\": {}, \"message\": {}",
                        std::string_view(time_text, n), micros.count(), std::string_view(level.data(), level.size()),
                        json_quote(std::string_view(msg.logger_name.data(), msg.logger_name.size())),
                        json_quote(std::string_view(msg.payload.data(), msg.payload.size())));
+        for (const auto& [key, value] : t_fields)
+            fmt::format_to(std::back_inserter(dest), ", {}: {}", json_quote(key), json_quote(value));
+        fmt::format_to(std::back_inserter(dest), "}}\n");
     }
     std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }
 };
@@ -91,5 +98,12 @@ std::shared_ptr<spdlog::logger> get(std::string_view component) {
     spdlog::register_logger(logger);
     return logger;
 }
+
+ScopedFields::ScopedFields(std::initializer_list<std::pair<std::string_view, std::string_view>> fields)
+    : previous_size_(t_fields.size()) {
+    t_fields.insert(t_fields.end(), fields.begin(), fields.end());
+}
+
+ScopedFields::~ScopedFields() { t_fields.resize(previous_size_); }
 
 }  // namespace mycelium::log

@@ -329,6 +329,27 @@ def test_python_logging_lands_in_the_host_log_as_json(run_host, tmp_path):
     assert risk and risk[0]["message"] == "limit 5 reached" and risk[0]["level"] == "warning"
 
 
+def test_a_callback_exception_logs_its_message_type_as_a_json_field(run_host, tmp_path):
+    script = write_script(tmp_path, "raises.py", """
+        import mycelium_native as mn
+        from mycelium_native.messages import CounterUpdate
+
+        @mn.subscribe(CounterUpdate)
+        def on_update(msg):
+            mn.stop()
+            raise RuntimeError("bad update")
+
+        mn.publish(CounterUpdate(counter_id=1, value=2))
+        """)
+    result = run_host("--log-format", "json", "--script", script, timeout=30)
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    raised = [r for r in records if "raised" in r["message"]]
+    assert raised, result.stderr
+    assert raised[0]["component"] == "python"
+    assert raised[0]["type"] == "CounterUpdate"
+    assert "RuntimeError: bad update" in raised[0]["message"]
+
+
 def test_timers_run_on_the_python_thread(run_host, tmp_path):
     script = write_script(tmp_path, "timers.py", """
         import threading, time
