@@ -585,6 +585,17 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
     if (!self) return;
     if (slow) {
         asio::post(socket_.get_executor(), [self] { self->on_slow_consumer(); });
+    } else if (on_own_strand()) {
+        // Called from one of this session's own handlers (a frame read here caused a
+        // reply here, as in a request/reply or a ping-pong): write now rather than post,
+        // which would cost another round of the io loop before the bytes leave.
+        try {
+            start_write();
+        } catch (const std::exception& e) {
+            state_.log->error("{}: write failed: {}", peer_, e.what());
+            // Not finish() here: it waits for bus callbacks, and we may be inside one.
+            asio::post(socket_.get_executor(), [self] { self->finish(); });
+        }
     } else {
         asio::post(socket_.get_executor(), [self] {
             try {
@@ -595,6 +606,11 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
             }
         });
     }
+}
+
+bool Session::on_own_strand() noexcept {
+    const auto* strand = socket_.get_executor().target<asio::strand<asio::io_context::executor_type>>();
+    return strand != nullptr && strand->running_in_this_thread();
 }
 
 void Session::start_write() {

@@ -184,6 +184,8 @@ private:
     void subscribe_type(std::uint16_t type_id);
 
     void enqueue(std::uint16_t type_id, std::span<const std::byte> payload);
+    /// Whether the calling thread is running one of this session's handlers now.
+    bool on_own_strand() noexcept;
     void start_write();
     void on_written(const asio::error_code& ec, std::size_t n);
     void on_slow_consumer();
