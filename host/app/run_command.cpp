@@ -13,6 +13,7 @@
 #include "mycelium/link.hpp"
 #include "mycelium/log.hpp"
 #include "mycelium/mesh.hpp"
+#include "mycelium/supervisor.hpp"
 #include "mycelium/metrics.hpp"
 #include "mycelium/topology/topology.hpp"
 
@@ -36,7 +37,26 @@ struct RunFlags {
     std::string metrics;             // HOST:PORT
     double handshake_timeout = 5.0;
     std::size_t max_connections = 1024;
+    std::vector<std::string> workers;  // NAME=SCRIPT[:ARG,...] (supervised workers)
 };
+
+/// mycelium_worker_{up,ready,restarts_total,given_up} per supervised worker.
+std::vector<prometheus::MetricFamily> worker_metrics(const supervisor::Supervisor& workers) {
+    using prometheus::MetricType;
+    auto up = metrics::family("mycelium_worker_up", "1 while the worker process runs", MetricType::Gauge);
+    auto ready = metrics::family("mycelium_worker_ready", "1 once the worker has connected under its name",
+                                 MetricType::Gauge);
+    auto restarts = metrics::family("mycelium_worker_restarts_total", "Restarts of the worker", MetricType::Counter);
+    auto given_up = metrics::family("mycelium_worker_given_up",
+                                    "1 when the worker hit its crash-loop limit and stays down", MetricType::Gauge);
+    for (const auto& status : workers.status()) {
+        metrics::add_sample(up, status.up ? 1 : 0, {{"worker", status.name}});
+        metrics::add_sample(ready, status.ready ? 1 : 0, {{"worker", status.name}});
+        metrics::add_sample(restarts, static_cast<double>(status.restarts), {{"worker", status.name}});
+        metrics::add_sample(given_up, status.given_up ? 1 : 0, {{"worker", status.name}});
+    }
+    return {std::move(up), std::move(ready), std::move(restarts), std::move(given_up)};
+}
 
 void print_summary(const Host& host, const demo::MarketFeed* feed, const demo::SignalSink* sink, double seconds) {
     const auto stats = host.stats();
@@ -114,6 +134,19 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--max-connections", flags->max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    // --- supervised workers (issue 7; docs/workers.md) ---
+    app.add_option("--worker", flags->workers,
+                   "NAME=SCRIPT[:ARG,ARG...]: run SCRIPT as a supervised child process named NAME, connected to "
+                   "the first --listen unix:PATH (repeatable; arguments split on commas)")
+        ->check([](const std::string& text) {
+            try {
+                supervisor::parse_worker_flag(text);
+                return std::string();
+            } catch (const std::invalid_argument& e) {
+                return std::string(e.what());
+            }
+        });
+    // --- end supervised workers ---
 
     return [flags, pymodules_dir]() {
         // Node mode: the topology names this node's scripts, contracts and endpoints.
@@ -148,6 +181,31 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                 else if (spec->contracts) flags->contracts = spec->contracts->string();
             }
         }
+        // --- supervised workers (issue 7): the node's [[nodes.workers]] and --worker, checked
+        // before anything starts: a missing script is bad input (exit 2), like a bad flag.
+        std::vector<topology::Worker> worker_specs;
+        if (node != nullptr) worker_specs = node->workers;
+        for (const auto& text : flags->workers) worker_specs.push_back(supervisor::parse_worker_flag(text));
+        if (!flags->workers.empty() && node == nullptr &&
+            std::none_of(flags->listen.begin(), flags->listen.end(),
+                         [](const std::string& l) { return l.rfind("unix:", 0) == 0; })) {
+            std::fprintf(stderr, "mycelium-host: error: --worker needs a Unix listener to give its workers as "
+                                 "MYCELIUM_SOCKET: add --listen unix:PATH%s\n",
+                         flags->listen.empty() ? " (there is no --listen)" : " (--listen has only TCP addresses)");
+            return EXIT_BAD_INPUT;
+        }
+        try {
+            supervisor::check_workers(worker_specs);
+        } catch (const std::invalid_argument& e) {
+            std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
+            return EXIT_BAD_INPUT;
+        }
+        // The host's shutdown watchdog must leave room for a worker's SIGTERM grace.
+        for (const auto& w : worker_specs) {
+            const double grace = std::chrono::duration<double>(w.stop_grace).count();
+            flags->shutdown_timeout = std::max(flags->shutdown_timeout, grace * 4 / 3 + 2);
+        }
+        // --- end supervised workers ---
         if (flags->scripts.empty() && flags->demo_feed <= 0 && flags->listen.empty() && !node) {
             std::fprintf(stderr, "mycelium-host: error: nothing to run: give --script FILE, --demo-feed RATE "
                                  "and/or --listen ENDPOINT (see --help)\n");
@@ -176,6 +234,13 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         server_options.handshake_timeout = std::chrono::milliseconds(static_cast<long>(flags->handshake_timeout * 1000));
         server_options.max_connections = flags->max_connections;
         std::vector<std::string> bound;
+        // --- supervised workers (issue 7): declared before the listeners, whose client
+        // observer calls it, so it outlives them; stopped first, while workers can still talk.
+        std::optional<supervisor::Supervisor> workers;
+        host->on_stopping([&workers] {
+            if (workers) workers->stop();
+        });
+        // --- end supervised workers ---
 
         std::optional<mesh::Mesh> node_mesh;
         if (node != nullptr) {
@@ -213,6 +278,30 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
             }
             host->on_stopping([&server] { server->stop(); });
         }
+        // --- supervised workers (issue 7): started with the node; ready once connected ---
+        if (!worker_specs.empty()) {
+            supervisor::SupervisorOptions worker_options;
+            const auto unix_endpoint = std::find_if(bound.begin(), bound.end(), [](const std::string& e) {
+                return e.rfind("unix:", 0) == 0;
+            });
+            if (unix_endpoint != bound.end()) worker_options.socket = *unix_endpoint;
+            worker_options.schema_digest = host->registry().digest_hex();
+            if (spec) worker_options.topology = std::filesystem::absolute(flags->topology);
+            worker_options.python_path.emplace_back(pymodules_dir);
+            try {
+                workers.emplace(worker_specs, worker_options);
+            } catch (const std::invalid_argument& e) {
+                std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
+                return EXIT_BAD_INPUT;
+            }
+            const auto observe = [&workers](std::string_view name, bool connected) {
+                workers->client_connected(name, connected);
+            };
+            if (node_mesh) node_mesh->server().set_client_observer(observe);
+            if (server) server->set_client_observer(observe);
+            host->on_started([&workers] { workers->start(); });
+        }
+        // --- end supervised workers ---
         // One line per endpoint, flushed, once the scripts have subscribed: a client that
         // waits for the line finds the node ready.
         host->on_started([bound] {
@@ -235,6 +324,7 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
             metrics_server->add(host->metrics());
             if (node_mesh) metrics_server->add(metrics::link_collector(node_mesh->server(), "node"));
             if (server) metrics_server->add(metrics::link_collector(*server, "listen"));
+            if (workers) metrics_server->add(metrics::from_function([&workers] { return worker_metrics(*workers); }));
             host->on_started([url = metrics_server->url()] {
                 std::printf("metrics on %s\n", url.c_str());
                 std::fflush(stdout);

@@ -33,6 +33,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -271,6 +272,17 @@ public:
     /// The status of every peer seen so far (dialed ones, and accepted connections that
     /// said HELLO role=peer), ordered by name.
     std::vector<PeerStatus> peers() const;
+
+    /// Told when a client connection says HELLO role=client (`connected` true) and when
+    /// that connection closes (false): once each per connection, with the HELLO's name.
+    /// Legacy clients (no HELLO) and peers are not reported. The worker supervisor uses it
+    /// to tell when a worker has connected under its service name.
+    using ClientObserver = std::function<void(std::string_view name, bool connected)>;
+    /// Installs `observer` in place of the previous one (an empty function removes it).
+    /// When this returns, the previous observer is not running and will not be called
+    /// again. The observer runs on an io thread: it must be short and must not call
+    /// set_client_observer() (that would deadlock); what it throws is logged and ignored.
+    void set_client_observer(ClientObserver observer);
 
 private:
     std::shared_ptr<detail::ServerState> state_;

@@ -346,6 +346,11 @@ std::vector<PeerStatus> LinkServer::peers() const {
     return out;
 }
 
+void LinkServer::set_client_observer(ClientObserver observer) {
+    std::lock_guard lock(state_->client_observer_mutex);
+    state_->client_observer = std::move(observer);
+}
+
 LinkStats LinkServer::stats() const noexcept {
     const auto& c = state_->counters;
     const auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };

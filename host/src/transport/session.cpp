@@ -81,6 +81,17 @@ void ServerState::release(std::uint64_t id, bool counted) noexcept {
     sessions_changed.notify_all();
 }
 
+void ServerState::notify_client(const std::string& name, bool connected) noexcept {
+    try {
+        std::lock_guard lock(client_observer_mutex);
+        if (client_observer) client_observer(name, connected);
+    } catch (const std::exception& e) {
+        log->error("client observer failed for '{}': {}", name, e.what());
+    } catch (...) {
+        log->error("client observer failed for '{}'", name);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Session: lifetime
 // ---------------------------------------------------------------------------------------
@@ -213,6 +224,7 @@ void Session::finish() noexcept {
         if (current) peer_record_->connected.store(false, std::memory_order_relaxed);
         if (!outbound_) state_.mesh_log->info("peer '{}' ({}) disconnected", name_, peer_);
     }
+    if (client_announced_) state_.notify_client(name_, false);
     state_.release(id_, counted_);
     // Last: the dialer may schedule a redial, which must not find this session registered.
     if (outbound_ && outbound_->on_closed) std::exchange(outbound_->on_closed, nullptr)();
@@ -434,7 +446,12 @@ void Session::on_hello(std::span<const std::byte> payload) {
     role_.store(hello->role, std::memory_order_relaxed);
     phase_ = Phase::Hello;
     state_.log->info("{}: {} '{}' connected (link {})", peer_, to_string(hello->role), name_, id_);
-    if (hello->role == Role::Peer) become_peer();
+    if (hello->role == Role::Peer) {
+        become_peer();
+    } else {
+        client_announced_ = true;
+        state_.notify_client(name_, true);
+    }
 }
 
 void Session::become_peer() {

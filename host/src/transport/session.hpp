@@ -130,6 +130,13 @@ struct ServerState {
     void release(std::uint64_t id, bool counted) noexcept;
     /// The record of peer `name`, created (as accepted, `dialed` false) if new.
     std::shared_ptr<PeerRecord> peer_record(const std::string& name, bool dialed);
+
+    // LinkServer::set_client_observer(). Its own mutex, held while the observer runs, so
+    // that replacing the observer waits for a call in progress.
+    std::mutex client_observer_mutex;
+    LinkServer::ClientObserver client_observer;
+    /// Tells the observer, if any, that client `name` connected or disconnected.
+    void notify_client(const std::string& name, bool connected) noexcept;
 };
 
 /// One accepted connection: handshake, frame decoding, bus subscriptions, send queue.
@@ -214,6 +221,7 @@ private:
     bool close_after_flush_ = false;
     bool finished_ = false;
     bool counted_ = false;
+    bool client_announced_ = false;  // the client observer was told of this HELLO
     std::vector<std::byte> inflight_;  // the buffer of the write in progress
     std::size_t inflight_frames_ = 0;
     std::optional<Outbound> outbound_;       // set for sessions the server dialed

@@ -186,3 +186,18 @@ def test_the_topology_metrics_address_serves_a_node(host_binary, tmp_path):
         assert value(parsed, "mycelium_link_connections", listener="node") == 0
     finally:
         host.stop()
+
+
+def test_supervised_workers_are_reported(host_binary, tmp_path):
+    worker = tmp_path / "idle_worker.py"
+    worker.write_text("import time\ntime.sleep(60)\n")
+    host = HostProcess(host_binary, "--listen", f"unix:{tmp_path / 'node.sock'}", "--worker", f"idler={worker}",
+                       "--metrics", "127.0.0.1:0")
+    try:
+        url = host.wait_for(r"^metrics on http://").split("metrics on ", 1)[1].strip()
+        parsed = wait_for_value(url, "mycelium_worker_up", 1, worker="idler")
+        assert value(parsed, "mycelium_worker_up", worker="idler") == 1
+        assert value(parsed, "mycelium_worker_restarts_total", worker="idler") == 0
+        assert value(parsed, "mycelium_worker_given_up", worker="idler") == 0
+    finally:
+        host.stop()
