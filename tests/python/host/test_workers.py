@@ -347,6 +347,7 @@ def test_worker_output_becomes_json_log_lines_under_the_workers_logger(host_bina
     try:
         host.wait_for(r"a warning from the worker", stream="stderr")
         host.wait_for(r"hello from the worker", stream="stderr")
+        host.wait_for(r"not utf-8: ", stream="stderr")  # the last line the worker prints
     finally:
         code, _, err = host.stop()
     assert code == 0, err
