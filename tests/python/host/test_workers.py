@@ -284,7 +284,9 @@ def test_a_worker_killed_with_sigkill_comes_back_after_its_backoff(host_binary, 
         measured_ms = (stamp(started[index + 1]) - stamp(record)) * 1000
         print(f"restart {index + 1}: planned {planned} ms, measured {measured_ms:.1f} ms in the host, "
               f"{delays[index] * 1000:.1f} ms from SIGKILL to the test seeing the new pid")
-        assert planned - 1 <= measured_ms <= planned + 100
+        # Never early; the upper bound only catches a delay gone wrong (a shared 2-core
+        # machine can be a few hundred ms late to wake a timer under load).
+        assert planned - 1 <= measured_ms <= planned + 500
         assert delays[index] * 1000 >= base
     topology_lines = [r["message"] for r in records if r["component"] == "worker.sleeper"
                       and r["message"].startswith("topology ")]
