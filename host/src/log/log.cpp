@@ -6,6 +6,7 @@
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
+#include <algorithm>
 #include <mutex>
 #include <vector>
 
@@ -36,8 +37,14 @@ public:
                        std::string_view(time_text, n), micros.count(), std::string_view(level.data(), level.size()),
                        json_quote(std::string_view(msg.logger_name.data(), msg.logger_name.size())),
                        json_quote(std::string_view(msg.payload.data(), msg.payload.size())));
-        for (const auto& [key, value] : t_fields)
-            fmt::format_to(std::back_inserter(dest), ", {}: {}", json_quote(key), json_quote(value));
+        for (std::size_t i = 0; i < t_fields.size(); ++i) {
+            const auto& [key, value] = t_fields[i];
+            // An inner scope's field replaces an outer one of the same name (a link's
+            // handler publishing into another link's callback names that other peer).
+            const bool replaced = std::any_of(t_fields.begin() + static_cast<std::ptrdiff_t>(i) + 1, t_fields.end(),
+                                              [&](const auto& later) { return later.first == key; });
+            if (!replaced) fmt::format_to(std::back_inserter(dest), ", {}: {}", json_quote(key), json_quote(value));
+        }
         fmt::format_to(std::back_inserter(dest), "}}\n");
     }
     std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<JsonFormatter>(); }

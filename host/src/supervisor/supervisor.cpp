@@ -409,6 +409,7 @@ milliseconds Supervisor::Impl::next_delay(const Slot& slot) {
 }
 
 void Supervisor::Impl::spawn(Slot& slot) noexcept {
+    const log::ScopedFields log_fields{{"worker", slot.spec.name}};  // JSON log lines name the worker
     const auto& w = slot.spec;
     try {
         const std::string trace = trace_id();
@@ -521,6 +522,7 @@ void Supervisor::Impl::read_stream(Slot& slot, Stream& stream, std::size_t max_r
 }
 
 void Supervisor::Impl::emit(Slot& slot, Stream& stream, std::string_view line) noexcept {
+    const log::ScopedFields log_fields{{"worker", slot.spec.name}};  // JSON log lines name the worker
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (line.empty()) return;
     try {
@@ -538,6 +540,7 @@ void Supervisor::Impl::flush_partial(Slot& slot, Stream& stream) noexcept {
 }
 
 void Supervisor::Impl::check_exit(Slot& slot) noexcept {
+    const log::ScopedFields log_fields{{"worker", slot.spec.name}};  // JSON log lines name the worker
     Run& run = *slot.run;
     siginfo_t info{};
     // WNOWAIT: look without reaping. While the dead child is a zombie its pid, and so its
@@ -577,6 +580,7 @@ void Supervisor::Impl::check_exit(Slot& slot) noexcept {
 
 void Supervisor::Impl::ended(Slot& slot, std::optional<int> code, std::optional<int> sig, pid_t pid,
                              Clock::duration ran) noexcept {
+    const log::ScopedFields log_fields{{"worker", slot.spec.name}};  // JSON log lines name the worker
     const auto& w = slot.spec;
     bool stopping = false;
     {
@@ -629,6 +633,7 @@ void Supervisor::Impl::begin_stop() noexcept {
     for (auto& slot : slots) {
         slot.restart_at.reset();
         if (!slot.run || slot.run->kill_at) continue;
+        const log::ScopedFields log_fields{{"worker", slot.spec.name}};
         log->info("stopping worker '{}' (pid {}): SIGTERM, SIGKILL after {} ms", slot.spec.name, slot.run->pid,
                   slot.spec.stop_grace.count());
         ::kill(-slot.run->pid, SIGTERM);
@@ -719,6 +724,7 @@ void Supervisor::Impl::loop() noexcept {
         const auto after = Clock::now();
         for (auto& slot : slots) {
             if (slot.run && slot.run->kill_at && after >= *slot.run->kill_at) {
+                const log::ScopedFields log_fields{{"worker", slot.spec.name}};
                 log->warn("worker '{}' (pid {}) did not stop within {} ms of SIGTERM: SIGKILL", slot.spec.name,
                           slot.run->pid, slot.spec.stop_grace.count());
                 ::kill(-slot.run->pid, SIGKILL);
@@ -801,6 +807,7 @@ void Supervisor::client_connected(std::string_view name, bool connected) noexcep
             slot.hello_since_start = false;
         }
     }
+    const log::ScopedFields log_fields{{"worker", slot.spec.name}};
     if (pid != 0) s.log->info("worker '{}' (pid {}) is ready: connected as '{}'", slot.spec.name, pid, name);
 }
 

@@ -116,6 +116,7 @@ Session::~Session() {
 }
 
 void Session::start() {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     if (outbound_) return start_outbound();
     try {
         bool counted = false;
@@ -160,6 +161,7 @@ void Session::reject_max_connections() {
 }
 
 void Session::start_outbound() {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     try {
         if (!state_.admit_outbound(shared_from_this(), id_)) {
             asio::error_code ignored;
@@ -191,6 +193,7 @@ void Session::shut_down(std::string reason) {
 }
 
 void Session::finish() noexcept {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     if (finished_) return;
     finished_ = true;
     closing_ = true;
@@ -242,6 +245,7 @@ void Session::do_read() {
 }
 
 void Session::on_read(const asio::error_code& ec, std::size_t n) {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     try {
         if (finished_ || ec == asio::error::operation_aborted) return;
         if (ec) {
@@ -545,6 +549,7 @@ void Session::on_bus_message(const MessageView& view) {
     // over one bad frame. A local publisher's mistake costs only its own frame.
     const schema::MessageSchema* message = state_.registry.find(view.type_id);
     if (message == nullptr || message->size != view.payload.size()) [[unlikely]] {
+        const log::ScopedFields log_fields{{"peer", peer_}};
         if (Counters::bump(state_.counters.unsendable) == 0)
             state_.log->warn("not sending type {} with a {}-byte payload to {}: its contracts size is {} "
                              "(warned once; see LinkStats::unsendable)",
@@ -664,6 +669,7 @@ void Session::start_write() {
 }
 
 void Session::on_written(const asio::error_code& ec, std::size_t n) {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     try {
         if (finished_ || ec == asio::error::operation_aborted) return;
         if (ec) {
@@ -688,6 +694,7 @@ void Session::on_written(const asio::error_code& ec, std::size_t n) {
 }
 
 void Session::on_slow_consumer() {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     try {
         if (finished_) return;
         Counters::add(state_.counters.slow_consumers);
@@ -705,6 +712,7 @@ void Session::on_slow_consumer() {
 // ---------------------------------------------------------------------------------------
 
 void Session::fail(ErrorCode code, const std::string& reason) {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     if (closing_) return;
     state_.log->warn("{}: closing the connection: {}: {}", peer_, to_string(code), reason);
     close_with_error(code, reason);

@@ -184,3 +184,18 @@ def test_listen_on_a_bad_endpoint_is_a_one_line_error(run_host_module):
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
     assert "udp:1.2.3.4:5" in result.stderr
+
+
+def test_json_log_lines_name_the_peer_of_a_refused_client(host_binary, tmp_path):
+    socket_path = tmp_path / "node.sock"
+    host = HostProcess(host_binary, "--log-format", "json", "--listen", f"unix:{socket_path}")
+    try:
+        client = RawClient(f"unix:{socket_path}", bytes(32))
+        assert client.expect_error_then_close() is not None
+        line = host.wait_for(r"digest", stream="stderr")
+    finally:
+        host.stop()
+    record = json.loads(line)
+    assert record["component"] == "link"
+    assert record["level"] == "warning"
+    assert record["peer"].startswith(f"unix:{socket_path}")

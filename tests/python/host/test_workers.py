@@ -359,6 +359,9 @@ def test_worker_output_becomes_json_log_lines_under_the_workers_logger(host_bina
     assert ("info", "hello from the worker") in mine
     assert ("warning", "a warning from the worker") in mine
     assert ("info", "not utf-8: \ufffd") in mine  # bytes that are not UTF-8 are replaced
+    assert all(r.get("worker") == "talker" for r in records if r["component"] == "worker.talker")
+    started = [r for r in records if r["component"] == "supervisor" and "started (pid" in r["message"]]
+    assert started and started[0]["worker"] == "talker"
     for record in records:
         assert set(record) >= {"time", "level", "component", "message"}
     assert any(r["component"] == "supervisor" and "worker 'talker' started" in r["message"] for r in records)
