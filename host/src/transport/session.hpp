@@ -194,6 +194,11 @@ private:
     /// Whether the calling thread is running one of this session's handlers now.
     bool on_own_strand() noexcept;
     void start_write();
+    /// Moves the queued frames into inflight_; false (after a FIN when closing) if none.
+    bool take_pending();
+    /// Counts a completed write of inflight_ and empties it.
+    void count_written(std::size_t n);
+    void on_write_failed(const asio::error_code& ec);
     void on_written(const asio::error_code& ec, std::size_t n);
     void on_slow_consumer();
 
