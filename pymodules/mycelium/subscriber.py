@@ -1,0 +1,161 @@
+"""Subscriber: the messages of one class that arrive on one transport."""
+
+import asyncio
+import queue
+
+from ._classes import name_of
+from .errors import ClosedError, Timeout
+
+_FAILED = object()  # queued after the last message when the transport fails or closes
+
+
+def _resolve(future):
+    if not future.done():
+        future.set_result(None)
+
+
+class Subscriber:
+    """Messages of one class, in arrival order, from the transport's reader thread.
+
+    `recv(timeout)` blocks (raises `Timeout`, a `queue.Empty`, when nothing came in
+    time), `recv_nowait()` raises `queue.Empty` at once, `await recv_async()` waits
+    without blocking the event loop (no executor thread). When the transport fails for
+    good (schema mismatch) or is closed, the messages already queued are still returned,
+    then every call raises that error.
+
+    By default the queue is unbounded, as in Mycelium's SDK. With `maxsize=N` it keeps the
+    newest N messages and counts the ones it dropped in `dropped`.
+
+    Thread safety: any number of threads (and event loops) may receive from one
+    subscriber; each message goes to one of them.
+    """
+
+    def __init__(self, transport, message_cls, maxsize=0):
+        self._transport = transport
+        self._cls = message_cls
+        self._queue = queue.SimpleQueue()
+        self._maxsize = maxsize
+        self._waiters = []
+        self._failure = None
+        self.dropped = 0
+
+    @property
+    def message_cls(self):
+        return self._cls
+
+    # ------------------------------------------------------------- reader thread side
+
+    def _push(self, message):
+        q = self._queue
+        if self._maxsize and q.qsize() >= self._maxsize:
+            try:
+                q.get_nowait()
+                self.dropped += 1
+            except queue.Empty:
+                pass
+        q.put(message)
+        if self._waiters:
+            self._wake()
+
+    def _fail(self, exc):
+        if self._failure is None:
+            self._failure = exc
+            self._queue.put(_FAILED)
+        self._wake()
+
+    def _wake(self):
+        waiters, self._waiters = self._waiters, []
+        for loop, future in waiters:
+            try:
+                loop.call_soon_threadsafe(_resolve, future)
+            except RuntimeError:  # that loop is closed: nobody waits any more
+                pass
+
+    # ------------------------------------------------------------- consumer side
+
+    def _raise_failure(self):
+        self._queue.put(_FAILED)  # for the next caller
+        raise self._failure
+
+    def recv(self, timeout=None):
+        """The next message; blocks up to `timeout` seconds (None: for ever).
+
+        Raises `Timeout` (a `queue.Empty` and a `TimeoutError`) when nothing arrived,
+        `SchemaMismatch`/`TransportError` when the transport failed, `ClosedError` after
+        close()."""
+        try:
+            message = self._queue.get(True, timeout)
+        except queue.Empty:
+            raise Timeout(f"no {name_of(self._cls)} within {timeout} s") from None
+        if message is _FAILED:
+            self._raise_failure()
+        return message
+
+    def recv_nowait(self):
+        """The next message if one is queued; raises `queue.Empty` otherwise."""
+        message = self._queue.get_nowait()
+        if message is _FAILED:
+            self._raise_failure()
+        return message
+
+    async def recv_async(self, timeout=None):
+        """The next message, awaited on the running event loop; `Timeout` after `timeout` s."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            try:
+                return self.recv_nowait()
+            except queue.Empty:
+                pass
+            waiter = (loop, loop.create_future())
+            self._waiters.append(waiter)
+            try:
+                if not self._queue.empty():
+                    continue  # arrived between the check and the registration
+                if deadline is None:
+                    await waiter[1]
+                else:
+                    remaining = deadline - loop.time()
+                    if remaining <= 0:
+                        raise Timeout(f"no {name_of(self._cls)} within {timeout} s")
+                    try:
+                        await asyncio.wait_for(waiter[1], remaining)
+                    except asyncio.TimeoutError:
+                        raise Timeout(f"no {name_of(self._cls)} within {timeout} s") from None
+            finally:
+                try:
+                    self._waiters.remove(waiter)
+                except ValueError:
+                    pass
+
+    def __iter__(self):
+        """Yields messages until the subscriber or its transport is closed."""
+        while True:
+            try:
+                yield self.recv()
+            except ClosedError:
+                return
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        try:
+            return await self.recv_async()
+        except ClosedError:
+            raise StopAsyncIteration from None
+
+    def close(self):
+        """Stops delivery to this subscriber (UNSUBSCRIBE when it was the type's last one);
+        queued messages can still be received, then ClosedError. Idempotent."""
+        self._transport._remove_sink(self._cls, self)
+        self._fail(ClosedError(f"the {name_of(self._cls)} subscriber is closed"))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+__all__ = ["Subscriber"]

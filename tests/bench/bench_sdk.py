@@ -1,0 +1,328 @@
+#!/usr/bin/python3
+"""bench_sdk: the pure-Python SDK (pymodules/mycelium) against a real mycelium-host, with
+pyzmq measured in the same run as the peer (convention: docs/benchmarks.md).
+
+Entries (32-byte messages: four u64 fields, from a contracts file written to a temp dir):
+
+- sdk.unix_publish_32B (M msg/s): an SDK publisher (this process) -> a mycelium-host over
+  Unix. A repetition publishes N messages (`publish(msg)` encodes and validates each), then
+  `sync()`s: the host has taken every frame off the socket, decoded it in C++ and published
+  it on its bus. The host's own counter (`mycelium_bus_published_total`, read from its
+  /metrics) must have grown by exactly N. Peer: pyzmq PUSH -> PULL over ipc, the sender
+  packing the same four u64 per message with a precompiled struct, the receiver a Python
+  process calling recv() N times.
+- sdk.{unix,tcp}_one_way_32B (ns): Python -> host -> Python ping-pong, halved: this process
+  publishes a BenchPing, a second SDK process answers each with a BenchPong, both with a
+  plain publish() (no flush(): the frame leaves by the write-coalescing rule; calling
+  flush() measured within noise of it). A sample is the mean of a batch of round trips.
+  Peer: pyzmq PAIR over ipc between two Python processes, same batches (one hop fewer:
+  there is no host in the middle).
+
+Pinning: this process (publisher, ping) on CPU 0; the host, the pong process and the pyzmq
+receivers on CPU 1.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+sys.path.insert(0, str(REPO / "pymodules"))
+
+import mycelium  # noqa: E402
+
+CONTRACTS = """
+messages:
+  BenchPing:
+    tlv_type: 1500
+    fields: {seq: u64, a: u64, b: u64, ts: u64}
+  BenchPong:
+    tlv_type: 1501
+    fields: {seq: u64, a: u64, b: u64, ts: u64}
+"""
+
+PONG = r"""
+import sys
+sys.path.insert(0, sys.argv[1])
+sys.path.insert(0, sys.argv[2])
+import mycelium
+from bench_messages import SCHEMA_DIGEST, BenchPing, BenchPong
+t = mycelium.transport.transport_for_endpoint(sys.argv[3], SCHEMA_DIGEST, name="pong")
+sub = t.subscriber(BenchPing)
+t.connect()
+pub = t.publisher(BenchPong)
+print("ready", flush=True)
+pong = BenchPong()
+while True:
+    ping = sub.recv()
+    if ping.a == 1:
+        break
+    pong.seq = ping.seq
+    pub.publish(pong)
+t.close()
+"""
+
+ZMQ_PULL = r"""
+import sys, zmq
+ctx = zmq.Context()
+pull = ctx.socket(zmq.PULL); pull.bind(sys.argv[1])
+ctl = ctx.socket(zmq.PAIR); ctl.bind(sys.argv[2])
+print("ready", flush=True)
+recv = pull.recv
+while True:
+    n = int(ctl.recv())
+    if n == 0:
+        break
+    for _ in range(n):
+        recv()
+    ctl.send(b"done")
+"""
+
+ZMQ_PONG = r"""
+import sys, zmq
+ctx = zmq.Context()
+pair = ctx.socket(zmq.PAIR); pair.bind(sys.argv[1])
+print("ready", flush=True)
+while True:
+    m = pair.recv()
+    if m == b"stop":
+        break
+    pair.send(m)
+"""
+
+
+def log(text):
+    print(f"bench_sdk: {text}", file=sys.stderr, flush=True)
+
+
+def pinned(cpu):
+    if os.cpu_count() and cpu < os.cpu_count():
+        return lambda: os.sched_setaffinity(0, {cpu})
+    return None
+
+
+def spawn(args, cpu=1, env=None, wait_for="ready", timeout=30):
+    """Starts a process pinned to `cpu` and waits for its `wait_for` line on stdout."""
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=pinned(cpu))
+    lines = []
+    deadline = time.monotonic() + timeout
+
+    def read():
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while not any(line.startswith(wait_for) for line in lines):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"{args[0]} did not start: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.01)
+    proc.lines = lines
+    return proc
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def host_binary():
+    if os.environ.get("MYCELIUM_HOST"):
+        return pathlib.Path(os.environ["MYCELIUM_HOST"])
+    build = pathlib.Path(os.environ.get("MYCELIUM_BUILD_DIR", REPO / "build"))
+    binary = build / "host" / "app" / "mycelium-host"
+    if not binary.exists():  # the bench target does not build the host: build it here
+        log(f"building mycelium-host in {build}")
+        subprocess.run(["cmake", "--build", str(build), "--target", "mycelium-host", "-j", str(os.cpu_count() or 2)],
+                       check=True, stdout=sys.stderr)
+    return binary
+
+
+def metric(url, name, type_name):
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'type="{type_name}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def summary(name, unit, samples, floor, floor_samples, target, higher_is_better):
+    med = statistics.median(samples)
+    floor_med = statistics.median(floor_samples)
+    ordered = sorted(samples)
+    if higher_is_better:  # the slowest 1 % (nearest rank)
+        p99 = ordered[max(0, -(-len(ordered) // 100) - 1)]
+    else:
+        p99 = ordered[min(len(ordered) - 1, -(-99 * len(ordered) // 100) - 1)]
+    return {"name": name, "unit": unit, "median": round(med, 3), "p99": round(p99, 3), "floor": floor,
+            "floor_median": round(floor_med, 3), "ratio": round(med / floor_med, 3) if floor_med else 0.0,
+            "target": target}
+
+
+def main():
+    quick = "--quick" in sys.argv[1:]
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {0})
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="myc-bench-sdk-", dir="/tmp"))
+    procs = []
+    try:
+        binary = host_binary()
+        contracts = tmp / "bench.yaml"
+        contracts.write_text(CONTRACTS)
+        subprocess.run([str(binary), "codegen", "--contracts", str(contracts), "--python", str(tmp / "bench_messages.py")],
+                       check=True, stdout=sys.stderr)
+        sys.path.insert(0, str(tmp))
+        import bench_messages as m
+
+        host = spawn([str(binary), "--contracts", str(contracts), "--listen", f"unix:{tmp / 'h.sock'}",
+                      "--listen", "tcp:127.0.0.1:0", "--metrics", "127.0.0.1:0", "--log-level", "warn"],
+                     wait_for="metrics on")
+        procs.append(host)
+        unix = next(line.split("listening on ", 1)[1] for line in host.lines if line.startswith("listening on unix:"))
+        tcp = next(line.split("listening on ", 1)[1] for line in host.lines if line.startswith("listening on tcp:"))
+        metrics_url = next(line.split("metrics on ", 1)[1] for line in host.lines if line.startswith("metrics on"))
+        env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+
+        entries = [publish_throughput(m, unix, metrics_url, tmp, env, quick)]
+        for kind, address in (("unix", unix), ("tcp", tcp)):
+            entries.append(round_trip(m, kind, address, tmp, env, quick))
+        print(json.dumps(entries, indent=1))
+    finally:
+        for proc in procs:
+            stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def publish_throughput(m, address, metrics_url, tmp, env, quick):
+    import zmq
+
+    n = 200_000 if quick else 1_000_000
+    reps = 3 if quick else 7
+    t = mycelium.transport.transport_for_endpoint(address, m.SCHEMA_DIGEST, name="bench")
+    t.connect()
+    pub = t.publisher(m.BenchPing)
+    msg = m.BenchPing(seq=0, a=2, b=3, ts=4)
+
+    puller = spawn([sys.executable, "-c", ZMQ_PULL, f"ipc://{tmp}/pull.ipc", f"ipc://{tmp}/ctl.ipc"], env=env)
+    ctx = zmq.Context()
+    push = ctx.socket(zmq.PUSH)
+    push.connect(f"ipc://{tmp}/pull.ipc")
+    ctl = ctx.socket(zmq.PAIR)
+    ctl.connect(f"ipc://{tmp}/ctl.ipc")
+    pack = struct.Struct("<QQQQ").pack
+
+    sdk, peer = [], []
+    try:
+        for rep in range(reps):
+            before = metric(metrics_url, "mycelium_bus_published_total", "BenchPing")
+            publish = pub.publish
+            started = time.perf_counter()
+            for i in range(n):
+                msg.seq = i
+                publish(msg)
+            t.sync(120)
+            elapsed = time.perf_counter() - started
+            counted = metric(metrics_url, "mycelium_bus_published_total", "BenchPing") - before
+            if counted != n:
+                raise RuntimeError(f"the host counted {counted} BenchPing, expected {n}")
+            sdk.append(n / elapsed / 1e6)
+
+            send = push.send
+            ctl.send(str(n).encode())
+            started = time.perf_counter()
+            for i in range(n):
+                send(pack(i, 2, 3, 4))
+            ctl.recv()
+            peer.append(n / (time.perf_counter() - started) / 1e6)
+            log(f"publish rep {rep}: sdk {sdk[-1]:.2f} M msg/s, pyzmq {peer[-1]:.2f} M msg/s")
+        ctl.send(b"0")
+    finally:
+        t.close()
+        push.close(linger=0)
+        ctl.close(linger=0)
+        ctx.term()
+        stop(puller)
+    return summary("sdk.unix_publish_32B", "M msg/s", sdk,
+                   "pyzmq 24 PUSH->PULL over ipc, Python sender packing 4 u64 per message, Python receiver",
+                   peer, ">= 1 and >= peer", True)
+
+
+def round_trip(m, kind, address, tmp, env, quick):
+    import zmq
+
+    batch = 200 if quick else 1000
+    samples_wanted = 10 if quick else 40
+    pong = spawn([sys.executable, "-c", PONG, str(REPO / "pymodules"), str(tmp), address], env=env)
+    t = mycelium.transport.transport_for_endpoint(address, m.SCHEMA_DIGEST, name="ping")
+    sub = t.subscriber(m.BenchPong)
+    t.connect()
+    pub = t.publisher(m.BenchPing)
+    ping = m.BenchPing()
+
+    zpong = spawn([sys.executable, "-c", ZMQ_PONG, f"ipc://{tmp}/pair-{kind}.ipc"], env=env)
+    ctx = zmq.Context()
+    pair = ctx.socket(zmq.PAIR)
+    pair.connect(f"ipc://{tmp}/pair-{kind}.ipc")
+    payload = bytes(32)
+
+    sdk, peer = [], []
+    try:
+        for _ in range(20):  # warm-up: both paths, and the pong process is subscribed
+            ping.seq += 1
+            pub.publish(ping)
+            sub.recv(timeout=30)
+            pair.send(payload)
+            pair.recv()
+        for _ in range(samples_wanted):
+            started = time.perf_counter_ns()
+            for _ in range(batch):
+                ping.seq += 1
+                pub.publish(ping)
+                got = sub.recv(timeout=30)
+            sdk.append((time.perf_counter_ns() - started) / batch / 2)
+            if got.seq != ping.seq:
+                raise RuntimeError(f"pong {got.seq} for ping {ping.seq}")
+            started = time.perf_counter_ns()
+            for _ in range(batch):
+                pair.send(payload)
+                pair.recv()
+            peer.append((time.perf_counter_ns() - started) / batch / 2)
+        log(f"{kind} one-way: sdk median {statistics.median(sdk):.0f} ns, pyzmq {statistics.median(peer):.0f} ns")
+        ping.a = 1
+        pub.publish(ping)
+        t.flush()
+        pair.send(b"stop")
+    finally:
+        t.close()
+        pair.close(linger=0)
+        ctx.term()
+        try:
+            pong.wait(timeout=10)  # it exits on the ping with a == 1
+        except subprocess.TimeoutExpired:
+            pass
+        stop(pong)
+        stop(zpong)
+    return summary(f"sdk.{kind}_one_way_32B", "ns", sdk,
+                   "pyzmq 24 PAIR over ipc between two Python processes (no host in between)", peer,
+                   "report (the shared-memory path has the target)", False)
+
+
+if __name__ == "__main__":
+    main()
