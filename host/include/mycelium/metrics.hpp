@@ -24,6 +24,7 @@
 #include "mycelium/bus.hpp"
 #include "mycelium/latency_histogram.hpp"
 #include "mycelium/link.hpp"
+#include "mycelium/metrics_report.hpp"
 #include "mycelium/schema.hpp"
 
 namespace prometheus {
@@ -77,6 +78,14 @@ std::shared_ptr<prometheus::Collectable> bus_collector(const Bus& bus, const sch
 /// drops, and per peer node (`peer="<name>"`) up, connects and traffic. `server` must
 /// outlive the result.
 std::shared_ptr<prometheus::Collectable> link_collector(const link::LinkServer& server, std::string listener);
+
+/// What one client reported in its last METRICS frame: (client name, families).
+using ClientReport = std::pair<std::string, std::vector<link::ReportedFamily>>;
+
+/// Appends the families clients reported, one family per name, each series labelled
+/// `client="<name>"`. A client that defines a name with another kind or other labels
+/// than the first client that reported it is left out of that family.
+void append_reported(std::vector<prometheus::MetricFamily>& out, const std::vector<ClientReport>& reports);
 
 // ---------------------------------------------------------------------------------------
 // Building blocks for collectors elsewhere (embedded/, the supervisor).

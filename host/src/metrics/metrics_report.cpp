@@ -1,0 +1,199 @@
+// METRICS control frame payloads (mycelium/metrics_report.hpp): a bounds-checked
+// reader over untrusted bytes, and the matching writer.
+
+#include "mycelium/metrics_report.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <string_view>
+
+#include <fmt/format.h>
+
+namespace mycelium::link {
+
+namespace {
+
+bool valid_name(std::string_view name, bool label) {
+    if (name.empty()) return false;
+    const auto head = [label](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || (!label && c == ':');
+    };
+    const auto tail = [&](char c) { return head(c) || (c >= '0' && c <= '9'); };
+    return head(name.front()) && std::all_of(name.begin() + 1, name.end(), tail);
+}
+
+bool valid_utf8(std::string_view s) {
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
+        if (n == 0 || i + n > s.size()) return false;
+        for (std::size_t k = 1; k < n; ++k)
+            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
+        i += n;
+    }
+    return true;
+}
+
+class Reader {
+public:
+    explicit Reader(std::span<const std::byte> bytes) : bytes_(bytes) {}
+
+    template <class T>
+    std::optional<T> number() {
+        if (bytes_.size() - at_ < sizeof(T)) return std::nullopt;
+        T v;
+        std::memcpy(&v, bytes_.data() + at_, sizeof(T));  // little-endian host (x86-64)
+        at_ += sizeof(T);
+        return v;
+    }
+    std::optional<std::string> text() {
+        const auto n = number<std::uint16_t>();
+        if (!n || bytes_.size() - at_ < *n) return std::nullopt;
+        std::string s(reinterpret_cast<const char*>(bytes_.data() + at_), *n);
+        at_ += *n;
+        return s;
+    }
+    bool done() const { return at_ == bytes_.size(); }
+
+private:
+    std::span<const std::byte> bytes_;
+    std::size_t at_ = 0;
+};
+
+class Writer {
+public:
+    template <class T>
+    void number(T v) {
+        const auto* p = reinterpret_cast<const std::byte*>(&v);
+        out.insert(out.end(), p, p + sizeof(T));
+    }
+    void text(const std::string& s) {
+        number(static_cast<std::uint16_t>(s.size()));
+        const auto* p = reinterpret_cast<const std::byte*>(s.data());
+        out.insert(out.end(), p, p + s.size());
+    }
+    std::vector<std::byte> out;
+};
+
+static_assert(std::endian::native == std::endian::little, "METRICS payloads are little-endian");
+
+}  // namespace
+
+std::vector<std::byte> encode_metrics_report(const std::vector<ReportedFamily>& families) {
+    Writer w;
+    w.number(static_cast<std::uint16_t>(families.size()));
+    for (const auto& f : families) {
+        w.number(static_cast<std::uint8_t>(f.kind));
+        w.text(f.name);
+        w.text(f.help);
+        w.number(static_cast<std::uint16_t>(f.label_names.size()));
+        for (const auto& l : f.label_names) w.text(l);
+        w.number(static_cast<std::uint32_t>(f.series.size()));
+        for (const auto& s : f.series) {
+            for (const auto& v : s.label_values) w.text(v);
+            if (f.kind == ReportedKind::Histogram) {
+                w.number(static_cast<std::uint16_t>(s.buckets.size()));
+                for (const auto& [le, count] : s.buckets) {
+                    w.number(le);
+                    w.number(count);
+                }
+                w.number(s.count);
+                w.number(s.sum);
+            } else {
+                w.number(s.value);
+            }
+        }
+    }
+    return std::move(w.out);
+}
+
+Result<std::vector<ReportedFamily>, std::string> decode_metrics_report(std::span<const std::byte> payload) {
+    using Error = Err<std::string>;
+    Reader r(payload);
+    const auto truncated = [](const std::string& where) { return Error{"truncated METRICS payload in " + where}; };
+    const auto family_count = r.number<std::uint16_t>();
+    if (!family_count) return truncated("the family count");
+    if (*family_count > metrics_report::MAX_FAMILIES)
+        return Error{fmt::format("{} metric families, more than {}", *family_count, metrics_report::MAX_FAMILIES)};
+    std::vector<ReportedFamily> out;
+    out.reserve(*family_count);
+    for (std::size_t i = 0; i < *family_count; ++i) {
+        ReportedFamily f;
+        const auto kind = r.number<std::uint8_t>();
+        auto name = r.text();
+        auto help = r.text();
+        if (!kind || !name || !help) return truncated(fmt::format("family {}", i));
+        f.name = std::move(*name);
+        f.help = std::move(*help);
+        if (*kind > 2) return Error{fmt::format("metric '{}': unknown kind {}", f.name, *kind)};
+        f.kind = static_cast<ReportedKind>(*kind);
+        if (!valid_name(f.name, false)) return Error{fmt::format("bad metric name '{}'", f.name)};
+        if (f.name.rfind("mycelium_", 0) == 0)
+            return Error{fmt::format("metric '{}': the 'mycelium_' prefix is the host's own", f.name)};
+        if (!valid_utf8(f.help)) return Error{fmt::format("metric '{}': help is not UTF-8", f.name)};
+        const auto label_count = r.number<std::uint16_t>();
+        if (!label_count) return truncated("metric '" + f.name + "'");
+        if (*label_count > metrics_report::MAX_LABELS)
+            return Error{fmt::format("metric '{}': {} labels, more than {}", f.name, *label_count,
+                                     metrics_report::MAX_LABELS)};
+        for (std::size_t k = 0; k < *label_count; ++k) {
+            auto label = r.text();
+            if (!label) return truncated("metric '" + f.name + "'");
+            if (!valid_name(*label, true) || *label == "le" || *label == "client" || label->rfind("__", 0) == 0)
+                return Error{fmt::format("metric '{}': bad label name '{}'", f.name, *label)};
+            f.label_names.push_back(std::move(*label));
+        }
+        const auto series_count = r.number<std::uint32_t>();
+        if (!series_count) return truncated("metric '" + f.name + "'");
+        if (*series_count > metrics_report::MAX_SERIES_PER_FAMILY)
+            return Error{fmt::format("metric '{}': {} series, more than {}", f.name, *series_count,
+                                     metrics_report::MAX_SERIES_PER_FAMILY)};
+        for (std::size_t s = 0; s < *series_count; ++s) {
+            ReportedSeries series;
+            for (std::size_t k = 0; k < f.label_names.size(); ++k) {
+                auto value = r.text();
+                if (!value) return truncated("metric '" + f.name + "'");
+                if (!valid_utf8(*value)) return Error{fmt::format("metric '{}': a label value is not UTF-8", f.name)};
+                series.label_values.push_back(std::move(*value));
+            }
+            if (f.kind == ReportedKind::Histogram) {
+                const auto bucket_count = r.number<std::uint16_t>();
+                if (!bucket_count) return truncated("metric '" + f.name + "'");
+                if (*bucket_count > metrics_report::MAX_BUCKETS)
+                    return Error{fmt::format("metric '{}': {} buckets, more than {}", f.name, *bucket_count,
+                                             metrics_report::MAX_BUCKETS)};
+                for (std::size_t b = 0; b < *bucket_count; ++b) {
+                    const auto le = r.number<double>();
+                    const auto cumulative = r.number<std::uint64_t>();
+                    if (!le || !cumulative) return truncated("metric '" + f.name + "'");
+                    if (std::isnan(*le) ||
+                        (!series.buckets.empty() &&
+                         (*le <= series.buckets.back().first || *cumulative < series.buckets.back().second)))
+                        return Error{fmt::format("metric '{}': buckets must increase", f.name)};
+                    series.buckets.emplace_back(*le, *cumulative);
+                }
+                const auto count = r.number<std::uint64_t>();
+                const auto sum = r.number<double>();
+                if (!count || !sum) return truncated("metric '" + f.name + "'");
+                if (!series.buckets.empty() && series.buckets.back().second > *count)
+                    return Error{fmt::format("metric '{}': a bucket counts more than the total", f.name)};
+                series.count = *count;
+                series.sum = *sum;
+            } else {
+                const auto value = r.number<double>();
+                if (!value) return truncated("metric '" + f.name + "'");
+                series.value = *value;
+            }
+            f.series.push_back(std::move(series));
+        }
+        out.push_back(std::move(f));
+    }
+    if (!r.done()) return Error{"trailing bytes after the last METRICS family"};
+    return out;
+}
+
+}  // namespace mycelium::link
