@@ -322,8 +322,10 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                 return EXIT_BAD_INPUT;
             }
             metrics_server->add(host->metrics());
-            if (node_mesh) metrics_server->add(metrics::link_collector(node_mesh->server(), "node"));
-            if (server) metrics_server->add(metrics::link_collector(*server, "listen"));
+            std::vector<metrics::Listener> listeners;
+            if (node_mesh) listeners.emplace_back(&node_mesh->server(), "node");
+            if (server) listeners.emplace_back(&*server, "listen");
+            if (!listeners.empty()) metrics_server->add(metrics::link_collector(std::move(listeners)));
             if (workers) metrics_server->add(metrics::from_function([&workers] { return worker_metrics(*workers); }));
             host->on_started([url = metrics_server->url()] {
                 std::printf("metrics on %s\n", url.c_str());

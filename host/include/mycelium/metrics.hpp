@@ -73,11 +73,15 @@ std::shared_ptr<prometheus::Collectable> from_function(std::function<std::vector
 /// `type="<message name>"`, for every type of `registry`. Both must outlive the result.
 std::shared_ptr<prometheus::Collectable> bus_collector(const Bus& bus, const schema::Registry& registry);
 
-/// A link server's counters, labelled `listener="<listener>"`: connections, handshake
-/// failures and closed connections by reason, frames and bytes each way, send-queue
-/// drops, and per peer node (`peer="<name>"`) up, connects and traffic. `server` must
-/// outlive the result.
-std::shared_ptr<prometheus::Collectable> link_collector(const link::LinkServer& server, std::string listener);
+/// A link server and the `listener` label its samples carry ("node", "listen").
+using Listener = std::pair<const link::LinkServer*, std::string>;
+
+/// The link servers' counters, each sample labelled `listener="<name>"`: connections,
+/// handshake failures and closed connections by reason, frames and bytes each way,
+/// send-queue drops, and per peer node (`peer="<name>"`) up, connects and traffic. One
+/// collector for all servers, so each family appears once. The servers must outlive the
+/// result.
+std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> listeners);
 
 /// What one client reported in its last METRICS frame: (client name, families).
 using ClientReport = std::pair<std::string, std::vector<link::ReportedFamily>>;

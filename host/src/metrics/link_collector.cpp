@@ -5,59 +5,58 @@
 
 namespace mycelium::metrics {
 
-std::shared_ptr<prometheus::Collectable> link_collector(const link::LinkServer& server, std::string listener) {
-    return from_function([&server, listener = std::move(listener)] {
+std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> listeners) {
+    return from_function([listeners = std::move(listeners)] {
         using prometheus::MetricType;
-        const link::LinkStats s = server.stats();
         const auto n = [](std::uint64_t v) { return static_cast<double>(v); };
-        const std::pair<std::string, std::string> at{"listener", listener};
+        // Each family once, with one sample per listener: two blocks of one name would
+        // make the page invalid.
         std::vector<prometheus::MetricFamily> out;
-
-        auto counter = [&](const char* name, const char* help, std::uint64_t value) {
+        auto counter = [&](const char* name, const char* help, auto field) {
             auto f = family(name, help, MetricType::Counter);
-            add_sample(f, n(value), {at});
+            for (const auto& [server, listener] : listeners) add_sample(f, n(field(server->stats())), {{"listener", listener}});
             out.push_back(std::move(f));
         };
-        counter("mycelium_link_accepted_total", "Connections accepted", s.accepted);
+        auto by_reason = [&](const char* name, const char* help,
+                             std::initializer_list<std::pair<const char*, std::uint64_t link::LinkStats::*>> reasons) {
+            auto f = family(name, help, MetricType::Counter);
+            for (const auto& [server, listener] : listeners) {
+                const link::LinkStats s = server->stats();
+                for (const auto& [reason, field] : reasons) add_sample(f, n(s.*field), {{"listener", listener}, {"reason", reason}});
+            }
+            out.push_back(std::move(f));
+        };
+        using S = link::LinkStats;
+        counter("mycelium_link_accepted_total", "Connections accepted", [](const S& s) { return s.accepted; });
         auto active = family("mycelium_link_connections", "Connections open now", MetricType::Gauge);
-        add_sample(active, n(s.active), {at});
+        for (const auto& [server, listener] : listeners) add_sample(active, n(server->stats().active), {{"listener", listener}});
         out.push_back(std::move(active));
-        counter("mycelium_link_handshakes_total", "Handshakes completed", s.handshakes_ok);
-
-        auto handshake = family("mycelium_link_handshake_failures_total",
-                                "Connections closed during the digest handshake, by reason", MetricType::Counter);
-        for (const auto& [reason, value] : {std::pair{"bad_digest_length", s.bad_digest_length},
-                                            {"digest_mismatch", s.digest_mismatch},
-                                            {"handshake_timeout", s.handshake_timeout}})
-            add_sample(handshake, n(value), {at, {"reason", reason}});
-        out.push_back(std::move(handshake));
-
-        auto decode = family("mycelium_link_decode_errors_total",
-                             "Connections closed over a bad frame, by reason", MetricType::Counter);
-        for (const auto& [reason, value] :
-             {std::pair{"oversize", s.oversize}, {"unknown_type", s.unknown_type}, {"size_mismatch", s.size_mismatch},
-              {"protocol_error", s.protocol_errors}})
-            add_sample(decode, n(value), {at, {"reason", reason}});
-        out.push_back(std::move(decode));
-
-        auto disconnects = family("mycelium_link_disconnects_total",
-                                  "Connections the host closed, by reason (besides bad frames and handshakes)",
-                                  MetricType::Counter);
-        for (const auto& [reason, value] : {std::pair{"slow_consumer", s.slow_consumers},
-                                            {"max_connections", s.rejected_max_connections},
-                                            {"truncated", s.truncated}})
-            add_sample(disconnects, n(value), {at, {"reason", reason}});
-        out.push_back(std::move(disconnects));
-
+        counter("mycelium_link_handshakes_total", "Handshakes completed", [](const S& s) { return s.handshakes_ok; });
+        by_reason("mycelium_link_handshake_failures_total", "Connections closed during the digest handshake, by reason",
+                  {{"bad_digest_length", &S::bad_digest_length},
+                   {"digest_mismatch", &S::digest_mismatch},
+                   {"handshake_timeout", &S::handshake_timeout}});
+        by_reason("mycelium_link_decode_errors_total", "Connections closed over a bad frame, by reason",
+                  {{"oversize", &S::oversize},
+                   {"unknown_type", &S::unknown_type},
+                   {"size_mismatch", &S::size_mismatch},
+                   {"protocol_error", &S::protocol_errors}});
+        by_reason("mycelium_link_disconnects_total",
+                  "Connections the host closed, by reason (besides bad frames and handshakes)",
+                  {{"slow_consumer", &S::slow_consumers},
+                   {"max_connections", &S::rejected_max_connections},
+                   {"truncated", &S::truncated}});
         counter("mycelium_link_dropped_frames_total", "Frames evicted from send queues (drop_oldest)",
-                s.dropped_frames);
+                [](const S& s) { return s.dropped_frames; });
         counter("mycelium_link_unsendable_frames_total",
-                "Local frames not sent because their size does not match their type", s.unsendable);
-        counter("mycelium_link_frames_received_total", "Frames received", s.frames_received);
-        counter("mycelium_link_frames_sent_total", "Frames sent", s.frames_sent);
-        counter("mycelium_link_received_bytes_total", "Bytes received", s.bytes_received);
-        counter("mycelium_link_sent_bytes_total", "Bytes sent", s.bytes_sent);
-        counter("mycelium_link_writes_total", "Socket writes (frames_sent / writes shows coalescing)", s.writes);
+                "Local frames not sent because their size does not match their type",
+                [](const S& s) { return s.unsendable; });
+        counter("mycelium_link_frames_received_total", "Frames received", [](const S& s) { return s.frames_received; });
+        counter("mycelium_link_frames_sent_total", "Frames sent", [](const S& s) { return s.frames_sent; });
+        counter("mycelium_link_received_bytes_total", "Bytes received", [](const S& s) { return s.bytes_received; });
+        counter("mycelium_link_sent_bytes_total", "Bytes sent", [](const S& s) { return s.bytes_sent; });
+        counter("mycelium_link_writes_total", "Socket writes (frames_sent / writes shows coalescing)",
+                [](const S& s) { return s.writes; });
 
         auto up = family("mycelium_peer_up", "1 when the link to the peer node is up", MetricType::Gauge);
         auto connects = family("mycelium_peer_connects_total", "Links established to the peer node", MetricType::Counter);
@@ -67,15 +66,17 @@ std::shared_ptr<prometheus::Collectable> link_collector(const link::LinkServer& 
         auto frames_out = family("mycelium_peer_frames_sent_total", "Frames to the peer node", MetricType::Counter);
         auto bytes_in = family("mycelium_peer_received_bytes_total", "Bytes from the peer node", MetricType::Counter);
         auto bytes_out = family("mycelium_peer_sent_bytes_total", "Bytes to the peer node", MetricType::Counter);
-        for (const link::PeerStatus& p : server.peers()) {
-            const std::vector<std::pair<std::string, std::string>> labels{at, {"peer", p.name}};
-            add_sample(up, p.connected ? 1 : 0, labels);
-            add_sample(connects, n(p.connects), labels);
-            add_sample(failures, n(p.connect_failures), labels);
-            add_sample(frames_in, n(p.frames_in), labels);
-            add_sample(frames_out, n(p.frames_out), labels);
-            add_sample(bytes_in, n(p.bytes_in), labels);
-            add_sample(bytes_out, n(p.bytes_out), labels);
+        for (const auto& [server, listener] : listeners) {
+            for (const link::PeerStatus& p : server->peers()) {
+                const std::vector<std::pair<std::string, std::string>> labels{{"listener", listener}, {"peer", p.name}};
+                add_sample(up, p.connected ? 1 : 0, labels);
+                add_sample(connects, n(p.connects), labels);
+                add_sample(failures, n(p.connect_failures), labels);
+                add_sample(frames_in, n(p.frames_in), labels);
+                add_sample(frames_out, n(p.frames_out), labels);
+                add_sample(bytes_in, n(p.bytes_in), labels);
+                add_sample(bytes_out, n(p.bytes_out), labels);
+            }
         }
         for (auto* f : {&up, &connects, &failures, &frames_in, &frames_out, &bytes_in, &bytes_out})
             if (!f->metric.empty()) out.push_back(std::move(*f));

@@ -143,8 +143,9 @@ Result<std::vector<ReportedFamily>, std::string> decode_metrics_report(std::span
         for (std::size_t k = 0; k < *label_count; ++k) {
             auto label = r.text();
             if (!label) return truncated("metric '" + f.name + "'");
-            if (!valid_name(*label, true) || *label == "le" || *label == "client" || label->rfind("__", 0) == 0)
-                return Error{fmt::format("metric '{}': bad label name '{}'", f.name, *label)};
+            if (!valid_name(*label, true) || *label == "le" || *label == "client" || label->rfind("__", 0) == 0 ||
+                std::find(f.label_names.begin(), f.label_names.end(), *label) != f.label_names.end())
+                return Error{fmt::format("metric '{}': bad or repeated label name '{}'", f.name, *label)};
             f.label_names.push_back(std::move(*label));
         }
         const auto series_count = r.number<std::uint32_t>();
@@ -186,8 +187,13 @@ Result<std::vector<ReportedFamily>, std::string> decode_metrics_report(std::span
             } else {
                 const auto value = r.number<double>();
                 if (!value) return truncated("metric '" + f.name + "'");
+                if (f.kind == ReportedKind::Counter && !(*value >= 0))
+                    return Error{fmt::format("metric '{}': a counter must be a number >= 0", f.name)};
                 series.value = *value;
             }
+            for (const auto& other : f.series)
+                if (other.label_values == series.label_values)
+                    return Error{fmt::format("metric '{}': two series with the same labels", f.name)};
             f.series.push_back(std::move(series));
         }
         out.push_back(std::move(f));

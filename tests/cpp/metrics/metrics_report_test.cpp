@@ -83,8 +83,16 @@ TEST_CASE("the decoder enforces names, kinds, labels and buckets") {
     CHECK(with([](auto& f) { f[0].name = "9lives"; }) == "bad metric name '9lives'");
     CHECK(with([](auto& f) { f[0].name = "mycelium_bus_published_total"; }) ==
           "metric 'mycelium_bus_published_total': the 'mycelium_' prefix is the host's own");
-    CHECK(with([](auto& f) { f[0].label_names = {"client"}; }) == "metric 'jobs_total': bad label name 'client'");
-    CHECK(with([](auto& f) { f[0].label_names = {"le"}; }) == "metric 'jobs_total': bad label name 'le'");
+    CHECK(with([](auto& f) { f[0].label_names = {"client"}; }) ==
+          "metric 'jobs_total': bad or repeated label name 'client'");
+    CHECK(with([](auto& f) { f[0].label_names = {"le"}; }) == "metric 'jobs_total': bad or repeated label name 'le'");
+    CHECK(with([](auto& f) {
+              f[0].label_names = {"queue", "queue"};
+              for (auto& s : f[0].series) s.label_values.push_back("x");
+          }) == "metric 'jobs_total': bad or repeated label name 'queue'");
+    CHECK(with([](auto& f) { f[0].series[1].label_values = {"fast"}; }) ==
+          "metric 'jobs_total': two series with the same labels");
+    CHECK(with([](auto& f) { f[0].series[0].value = -1; }) == "metric 'jobs_total': a counter must be a number >= 0");
     CHECK(with([](auto& f) { f[0].series[0].label_values = {"\xff"}; }) ==
           "metric 'jobs_total': a label value is not UTF-8");
     CHECK(with([](auto& f) { f[2].series[0].buckets = {{0.1, 2}, {0.01, 5}}; }) ==

@@ -179,11 +179,20 @@ def test_the_topology_metrics_address_serves_a_node(host_binary, tmp_path):
         services = ["solo-svc"]
         metrics = "127.0.0.1:0"
     """))
-    host = HostProcess(host_binary, "--topology", tmp_path / "topology.toml", "--node", "solo")
+    # Node mode and --listen together: two link servers, each family still once.
+    host = HostProcess(host_binary, "--topology", tmp_path / "topology.toml", "--node", "solo",
+                       "--listen", f"unix:{tmp_path / 'extra.sock'}", listens=2)
     try:
         url = host.wait_for(r"^metrics on http://").split("metrics on ", 1)[1].strip()
-        parsed = samples(scrape(url))
+        text = scrape(url)
+        parsed = samples(text)
         assert value(parsed, "mycelium_link_connections", listener="node") == 0
+        assert value(parsed, "mycelium_link_connections", listener="listen") == 0
+        assert text.count("# TYPE mycelium_link_accepted_total ") == 1
+        if shutil.which("promtool"):
+            result = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True,
+                                    timeout=30)
+            assert result.returncode == 0, result.stdout + result.stderr
     finally:
         host.stop()
 
