@@ -179,6 +179,9 @@ class _Process:
         if not self.atexit_registered:
             self.atexit_registered = True
             atexit.register(_run_at_exit)
+            # Python 3.12+ refuses new threads at interpreter shutdown, where the
+            # at-exit serving loop and the on_stop hooks run: start the thread now.
+            self.dispatcher._ensure()
 
 
 _process = _Process()
@@ -250,14 +253,19 @@ class Stream:
         self._maxsize = maxsize
         self._waiter = None
         self._failure = None
+        self._push_lock = threading.Lock()  # the reader and a looping-back publisher push
         self.dropped = 0
         runtime._add_sink(cls, self)
 
     def _push(self, message):
-        if len(self._queue) >= self._maxsize:
-            self._queue.popleft()
-            self.dropped += 1
-        self._queue.append(message)
+        with self._push_lock:
+            if len(self._queue) >= self._maxsize:
+                try:
+                    self._queue.popleft()
+                    self.dropped += 1
+                except IndexError:  # the consumer took it meanwhile
+                    pass
+            self._queue.append(message)
         waiter = self._waiter
         if waiter is not None:
             self._waiter = None
@@ -295,7 +303,10 @@ class Stream:
             finally:
                 if self._waiter is waiter:
                     self._waiter = None
-        return self._queue.popleft()
+        try:
+            return self._queue.popleft()
+        except IndexError:  # a full queue's oldest message was dropped by a push meanwhile
+            return await self.__anext__()
 
     async def get(self, timeout=None):
         """The next message; raises TimeoutError after `timeout` seconds."""

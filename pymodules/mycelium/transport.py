@@ -241,13 +241,18 @@ class _SocketTransport:
                 # the socket is shut down, which fails the pending write.
                 watchdog = threading.Timer(_CLOSE_FLUSH_SECONDS, _shutdown_socket, (sock,))
                 watchdog.daemon = True
-                watchdog.start()
+                try:
+                    watchdog.start()
+                except RuntimeError:  # interpreter shutdown (3.12+): no new threads
+                    watchdog = None
+                    sock.settimeout(_CLOSE_FLUSH_SECONDS)
                 try:
                     self._flush()
                 except Exception:  # noqa: BLE001 - closing anyway
                     pass
                 finally:
-                    watchdog.cancel()
+                    if watchdog is not None:
+                        watchdog.cancel()
             with self._wlock:
                 self._state = _CLOSED
                 if self._failure is None:
