@@ -4,6 +4,11 @@
 //   link.{unix,tcp}_one_way_cross_core_32B  the same with node B's io thread (and the floor's
 //                                           echo thread) on CPU 1
 //   link.{unix,tcp}_stream_32B              M msg/s node A -> node B  floor: raw 8 KiB writes
+//   link.shm_one_way_cross_core_32B         ns one way over the shared-memory rings of a peer
+//                                           link (both io threads spinning, on CPU 0 and CPU
+//                                           1)   floor: the Unix-socket link, cross core, same run
+//   link.shm_stream_32B                     M msg/s node A -> node B over the rings (128 MiB,
+//                                           so the burst never fills them)  floor: the Unix link
 //
 // Two nodes in this process: each a Bus and a link::LinkServer (one io thread each); node A
 // listens (a Unix socket in a mkdtemp folder, or TCP 127.0.0.1 port 0) and node B dials it
@@ -144,7 +149,7 @@ struct TempDir {
     TempDir& operator=(const TempDir&) = delete;
 };
 
-enum class Transport { Unix, Tcp };
+enum class Transport { Unix, Tcp, Shm };
 
 /// Where the two sides of a ping-pong run: node A's io thread (and the floor's pinging
 /// thread) on `a_cpu`, node B's (and the floor's echo thread) on `b_cpu`.
@@ -156,7 +161,7 @@ struct Placement {
 constexpr Placement SAME_CORE{"", IO_CPU, IO_CPU};
 constexpr Placement CROSS_CORE{"_cross_core", IO_CPU, OTHER_CPU};
 
-const char* name_of(Transport t) { return t == Transport::Unix ? "unix" : "tcp"; }
+const char* name_of(Transport t) { return t == Transport::Unix ? "unix" : t == Transport::Tcp ? "tcp" : "shm"; }
 
 /// Waits (sleeping) until `done()` or the deadline; false on timeout.
 template <class F>
@@ -415,15 +420,21 @@ struct LinkPair {
 
     LinkPair(Transport t, const TempDir& dir, const link::ServerOptions& options, int a_on, int b_on)
         : a_cpu(a_on), b_cpu(b_on) {
-        a = std::make_unique<Node>(options);
-        b = std::make_unique<Node>(options);
+        link::ServerOptions o = options;
+        o.shm_enabled = t == Transport::Shm;
+        a = std::make_unique<Node>(o);
+        b = std::make_unique<Node>(o);
         const link::Endpoint at =
-            a->server.listen(t == Transport::Unix ? "unix:" + unique_socket(dir, "node-a") : "tcp:127.0.0.1:0");
+            a->server.listen(t != Transport::Tcp ? "unix:" + unique_socket(dir, "node-a") : "tcp:127.0.0.1:0");
         link::PeerOptions po;
         po.self_name = "b";
+        po.shm = t == Transport::Shm;
         b->server.connect_peer("a", at, po);
         if (!wait_for([&] { return peer_connected(a->server, "b") && peer_connected(b->server, "a"); }))
             fail(std::string("the ") + name_of(t) + " peer link did not come up");
+        if (t == Transport::Shm &&
+            !wait_for([&] { return a->server.stats().shm_links == 1 && b->server.stats().shm_links == 1; }))
+            fail("the peer link did not move to shared memory");
     }
 };
 
@@ -649,6 +660,93 @@ bench::Entry stream(Transport t, const bench::Args& args, const TempDir& dir) {
     return e;
 }
 
+/// Node-to-node one way over the rings against the Unix-socket link, both cross core and
+/// interleaved in one run (the target: <= 400 ns and >= 5x lower than the socket).
+bench::Entry shm_one_way(const bench::Args& args, const TempDir& dir) {
+    const int rounds = args.quick ? 3 : 10;
+    const int per_round = args.quick ? 300 : 2000;
+    bench::Entry e{"link.shm_one_way_cross_core_32B", "ns", bench::Better::Lower, {},
+                   "the Unix-socket peer link, ping-pong / 2, io threads on CPU 0 and CPU 1, same run", {},
+                   "<= 400 ns and <= floor / 5"};
+    LinkPair shm_pair(Transport::Shm, dir, link::ServerOptions{}, IO_CPU, OTHER_CPU);
+    LinkPingPong shm_pp(shm_pair);
+    shm_pp.warm_up();
+    LinkPair unix_pair(Transport::Unix, dir, link::ServerOptions{}, IO_CPU, OTHER_CPU);
+    LinkPingPong unix_pp(unix_pair);
+    unix_pp.warm_up();
+    for (int r = 0; r < rounds; ++r) {
+        const auto f = unix_pp.run(per_round);
+        e.floor_samples.insert(e.floor_samples.end(), f.begin(), f.end());
+        const auto l = shm_pp.run(per_round);
+        e.samples.insert(e.samples.end(), l.begin(), l.end());
+    }
+    check_link_health(shm_pair, e.name.c_str());
+    const double median = bench::percentile(e.samples, 50);
+    const double floor = bench::percentile(e.floor_samples, 50);
+    std::fprintf(stderr, "%s: median %.0f ns (p99 %.0f), Unix-socket link median %.0f ns (p99 %.0f): %.1fx lower\n",
+                 e.name.c_str(), median, bench::percentile(e.samples, 99), floor,
+                 bench::percentile(e.floor_samples, 99), median > 0 ? floor / median : 0.0);
+    return e;
+}
+
+bench::Entry shm_stream(const bench::Args& args, const TempDir& dir) {
+    const int reps = args.quick ? 5 : 15;
+    const std::uint64_t n = args.quick ? 500'000 : 2'000'000;
+    bench::Entry e{"link.shm_stream_32B", "M msg/s", bench::Better::Higher, {},
+                   "the Unix-socket peer link stream (same setup), same run", {}, ">= 100"};
+    link::ServerOptions options;
+    options.send_queue_frames = n + 1024;
+    options.send_queue_bytes = (n + 1024) * FRAME;
+    options.shm_ring_bytes = std::size_t{128} << 20;  // holds a repetition: no slow consumer
+    struct Side {
+        LinkPair pair;
+        LinkStreamSink sink;
+        LinkPingPong pingpong;
+        Side(Transport t, const TempDir& d, const link::ServerOptions& o)
+            : pair(t, d, o, IO_CPU, IO_CPU), sink(pair), pingpong(pair) {
+            pingpong.warm_up();
+            sink.arm(0, 1);
+            if (!wait_for([&] {
+                    const Msg32 m{0, 0, 1, 2};
+                    (void)pair.a->bus.publish(DATA, bytes_of(m));
+                    std::this_thread::sleep_for(5ms);
+                    return pair.b->bus.counters(DATA).published > 0;
+                }))
+                fail("the stream type never crossed the link");
+            std::this_thread::sleep_for(20ms);
+        }
+        double run(std::uint64_t count, std::uint64_t& seq) {
+            sink.arm(seq, count);
+            bench::pin_this_thread(OTHER_CPU);
+            Msg32 m{0, 0, 1, 2};
+            const auto t0 = Clock::now();
+            for (std::uint64_t i = 0; i < count; ++i) {
+                m.seq = seq + i;
+                (void)pair.a->bus.publish(DATA, bytes_of(m));
+            }
+            const auto t_end = sink.wait(count);
+            seq += count;
+            return static_cast<double>(count) / std::chrono::duration<double, std::nano>(t_end - t0).count() * 1e3;
+        }
+    };
+    Side shm(Transport::Shm, dir, options);
+    Side sock(Transport::Unix, dir, options);
+    std::uint64_t seq_shm = 1'000'000'000;
+    std::uint64_t seq_sock = 1'000'000'000;
+    for (int r = 0; r < reps + 1; ++r) {  // repetition 0 warms up
+        const double f = sock.run(n, seq_sock);
+        const double l = shm.run(n, seq_shm);
+        if (r == 0) continue;
+        e.floor_samples.push_back(f);
+        e.samples.push_back(l);
+    }
+    check_link_health(shm.pair, e.name.c_str());
+    std::fprintf(stderr, "%s: median %.2f M msg/s (slowest %.2f), Unix-socket link median %.2f (slowest %.2f)\n",
+                 e.name.c_str(), bench::percentile(e.samples, 50), bench::percentile(e.samples, 1),
+                 bench::percentile(e.floor_samples, 50), bench::percentile(e.floor_samples, 1));
+    return e;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -664,6 +762,8 @@ int main(int argc, char** argv) {
         }
         entries.push_back(stream(Transport::Unix, args, dir));
         entries.push_back(stream(Transport::Tcp, args, dir));
+        entries.push_back(shm_one_way(args, dir));
+        entries.push_back(shm_stream(args, dir));
         bench::print_json(entries);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_link: %s\n", e.what());

@@ -129,6 +129,17 @@ struct ServerOptions {
     std::size_t threads = 1;
     /// How long a connection being closed with an ERROR frame may take to flush it.
     std::chrono::milliseconds close_linger{1'000};
+    /// Whether a client or peer on a Unix socket may move its frames to shared-memory
+    /// rings (SHM_REQUEST, docs/wire-protocol.md "Shared-memory setup"); when false every
+    /// request gets SHM_REFUSE disabled and the connection stays on the socket.
+    bool shm_enabled = false;
+    /// Data-area bytes per direction of a ring (a power of two; raised to hold two frames
+    /// of the largest message in the contracts). A request for less is honoured (at least
+    /// that floor), a request for more is lowered to this.
+    std::size_t shm_ring_bytes = std::size_t{1} << 20;
+    /// How long the host's ring reader spins on an empty ring before it parks on its
+    /// doorbell (it spins on an io thread: keep it short; 0 = park at once).
+    std::chrono::microseconds shm_spin{50};
 };
 
 /// Counters of a LinkServer, summed over its lifetime (`active` is current).
@@ -175,6 +186,17 @@ struct LinkStats {
     std::uint64_t bytes_sent = 0;
     /// Socket writes issued: frames_sent / writes shows how well writes coalesce.
     std::uint64_t writes = 0;
+    /// Connections that moved to shared-memory rings (SHM_READY received).
+    std::uint64_t shm_links = 0;
+    /// SHM_REQUESTs answered with SHM_REFUSE (disabled, not a Unix socket, no memory, ...),
+    /// and SHM_OFFERs the client refused.
+    std::uint64_t shm_refused = 0;
+    /// Connections closed because a ring broke its rules (ERROR shm_corrupt).
+    std::uint64_t shm_corrupt = 0;
+    /// Frames read from client->host rings (also counted in frames_received).
+    std::uint64_t shm_frames_received = 0;
+    /// Frames written to host->client rings (also counted in frames_sent).
+    std::uint64_t shm_frames_sent = 0;
 };
 
 /// How a LinkServer dials and redials one peer (connect_peer()).
@@ -190,6 +212,11 @@ struct PeerOptions {
     std::chrono::milliseconds stable_after{1'000};
     /// A connect (resolve included) that takes longer is abandoned and retried.
     std::chrono::milliseconds connect_timeout{5'000};
+    /// Over a Unix socket, ask the peer for shared-memory rings after HELLO (SHM_REQUEST);
+    /// when it refuses, the link stays on the socket.
+    bool shm = false;
+    /// Data-area bytes per direction asked for (0 = the peer's default).
+    std::uint32_t shm_ring_bytes = 0;
 };
 
 /// The state of one peer link, dialed or accepted, as LinkServer::peers() reports it.

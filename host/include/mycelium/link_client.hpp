@@ -6,13 +6,22 @@
 /// It uses plain POSIX sockets and poll(); every wait has a timeout. PING frames from the
 /// host are answered automatically while receiving.
 ///
+/// Over a Unix socket, request_shm() moves the connection's frames to shared-memory
+/// rings (docs/wire-protocol.md, "Shared-memory setup"): from then on send() writes into
+/// the client->host ring and receive() reads the host->client ring, spinning for a
+/// bounded time before it parks on its doorbell; the socket stays open for liveness (the
+/// host closing it is seen at once) and a final ERROR.
+///
 /// Thread safety: distinct objects safe; one object must be used by one thread at a time.
 /// No GIL needed (blocking calls must not be made while holding it).
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -21,6 +30,7 @@
 #include "mycelium/endpoint.hpp"
 #include "mycelium/link_protocol.hpp"
 #include "mycelium/result.hpp"
+#include "mycelium/shm_os.hpp"
 
 namespace mycelium::link {
 
@@ -53,6 +63,36 @@ enum class SendError : std::uint8_t {
     Timeout,
 };
 
+/// Why LinkClient::request_shm left the connection on the socket.
+enum class ShmSetupError : std::uint8_t {
+    /// The host answered SHM_REFUSE (shm_refusal() says why). Still usable, on the socket.
+    Refused,
+    /// The offer failed the checks (descriptors, seals, sizes, ring headers); the client
+    /// answered SHM_REFUSE bad_offer. Still usable, on the socket.
+    BadOffer,
+    /// No answer within the timeout. The connection's state is unknown: close it.
+    Timeout,
+    /// The host closed the connection (or sent ERROR), or it was not open.
+    Closed,
+    /// The host sent bytes that are not a valid frame stream.
+    Malformed,
+};
+
+/// What the rings of a LinkClient look like, for tests and diagnostics (a test corrupts
+/// a ring through these spans to check that only its link is closed).
+struct ShmDiagnostics {
+    /// The client->host ring's mapping (header and data area).
+    std::span<std::byte> send_ring;
+    /// The host->client ring's mapping.
+    std::span<std::byte> receive_ring;
+    /// The host's doorbell (an eventfd), to wake a host that sleeps on the send ring.
+    int host_doorbell = -1;
+};
+
+namespace detail {
+struct ClientShm;
+}  // namespace detail
+
 /// A blocking connection to a LinkServer (or to any Mycelium bridge).
 /// Thread safety: distinct objects safe; shared objects unsafe.
 class LinkClient {
@@ -70,7 +110,7 @@ public:
                               std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
     /// An unconnected client (every call fails with Closed).
-    LinkClient() = default;
+    LinkClient() noexcept;
     /// Closes the socket.
     ~LinkClient();
     /// Takes over `other`'s socket; `other` becomes unconnected.
@@ -88,15 +128,36 @@ public:
     /// Sends UNSUBSCRIBE for `type_ids`. Errors as send().
     Result<void, SendError> unsubscribe(std::span<const std::uint16_t> type_ids);
 
+    /// Moves this connection to shared-memory rings: sends SHM_REQUEST (`capacity` per
+    /// direction, 0 = the node's default), maps and checks the SHM_OFFER's rings, sends
+    /// SHM_READY and waits for SHM_SWITCH. Frames that arrive meanwhile are kept for
+    /// receive(), in order. Call it after hello(), on a Unix socket. Returns at once when
+    /// already on shared memory. Errors: Refused and BadOffer (the connection stays on the
+    /// socket, usable), Timeout, Closed, Malformed.
+    Result<void, ShmSetupError> request_shm(std::uint32_t capacity = 0,
+                                            std::chrono::milliseconds timeout = std::chrono::seconds(5));
+    /// Whether frames travel through shared memory (request_shm() succeeded).
+    bool shm_active() const noexcept;
+    /// The host's SHM_REFUSE after request_shm() returned Refused.
+    const std::optional<ShmRefuse>& shm_refusal() const noexcept { return shm_refusal_; }
+    /// How long receive() (and a send() into a full ring) spins before it parks on the
+    /// doorbell (default 50 µs; 0 parks at once).
+    void set_shm_spin(std::chrono::nanoseconds spin) noexcept { shm_spin_ = spin; }
+    /// The rings and the host's doorbell while shm_active(); empty spans otherwise.
+    ShmDiagnostics shm_diagnostics() const noexcept;
+
     /// Sends PING with a fresh nonce and waits for its PONG. Frames that arrive meanwhile
     /// are kept for receive(), in order. Since the host handles a connection's frames in
     /// order, a returned sync() means everything sent before it (SUBSCRIBE included) has
     /// taken effect. Errors: Timeout, Closed, Malformed.
     Result<void, ReceiveError> sync(std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
-    /// Sends one frame. Errors: Invalid, Closed, Timeout (send_timeout).
+    /// Sends one frame (into the ring once shm_active(); a full ring is waited for, up to
+    /// send_timeout). Errors: Invalid (also a payload above the ring's limit), Closed,
+    /// Timeout (send_timeout).
     Result<void, SendError> send(std::uint16_t type_id, std::span<const std::byte> payload);
-    /// Sends raw bytes as they are (handshakes, garbage, partial frames in tests).
+    /// Sends raw bytes as they are, always on the socket (handshakes, garbage, partial
+    /// frames in tests).
     /// Errors: Closed, Timeout.
     Result<void, SendError> send_raw(std::span<const std::byte> bytes);
 
@@ -108,7 +169,7 @@ public:
 
     /// Half-closes the sending side (the host sees end of stream).
     void shutdown_send() noexcept;
-    /// Closes the socket. Idempotent.
+    /// Closes the socket (and unmaps the rings). Idempotent.
     void close() noexcept;
     /// Whether the socket is open.
     bool is_open() const noexcept { return fd_ >= 0; }
@@ -120,6 +181,13 @@ public:
 private:
     explicit LinkClient(int fd) noexcept;
     Result<void, ReceiveError> fill(std::chrono::steady_clock::time_point deadline);
+    Result<void, ReceiveError> fill_socket(std::chrono::steady_clock::time_point deadline);
+    Result<void, ReceiveError> fill_shm(std::chrono::steady_clock::time_point deadline);
+    Result<void, SendError> send_shm(std::uint16_t type_id, std::span<const std::byte> payload);
+    /// Waits for a frame of type `a` or `b` in ready_ and takes it out.
+    Result<Frame, ReceiveError> await_control(std::uint16_t a, std::uint16_t b,
+                                              std::chrono::steady_clock::time_point deadline);
+    Result<void, ShmSetupError> accept_offer(const Frame& offer);
 
     int fd_ = -1;
     codec::FrameDecoder decoder_{};
@@ -127,6 +195,12 @@ private:
     bool eof_ = false;
     std::uint64_t next_nonce_ = 1;
     std::chrono::milliseconds send_timeout_{5'000};
+    std::chrono::nanoseconds shm_spin_{std::chrono::microseconds(50)};
+    std::optional<std::array<std::uint8_t, 32>> digest_;  // from connect(): ring headers carry it
+    bool expect_fds_ = false;                 // a SHM_OFFER may bring descriptors
+    std::vector<shm::UniqueFd> received_fds_;  // descriptors that came with the bytes read
+    std::optional<ShmRefuse> shm_refusal_;
+    std::unique_ptr<detail::ClientShm> shm_;  // set once SHM_READY is sent
 };
 
 }  // namespace mycelium::link

@@ -37,10 +37,32 @@ inline constexpr std::uint16_t UNSUBSCRIBE = 4;
 inline constexpr std::uint16_t PING = 5;
 /// Either way: u64 nonce of the PING being answered.
 inline constexpr std::uint16_t PONG = 6;
-/// First id reserved for shared-memory setup (the shm issue); not served yet.
+/// Client (or dialing peer) -> host over a Unix socket, after HELLO: u8 version, u8 flags
+/// (0), u32 capacity wanted per direction (0 = the node's default). Asks for shared-memory
+/// rings; the answer is SHM_OFFER or SHM_REFUSE.
+inline constexpr std::uint16_t SHM_REQUEST = 16;
+/// Host -> client, sent with SCM_RIGHTS carrying 4 descriptors (ring client->host, ring
+/// host->client, the client's doorbell, the host's doorbell): u8 version, u8 flags (0),
+/// u8 descriptor count (4), u8 reserved (0), u64 capacity client->host, u64 capacity
+/// host->client.
+inline constexpr std::uint16_t SHM_OFFER = 17;
+/// Either way: u16 ShmRefusal, UTF-8 reason. The host declines a SHM_REQUEST, or the
+/// client declines a SHM_OFFER it cannot map; the connection stays on the socket.
+inline constexpr std::uint16_t SHM_REFUSE = 18;
+/// Client -> host, empty: the offer is mapped; every later frame the client sends goes
+/// through its ring (the socket carries nothing more from it).
+inline constexpr std::uint16_t SHM_READY = 19;
+/// Host -> client, empty, the answer to SHM_READY and the host's last frame on the socket
+/// (but for a final ERROR): every later frame the host sends goes through its ring.
+inline constexpr std::uint16_t SHM_SWITCH = 20;
+/// First id reserved for shared-memory setup.
 inline constexpr std::uint16_t SHM_FIRST = 16;
-/// Last id reserved for shared-memory setup.
+/// Last id reserved for shared-memory setup (21-31 are not used yet).
 inline constexpr std::uint16_t SHM_LAST = 31;
+/// Version carried by SHM_REQUEST and SHM_OFFER.
+inline constexpr std::uint8_t SHM_VERSION = 1;
+/// Descriptors passed with SHM_OFFER.
+inline constexpr std::size_t SHM_OFFER_FDS = 4;
 /// Version carried by HELLO.
 inline constexpr std::uint8_t PROTOCOL_VERSION = 1;
 /// Longest client name in a HELLO, in bytes.
@@ -85,10 +107,33 @@ enum class ErrorCode : std::uint16_t {
     ShuttingDown = 10,
     /// HELLO carried a protocol version this host does not speak.
     UnsupportedVersion = 11,
+    /// A shared-memory ring of the connection broke its rules (a bad index, a frame past
+    /// the published bytes, ...): the link is closed.
+    ShmCorrupt = 12,
+};
+
+/// The u16 code of a SHM_REFUSE frame: why shared memory is not used. In every case the
+/// connection goes on over the socket.
+enum class ShmRefusal : std::uint16_t {
+    /// Shared memory is disabled on this node.
+    Disabled = 1,
+    /// The connection is not a Unix socket (descriptors cannot be passed).
+    NotLocal = 2,
+    /// The rings or doorbells could not be allocated (out of memory, memfd limits).
+    NoMemory = 3,
+    /// SHM_REQUEST / SHM_OFFER carried a version this side does not speak.
+    UnsupportedVersion = 4,
+    /// Shared memory is already set up, or being set up, on this connection.
+    AlreadyActive = 5,
+    /// The client could not map the offered rings (bad seals, sizes or headers).
+    BadOffer = 6,
 };
 
 /// A stable lower-case name of an error code ("digest_mismatch", ...), or "unknown".
 std::string_view to_string(ErrorCode code) noexcept;
+/// A stable lower-case name of a refusal ("disabled", "not_local", "no_memory",
+/// "unsupported_version", "already_active", "bad_offer"), or "unknown".
+std::string_view to_string(ShmRefusal reason) noexcept;
 /// A stable lower-case name of a role: "client" or "peer".
 std::string_view to_string(Role role) noexcept;
 
@@ -110,6 +155,41 @@ struct Hello {
     Role role = Role::Client;
     /// 1-255 bytes, no ASCII control characters (it goes into log lines).
     std::string name;
+};
+
+/// A parsed SHM_REQUEST payload.
+/// Thread safety: a value type.
+struct ShmRequest {
+    /// control::SHM_VERSION.
+    std::uint8_t version = control::SHM_VERSION;
+    /// Reserved, 0.
+    std::uint8_t flags = 0;
+    /// Data-area bytes wanted per direction; 0 = the node's default.
+    std::uint32_t capacity = 0;
+};
+
+/// A parsed SHM_OFFER payload (the descriptors travel beside it).
+/// Thread safety: a value type.
+struct ShmOffer {
+    /// control::SHM_VERSION.
+    std::uint8_t version = control::SHM_VERSION;
+    /// Reserved, 0.
+    std::uint8_t flags = 0;
+    /// Descriptors passed with the frame: control::SHM_OFFER_FDS.
+    std::uint8_t fd_count = static_cast<std::uint8_t>(control::SHM_OFFER_FDS);
+    /// Data-area bytes of the client->host ring.
+    std::uint64_t client_to_host = 0;
+    /// Data-area bytes of the host->client ring.
+    std::uint64_t host_to_client = 0;
+};
+
+/// A parsed SHM_REFUSE payload.
+/// Thread safety: a value type.
+struct ShmRefuse {
+    /// The reason; values this build does not know are kept as they are.
+    ShmRefusal reason = ShmRefusal::Disabled;
+    /// Text for people (UTF-8 as sent; not validated).
+    std::string text;
 };
 
 /// Why a control payload could not be parsed.
@@ -134,6 +214,13 @@ std::vector<std::byte> encode_type_list(std::span<const std::uint16_t> type_ids)
 /// PING / PONG payload: the nonce as u64 LE.
 std::vector<std::byte> encode_nonce(std::uint64_t nonce);
 
+/// SHM_REQUEST payload (6 bytes). May throw std::bad_alloc.
+std::vector<std::byte> encode_shm_request(const ShmRequest& request);
+/// SHM_OFFER payload (20 bytes). May throw std::bad_alloc.
+std::vector<std::byte> encode_shm_offer(const ShmOffer& offer);
+/// SHM_REFUSE payload: u16 reason, then `text` cut to control::MAX_REASON_BYTES.
+std::vector<std::byte> encode_shm_refuse(ShmRefusal reason, std::string_view text);
+
 /// Parses an ERROR payload. Errors: BadLength (fewer than 2 bytes).
 Result<ErrorFrame, ControlError> decode_error(std::span<const std::byte> payload);
 /// Parses a HELLO payload. Errors: BadLength (shorter than 4 + name length), BadValue
@@ -144,5 +231,15 @@ Result<Hello, ControlError> decode_hello(std::span<const std::byte> payload);
 Result<std::vector<std::uint16_t>, ControlError> decode_type_list(std::span<const std::byte> payload);
 /// Parses a PING / PONG payload. Errors: BadLength (not exactly 8 bytes).
 Result<std::uint64_t, ControlError> decode_nonce(std::span<const std::byte> payload);
+/// Parses a SHM_REQUEST payload. Errors: BadLength (fewer than 6 bytes; bytes after the
+/// sixth are reserved and ignored). Version and flags are returned, not checked.
+Result<ShmRequest, ControlError> decode_shm_request(std::span<const std::byte> payload);
+/// Parses a SHM_OFFER payload. Errors: BadLength (fewer than 20 bytes; later bytes are
+/// reserved and ignored). Nothing else is checked here.
+Result<ShmOffer, ControlError> decode_shm_offer(std::span<const std::byte> payload);
+/// Parses a SHM_REFUSE payload. Errors: BadLength (fewer than 2 bytes).
+Result<ShmRefuse, ControlError> decode_shm_refuse(std::span<const std::byte> payload);
+/// Parses an empty payload (SHM_READY, SHM_SWITCH). Errors: BadLength (not empty).
+Result<void, ControlError> decode_empty(std::span<const std::byte> payload);
 
 }  // namespace mycelium::link

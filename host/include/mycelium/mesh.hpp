@@ -8,8 +8,10 @@
 ///   or `bind`, its TCP address; clients (tools, Mycelium's SDK) and peers connect there;
 /// - one dialer per peer this node dials: of each pair of nodes, the one whose name
 ///   sorts first dials the other (if it has no route to it, the other one dials), over
-///   topology::route_between (the Unix socket on the same host — shared memory is a later
-///   issue — and TCP to another host). Dialers redial with exponential backoff and jitter.
+///   topology::route_between (the Unix socket on the same host, moved to shared-memory
+///   rings with SHM_REQUEST when the route is Shm, and TCP to another host). Dialers
+///   redial with exponential backoff and jitter. The node offers rings to same-host
+///   clients and peers when its `[nodes.shm]` enables them (ServerOptions::shm_*).
 ///
 /// Every link between two nodes is symmetric: each side declares its node's interest
 /// (Bus::watch_interest) with SUBSCRIBE/UNSUBSCRIBE and forwards only the types the other

@@ -57,6 +57,16 @@ std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> li
         counter("mycelium_link_sent_bytes_total", "Bytes sent", [](const S& s) { return s.bytes_sent; });
         counter("mycelium_link_writes_total", "Socket writes (frames_sent / writes shows coalescing)",
                 [](const S& s) { return s.writes; });
+        counter("mycelium_link_shm_links_total", "Connections that moved to shared-memory rings",
+                [](const S& s) { return s.shm_links; });
+        counter("mycelium_link_shm_refused_total", "Shared-memory requests refused (the link stays on the socket)",
+                [](const S& s) { return s.shm_refused; });
+        counter("mycelium_link_shm_corrupt_total", "Connections closed over a corrupt shared-memory ring",
+                [](const S& s) { return s.shm_corrupt; });
+        counter("mycelium_link_shm_frames_received_total", "Frames read from shared-memory rings",
+                [](const S& s) { return s.shm_frames_received; });
+        counter("mycelium_link_shm_frames_sent_total", "Frames written to shared-memory rings",
+                [](const S& s) { return s.shm_frames_sent; });
 
         auto up = family("mycelium_peer_up", "1 when the link to the peer node is up", MetricType::Gauge);
         auto connects = family("mycelium_peer_connects_total", "Links established to the peer node", MetricType::Counter);

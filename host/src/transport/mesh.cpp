@@ -4,6 +4,7 @@
 
 #include "mycelium/mesh.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <stdexcept>
 
@@ -50,7 +51,7 @@ link::Endpoint dial_endpoint(const topology::Spec& spec, std::string_view from, 
     switch (route.kind) {
         case topology::RouteKind::InProcess:
             throw std::invalid_argument("node '" + std::string(from) + "' does not dial itself");
-        case topology::RouteKind::Shm:  // shared memory is set up over the Unix socket (later issue)
+        case topology::RouteKind::Shm:  // shared memory is set up over the Unix socket
         case topology::RouteKind::Unix:
             ep.kind = link::Endpoint::Kind::Unix;
             ep.path = route.socket_path.string();
@@ -79,6 +80,10 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
     so.send_queue_frames = self->queues.link_capacity;
     so.slow_consumer = self->queues.policy == topology::QueuePolicy::DropOldest ? link::SlowConsumerPolicy::DropOldest
                                                                                  : link::SlowConsumerPolicy::Disconnect;
+    // Shared memory is offered to same-host clients and peers when this node enables it.
+    so.shm_enabled = self->shm.enabled;
+    so.shm_ring_bytes = self->shm.ring_bytes;
+    so.shm_spin = self->shm.spin;
 
     for (const auto& [name, ep] : options.peer_endpoints) {
         if (topology::find_node(spec, name) == nullptr || name == self_)
@@ -121,6 +126,10 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
             po.backoff_initial = options.backoff_initial;
             po.backoff_max = options.backoff_max;
             po.connect_timeout = options.connect_timeout;
+            // Both nodes enable shared memory on this host: the route is Shm, set up over
+            // the Unix socket (the far node refuses if it thinks otherwise).
+            po.shm = has_route(spec, self_, name) && topology::route_between(spec, self_, name).kind == topology::RouteKind::Shm;
+            po.shm_ring_bytes = static_cast<std::uint32_t>(std::min<std::size_t>(self->shm.ring_bytes, 1u << 30));
             server_->connect_peer(name, ep, po);
         }
     } catch (...) {

@@ -184,6 +184,8 @@ void PeerDialer::on_hello_written(std::uint64_t attempt, const asio::error_code&
         Outbound outbound;
         outbound.self_name = options_.self_name;
         outbound.record = record_;
+        outbound.request_shm = options_.shm && endpoint_.kind == Endpoint::Kind::Unix;
+        outbound.shm_capacity = options_.shm_ring_bytes;
         outbound.on_closed = [weak = weak_from_this()] {
             if (auto self = weak.lock()) self->on_session_closed();
         };

@@ -46,6 +46,19 @@ std::string_view to_string(ErrorCode code) noexcept {
         case ErrorCode::SlowConsumer: return "slow_consumer";
         case ErrorCode::ShuttingDown: return "shutting_down";
         case ErrorCode::UnsupportedVersion: return "unsupported_version";
+        case ErrorCode::ShmCorrupt: return "shm_corrupt";
+    }
+    return "unknown";
+}
+
+std::string_view to_string(ShmRefusal reason) noexcept {
+    switch (reason) {
+        case ShmRefusal::Disabled: return "disabled";
+        case ShmRefusal::NotLocal: return "not_local";
+        case ShmRefusal::NoMemory: return "no_memory";
+        case ShmRefusal::UnsupportedVersion: return "unsupported_version";
+        case ShmRefusal::AlreadyActive: return "already_active";
+        case ShmRefusal::BadOffer: return "bad_offer";
     }
     return "unknown";
 }
@@ -86,6 +99,77 @@ std::vector<std::byte> encode_nonce(std::uint64_t nonce) {
     std::vector<std::byte> out(8);
     for (std::size_t i = 0; i < 8; ++i) out[i] = static_cast<std::byte>((nonce >> (8 * i)) & 0xffu);
     return out;
+}
+
+namespace {
+
+void store_le(std::byte* out, std::uint64_t v, std::size_t n) noexcept {
+    for (std::size_t i = 0; i < n; ++i) out[i] = static_cast<std::byte>((v >> (8 * i)) & 0xffu);
+}
+
+std::uint64_t load_le(const std::byte* in, std::size_t n) noexcept {
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < n; ++i) v |= std::to_integer<std::uint64_t>(in[i]) << (8 * i);
+    return v;
+}
+
+}  // namespace
+
+std::vector<std::byte> encode_shm_request(const ShmRequest& request) {
+    std::vector<std::byte> out(6);
+    out[0] = static_cast<std::byte>(request.version);
+    out[1] = static_cast<std::byte>(request.flags);
+    store_le(out.data() + 2, request.capacity, 4);
+    return out;
+}
+
+std::vector<std::byte> encode_shm_offer(const ShmOffer& offer) {
+    std::vector<std::byte> out(20);
+    out[0] = static_cast<std::byte>(offer.version);
+    out[1] = static_cast<std::byte>(offer.flags);
+    out[2] = static_cast<std::byte>(offer.fd_count);
+    out[3] = std::byte{0};
+    store_le(out.data() + 4, offer.client_to_host, 8);
+    store_le(out.data() + 12, offer.host_to_client, 8);
+    return out;
+}
+
+std::vector<std::byte> encode_shm_refuse(ShmRefusal reason, std::string_view text) {
+    // Same layout as ERROR: a u16 code and the cut text.
+    return encode_error(static_cast<ErrorCode>(reason), text);
+}
+
+Result<ShmRequest, ControlError> decode_shm_request(std::span<const std::byte> payload) {
+    if (payload.size() < 6) return Err{ControlError::BadLength};
+    ShmRequest r;
+    r.version = std::to_integer<std::uint8_t>(payload[0]);
+    r.flags = std::to_integer<std::uint8_t>(payload[1]);
+    r.capacity = static_cast<std::uint32_t>(load_le(payload.data() + 2, 4));
+    return r;
+}
+
+Result<ShmOffer, ControlError> decode_shm_offer(std::span<const std::byte> payload) {
+    if (payload.size() < 20) return Err{ControlError::BadLength};
+    ShmOffer o;
+    o.version = std::to_integer<std::uint8_t>(payload[0]);
+    o.flags = std::to_integer<std::uint8_t>(payload[1]);
+    o.fd_count = std::to_integer<std::uint8_t>(payload[2]);
+    o.client_to_host = load_le(payload.data() + 4, 8);
+    o.host_to_client = load_le(payload.data() + 12, 8);
+    return o;
+}
+
+Result<ShmRefuse, ControlError> decode_shm_refuse(std::span<const std::byte> payload) {
+    if (payload.size() < 2) return Err{ControlError::BadLength};
+    ShmRefuse r;
+    r.reason = static_cast<ShmRefusal>(load_le16(payload.data()));
+    r.text.assign(reinterpret_cast<const char*>(payload.data() + 2), payload.size() - 2);
+    return r;
+}
+
+Result<void, ControlError> decode_empty(std::span<const std::byte> payload) {
+    if (!payload.empty()) return Err{ControlError::BadLength};
+    return {};
 }
 
 Result<ErrorFrame, ControlError> decode_error(std::span<const std::byte> payload) {

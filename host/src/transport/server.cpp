@@ -378,6 +378,11 @@ LinkStats LinkServer::stats() const noexcept {
     out.bytes_received = get(c.bytes_received);
     out.bytes_sent = get(c.bytes_sent);
     out.writes = get(c.writes);
+    out.shm_links = get(c.shm_links);
+    out.shm_refused = get(c.shm_refused);
+    out.shm_corrupt = get(c.shm_corrupt);
+    out.shm_frames_received = get(c.shm_frames_received);
+    out.shm_frames_sent = get(c.shm_frames_sent);
     return out;
 }
 

@@ -11,12 +11,18 @@
 #include <asio/post.hpp>
 #include <asio/write.hpp>
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <bit>
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
 
 #include "mycelium/log.hpp"
+#include "mycelium/shm_os.hpp"
 
 namespace mycelium::link::detail {
 
@@ -28,6 +34,23 @@ constexpr std::size_t DIGEST_SIZE = 32;
 // A write buffer above this is released after the write instead of kept for reuse, so
 // one burst does not pin megabytes for the connection's lifetime.
 constexpr std::size_t RETAINED_WRITE_CAPACITY = 1u << 20;
+// Ring frames handled per strand turn before the reader yields to other handlers.
+constexpr std::size_t SHM_BATCH = 256;
+
+bool is_unix_socket(int fd) noexcept {
+    sockaddr_storage addr{};
+    socklen_t length = sizeof addr;
+    return ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0 && addr.ss_family == AF_UNIX;
+}
+
+// Appends one frame, header and payload, to a send buffer.
+void append_encoded(std::vector<std::byte>& out, std::uint16_t type_id, std::span<const std::byte> payload) {
+    const std::size_t at = out.size();
+    out.resize(at + codec::frame_size(payload.size()));
+    codec::encode_header(type_id, static_cast<std::uint32_t>(payload.size()),
+                         std::span<std::byte, codec::HEADER_SIZE>(out.data() + at, codec::HEADER_SIZE));
+    if (!payload.empty()) std::memcpy(out.data() + at + codec::HEADER_SIZE, payload.data(), payload.size());
+}
 
 bool is_disconnect(const asio::error_code& ec) {
     return ec == asio::error::eof || ec == asio::error::connection_reset ||
@@ -106,7 +129,8 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       linger_timer_(socket_.get_executor()),
       decoder_(codec::DecoderOptions{state.options.max_payload, codec::TypeSizes::of(state.registry)}),
       read_buf_(READ_BUFFER_SIZE),
-      outbound_(std::move(outbound)) {}
+      outbound_(std::move(outbound)),
+      is_unix_(is_unix_socket(socket_.native_handle())) {}
 
 Session::~Session() {
     // Normally finish() did this already; a session destroyed with the io_context (stop()
@@ -174,6 +198,11 @@ void Session::start_outbound() {
         name_ = outbound_->record->name;
         role_.store(Role::Peer, std::memory_order_relaxed);
         become_peer();
+        if (outbound_->request_shm && is_unix_) {
+            shm_state_ = ShmState::Requested;
+            enqueue(control::SHM_REQUEST,
+                    encode_shm_request(ShmRequest{control::SHM_VERSION, 0, outbound_->shm_capacity}));
+        }
         do_read();
     } catch (const std::exception& e) {
         state_.mesh_log->error("{}: cannot start the link: {}", peer_, e.what());
@@ -210,6 +239,7 @@ void Session::finish() noexcept {
         pending_head_ = 0;
         pending_frames_ = 0;
     }
+    close_shm();
     asio::error_code ignored;
     handshake_timer_.cancel();
     linger_timer_.cancel();
@@ -238,10 +268,42 @@ void Session::finish() noexcept {
 // ---------------------------------------------------------------------------------------
 
 void Session::do_read() {
+    if (shm_state_ == ShmState::Requested) return read_with_fds();
     socket_.async_read_some(asio::buffer(read_buf_),
                             [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
                                 self->on_read(ec, n);
                             });
+}
+
+void Session::read_with_fds() {
+    // While a SHM_OFFER may come, read with recvmsg: its descriptors ride on its first
+    // byte, and a plain read would make the kernel drop (close) them.
+    socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
+        if (ec) return self->on_read(ec, 0);
+        iovec iov{self->read_buf_.data(), self->read_buf_.size()};
+        alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * shm::MAX_PASSED_FDS)> control{};
+        msghdr msg{};
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.data();
+        msg.msg_controllen = control.size();
+        const ssize_t n = ::recvmsg(self->socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n >= 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (std::size_t i = 0; i < count; ++i) {
+                int fd = -1;
+                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+                shm::UniqueFd owned(fd);
+                if (self->received_fds_.size() < shm::MAX_PASSED_FDS) self->received_fds_.push_back(std::move(owned));
+            }
+        }
+        if (n > 0 && (msg.msg_flags & MSG_CTRUNC) != 0) self->received_fds_.clear();  // the offer is declined
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return self->do_read();
+        if (n < 0) return self->on_read(asio::error_code(errno, asio::system_category()), 0);
+        if (n == 0) return self->on_read(asio::error::eof, 0);
+        self->on_read({}, static_cast<std::size_t>(n));
+    });
 }
 
 void Session::on_read(const asio::error_code& ec, std::size_t n) {
@@ -278,6 +340,10 @@ void Session::on_read(const asio::error_code& ec, std::size_t n) {
 }
 
 void Session::on_end_of_stream() {
+    // Frames the client put into its ring before it closed the socket still count, as
+    // bytes written before a FIN do.
+    if (shm_state_ == ShmState::Active && !closing_) drain_shm_now();
+    if (finished_) return;
     if (phase_ == Phase::Handshake) {
         Counters::add(state_.counters.truncated);
         state_.log->warn("{}: connection closed inside the handshake ({} of {} bytes received)", peer_,
@@ -366,6 +432,12 @@ void Session::feed(std::span<const std::byte> bytes) {
 
 void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload) {
     if (closing_) return;  // the rest of a chunk after a fatal control frame
+    // After the switch only a final ERROR may still come on the socket.
+    if (shm_state_ == ShmState::Active && !reading_ring_ && type_id != control::ERROR) [[unlikely]] {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation,
+                    fmt::format("frame of type {} on the socket after SHM_READY: it must go through the ring", type_id));
+    }
     if (type_id < schema::MIN_APP_TYPE_ID) {
         on_control(type_id, payload);
         frames_seen_ = true;
@@ -420,6 +492,16 @@ void Session::on_control(std::uint16_t type_id, std::span<const std::byte> paylo
                              error ? error->reason : std::string());
             return finish();
         }
+        case control::SHM_REQUEST:
+            return on_shm_request(payload);
+        case control::SHM_READY:
+            return on_shm_ready(payload);
+        case control::SHM_REFUSE:
+            return on_shm_refuse(payload);
+        case control::SHM_OFFER:
+            return on_shm_offer(payload);
+        case control::SHM_SWITCH:
+            return on_shm_switch(payload);
         default:
             Counters::add(state_.counters.unknown_type);
             return fail(ErrorCode::UnknownType,
@@ -576,6 +658,46 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
     {
         std::lock_guard lock(send_mutex_);
         if (send_closed_) return;
+        if (shm_out_) {
+            // After SHM_SWITCH every frame goes through the ring, in order. One publish per
+            // frame: the doorbell is rung only when the client sleeps.
+            const auto written = shm_->producer->try_write(type_id, payload);
+            if (written) [[likely]] {
+                Counters::add(state_.counters.frames_sent);
+                Counters::add(state_.counters.shm_frames_sent);
+                if (peer_record_) Counters::add(peer_record_->frames_out);
+                return;
+            }
+            switch (written.error()) {
+                case shm::WriteError::Full:
+                    // Never overwrite unread frames: drop this one, or give up on the client.
+                    if (state_.options.slow_consumer == SlowConsumerPolicy::DropOldest) {
+                        Counters::add(state_.counters.dropped_frames);
+                        return;
+                    }
+                    send_closed_ = true;
+                    slow = true;
+                    break;
+                case shm::WriteError::TooLarge:
+                case shm::WriteError::InvalidType:
+                    Counters::add(state_.counters.unsendable);
+                    return;
+                case shm::WriteError::PeerClosed:
+                case shm::WriteError::Closed:
+                    return;  // the client reads no more; its socket's end closes the session
+                case shm::WriteError::Corrupt:
+                    send_closed_ = true;
+                    break;
+            }
+            auto self = weak_from_this().lock();
+            if (!self) return;
+            if (slow) {
+                asio::post(socket_.get_executor(), [self] { self->on_slow_consumer(); });
+            } else {
+                asio::post(socket_.get_executor(), [self] { self->on_shm_send_corrupt(); });
+            }
+            return;
+        }
         const auto full = [&] {
             return pending_frames_ + 1 > max_frames || (pending_.size() - pending_head_) + size > max_bytes;
         };
@@ -642,6 +764,9 @@ void Session::start_write() {
     // dense: the rest goes the asynchronous way, and frames queued meanwhile leave
     // together in the next, larger write.
     for (bool first = true;; first = false) {
+        if (finished_) return;
+        // No write is in flight here: the OFFER and its descriptors go out in socket order.
+        if (!offer_frame_.empty()) send_offer();
         if (finished_ || !take_pending()) return;
         std::size_t n = 0;
         if (first) {
@@ -728,8 +853,13 @@ void Session::on_slow_consumer() {
     try {
         if (finished_) return;
         Counters::add(state_.counters.slow_consumers);
-        state_.log->warn("{}: slow consumer disconnected: its send queue is full ({} frames / {} bytes)", peer_,
-                         state_.options.send_queue_frames, state_.options.send_queue_bytes);
+        if (shm_state_ == ShmState::Active) {
+            state_.log->warn("{}: slow consumer disconnected: its {}-byte shared-memory ring is full", peer_,
+                             shm_->out_ring.capacity());
+        } else {
+            state_.log->warn("{}: slow consumer disconnected: its send queue is full ({} frames / {} bytes)", peer_,
+                             state_.options.send_queue_frames, state_.options.send_queue_bytes);
+        }
         // No ERROR frame: the socket's buffer is full, so it could not be delivered.
         finish();
     } catch (...) {
@@ -778,6 +908,363 @@ void Session::close_with_error(ErrorCode code, const std::string& reason) {
         if (ec != asio::error::operation_aborted) self->finish();
     });
     if (kick) start_write();
+}
+
+}  // namespace mycelium::link::detail
+
+// ---------------------------------------------------------------------------------------
+// Session: shared memory (docs/wire-protocol.md, "Shared-memory setup")
+// ---------------------------------------------------------------------------------------
+
+namespace mycelium::link::detail {
+
+std::size_t Session::shm_capacity(std::uint32_t requested) const {
+    // Every frame this link can carry must fit in the ring, twice over, so that a frame
+    // never waits for the whole ring to drain: the largest message in the contracts, and
+    // the largest control frame the host sends (an ERROR with its longest reason).
+    std::size_t largest = 2 + control::MAX_REASON_BYTES;
+    for (const auto& message : state_.registry.messages()) largest = std::max(largest, message.size);
+    const std::size_t floor = std::bit_ceil(std::max<std::size_t>(4096, 2 * shm::ring_frame_size(largest)));
+    const std::size_t ceiling = std::bit_ceil(std::clamp(state_.options.shm_ring_bytes, shm::MIN_RING_CAPACITY,
+                                                         shm::MAX_RING_CAPACITY));
+    std::size_t capacity = requested == 0 ? ceiling
+                                          : std::bit_ceil(std::min<std::size_t>(requested, shm::MAX_RING_CAPACITY));
+    capacity = std::min(capacity, ceiling);
+    return std::min(std::max(capacity, floor), shm::MAX_RING_CAPACITY);
+}
+
+void Session::refuse_shm(ShmRefusal reason, const std::string& text) {
+    Counters::add(state_.counters.shm_refused);
+    state_.log->info("{}: shared memory refused ({}): {}", peer_, to_string(reason), text);
+    enqueue(control::SHM_REFUSE, encode_shm_refuse(reason, text));
+}
+
+void Session::on_shm_request(std::span<const std::byte> payload) {
+    if (phase_ != Phase::Hello) {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation, "SHM_REQUEST before HELLO");
+    }
+    const auto request = decode_shm_request(payload);
+    if (!request) {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation, fmt::format("malformed SHM_REQUEST ({} bytes)", payload.size()));
+    }
+    if (shm_state_ != ShmState::None) return refuse_shm(ShmRefusal::AlreadyActive, "shared memory is already set up");
+    if (request->version != control::SHM_VERSION)
+        return refuse_shm(ShmRefusal::UnsupportedVersion,
+                          fmt::format("shared-memory version {}, this host speaks {}", request->version,
+                                      control::SHM_VERSION));
+    if (!state_.options.shm_enabled) return refuse_shm(ShmRefusal::Disabled, "shared memory is disabled on this node");
+    if (!is_unix_) return refuse_shm(ShmRefusal::NotLocal, "shared memory needs a Unix socket");
+    const std::size_t capacity = shm_capacity(request->capacity);
+    auto link = std::make_unique<ShmLink>();
+    try {
+        const auto& digest = state_.registry.digest();
+        link->in_ring = shm::MappedRing::create(capacity, digest, "mycelium-link-in");
+        link->out_ring = shm::MappedRing::create(capacity, digest, "mycelium-link-out");
+        link->peer_bell = shm::EventFd::create();
+        link->own_bell = shm::EventFd::create();
+    } catch (const std::exception& e) {
+        // Out of memory, a memory cgroup, out of descriptors: the socket still works.
+        state_.log->warn("{}: cannot allocate shared-memory rings of {} bytes: {}", peer_, capacity, e.what());
+        return refuse_shm(ShmRefusal::NoMemory, fmt::format("cannot allocate the rings: {}", e.what()));
+    }
+    ShmOffer offer;
+    offer.client_to_host = capacity;
+    offer.host_to_client = capacity;
+    offer_frame_.clear();
+    append_encoded(offer_frame_, control::SHM_OFFER, encode_shm_offer(offer));
+    shm_ = std::move(link);
+    shm_state_ = ShmState::Offered;
+    bool kick = false;
+    {
+        std::lock_guard lock(send_mutex_);
+        if (send_closed_) return;
+        kick = !write_scheduled_;
+        write_scheduled_ = true;
+    }
+    // Otherwise a write is in flight or posted: its start_write() sends the offer first.
+    if (kick) start_write();
+}
+
+void Session::send_offer() {
+    std::vector<std::byte> frame;
+    frame.swap(offer_frame_);
+    // Order of docs/wire-protocol.md: ring client->host, ring host->client, the client's
+    // doorbell, the host's doorbell.
+    const int fds[] = {shm_->in_ring.fd(), shm_->out_ring.fd(), shm_->peer_bell.fd(), shm_->own_bell.fd()};
+    try {
+        // The socket is non-blocking; send_fds waits (poll) for room, a short bounded time.
+        shm::send_fds(socket_.native_handle(), frame, fds, std::chrono::milliseconds(1'000));
+    } catch (const std::system_error& e) {
+        state_.log->warn("{}: cannot send the shared-memory offer: {}", peer_, e.what());
+        return finish();
+    }
+    Counters::add(state_.counters.bytes_sent, frame.size());
+    Counters::add(state_.counters.frames_sent);
+    Counters::add(state_.counters.writes);
+    if (peer_record_) {
+        Counters::add(peer_record_->bytes_out, frame.size());
+        Counters::add(peer_record_->frames_out);
+    }
+}
+
+void Session::on_shm_refuse(std::span<const std::byte> payload) {
+    const auto refuse = decode_shm_refuse(payload);
+    const bool expected = shm_state_ == ShmState::Offered || (outbound_ && shm_state_ == ShmState::Requested);
+    if (!expected || !refuse) {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation, refuse ? "SHM_REFUSE without a pending shared-memory setup"
+                                                         : "malformed SHM_REFUSE");
+    }
+    Counters::add(state_.counters.shm_refused);
+    if (shm_state_ == ShmState::Requested) {
+        // A dialed peer link stays on the socket.
+        state_.mesh_log->info("peer '{}': shared memory refused ({}): {}; staying on the socket", name_,
+                              to_string(refuse->reason), refuse->text);
+        received_fds_.clear();
+    } else {
+        state_.log->info("{}: the client declined the shared-memory offer ({}): {}", peer_, to_string(refuse->reason),
+                         refuse->text);
+        shm_.reset();  // our mappings and descriptors; the memory goes with the client's too
+    }
+    shm_state_ = ShmState::None;
+}
+
+bool Session::start_shm_ends() {
+    ShmLink& link = *shm_;
+    // This side reads in_ring (its doorbell rung by the other side when it sleeps) and
+    // writes out_ring (ringing the other side when that one sleeps). It never waits for
+    // room itself: a full ring follows the slow-consumer policy. The accepting side rings
+    // a client that waits for room in in_ring (LinkClient does); a dialed peer's other side
+    // is a host, which never waits, so no barrier is paid for it.
+    shm::ConsumerOptions co;
+    co.max_payload = state_.options.max_payload;
+    co.type_sizes = codec::TypeSizes::of(state_.registry);
+    co.wait_fd = link.own_bell.fd();
+    co.notify_fd = outbound_ ? -1 : link.peer_bell.fd();
+    co.spin = state_.options.shm_spin;
+    link.consumer.emplace(link.in_ring.region(), co);
+    const int bell = ::dup(link.own_bell.fd());
+    if (bell < 0) {
+        state_.log->error("{}: cannot watch the shared-memory doorbell: {}", peer_, std::strerror(errno));
+        finish();
+        return false;
+    }
+    link.bell_wait.emplace(socket_.get_executor(), bell);
+    return true;
+}
+
+void Session::switch_output_to_ring(std::uint16_t last) {
+    shm::ProducerOptions po;
+    po.max_payload = state_.options.max_payload;
+    po.notify_fd = shm_->peer_bell.fd();
+    bool kick = false;
+    {
+        std::lock_guard lock(send_mutex_);
+        if (send_closed_) return;
+        // `last` (SHM_SWITCH or SHM_READY) is the last frame on the socket; everything
+        // enqueued after it goes into the ring, so the other side, which reads the socket
+        // up to it and then the ring, sees every frame in order.
+        shm_->producer.emplace(shm_->out_ring.region(), po);
+        if (pending_head_ == pending_.size()) {
+            pending_.clear();
+            pending_head_ = 0;
+        }
+        append_encoded(pending_, last, {});
+        ++pending_frames_;
+        shm_out_ = true;
+        kick = !write_scheduled_;
+        write_scheduled_ = true;
+    }
+    if (kick) start_write();
+}
+
+void Session::on_shm_ready(std::span<const std::byte> payload) {
+    if (shm_state_ != ShmState::Offered || !decode_empty(payload)) {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation,
+                    shm_state_ != ShmState::Offered ? "SHM_READY without a SHM_OFFER" : "SHM_READY with a payload");
+    }
+    if (!start_shm_ends()) return;
+    shm_state_ = ShmState::Active;
+    Counters::add(state_.counters.shm_links);
+    state_.log->info("{}: frames go through shared memory now ({}-byte rings, link {})", peer_,
+                     shm_->in_ring.capacity(), id_);
+    switch_output_to_ring(control::SHM_SWITCH);
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
+}
+
+void Session::on_shm_offer(std::span<const std::byte> payload) {
+    std::vector<shm::UniqueFd> fds = std::move(received_fds_);
+    received_fds_.clear();
+    if (!outbound_ || shm_state_ != ShmState::Requested) {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation, "SHM_OFFER without a SHM_REQUEST");
+    }
+    const auto decline = [&](const std::string& why) {
+        Counters::add(state_.counters.shm_refused);
+        state_.mesh_log->warn("peer '{}': declining its shared-memory offer: {}; staying on the socket", name_, why);
+        shm_state_ = ShmState::None;
+        enqueue(control::SHM_REFUSE, encode_shm_refuse(ShmRefusal::BadOffer, why));
+    };
+    const auto offer = decode_shm_offer(payload);
+    if (!offer) return decline("malformed SHM_OFFER");
+    if (offer->version != control::SHM_VERSION) return decline("unsupported shared-memory version");
+    if (offer->fd_count != control::SHM_OFFER_FDS || fds.size() != control::SHM_OFFER_FDS)
+        return decline(fmt::format("SHM_OFFER came with {} descriptors, expected 4", fds.size()));
+    if (!shm::valid_ring_capacity(offer->client_to_host) || !shm::valid_ring_capacity(offer->host_to_client))
+        return decline("invalid ring capacity");
+    auto link = std::make_unique<ShmLink>();
+    try {
+        const auto& digest = state_.registry.digest();
+        link->out_ring = shm::MappedRing::attach(std::move(fds[0]), digest, offer->client_to_host);
+        link->in_ring = shm::MappedRing::attach(std::move(fds[1]), digest, offer->host_to_client);
+        link->own_bell = shm::EventFd::adopt(std::move(fds[2]));
+        link->peer_bell = shm::EventFd::adopt(std::move(fds[3]));
+    } catch (const std::exception& e) {
+        return decline(e.what());
+    }
+    shm_ = std::move(link);
+    if (!start_shm_ends()) return;
+    shm_state_ = ShmState::Readied;
+    // SHM_READY is our last frame on the socket; the host's frames move to the ring at
+    // its SHM_SWITCH.
+    switch_output_to_ring(control::SHM_READY);
+}
+
+void Session::on_shm_switch(std::span<const std::byte> payload) {
+    if (!outbound_ || shm_state_ != ShmState::Readied || !decode_empty(payload)) {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation, "SHM_SWITCH without a SHM_READY");
+    }
+    shm_state_ = ShmState::Active;
+    Counters::add(state_.counters.shm_links);
+    state_.mesh_log->info("peer '{}': frames go through shared memory now ({}-byte rings, link {})", name_,
+                          shm_->in_ring.capacity(), id_);
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
+}
+
+bool Session::read_ring(std::size_t max, std::size_t& visited) {
+    reading_ring_ = true;
+    const auto read = shm_->consumer->read_batch(
+        [this](const shm::FrameView& frame) { on_frame(frame.type_id, frame.payload); }, max);
+    reading_ring_ = false;
+    if (!read) {
+        if (!closing_) on_ring_failure(*shm_->consumer->failure());
+        return false;
+    }
+    visited = *read;
+    if (visited > 0) {
+        Counters::add(state_.counters.frames_received, visited);
+        Counters::add(state_.counters.shm_frames_received, visited);
+        if (peer_record_) Counters::add(peer_record_->frames_in, visited);
+    }
+    return true;
+}
+
+void Session::drain_shm() {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
+    try {
+        if (finished_ || closing_ || shm_state_ != ShmState::Active) return;
+        const auto spin = state_.options.shm_spin;
+        auto deadline = std::chrono::steady_clock::now() + spin;
+        for (;;) {
+            std::size_t visited = 0;
+            if (!read_ring(SHM_BATCH, visited) || finished_ || closing_) return;
+            if (visited == SHM_BATCH) {
+                // More may be waiting: let the strand's other handlers (the socket) run first.
+                asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
+                return;
+            }
+            if (visited > 0) {
+                deadline = std::chrono::steady_clock::now() + spin;
+            } else if (std::chrono::steady_clock::now() >= deadline) {
+                break;
+            } else {
+                shm::detail::cpu_relax();
+            }
+        }
+        if (!shm_->consumer->begin_park()) {
+            // A frame came (or the client closed its side) while we set the flag.
+            asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
+            return;
+        }
+        shm_->bell_wait->async_wait(asio::posix::stream_descriptor::wait_read,
+                                    [self = shared_from_this()](const asio::error_code& ec) {
+                                        if (ec == asio::error::operation_aborted || self->finished_) return;
+                                        if (self->shm_ && self->shm_->consumer) self->shm_->consumer->end_park();
+                                        if (ec) {
+                                            self->state_.log->warn("{}: waiting on the shared-memory doorbell: {}",
+                                                                   self->peer_, ec.message());
+                                            return self->finish();
+                                        }
+                                        self->drain_shm();
+                                    });
+    } catch (const std::exception& e) {
+        state_.log->error("{}: closing after an internal error in the ring reader: {}", peer_, e.what());
+        finish();
+    }
+}
+
+void Session::drain_shm_now() {
+    for (;;) {
+        std::size_t visited = 0;
+        if (!read_ring(SHM_BATCH, visited) || finished_ || closing_ || visited < SHM_BATCH) return;
+    }
+}
+
+void Session::on_ring_failure(const shm::RingFailure& failure) {
+    // Bad frames are bad input as on the socket; a broken ring structure is corruption.
+    switch (failure.error) {
+        case shm::RingError::Oversize:
+            Counters::add(state_.counters.oversize);
+            return fail(ErrorCode::Oversize, "in the shared-memory ring: " + shm::to_string(failure));
+        case shm::RingError::UnknownType:
+            Counters::add(state_.counters.unknown_type);
+            return fail(ErrorCode::UnknownType, "in the shared-memory ring: " + shm::to_string(failure));
+        case shm::RingError::SizeMismatch:
+            Counters::add(state_.counters.size_mismatch);
+            return fail(ErrorCode::SizeMismatch, "in the shared-memory ring: " + shm::to_string(failure));
+        default:
+            break;
+    }
+    Counters::add(state_.counters.shm_corrupt);
+    state_.log->error("{}: the client's shared-memory ring is corrupt, closing link {}: {}", peer_, id_,
+                      shm::to_string(failure));
+    close_with_error(ErrorCode::ShmCorrupt, "shared-memory ring corrupt: " + shm::to_string(failure));
+}
+
+void Session::on_shm_send_corrupt() {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
+    try {
+        if (finished_ || closing_) return;
+        std::string what = "bad consumer index";
+        {
+            std::lock_guard lock(send_mutex_);
+            if (shm_ && shm_->producer && shm_->producer->failure()) what = shm::to_string(*shm_->producer->failure());
+        }
+        Counters::add(state_.counters.shm_corrupt);
+        state_.log->error("{}: the host's shared-memory ring to the client is corrupt, closing link {}: {}", peer_, id_,
+                          what);
+        close_with_error(ErrorCode::ShmCorrupt, "shared-memory ring corrupt: " + what);
+    } catch (...) {
+        finish();
+    }
+}
+
+void Session::close_shm() noexcept {
+    if (!shm_) return;
+    // Courtesy flags for a client still reading; the memory itself is freed with the
+    // Session (after every handler that might still look at it is gone).
+    if (shm_->bell_wait) {
+        asio::error_code ignored;
+        shm_->bell_wait->close(ignored);
+    }
+    if (shm_->consumer) shm_->consumer->close();
+    std::lock_guard lock(send_mutex_);
+    shm_out_ = false;
+    if (shm_->producer) shm_->producer->close();
 }
 
 }  // namespace mycelium::link::detail

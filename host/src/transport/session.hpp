@@ -5,6 +5,7 @@
 #include <asio/executor_work_guard.hpp>
 #include <asio/generic/stream_protocol.hpp>
 #include <asio/io_context.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 
@@ -29,6 +30,7 @@
 #include "mycelium/codec.hpp"
 #include "mycelium/link.hpp"
 #include "mycelium/schema.hpp"
+#include "mycelium/shm_ring.hpp"
 
 namespace mycelium::link::detail {
 
@@ -56,6 +58,8 @@ struct Outbound {
     std::string self_name;                 // sent in HELLO
     std::shared_ptr<PeerRecord> record;    // the peer it reaches
     std::function<void()> on_closed;       // called once from finish()
+    bool request_shm = false;              // ask for shared-memory rings (Unix socket only)
+    std::uint32_t shm_capacity = 0;        // per direction, 0 = the far node's default
 };
 
 /// Lifetime counters behind LinkStats; relaxed atomics (they are statistics).
@@ -63,7 +67,8 @@ struct Counters {
     std::atomic<std::uint64_t> accepted{0}, rejected_max_connections{0}, handshakes_ok{0},
         bad_digest_length{0}, digest_mismatch{0}, handshake_timeout{0}, truncated{0}, oversize{0},
         unknown_type{0}, size_mismatch{0}, protocol_errors{0}, slow_consumers{0}, dropped_frames{0}, unsendable{0},
-        frames_received{0}, frames_sent{0}, bytes_received{0}, bytes_sent{0}, writes{0};
+        frames_received{0}, frames_sent{0}, bytes_received{0}, bytes_sent{0}, writes{0}, shm_links{0},
+        shm_refused{0}, shm_corrupt{0}, shm_frames_received{0}, shm_frames_sent{0};
 
     static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
         c.fetch_add(n, std::memory_order_relaxed);
@@ -139,6 +144,21 @@ struct ServerState {
     void notify_client(const std::string& name, bool connected) noexcept;
 };
 
+/// The shared-memory side of one connection (docs/wire-protocol.md, "Shared-memory
+/// setup"), from this session's point of view: on an accepted connection the host made
+/// the rings; on a dialed peer link this side received them in SHM_OFFER. Owned by the
+/// Session and freed with it (unmapped, descriptors closed): the memory goes with the
+/// last fd.
+struct ShmLink {
+    shm::MappedRing in_ring;     // this side consumes
+    shm::MappedRing out_ring;    // this side produces
+    shm::EventFd own_bell;       // rung by the other side: data in in_ring
+    shm::EventFd peer_bell;      // rung by this side: data in out_ring (room in in_ring)
+    std::optional<shm::RingConsumer> consumer;  // strand only
+    std::optional<shm::RingProducer> producer;  // under Session::send_mutex_
+    std::optional<asio::posix::stream_descriptor> bell_wait;  // a dup of own_bell; strand only
+};
+
 /// One accepted connection: handshake, frame decoding, bus subscriptions, send queue.
 ///
 /// Threading: everything except on_bus_message() and enqueue() runs on the session's
@@ -172,8 +192,13 @@ public:
 
 private:
     enum class Phase : std::uint8_t { Handshake, Undecided, Legacy, Hello };
+    /// Shared memory: none; on a dialed link SHM_REQUEST sent, then SHM_READY sent;
+    /// on an accepted one SHM_OFFER sent; then in use.
+    enum class ShmState : std::uint8_t { None, Requested, Offered, Readied, Active };
 
     void do_read();
+    /// Reads with recvmsg, keeping descriptors that come with the bytes (SHM_OFFER).
+    void read_with_fds();
     void on_read(const asio::error_code& ec, std::size_t n);
     void on_end_of_stream();
     /// Whether the bytes after the handshake begin with a HELLO (or are too few to tell).
@@ -189,6 +214,31 @@ private:
     void start_outbound();
     void declare_interest(std::uint16_t type_id, bool interested);
     void subscribe_type(std::uint16_t type_id);
+
+    // Shared memory (strand).
+    void on_shm_request(std::span<const std::byte> payload);
+    void refuse_shm(ShmRefusal reason, const std::string& text);
+    void on_shm_ready(std::span<const std::byte> payload);
+    void on_shm_refuse(std::span<const std::byte> payload);
+    void on_shm_offer(std::span<const std::byte> payload);
+    void on_shm_switch(std::span<const std::byte> payload);
+    /// Makes the consumer, the producer and the doorbell watch of shm_.
+    bool start_shm_ends();
+    /// Queues `last` as the last frame on the socket and sends everything after it
+    /// through the ring.
+    void switch_output_to_ring(std::uint16_t last);
+    std::size_t shm_capacity(std::uint32_t requested) const;
+    /// Sends the SHM_OFFER with its descriptors (sendmsg); only when no write is in flight.
+    void send_offer();
+    /// Reads the client->host ring: batches, a bounded spin, then parks on the doorbell.
+    void drain_shm();
+    /// Reads what the ring holds now, without waiting (before closing on end of stream).
+    void drain_shm_now();
+    /// Visits up to `max` ring frames; false when the ring failed (the session is closing).
+    bool read_ring(std::size_t max, std::size_t& visited);
+    void on_ring_failure(const shm::RingFailure& failure);
+    void on_shm_send_corrupt();
+    void close_shm() noexcept;
 
     void enqueue(std::uint16_t type_id, std::span<const std::byte> payload);
     /// Whether the calling thread is running one of this session's handlers now.
@@ -232,6 +282,12 @@ private:
     std::optional<Outbound> outbound_;       // set for sessions the server dialed
     std::shared_ptr<PeerRecord> peer_record_;  // set once the link is a peer link
     InterestWatch interest_;                 // a peer link: declares this node's interest
+    bool is_unix_ = false;                   // descriptors can be passed (shared memory)
+    ShmState shm_state_ = ShmState::None;
+    std::unique_ptr<ShmLink> shm_;           // set from SHM_OFFER on
+    std::vector<std::byte> offer_frame_;     // the SHM_OFFER waiting for send_offer()
+    bool reading_ring_ = false;              // on_frame is fed from the ring now
+    std::vector<shm::UniqueFd> received_fds_;  // descriptors read with the socket's bytes
 
     // Read by bus callbacks on any thread.
     std::atomic<Role> role_{Role::Client};
@@ -246,6 +302,7 @@ private:
     std::size_t pending_frames_ = 0;
     bool write_scheduled_ = false;  // a start_write is posted or a write is in flight
     bool send_closed_ = false;      // nothing more is queued (closing or slow)
+    bool shm_out_ = false;          // frames go into shm_->producer, not pending_
 
 };
 

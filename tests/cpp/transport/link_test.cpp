@@ -290,9 +290,18 @@ std::vector<BadCase> bad_cases() {
                          (void)c.subscribe(ids);
                      },
                      ErrorCode::ProtocolViolation, &LinkStats::protocol_errors});
-    cases.push_back({"shared-memory setup, which is not served yet", true,
-                     [&](LinkClient& c) { (void)c.send(control::SHM_FIRST, raw({0})); }, ErrorCode::UnknownType,
+    cases.push_back({"a shared-memory control type that is not defined", true,
+                     [&](LinkClient& c) { (void)c.send(control::SHM_LAST, raw({0})); }, ErrorCode::UnknownType,
                      &LinkStats::unknown_type});
+    cases.push_back({"SHM_REQUEST before HELLO", true,
+                     [&](LinkClient& c) { (void)c.send(control::SHM_REQUEST, encode_shm_request({})); },
+                     ErrorCode::ProtocolViolation, &LinkStats::protocol_errors});
+    cases.push_back({"SHM_READY without an offer", true,
+                     [&](LinkClient& c) {
+                         (void)c.hello(Role::Client, "tool");
+                         (void)c.send(control::SHM_READY, {});
+                     },
+                     ErrorCode::ProtocolViolation, &LinkStats::protocol_errors});
     return cases;
 }
 

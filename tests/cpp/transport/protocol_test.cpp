@@ -87,6 +87,48 @@ TEST_SUITE("transport.protocol") {
         CHECK_THROWS_AS((void)encode_hello({1, Role::Client, std::string(256, 'x')}), std::invalid_argument);
     }
 
+    TEST_CASE("shared-memory setup frames encode to the bytes of the wire document") {
+        // docs/wire-protocol.md, "Shared-memory setup": each example is checked here.
+        CHECK(frame(control::SHM_REQUEST, encode_shm_request({1, 0, 0})) ==
+              bytes({0x10, 0x00, 0x06, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00}));
+        CHECK(frame(control::SHM_REQUEST, encode_shm_request({1, 0, 65536})) ==
+              bytes({0x10, 0x00, 0x06, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x01, 0x00}));
+        CHECK(frame(control::SHM_OFFER, encode_shm_offer({1, 0, 4, 1u << 20, 1u << 20})) ==
+              bytes({0x11, 0x00, 0x14, 0x00, 0x00, 0x00, 0x01, 0x00, 0x04, 0x00,  //
+                     0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00,              //
+                     0x00, 0x00, 0x10, 0x00, 0x00, 0x00, 0x00, 0x00}));
+        CHECK(frame(control::SHM_REFUSE, encode_shm_refuse(ShmRefusal::Disabled, "off")) ==
+              bytes({0x12, 0x00, 0x05, 0x00, 0x00, 0x00, 0x01, 0x00, 'o', 'f', 'f'}));
+        CHECK(frame(control::SHM_READY, {}) == bytes({0x13, 0x00, 0x00, 0x00, 0x00, 0x00}));
+        CHECK(frame(control::SHM_SWITCH, {}) == bytes({0x14, 0x00, 0x00, 0x00, 0x00, 0x00}));
+        CHECK(frame(control::ERROR, encode_error(ErrorCode::ShmCorrupt, "ring")) ==
+              bytes({0x01, 0x00, 0x06, 0x00, 0x00, 0x00, 0x0c, 0x00, 'r', 'i', 'n', 'g'}));
+    }
+
+    TEST_CASE("shared-memory setup payloads decode back, and bad ones are refused") {
+        const auto request = decode_shm_request(encode_shm_request({1, 0, 4096}));
+        REQUIRE(request);
+        CHECK(request->version == 1);
+        CHECK(request->capacity == 4096);
+        const auto offer = decode_shm_offer(encode_shm_offer({1, 0, 4, 4096, 1u << 30}));
+        REQUIRE(offer);
+        CHECK(offer->fd_count == 4);
+        CHECK(offer->client_to_host == 4096);
+        CHECK(offer->host_to_client == (1u << 30));
+        const auto refuse = decode_shm_refuse(encode_shm_refuse(ShmRefusal::NotLocal, "tcp"));
+        REQUIRE(refuse);
+        CHECK(refuse->reason == ShmRefusal::NotLocal);
+        CHECK(refuse->text == "tcp");
+        CHECK(to_string(ShmRefusal::NoMemory) == "no_memory");
+        CHECK(to_string(ErrorCode::ShmCorrupt) == "shm_corrupt");
+
+        CHECK(decode_shm_request(bytes({1, 0, 0, 0, 0})).error() == ControlError::BadLength);
+        CHECK(decode_shm_offer(bytes({1, 0, 4, 0, 0, 0, 0})).error() == ControlError::BadLength);
+        CHECK(decode_shm_refuse(bytes({1})).error() == ControlError::BadLength);
+        CHECK(decode_empty(bytes({0})).error() == ControlError::BadLength);
+        CHECK(decode_empty({}));
+    }
+
     TEST_CASE("an ERROR reason is cut at a character boundary") {
         std::string reason(control::MAX_REASON_BYTES - 1, 'a');
         reason += "\xc3\xa9";  // a two-byte character straddling the limit
