@@ -140,6 +140,11 @@ struct ServerOptions {
     /// How long the host's ring reader spins on an empty ring before it parks on its
     /// doorbell (it spins on an io thread: keep it short; 0 = park at once).
     std::chrono::microseconds shm_spin{50};
+    /// The node names that may connect as peers (HELLO role=peer); anyone else claiming to
+    /// be a peer is refused (protocol_violation), so a client can neither receive a node's
+    /// traffic as a peer nor displace a real peer's link. Empty: no peers (a host serving
+    /// only clients). A Mesh sets it to the nodes of its topology that dial this one.
+    std::vector<std::string> accepted_peers;
 };
 
 /// Counters of a LinkServer, summed over its lifetime (`active` is current).

@@ -105,6 +105,11 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
         dialing_.emplace_back(other.name, std::move(ep));
     }
 
+    // Only the nodes that dial this one may say HELLO role=peer here.
+    so.accepted_peers.clear();
+    for (const topology::Node& other : spec.nodes)
+        if (other.name != self_ && dials(spec, other.name, self_)) so.accepted_peers.push_back(other.name);
+
     server_ = std::make_unique<link::LinkServer>(bus, registry, so);
     try {
         const std::filesystem::path path = topology::socket_path(spec, *self);

@@ -34,6 +34,9 @@ constexpr std::size_t DIGEST_SIZE = 32;
 // A write buffer above this is released after the write instead of kept for reuse, so
 // one burst does not pin megabytes for the connection's lifetime.
 constexpr std::size_t RETAINED_WRITE_CAPACITY = 1u << 20;
+// A send queue's dead prefix (frames already dropped) is reclaimed once it is this large
+// and at least half the buffer.
+constexpr std::size_t COMPACT_AFTER_BYTES = 64u * 1024u;
 // Ring frames handled per strand turn before the reader yields to other handlers.
 constexpr std::size_t SHM_BATCH = 256;
 
@@ -252,9 +255,12 @@ void Session::finish() noexcept {
             std::lock_guard lock(peer_record_->mutex);
             const auto now = peer_record_->current.lock();
             current = !now || now.get() == this;
-            if (current) peer_record_->current.reset();
+            if (current) {
+                peer_record_->current.reset();
+                // Under the mutex: a newer link registering meanwhile must not be undone.
+                peer_record_->connected.store(false, std::memory_order_relaxed);
+            }
         }
-        if (current) peer_record_->connected.store(false, std::memory_order_relaxed);
         if (!outbound_) state_.mesh_log->info("peer '{}' ({}) disconnected", name_, peer_);
     }
     if (client_announced_) state_.notify_client(name_, false);
@@ -480,10 +486,16 @@ void Session::on_control(std::uint16_t type_id, std::span<const std::byte> paylo
             return;  // the host sends no PING yet; a stray PONG is harmless
         case control::ERROR: {
             const auto error = decode_error(payload);
-            if (role_.load(std::memory_order_relaxed) == Role::Peer && error &&
-                error->code == ErrorCode::ShuttingDown) {
-                // A peer node that stops (or replaces this link) says so: not bad input.
-                state_.mesh_log->info("peer '{}' ({}) closed the link: {}", name_, peer_, error->reason);
+            if (role_.load(std::memory_order_relaxed) == Role::Peer && error) {
+                // A peer node that stops (or replaces this link) says so; one that refuses
+                // this node (another digest, too many connections) is worth a warning.
+                // Neither is bad input from the peer.
+                if (error->code == ErrorCode::ShuttingDown) {
+                    state_.mesh_log->info("peer '{}' ({}) closed the link: {}", name_, peer_, error->reason);
+                } else {
+                    state_.mesh_log->warn("peer '{}' ({}) refused the link: {} {}", name_, peer_,
+                                          to_string(error->code), error->reason);
+                }
                 return finish();
             }
             Counters::add(state_.counters.protocol_errors);
@@ -527,6 +539,14 @@ void Session::on_hello(std::span<const std::byte> payload) {
         return fail(ErrorCode::UnsupportedVersion, fmt::format("protocol version {} in HELLO, this host speaks {}",
                                                                hello->version, control::PROTOCOL_VERSION));
     }
+    if (hello->role == Role::Peer &&
+        std::find(state_.options.accepted_peers.begin(), state_.options.accepted_peers.end(), hello->name) ==
+            state_.options.accepted_peers.end()) {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation,
+                    fmt::format("'{}' is not a peer node of this host{}", hello->name,
+                                state_.options.accepted_peers.empty() ? " (it accepts no peers)" : ""));
+    }
     subs_.clear();  // a legacy client whose HELLO came in a later read
     name_ = hello->name;
     role_.store(hello->role, std::memory_order_relaxed);
@@ -548,8 +568,8 @@ void Session::become_peer() {
         replaced = peer_record_->current.lock();
         peer_record_->current = shared_from_this();
         if (!outbound_) peer_record_->endpoint = peer_;
+        peer_record_->connected.store(true, std::memory_order_relaxed);
     }
-    peer_record_->connected.store(true, std::memory_order_relaxed);
     Counters::add(peer_record_->connects);
     if (!outbound_) state_.mesh_log->info("peer '{}' connected from {} (link {})", name_, peer_, id_);
     if (replaced && replaced.get() != this) {
@@ -713,6 +733,12 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
             if (pending_head_ == pending_.size()) {
                 pending_.clear();
                 pending_head_ = 0;
+            } else if (pending_head_ >= COMPACT_AFTER_BYTES && pending_head_ * 2 >= pending_.size()) {
+                // Frames dropped by drop_oldest leave a dead prefix while a stalled write
+                // keeps the queue from emptying: move the live frames down, or the buffer
+                // would grow by every frame published for as long as the reader stalls.
+                pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(pending_head_));
+                pending_head_ = 0;
             }
             const std::size_t at = pending_.size();
             pending_.resize(at + size);
@@ -832,7 +858,9 @@ void Session::count_written(std::size_t n) {
 
 void Session::on_write_failed(const asio::error_code& ec) {
     if (!is_disconnect(ec)) state_.log->warn("{}: write failed: {}", peer_, ec.message());
-    finish();
+    // Posted: start_write can run inside one of this session's own bus callbacks (a reply
+    // written in place), and finish() closes those subscriptions.
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->finish(); });
 }
 
 void Session::on_written(const asio::error_code& ec, std::size_t n) {

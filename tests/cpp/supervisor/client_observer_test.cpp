@@ -45,7 +45,9 @@ TEST_SUITE("transport.unix") {
         const std::string where = "unix:" + (dir.path / "node.sock").string();
         Events events;
         Bus bus;
-        LinkServer server(bus, test_registry());
+        ServerOptions options;
+        options.accepted_peers = {"other-node"};
+        LinkServer server(bus, test_registry(), options);
         const Endpoint ep = server.listen(where);
         server.set_client_observer([&events](std::string_view name, bool connected) { events.add(name, connected); });
 

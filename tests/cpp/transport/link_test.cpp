@@ -3,6 +3,7 @@
 
 #include <doctest/doctest.h>
 
+#include <malloc.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -409,7 +410,9 @@ TEST_SUITE("transport.unix") {
 
     TEST_CASE("a peer never receives frames that came from another peer") {
         TempDir dir;
-        Node node(dir.socket());
+        ServerOptions o;
+        o.accepted_peers = {"node-b", "node-c"};
+        Node node(dir.socket(), o);
         LinkClient p1 = hello(node.ep, Role::Peer, "node-b", {COUNTER});
         LinkClient p2 = hello(node.ep, Role::Peer, "node-c", {COUNTER});
         LinkClient app = legacy(node.ep);
@@ -421,6 +424,39 @@ TEST_SUITE("transport.unix") {
         REQUIRE(app.send(COUNTER, counter(2, 2)));
         expect_counter(p1, 2);
         expect_counter(p2, 2);
+    }
+
+    TEST_CASE("a client claiming to be a peer node the host does not accept is refused") {
+        TempDir dir;
+        ServerOptions o;
+        o.accepted_peers = {"node-b"};
+        Node node(dir.socket(), o);
+        LinkClient real = hello(node.ep, Role::Peer, "node-b", {COUNTER});
+        REQUIRE(real.sync());
+        // The ERROR frame's reason, then end of stream.
+        const auto refused_reason = [](LinkClient& c) {
+            auto f = c.receive(5s);
+            REQUIRE(f);
+            REQUIRE(f->type_id == control::ERROR);
+            const auto e = decode_error(f->payload);
+            REQUIRE(e);
+            CHECK(e->code == ErrorCode::ProtocolViolation);
+            expect_closed(c);
+            return e->reason;
+        };
+        for (const std::string name : {"evil", "node-c"}) {
+            LinkClient impostor = LinkClient::connect(node.ep, registry().digest());
+            REQUIRE(impostor.hello(Role::Peer, name));
+            CHECK(refused_reason(impostor) == "'" + name + "' is not a peer node of this host");
+        }
+        CHECK(node.server.peers().size() == 1);
+        REQUIRE(node.bus.publish(COUNTER, counter(3, 3)));
+        expect_counter(real, 3);  // the real peer's link was never displaced
+
+        Node closed(dir.socket("closed.sock"));  // accepts no peers at all
+        LinkClient impostor = LinkClient::connect(closed.ep, registry().digest());
+        REQUIRE(impostor.hello(Role::Peer, "node-b"));
+        CHECK(refused_reason(impostor) == "'node-b' is not a peer node of this host (it accepts no peers)");
     }
 
     TEST_CASE("a reply published from inside an inline callback reaches the client that asked") {
@@ -530,6 +566,30 @@ TEST_SUITE("transport.unix") {
         }
         CHECK(last == 299);
         CHECK(slow.sync());
+    }
+
+    TEST_CASE("drop_oldest keeps the host's memory bounded while a reader stalls") {
+        TempDir dir;
+        ServerOptions o;
+        o.send_queue_frames = 4;
+        o.slow_consumer = SlowConsumerPolicy::DropOldest;
+        Node node(dir.socket(), o);
+        LinkClient stalled = legacy(node.ep);  // never reads
+        REQUIRE(stalled.sync());
+        const auto in_use = [] {
+            const auto m = ::mallinfo2();
+            return m.uordblks + m.hblkhd;  // small allocations + mmapped large ones
+        };
+        // Fill the socket buffer first, so that the write in flight stalls.
+        for (std::uint64_t seq = 0; seq < 200; ++seq) REQUIRE(node.bus.publish(BLOB, blob(seq)));
+        const std::size_t before = in_use();
+        for (std::uint64_t seq = 200; seq < 3200; ++seq) REQUIRE(node.bus.publish(BLOB, blob(seq)));
+        const std::size_t after = in_use();
+        // 3000 frames of 16 KiB are 48 MiB; what stays queued is 4 of them plus a dead
+        // prefix of at most as much as the live part.
+        CHECK(after < before + 8 * 1024 * 1024);
+        CHECK(node.server.stats().dropped_frames > 2900);
+        CHECK(node.server.stats().slow_consumers == 0);
     }
 
     TEST_CASE("the socket file gets mode 0660, or the configured mode, and is removed at stop") {
