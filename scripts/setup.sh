@@ -8,6 +8,7 @@
 # Idempotent: packages already installed are not touched, and the build is incremental.
 # Environment: BUILD_DIR (default: build), JOBS (default: nproc), DEMO_SECONDS (default: 5),
 # MYCELIUM_SKIP_TSAN=1 (test: skip the ThreadSanitizer pass),
+# MYCELIUM_SKIP_IMAGE=1 (test: skip building and checking the container image),
 # DEMO_RATE (ticks per second, default: 50000).
 set -euo pipefail
 
@@ -25,6 +26,7 @@ build_packages=(
 )
 test_packages=(
   prometheus python3-prometheus-client python3-zmq python3-pytest-timeout clang libclang-rt-14-dev
+  podman buildah runc debootstrap
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
@@ -80,6 +82,10 @@ case "$mode" in
     fi
     log "running the test suite"
     ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" --timeout 900
+    if [ "${MYCELIUM_SKIP_IMAGE:-0}" != 1 ]; then
+      log "building and checking the container image with podman (docker/test-image.sh)"
+      bash "$repo/docker/test-image.sh"
+    fi
     ;;
   *)
     echo "usage: $0 run|test|build" >&2
