@@ -422,6 +422,7 @@ struct LinkPair {
         : a_cpu(a_on), b_cpu(b_on) {
         link::ServerOptions o = options;
         o.shm_enabled = t == Transport::Shm;
+        o.accepted_peers = {"b"};  // node b dials node a
         a = std::make_unique<Node>(o);
         b = std::make_unique<Node>(o);
         const link::Endpoint at =
