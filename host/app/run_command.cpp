@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <cstdio>
+#include <iterator>
 #include <optional>
 
 #include "commands.hpp"
@@ -321,12 +322,28 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                 std::fprintf(stderr, "mycelium-host: error: --metrics: %s\n", e.what());
                 return EXIT_BAD_INPUT;
             }
-            metrics_server->add(host->metrics());
+            // One collector, so that a name appears once on the page even when a client
+            // reports a metric a script also defines.
             std::vector<metrics::Listener> listeners;
             if (node_mesh) listeners.emplace_back(&node_mesh->server(), "node");
             if (server) listeners.emplace_back(&*server, "listen");
-            if (!listeners.empty()) metrics_server->add(metrics::link_collector(std::move(listeners)));
-            if (workers) metrics_server->add(metrics::from_function([&workers] { return worker_metrics(*workers); }));
+            std::vector<std::shared_ptr<prometheus::Collectable>> parts{host->metrics()};
+            if (!listeners.empty()) parts.push_back(metrics::link_collector(listeners));
+            if (workers) parts.push_back(metrics::from_function([&workers] { return worker_metrics(*workers); }));
+            metrics_server->add(metrics::from_function([parts, listeners] {
+                std::vector<prometheus::MetricFamily> out;
+                for (const auto& part : parts) {
+                    auto families = part->Collect();
+                    std::move(families.begin(), families.end(), std::back_inserter(out));
+                }
+                std::vector<metrics::ClientReport> reports;
+                for (const auto& [link_server, name] : listeners) {
+                    auto reported = link_server->client_metrics();
+                    std::move(reported.begin(), reported.end(), std::back_inserter(reports));
+                }
+                metrics::append_reported(out, reports);
+                return out;
+            }));
             host->on_started([url = metrics_server->url()] {
                 std::printf("metrics on %s\n", url.c_str());
                 std::fflush(stdout);

@@ -42,6 +42,7 @@
 #include "mycelium/bus.hpp"
 #include "mycelium/endpoint.hpp"
 #include "mycelium/link_protocol.hpp"
+#include "mycelium/metrics_report.hpp"
 #include "mycelium/schema.hpp"
 
 namespace mycelium::link {
@@ -304,6 +305,11 @@ public:
     /// The status of every peer seen so far (dialed ones, and accepted connections that
     /// said HELLO role=peer), ordered by name.
     std::vector<PeerStatus> peers() const;
+
+    /// The last METRICS snapshot of every open client connection that sent one, with
+    /// the client's HELLO name (docs/wire-protocol.md "METRICS"; metrics::append_reported
+    /// turns them into Prometheus families).
+    std::vector<std::pair<std::string, std::vector<ReportedFamily>>> client_metrics() const;
 
     /// Told when a client connection says HELLO role=client (`connected` true) and when
     /// that connection closes (false): once each per connection, with the HELLO's name.

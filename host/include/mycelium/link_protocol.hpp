@@ -37,6 +37,9 @@ inline constexpr std::uint16_t UNSUBSCRIBE = 4;
 inline constexpr std::uint16_t PING = 5;
 /// Either way: u64 nonce of the PING being answered.
 inline constexpr std::uint16_t PONG = 6;
+/// Client -> host, after HELLO: a snapshot of the client's own metrics
+/// (mycelium/metrics_report.hpp), served on the host's /metrics with a `client` label.
+inline constexpr std::uint16_t METRICS = 7;
 /// Client (or dialing peer) -> host over a Unix socket, after HELLO: u8 version, u8 flags
 /// (0), u32 capacity wanted per direction (0 = the node's default). Asks for shared-memory
 /// rings; the answer is SHM_OFFER or SHM_REFUSE.

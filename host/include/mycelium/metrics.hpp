@@ -88,7 +88,8 @@ using ClientReport = std::pair<std::string, std::vector<link::ReportedFamily>>;
 
 /// Appends the families clients reported, one family per name, each series labelled
 /// `client="<name>"`. A client that defines a name with another kind or other labels
-/// than the first client that reported it is left out of that family.
+/// than the first client that reported it is left out of that family, and a name that
+/// `out` already holds (the host's own, a script's) is left out altogether.
 void append_reported(std::vector<prometheus::MetricFamily>& out, const std::vector<ClientReport>& reports);
 
 // ---------------------------------------------------------------------------------------

@@ -3,9 +3,8 @@
 /// sidecar) will hand its own metrics to the host it is connected to, to be served on the
 /// host's /metrics with a `client` label.
 ///
-/// Status: the codec and the conversion to Prometheus families (metrics::append_reported)
-/// exist; sessions do not take the frame yet (type 7 is still answered with ERROR
-/// unknown_type), and the frame is documented in docs/wire-protocol.md when they do.
+/// The frame is control type 7 (link::control::METRICS); docs/wire-protocol.md "METRICS"
+/// has the layout with a hex example.
 ///
 /// The payload is a full snapshot; each one replaces the previous snapshot of that
 /// connection, and the connection's metrics disappear when it closes. Layout, all
@@ -37,7 +36,7 @@
 namespace mycelium::link {
 
 namespace metrics_report {
-/// The control frame type id it will use (today in the reserved range 7-15).
+/// The control frame type id (link::control::METRICS).
 inline constexpr std::uint16_t TYPE_ID = 7;
 inline constexpr std::size_t MAX_FAMILIES = 1000;
 inline constexpr std::size_t MAX_SERIES_PER_FAMILY = 10'000;

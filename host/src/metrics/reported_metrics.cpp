@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <set>
 
 #include "mycelium/metrics.hpp"
 
@@ -28,8 +29,11 @@ void append_reported(std::vector<prometheus::MetricFamily>& out, const std::vect
         prometheus::MetricFamily family;
     };
     std::map<std::string, Merged> by_name;
+    std::set<std::string, std::less<>> taken;  // names already in `out` (the host's, scripts')
+    for (const auto& f : out) taken.insert(f.name);
     for (const auto& [client, families] : reports) {
         for (const auto& reported : families) {
+            if (taken.contains(reported.name)) continue;  // a page may hold a name only once
             auto [it, inserted] = by_name.try_emplace(reported.name, Merged{&reported, {}});
             Merged& merged = it->second;
             if (inserted) merged.family = family(reported.name, reported.help, type_of(reported.kind));

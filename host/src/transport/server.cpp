@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -314,6 +315,22 @@ void LinkServer::connect_peer(std::string peer_name, const Endpoint& endpoint, P
     }
     s.mesh_log->info("peer '{}': dialing {}", peer_name, to_string(endpoint));
     dialer->start();
+}
+
+std::vector<std::pair<std::string, std::vector<ReportedFamily>>> LinkServer::client_metrics() const {
+    std::vector<std::shared_ptr<detail::Session>> sessions;
+    {
+        std::lock_guard lock(state_->mutex);
+        for (const auto& [id, weak] : state_->sessions)
+            if (auto session = weak.lock()) sessions.push_back(std::move(session));
+    }
+    std::vector<std::pair<std::string, std::vector<ReportedFamily>>> out;
+    for (const auto& session : sessions) {
+        auto [client, snapshot] = session->reported_metrics();
+        if (snapshot) out.emplace_back(std::move(client), *snapshot);
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    return out;
 }
 
 std::vector<PeerStatus> LinkServer::peers() const {

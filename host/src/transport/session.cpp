@@ -459,6 +459,27 @@ void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload
     // the bus; the frame was accepted from this client.
 }
 
+void Session::on_metrics(std::span<const std::byte> payload) {
+    if (phase_ != Phase::Hello || role_.load(std::memory_order_relaxed) != Role::Client) {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation, "METRICS is for a client that said HELLO role=client");
+    }
+    auto report = decode_metrics_report(payload);
+    if (!report) {
+        Counters::add(state_.counters.protocol_errors);
+        return fail(ErrorCode::ProtocolViolation, "bad METRICS frame: " + report.error());
+    }
+    auto snapshot = std::make_shared<const std::vector<ReportedFamily>>(std::move(*report));
+    std::lock_guard lock(metrics_mutex_);
+    metrics_client_ = name_;
+    metrics_ = std::move(snapshot);
+}
+
+std::pair<std::string, std::shared_ptr<const std::vector<ReportedFamily>>> Session::reported_metrics() const {
+    std::lock_guard lock(metrics_mutex_);
+    return {metrics_client_, metrics_};
+}
+
 void Session::on_control(std::uint16_t type_id, std::span<const std::byte> payload) {
     switch (type_id) {
         case control::HELLO:
@@ -467,6 +488,8 @@ void Session::on_control(std::uint16_t type_id, std::span<const std::byte> paylo
             return on_type_list(true, payload);
         case control::UNSUBSCRIBE:
             return on_type_list(false, payload);
+        case control::METRICS:
+            return on_metrics(payload);
         case control::PING: {
             const auto nonce = decode_nonce(payload);
             if (!nonce) {

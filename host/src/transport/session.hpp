@@ -29,6 +29,7 @@
 #include "mycelium/bus.hpp"
 #include "mycelium/codec.hpp"
 #include "mycelium/link.hpp"
+#include "mycelium/metrics_report.hpp"
 #include "mycelium/schema.hpp"
 #include "mycelium/shm_ring.hpp"
 
@@ -190,6 +191,9 @@ public:
     /// connection (or from a peer, when this connection is a peer). Any thread.
     void on_bus_message(const MessageView& view);
 
+    /// The client's name and its last METRICS snapshot (null before the first). Any thread.
+    std::pair<std::string, std::shared_ptr<const std::vector<ReportedFamily>>> reported_metrics() const;
+
 private:
     enum class Phase : std::uint8_t { Handshake, Undecided, Legacy, Hello };
     /// Shared memory: none; on a dialed link SHM_REQUEST sent, then SHM_READY sent;
@@ -208,6 +212,7 @@ private:
     void on_frame(std::uint16_t type_id, std::span<const std::byte> payload);
     void on_control(std::uint16_t type_id, std::span<const std::byte> payload);
     void on_hello(std::span<const std::byte> payload);
+    void on_metrics(std::span<const std::byte> payload);
     void on_type_list(bool subscribe, std::span<const std::byte> payload);
     void become_legacy();
     void become_peer();
@@ -271,6 +276,9 @@ private:
     std::vector<std::byte> read_buf_;
     std::map<std::uint16_t, Subscription> subs_;
     std::string name_;
+    mutable std::mutex metrics_mutex_;  // guards the two below (read by scrapes)
+    std::string metrics_client_;
+    std::shared_ptr<const std::vector<ReportedFamily>> metrics_;
     bool frames_seen_ = false;    // a frame arrived after the handshake (HELLO must be first)
     bool closing_ = false;        // an ERROR is being flushed; input is discarded
     bool close_after_flush_ = false;
