@@ -40,7 +40,7 @@ import threading
 import time
 import weakref
 
-from . import _wire
+from . import _wire, metrics
 from ._classes import digest_of, name_of, type_id_of
 from .errors import ClosedError, MyceliumError
 from .publisher import Publisher
@@ -92,8 +92,10 @@ class _Dispatcher:
         self.submit(None, None)  # recompute the wait
 
     def has_timers(self):
+        """Whether a script's own timer is active (the SDK's internal ones do not keep a
+        script serving)."""
         with self._lock:
-            return any(entry[2].active for entry in self._timers)
+            return any(entry[2].active and not entry[2].internal for entry in self._timers)
 
     def _next_delay(self):
         with self._lock:
@@ -147,11 +149,12 @@ class _Dispatcher:
 class Timer:
     """A repeating timer on the dispatcher thread; cancel() stops it (idempotent)."""
 
-    def __init__(self, interval, fn):
+    def __init__(self, interval, fn, internal=False):
         self.interval = interval
         self.fn = fn
         self.due = time.monotonic() + interval
         self.active = True
+        self.internal = internal
 
     def cancel(self):
         self.active = False
@@ -368,6 +371,7 @@ class Runtime:
         transport_options.setdefault("name", self._service_name or "python")
         self._options = transport_options
         self._transport = None
+        self._metrics_timer = None
         self._lock = threading.Lock()
         self._publishers = {}
         self._sinks = []
@@ -400,6 +404,26 @@ class Runtime:
         transport = transport_for_endpoint(self._endpoint, digest, **self._options)
         transport.connect()
         self._transport = transport
+        self._start_metrics_reports()
+
+    def _start_metrics_reports(self):
+        """Sends the process's metrics (mycelium.metrics) to the host every
+        MYCELIUM_METRICS_INTERVAL seconds (default 5; 0 turns it off)."""
+        interval = float(os.environ.get("MYCELIUM_METRICS_INTERVAL", "5"))
+        if interval <= 0:
+            return
+
+        def report():
+            transport = self._transport
+            if self._closed or transport is None or metrics._registry.empty():
+                return
+            try:
+                transport.report_metrics(metrics._registry.snapshot())
+            except MyceliumError:
+                pass  # disconnected: the next report after the reconnect carries it all
+
+        self._metrics_timer = Timer(interval, report, internal=True)
+        _process.dispatcher.add_timer(self._metrics_timer)
 
     def _transport_for(self, cls):
         transport = self._transport
@@ -518,6 +542,8 @@ class Runtime:
         for _, sink in sinks:
             if isinstance(sink, _CallbackSink):
                 sink.active = False
+        if self._metrics_timer is not None:
+            self._metrics_timer.cancel()
         if self._transport is not None:
             self._transport.close()
 

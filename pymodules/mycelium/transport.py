@@ -393,6 +393,10 @@ class _SocketTransport:
                 raise TransportError(f"{self.describe()}: disconnected ({self._last_error}); reconnecting")
         self._release_kick()
 
+    def report_metrics(self, payload):
+        """Sends a METRICS frame (a snapshot from mycelium.metrics) to the host."""
+        self._write_control(_wire.HEADER.pack(_wire.METRICS, len(payload)) + payload)
+
     def _write_control(self, data):
         """Queues a control frame and writes it now."""
         with self._wlock:
