@@ -42,7 +42,8 @@ class ClosedError(MyceliumError, RuntimeError):
 
 
 class HostLogHandler(logging.Handler):
-    """Routes Python logging records into the host's log, under the logger's name."""
+    """Routes Python logging records into the host's log, under the logger's name (the
+    root logger's records under the script's), with the script's file name."""
 
     def emit(self, record):
         try:
@@ -50,7 +51,8 @@ class HostLogHandler(logging.Handler):
         except Exception:  # noqa: BLE001 - logging must never raise into the caller
             self.handleError(record)
             return
-        _log(record.levelno, record.name, text)  # noqa: F821 - provided by the C++ half
+        script = record.pathname.rsplit("/", 1)[-1] if record.pathname else ""
+        _log(record.levelno, record.name, text, script)  # noqa: F821 - provided by the C++ half
 
 
 def _install_log_handler(level):

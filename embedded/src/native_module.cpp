@@ -188,7 +188,7 @@ PyObject* runtime_publish(PyObject* self, PyObject* message) {
 PyMethodDef MODULE_PUBLISH{"publish", module_publish, METH_O, "publish(message): publish on the host's bus."};
 PyMethodDef RUNTIME_PUBLISH{"publish", runtime_publish, METH_O, "publish(message): publish on the host's bus."};
 
-void host_log(int level, const std::string& name, const std::string& text) {
+void host_log(int level, const std::string& name, const std::string& text, const std::string& script) {
     spdlog::level::level_enum spd = spdlog::level::info;
     if (level >= 50) spd = spdlog::level::critical;
     else if (level >= 40) spd = spdlog::level::err;
@@ -196,7 +196,13 @@ void host_log(int level, const std::string& name, const std::string& text) {
     else if (level >= 20) spd = spdlog::level::info;
     else if (level >= 10) spd = spdlog::level::debug;
     else spd = spdlog::level::trace;
-    log::get(name == "root" ? std::string("py") : "py." + name)->log(spd, "{}", text);
+    // The root logger's records go under the script's name: `logging.warning()` in
+    // model.py logs as py.model; named loggers keep their own name.
+    const std::string_view stem =
+        std::string_view(script).substr(0, script.size() > 3 && script.ends_with(".py") ? script.size() - 3 : script.size());
+    const std::string component = name != "root" ? "py." + name : stem.empty() ? "py" : "py." + std::string(stem);
+    const log::ScopedFields fields{{"script", script}};
+    log::get(component)->log(spd, "{}", text);
 }
 
 }  // namespace

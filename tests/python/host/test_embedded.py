@@ -317,6 +317,7 @@ def test_python_logging_lands_in_the_host_log_as_json(run_host, tmp_path):
         import logging
         import mycelium_native as mn
         logging.getLogger("risk").warning("limit %d reached", 5)
+        logging.warning("from the root logger")
         mn.stop()
         """)
     result = run_host("--log-format", "json", "--script", script, timeout=30)
@@ -327,6 +328,10 @@ def test_python_logging_lands_in_the_host_log_as_json(run_host, tmp_path):
         assert set(record) >= {"time", "level", "component", "message"}
     risk = [r for r in records if r["component"] == "py.risk"]
     assert risk and risk[0]["message"] == "limit 5 reached" and risk[0]["level"] == "warning"
+    assert risk[0]["script"] == "logs.py"
+    # The root logger's records go under the script's own name.
+    root = [r for r in records if r["component"] == "py.logs"]
+    assert root and root[0]["message"] == "from the root logger" and root[0]["script"] == "logs.py"
 
 
 def test_a_callback_exception_logs_its_message_type_as_a_json_field(run_host, tmp_path):
