@@ -306,6 +306,10 @@ public:
     /// said HELLO role=peer), ordered by name.
     std::vector<PeerStatus> peers() const;
 
+    /// Frames waiting in the send queues of every connection now (not counting those in
+    /// a write in progress or in a shared-memory ring).
+    std::uint64_t queued_frames() const;
+
     /// The last METRICS snapshot of every open client connection that sent one, with
     /// the client's HELLO name (docs/wire-protocol.md "METRICS"; metrics::append_reported
     /// turns them into Prometheus families).

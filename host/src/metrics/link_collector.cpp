@@ -31,6 +31,10 @@ std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> li
         auto active = family("mycelium_link_connections", "Connections open now", MetricType::Gauge);
         for (const auto& [server, listener] : listeners) add_sample(active, n(server->stats().active), {{"listener", listener}});
         out.push_back(std::move(active));
+        auto queued = family("mycelium_link_send_queue_frames",
+                             "Frames waiting in the connections' send queues now", MetricType::Gauge);
+        for (const auto& [server, listener] : listeners) add_sample(queued, n(server->queued_frames()), {{"listener", listener}});
+        out.push_back(std::move(queued));
         counter("mycelium_link_handshakes_total", "Handshakes completed", [](const S& s) { return s.handshakes_ok; });
         by_reason("mycelium_link_handshake_failures_total", "Connections closed during the digest handshake, by reason",
                   {{"bad_digest_length", &S::bad_digest_length},

@@ -317,6 +317,18 @@ void LinkServer::connect_peer(std::string peer_name, const Endpoint& endpoint, P
     dialer->start();
 }
 
+std::uint64_t LinkServer::queued_frames() const {
+    std::vector<std::shared_ptr<detail::Session>> sessions;
+    {
+        std::lock_guard lock(state_->mutex);
+        for (const auto& [id, weak] : state_->sessions)
+            if (auto session = weak.lock()) sessions.push_back(std::move(session));
+    }
+    std::uint64_t total = 0;
+    for (const auto& session : sessions) total += session->queued_frames();
+    return total;
+}
+
 std::vector<std::pair<std::string, std::vector<ReportedFamily>>> LinkServer::client_metrics() const {
     std::vector<std::shared_ptr<detail::Session>> sessions;
     {

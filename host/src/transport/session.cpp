@@ -475,6 +475,11 @@ void Session::on_metrics(std::span<const std::byte> payload) {
     metrics_ = std::move(snapshot);
 }
 
+std::size_t Session::queued_frames() const {
+    std::lock_guard lock(send_mutex_);
+    return pending_frames_;
+}
+
 std::pair<std::string, std::shared_ptr<const std::vector<ReportedFamily>>> Session::reported_metrics() const {
     std::lock_guard lock(metrics_mutex_);
     return {metrics_client_, metrics_};

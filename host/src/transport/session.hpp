@@ -191,6 +191,8 @@ public:
     /// connection (or from a peer, when this connection is a peer). Any thread.
     void on_bus_message(const MessageView& view);
 
+    /// Frames waiting in the send queue now. Any thread.
+    std::size_t queued_frames() const;
     /// The client's name and its last METRICS snapshot (null before the first). Any thread.
     std::pair<std::string, std::shared_ptr<const std::vector<ReportedFamily>>> reported_metrics() const;
 
@@ -304,7 +306,7 @@ private:
     // `pending_`; bytes before `pending_head_` were evicted (DropOldest). start_write()
     // swaps the whole buffer out, so everything queued while a write was in flight goes
     // out in one write.
-    std::mutex send_mutex_;
+    mutable std::mutex send_mutex_;
     std::vector<std::byte> pending_;
     std::size_t pending_head_ = 0;
     std::size_t pending_frames_ = 0;

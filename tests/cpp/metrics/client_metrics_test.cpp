@@ -125,3 +125,22 @@ TEST_CASE("a bad METRICS frame, or one from a legacy client, closes only that co
 }
 
 }  // TEST_SUITE
+
+TEST_SUITE("metrics") {
+
+TEST_CASE("queued_frames counts what waits for a reader that does not read") {
+    TempDir dir;
+    Bus bus;
+    LinkServer server(bus, registry());
+    const Endpoint ep = server.listen("unix:" + (dir.path / "node.sock").string());
+    CHECK(server.queued_frames() == 0);
+    auto stalled = LinkClient::connect(ep, registry().digest());  // legacy: gets everything
+    REQUIRE(stalled.sync());
+    std::vector<std::byte> payload(16);
+    // The socket's buffer takes the first ones; then the send queue holds the rest.
+    for (int i = 0; i < 60000; ++i) REQUIRE(bus.publish(1002, payload));
+    CHECK(wait_until([&] { return server.queued_frames() > 0; }));
+    CHECK(server.queued_frames() <= 60000);
+}
+
+}  // TEST_SUITE

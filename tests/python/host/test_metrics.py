@@ -111,6 +111,7 @@ def test_counters_match_the_traffic_sent(metered_node, digest):
     assert value(parsed, "mycelium_link_frames_received_total", listener="listen") >= 100
     assert value(parsed, "mycelium_link_handshakes_total", listener="listen") == 1
     assert value(parsed, "mycelium_link_connections", listener="listen") == 1
+    assert value(parsed, "mycelium_link_send_queue_frames", listener="listen") == 0
     # The script's own metrics, with its labels.
     assert value(parsed, "script_updates_total", parity="even") == 50
     assert value(parsed, "script_updates_total", parity="odd") == 50
