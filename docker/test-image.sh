@@ -14,7 +14,8 @@
 #      the health check passes
 #   6. sidecar: the host in one container, sdk_echo.py (SDK client) in another, sharing
 #      the socket folder (no --ipc=host); the client on this machine drives it; a memfd
-#      and an eventfd passed between two containers over that folder (docker/memfd_probe.py)
+#      and an eventfd passed between two containers over that folder (docker/memfd_probe.py);
+#      two nodes in two containers whose peer link runs over shared memory
 #   7. managed subprocess: the host supervises sdk_echo.py (--worker)
 #   8. independent process: sdk_echo.py on this machine (as the systemd unit of
 #      docs/deployment.md runs it) joins the containerised host through the folder
@@ -339,6 +340,64 @@ sed 's/^/       | /' "$logs/memfd-connect.log"
 code=$(wait_exit memfd-serve 20)
 [ "$code" = 0 ] || fail "memfd probe (serving side) exited with status $code: $(tail -n 1 "$logs/memfd-serve.log")"
 ok "a memfd region and an eventfd crossed containers over the socket folder, shared both ways (no --ipc=host)"
+
+# ------------------------------------------------------------------------------------
+say "two nodes in two containers, linked over shared memory (no --ipc=host)"
+mesh=$(socket_dir shm-mesh)
+cat >"$mesh/shm-mesh.toml" <<'TOML'
+socket_dir = "/run/mycelium"
+[[nodes]]
+name = "a"
+services = ["a-svc"]
+scripts = ["publisher.py"]
+[nodes.shm]
+enabled = true
+[[nodes]]
+name = "b"
+services = ["b-svc"]
+scripts = ["subscriber.py"]
+[nodes.shm]
+enabled = true
+TOML
+cat >"$mesh/publisher.py" <<'PY'
+import mycelium_native as mn
+from mycelium_native.messages import CounterUpdate
+state = {"next": 1}
+
+@mn.every(0.01)
+def tick():
+    mn.publish(CounterUpdate(counter_id=1, value=state["next"]))
+    state["next"] += 1
+PY
+cat >"$mesh/subscriber.py" <<'PY'
+import mycelium_native as mn
+from mycelium_native.messages import CounterUpdate
+seen = []
+
+@mn.subscribe(CounterUpdate)
+def on_update(msg):
+    seen.append(msg.value)
+    if len(seen) == 100:
+        steps = {b - a for a, b in zip(seen, seen[1:])}
+        print(f"node b got 100 updates from node a, each one once and in order: {steps == {1}}", flush=True)
+        mn.stop()
+PY
+chmod 0644 "$mesh"/*.toml "$mesh"/*.py
+run_bg mesh-b -v "$mesh:/run/mycelium" --shm-size 64k -e MYCELIUM_TOPOLOGY=/run/mycelium/shm-mesh.toml \
+    -e MYCELIUM_NODE=b "$image"
+wait_for_log mesh-b "listening on unix:/run/mycelium/b.sock" 30
+run_bg mesh-a -v "$mesh:/run/mycelium" --shm-size 64k -e MYCELIUM_TOPOLOGY=/run/mycelium/shm-mesh.toml \
+    -e MYCELIUM_NODE=a "$image"
+code=$(wait_exit mesh-b 60)
+[ "$code" = 0 ] || fail "node b exited with status $code"
+expect_log mesh-b "node b got 100 updates from node a, each one once and in order: True" \
+    "a script on node b received a script's messages from node a's container, once each, in order"
+expect_log mesh-b "frames go through shared memory now" \
+    "the link between the two containers ran over memfd rings (each container's own 64 KiB /dev/shm)"
+podman stop -t 15 "$(cname mesh-a)" >/dev/null 2>>"$logs/mesh-a.run.log"
+code=$(wait_exit mesh-a 20)
+[ "$code" = 0 ] || fail "node a exited with status $code on SIGTERM"
+ok "node a stopped on SIGTERM with status 0"
 
 # ------------------------------------------------------------------------------------
 say "managed subprocess: the host supervises sdk_echo.py (--worker)"
