@@ -12,6 +12,8 @@
 
 #include <fmt/format.h>
 
+#include "mycelium/utf8.hpp"
+
 namespace mycelium::link {
 
 namespace {
@@ -23,19 +25,6 @@ bool valid_name(std::string_view name, bool label) {
     };
     const auto tail = [&](char c) { return head(c) || (c >= '0' && c <= '9'); };
     return head(name.front()) && std::all_of(name.begin() + 1, name.end(), tail);
-}
-
-bool valid_utf8(std::string_view s) {
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        const std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-        if (n == 0 || i + n > s.size()) return false;
-        for (std::size_t k = 1; k < n; ++k)
-            if ((static_cast<unsigned char>(s[i + k]) >> 6) != 0x2) return false;
-        i += n;
-    }
-    return true;
 }
 
 class Reader {
@@ -134,7 +123,7 @@ Result<std::vector<ReportedFamily>, std::string> decode_metrics_report(std::span
         if (!valid_name(f.name, false)) return Error{fmt::format("bad metric name '{}'", f.name)};
         if (f.name.rfind("mycelium_", 0) == 0)
             return Error{fmt::format("metric '{}': the 'mycelium_' prefix is the host's own", f.name)};
-        if (!valid_utf8(f.help)) return Error{fmt::format("metric '{}': help is not UTF-8", f.name)};
+        if (!utf8::is_valid(f.help)) return Error{fmt::format("metric '{}': help is not UTF-8", f.name)};
         const auto label_count = r.number<std::uint16_t>();
         if (!label_count) return truncated("metric '" + f.name + "'");
         if (*label_count > metrics_report::MAX_LABELS)
@@ -158,7 +147,7 @@ Result<std::vector<ReportedFamily>, std::string> decode_metrics_report(std::span
             for (std::size_t k = 0; k < f.label_names.size(); ++k) {
                 auto value = r.text();
                 if (!value) return truncated("metric '" + f.name + "'");
-                if (!valid_utf8(*value)) return Error{fmt::format("metric '{}': a label value is not UTF-8", f.name)};
+                if (!utf8::is_valid(*value)) return Error{fmt::format("metric '{}': a label value is not UTF-8", f.name)};
                 series.label_values.push_back(std::move(*value));
             }
             if (f.kind == ReportedKind::Histogram) {

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "mycelium/json.hpp"
+#include "mycelium/utf8.hpp"
 
 namespace mycelium::json_message {
 
@@ -53,26 +54,6 @@ std::string scalar_json(Scalar s, const std::byte* p) {
         case Scalar::Bool: return load<std::uint8_t>(p) != 0 ? "true" : "false";
     }
     return "null";
-}
-
-/// Replaces bytes that are not UTF-8 with U+FFFD so the output stays valid JSON text.
-std::string sanitize_utf8(std::string_view s) {
-    std::string out;
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        const std::size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-        bool ok = n > 0 && i + n <= s.size();
-        for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
-        if (ok) {
-            out.append(s.substr(i, n));
-            i += n;
-        } else {
-            out += "\xef\xbf\xbd";
-            ++i;
-        }
-    }
-    return out;
 }
 
 // ---------------------------------------------------------------- a small parser
@@ -331,7 +312,7 @@ std::string to_json(const schema::MessageSchema& schema, std::span<const std::by
             case FieldKind::Scalar: out += scalar_json(f.element, p); break;
             case FieldKind::String: {
                 const std::size_t n = std::min<std::size_t>(load<std::uint16_t>(p), f.capacity);
-                out += json_quote(sanitize_utf8({reinterpret_cast<const char*>(p + schema::FIXED_HEADER_SIZE), n}));
+                out += json_quote(utf8::sanitize({reinterpret_cast<const char*>(p + schema::FIXED_HEADER_SIZE), n}));
                 break;
             }
             case FieldKind::Array:

@@ -36,6 +36,7 @@
 #include <spdlog/spdlog.h>
 
 #include "mycelium/log.hpp"
+#include "mycelium/utf8.hpp"
 
 extern char** environ;
 
@@ -146,28 +147,6 @@ std::string hex(std::span<const unsigned char> bytes) {
     for (const unsigned char b : bytes) {
         out.push_back(DIGITS[b >> 4]);
         out.push_back(DIGITS[b & 0xf]);
-    }
-    return out;
-}
-
-/// `s` with every byte that is not part of a valid UTF-8 sequence replaced by U+FFFD: a
-/// worker's output is untrusted, and the JSON log must stay valid JSON text.
-std::string to_utf8(std::string_view s) {
-    std::string out;
-    out.reserve(s.size());
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        const std::size_t n = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
-        bool ok = n > 0 && i + n <= s.size();
-        for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
-        if (ok) {
-            out.append(s.substr(i, n));
-            i += n;
-        } else {
-            out += "\xef\xbf\xbd";
-            ++i;
-        }
     }
     return out;
 }
@@ -527,7 +506,7 @@ void Supervisor::Impl::emit(Slot& slot, Stream& stream, std::string_view line) n
     if (line.empty()) return;
     try {
         const bool ascii = std::all_of(line.begin(), line.end(), [](char c) { return (c & 0x80) == 0; });
-        const std::string repaired = ascii ? std::string() : to_utf8(line);
+        const std::string repaired = ascii ? std::string() : utf8::sanitize(line);  // untrusted output
         if (!ascii) line = repaired;
         slot.output->log(stream.level, spdlog::string_view_t(line.data(), line.size()));
     } catch (...) {  // a failing sink loses the line, not the worker
