@@ -17,6 +17,7 @@
 #include "mycelium/link_client.hpp"
 #include "mycelium/metrics_report.hpp"
 #include "mycelium/schema.hpp"
+#include "test_support.hpp"
 
 using namespace mycelium;
 using namespace mycelium::link;
@@ -38,26 +39,12 @@ messages:
     return r;
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "myc-cm-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
+struct TempDir : test_support::TempDir {
+    TempDir() : test_support::TempDir("myc-cm") {}
 };
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
+    return test_support::wait_until(done, timeout);
 }
 
 std::vector<ReportedFamily> jobs(double value) {

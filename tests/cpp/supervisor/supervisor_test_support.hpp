@@ -21,30 +21,13 @@
 
 #include "mycelium/log.hpp"
 #include "mycelium/schema.hpp"
+#include "test_support.hpp"
 
 namespace mycelium::test {
 
-/// A fresh directory under /tmp (short, so socket paths fit sun_path); removed at the end.
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "myc-sup-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        std::filesystem::remove_all(path, ignored);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-
-    /// Writes `text` to `name` in the directory and returns its path.
-    std::filesystem::path write(const std::string& name, const std::string& text) const {
-        const auto file = path / name;
-        std::ofstream(file) << text;
-        return file;
-    }
+/// A folder under /tmp for the test, removed at the end.
+struct TempDir : test_support::TempDir {
+    TempDir() : test_support::TempDir("myc-sup") {}
 };
 
 /// One recorded log line.
@@ -123,12 +106,7 @@ private:
 
 /// Polls `done` every 2 ms until it holds or `timeout` passes.
 inline bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-    }
-    return true;
+    return test_support::wait_until(done, timeout);
 }
 
 /// A two-message schema for the link tests.

@@ -29,6 +29,7 @@
 #include "mycelium/link.hpp"
 #include "mycelium/link_client.hpp"
 #include "mycelium/schema.hpp"
+#include "test_support.hpp"
 
 using namespace mycelium;
 using namespace mycelium::link;
@@ -64,27 +65,11 @@ messages:
     return r;
 }
 
-/// A fresh directory under /tmp (short, so socket paths fit sun_path); removed at the end.
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "myc-link-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    std::string socket(const std::string& name = "node.sock") const { return "unix:" + (path / name).string(); }
+struct TempDir : test_support::TempDir {
+    TempDir() : test_support::TempDir("myc-link") {}
 };
 
-std::vector<std::byte> counter(std::uint32_t id, std::uint64_t value) {
-    std::vector<std::byte> out(16);
-    std::memcpy(out.data(), &id, 4);
-    std::memcpy(out.data() + 8, &value, 8);
-    return out;
-}
+using test_support::counter;
 
 std::uint32_t counter_id(const Frame& f) {
     std::uint32_t id = 0;
@@ -111,12 +96,7 @@ std::vector<std::byte> header(std::uint16_t type_id, std::uint32_t length) {
 }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
+    return test_support::wait_until(done, timeout);
 }
 
 LinkClient legacy(const Endpoint& ep) {

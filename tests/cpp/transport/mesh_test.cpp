@@ -22,6 +22,7 @@
 #include "mycelium/mesh.hpp"
 #include "mycelium/schema.hpp"
 #include "mycelium/topology/topology.hpp"
+#include "test_support.hpp"
 
 using namespace mycelium;
 using namespace std::chrono_literals;
@@ -49,17 +50,8 @@ messages:
     return r;
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "myc-mesh-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
+struct TempDir : test_support::TempDir {
+    TempDir() : test_support::TempDir("myc-mesh") {}
 };
 
 topology::Spec local_nodes(const TempDir& dir, std::initializer_list<const char*> names) {
@@ -70,20 +62,10 @@ topology::Spec local_nodes(const TempDir& dir, std::initializer_list<const char*
 }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 10s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(2ms);
-    }
-    return true;
+    return test_support::wait_until(done, timeout);
 }
 
-std::vector<std::byte> counter(std::uint32_t id, std::uint64_t value) {
-    std::vector<std::byte> out(16);
-    std::memcpy(out.data(), &id, 4);
-    std::memcpy(out.data() + 8, &value, 8);
-    return out;
-}
+using test_support::counter;
 
 /// Every CounterUpdate a node's bus delivers, by counter id, in arrival order.
 struct Seen {

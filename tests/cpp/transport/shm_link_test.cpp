@@ -24,6 +24,7 @@
 #include "mycelium/link_client.hpp"
 #include "mycelium/schema.hpp"
 #include "mycelium/shm_ring.hpp"
+#include "test_support.hpp"
 
 using namespace mycelium;
 using namespace mycelium::link;
@@ -53,26 +54,11 @@ messages:
     return r;
 }
 
-struct TempDir {
-    fs::path path;
-    TempDir() {
-        std::string pattern = (fs::temp_directory_path() / "myc-shml-XXXXXX").string();
-        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
-        path = pattern;
-    }
-    ~TempDir() {
-        std::error_code ignored;
-        fs::remove_all(path, ignored);
-    }
-    std::string socket(const std::string& name = "node.sock") const { return "unix:" + (path / name).string(); }
+struct TempDir : test_support::TempDir {
+    TempDir() : test_support::TempDir("myc-shml") {}
 };
 
-std::vector<std::byte> counter(std::uint32_t id, std::uint64_t value) {
-    std::vector<std::byte> out(16);
-    std::memcpy(out.data(), &id, 4);
-    std::memcpy(out.data() + 8, &value, 8);
-    return out;
-}
+using test_support::counter;
 
 std::uint32_t counter_id(const Frame& f) {
     std::uint32_t id = 0;
@@ -81,12 +67,7 @@ std::uint32_t counter_id(const Frame& f) {
 }
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (!done()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
-        std::this_thread::sleep_for(1ms);
-    }
-    return true;
+    return test_support::wait_until(done, timeout, 1ms);
 }
 
 ServerOptions shm_options() {

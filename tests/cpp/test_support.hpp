@@ -1,0 +1,70 @@
+#pragma once
+// Helpers the C++ tests share: a private temporary folder (short, so Unix socket paths
+// fit sun_path), polling with a deadline, and the payload of the test contracts'
+// CounterUpdate. Every test still makes its own folder, socket paths and ports.
+
+#include <doctest/doctest.h>
+
+#include <stdlib.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace test_support {
+
+/// A fresh folder under /tmp named `<prefix>-XXXXXX`, removed with everything in it.
+class TempDir {
+public:
+    explicit TempDir(const std::string& prefix = "myc-test") {
+        std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+        REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+        path = pattern;
+    }
+    ~TempDir() {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+
+    /// `unix:<folder>/<name>`, an endpoint for LinkServer::listen.
+    std::string socket(const std::string& name = "node.sock") const { return "unix:" + (path / name).string(); }
+
+    /// Writes `text` to `name` in the folder and returns its path.
+    std::filesystem::path write(const std::string& name, const std::string& text) const {
+        const auto file = path / name;
+        std::ofstream(file) << text;
+        return file;
+    }
+
+    std::filesystem::path path;
+};
+
+/// Polls `done` every `poll` until it holds (true) or `timeout` passes (false).
+inline bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
+                       std::chrono::microseconds poll = std::chrono::milliseconds(2)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(poll);
+    }
+    return true;
+}
+
+/// A CounterUpdate payload (`counter_id: u32`, 4 bytes of padding, `value: u64`).
+inline std::vector<std::byte> counter(std::uint32_t id, std::uint64_t value) {
+    std::vector<std::byte> out(16);
+    std::memcpy(out.data(), &id, 4);
+    std::memcpy(out.data() + 8, &value, 8);
+    return out;
+}
+
+}  // namespace test_support
