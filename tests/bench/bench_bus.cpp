@@ -90,35 +90,6 @@ bench::Entry inline_publish(const bench::Args& args) {
 // to the clock's own cost).
 constexpr int BATCH = 100;
 
-std::vector<double> ring_pingpong(int samples) {
-    bench::SpscRing<32> ping(1024), pong(1024);
-    std::atomic<bool> stop{false};
-    std::thread echo([&] {
-        bench::pin_this_thread(SUB_CPU);
-        Msg32 m{};
-        while (!stop.load(std::memory_order_relaxed))
-            if (ping.try_pop(&m))
-                while (!pong.try_push(&m)) {
-                }
-    });
-    std::vector<double> out;
-    Msg32 m{0, 1, 2, 3}, back{};
-    for (int s = 0; s < samples + 10; ++s) {
-        const auto t0 = Clock::now();
-        for (int i = 0; i < BATCH; ++i) {
-            m.seq++;
-            while (!ping.try_push(&m)) {
-            }
-            while (!pong.try_pop(&back)) {
-            }
-        }
-        if (s >= 10) out.push_back(bench::ns_since(t0) / (2.0 * BATCH));
-    }
-    stop = true;
-    echo.join();
-    return out;
-}
-
 std::vector<double> bus_pingpong(int samples) {
     Bus bus;
     // The echo: a queued subscriber with its own (spinning, pinned) thread that publishes
@@ -155,7 +126,7 @@ bench::Entry one_way_latency(const bench::Args& args) {
     bench::Entry e{"bus.queued_one_way_32B", "ns", bench::Better::Lower, {},
                    "bare SPSC ring ping-pong / 2, consumer spinning", {}, "<= 400"};
     for (int r = 0; r < rounds; ++r) {
-        auto f = ring_pingpong(per_round);
+        auto f = bench::ring_pingpong_one_way(per_round, SUB_CPU, BATCH);
         e.floor_samples.insert(e.floor_samples.end(), f.begin(), f.end());
         auto b = bus_pingpong(per_round);
         e.samples.insert(e.samples.end(), b.begin(), b.end());

@@ -84,35 +84,6 @@ struct Direction {
 constexpr int BATCH = 100;
 constexpr int WARMUP = 10;
 
-std::vector<double> floor_pingpong(int samples) {
-    bench::SpscRing<32> ping(1024), pong(1024);
-    std::atomic<bool> stop{false};
-    std::thread echo([&] {
-        bench::pin_this_thread(SUB_CPU);
-        Msg32 m{};
-        while (!stop.load(std::memory_order_relaxed))
-            if (ping.try_pop(&m))
-                while (!pong.try_push(&m)) {
-                }
-    });
-    std::vector<double> out;
-    Msg32 m{0, 1, 2, 3}, back{};
-    for (int s = 0; s < samples + WARMUP; ++s) {
-        const auto t0 = Clock::now();
-        for (int i = 0; i < BATCH; ++i) {
-            m.seq++;
-            while (!ping.try_push(&m)) {
-            }
-            while (!pong.try_pop(&back)) {
-            }
-        }
-        if (s >= WARMUP) out.push_back(bench::ns_since(t0) / (2.0 * BATCH));
-    }
-    stop = true;
-    echo.join();
-    return out;
-}
-
 std::vector<double> ring_pingpong(int samples, Bells bells) {
     Direction ping(bells), pong(bells);
     std::atomic<bool> stop{false};
@@ -165,7 +136,7 @@ bench::Entry one_way_latency(const bench::Args& args) {
                    "bare SPSC ring ping-pong / 2, consumer spinning", {}, "<= 400"};
     std::vector<double> data_only, none;
     for (int r = 0; r < rounds; ++r) {
-        auto f = floor_pingpong(per_round);
+        auto f = bench::ring_pingpong_one_way(per_round, SUB_CPU, BATCH, WARMUP);
         e.floor_samples.insert(e.floor_samples.end(), f.begin(), f.end());
         auto s = ring_pingpong(per_round, Bells::Both);
         e.samples.insert(e.samples.end(), s.begin(), s.end());
