@@ -155,6 +155,24 @@ inline constexpr std::size_t MAX_PASSED_FDS = 16;
 void send_fds(int sock, std::span<const std::byte> data, std::span<const int> fds,
               std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+/// What read_with_fds got.
+struct ReadWithFds {
+    /// recvmsg's result: bytes read, 0 at end of stream, -1 on error (see `error`).
+    long result = 0;
+    /// errno when result is -1 (EAGAIN when nothing was ready).
+    int error = 0;
+    /// The kernel truncated the control data (MSG_CTRUNC): descriptors beyond the room
+    /// were closed by the kernel and are lost.
+    bool truncated = false;
+    /// The descriptors that came with the bytes (close-on-exec), owned by the caller now.
+    std::vector<UniqueFd> fds;
+};
+
+/// One non-blocking recvmsg on the Unix socket `sock` into `buffer`, with room for
+/// `max_fds` (≤ MAX_PASSED_FDS) passed descriptors: the one place that reads SCM_RIGHTS.
+/// Never blocks; throws only std::bad_alloc. Thread safety: one reader per socket.
+ReadWithFds read_with_fds(int sock, std::span<std::byte> buffer, std::size_t max_fds);
+
 /// What recv_fds received.
 struct ReceivedFds {
     /// Bytes of data written into the caller's buffer (> 0).

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -246,6 +247,39 @@ void send_fds(int sock, std::span<const std::byte> data, std::span<const int> fd
     }
 }
 
+ReadWithFds read_with_fds(int sock, std::span<std::byte> buffer, std::size_t max_fds) {
+    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * MAX_PASSED_FDS)];
+    iovec iov{buffer.data(), buffer.size()};
+    msghdr msg{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    // Room for exactly max_fds: more than that sets MSG_CTRUNC, and the kernel closes the
+    // descriptors that did not fit (none when max_fds is 0).
+    if (max_fds > 0) {
+        msg.msg_control = control;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * std::min(max_fds, MAX_PASSED_FDS));
+    }
+    ReadWithFds out;
+    out.result = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+    if (out.result < 0) {
+        out.error = errno;
+        return out;
+    }
+    // Take ownership of every descriptor first, so that whatever the caller does next
+    // closes them.
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+        const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (std::size_t i = 0; i < n; ++i) {
+            int fd;
+            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+            out.fds.emplace_back(fd);
+        }
+    }
+    out.truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
+    return out;
+}
+
 ReceivedFds recv_fds(int sock, std::span<std::byte> buffer, std::size_t max_fds, std::chrono::milliseconds timeout) {
     if (buffer.empty()) throw_errno(EINVAL, "recv_fds: empty buffer");
     if (max_fds > MAX_PASSED_FDS)
@@ -253,48 +287,25 @@ ReceivedFds recv_fds(int sock, std::span<std::byte> buffer, std::size_t max_fds,
                                 std::to_string(MAX_PASSED_FDS));
     const std::string where = " on socket " + std::to_string(sock);
     const auto deadline = Clock::now() + timeout;
-    alignas(cmsghdr) unsigned char control[CMSG_SPACE(sizeof(int) * MAX_PASSED_FDS)];
     for (;;) {
         if (!poll_until(sock, POLLIN, deadline))
             throw_errno(ETIMEDOUT, "recv_fds: nothing arrived within " + std::to_string(timeout.count()) + " ms" +
                                        where);
-        iovec iov{buffer.data(), buffer.size()};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        // Room for exactly max_fds: more than that sets MSG_CTRUNC, and the kernel closes
-        // the descriptors that did not fit (none when max_fds is 0).
-        if (max_fds > 0) {
-            msg.msg_control = control;
-            msg.msg_controllen = CMSG_SPACE(sizeof(int) * max_fds);
+        ReadWithFds read = read_with_fds(sock, buffer, max_fds);
+        if (read.result < 0) {
+            if (read.error == EINTR || read.error == EAGAIN || read.error == EWOULDBLOCK) continue;
+            throw_errno(read.error, "recvmsg" + where);
         }
-        const ssize_t r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-        if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-            throw_errno(errno, "recvmsg" + where);
-        }
-        ReceivedFds out;
-        // Take ownership of every descriptor first, so that every exit below closes them.
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            const std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (std::size_t i = 0; i < n; ++i) {
-                int fd;
-                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                out.fds.emplace_back(fd);
-            }
-        }
-        if ((msg.msg_flags & MSG_CTRUNC) != 0)
+        if (read.truncated)
             throw_errno(EPROTO, "recv_fds: the peer sent more than " + std::to_string(max_fds) +
                                     " descriptors (control data truncated)" + where + "; all of them were closed");
         // CMSG_SPACE rounds up, so one more descriptor than asked for can fit.
-        if (out.fds.size() > max_fds)
-            throw_errno(EPROTO, "recv_fds: the peer sent " + std::to_string(out.fds.size()) +
+        if (read.fds.size() > max_fds)
+            throw_errno(EPROTO, "recv_fds: the peer sent " + std::to_string(read.fds.size()) +
                                     " descriptors, more than " + std::to_string(max_fds) + where +
                                     "; all of them were closed");
-        if (r == 0) throw_errno(ECONNRESET, "recv_fds: the peer closed the connection" + where);
-        out.bytes = static_cast<std::size_t>(r);
-        return out;
+        if (read.result == 0) throw_errno(ECONNRESET, "recv_fds: the peer closed the connection" + where);
+        return ReceivedFds{static_cast<std::size_t>(read.result), std::move(read.fds)};
     }
 }
 

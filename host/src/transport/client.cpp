@@ -256,26 +256,12 @@ Result<void, ReceiveError> LinkClient::fill_socket(Clock::time_point deadline) {
     if (ready <= 0) return Err{ReceiveError::Timeout};
     std::array<std::byte, 64 * 1024> buffer;
     // recvmsg, not recv: a SHM_OFFER's descriptors ride on its first byte.
-    iovec iov{buffer.data(), buffer.size()};
-    alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * shm::MAX_PASSED_FDS)> control{};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
-    const ssize_t n = ::recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return {};
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-            int fd = -1;
-            std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-            shm::UniqueFd owned(fd);  // closed unless an offer is expected
-            if (expect_fds_ && received_fds_.size() < shm::MAX_PASSED_FDS) received_fds_.push_back(std::move(owned));
-        }
-    }
-    if ((msg.msg_flags & MSG_CTRUNC) != 0) received_fds_.clear();  // the offer will be refused
+    shm::ReadWithFds read = shm::read_with_fds(fd_, buffer, shm::MAX_PASSED_FDS);
+    const long n = read.result;
+    if (n < 0 && (read.error == EAGAIN || read.error == EINTR)) return {};
+    for (shm::UniqueFd& owned : read.fds)  // closed unless an offer is expected
+        if (expect_fds_ && received_fds_.size() < shm::MAX_PASSED_FDS) received_fds_.push_back(std::move(owned));
+    if (read.truncated) received_fds_.clear();  // the offer will be refused
     if (n <= 0) {
         eof_ = true;
         return Err{ReceiveError::Closed};

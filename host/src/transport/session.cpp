@@ -286,27 +286,13 @@ void Session::read_with_fds() {
     // byte, and a plain read would make the kernel drop (close) them.
     socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
         if (ec) return self->on_read(ec, 0);
-        iovec iov{self->read_buf_.data(), self->read_buf_.size()};
-        alignas(cmsghdr) std::array<char, CMSG_SPACE(sizeof(int) * shm::MAX_PASSED_FDS)> control{};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control.data();
-        msg.msg_controllen = control.size();
-        const ssize_t n = ::recvmsg(self->socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); n >= 0 && c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            const std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-            for (std::size_t i = 0; i < count; ++i) {
-                int fd = -1;
-                std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-                shm::UniqueFd owned(fd);
-                if (self->received_fds_.size() < shm::MAX_PASSED_FDS) self->received_fds_.push_back(std::move(owned));
-            }
-        }
-        if (n > 0 && (msg.msg_flags & MSG_CTRUNC) != 0) self->received_fds_.clear();  // the offer is declined
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return self->do_read();
-        if (n < 0) return self->on_read(asio::error_code(errno, asio::system_category()), 0);
+        shm::ReadWithFds read = shm::read_with_fds(self->socket_.native_handle(), self->read_buf_, shm::MAX_PASSED_FDS);
+        const long n = read.result;
+        for (shm::UniqueFd& owned : read.fds)
+            if (self->received_fds_.size() < shm::MAX_PASSED_FDS) self->received_fds_.push_back(std::move(owned));
+        if (n > 0 && read.truncated) self->received_fds_.clear();  // the offer is declined
+        if (n < 0 && (read.error == EAGAIN || read.error == EWOULDBLOCK || read.error == EINTR)) return self->do_read();
+        if (n < 0) return self->on_read(asio::error_code(read.error, asio::system_category()), 0);
         if (n == 0) return self->on_read(asio::error::eof, 0);
         self->on_read({}, static_cast<std::size_t>(n));
     });
