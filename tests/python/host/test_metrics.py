@@ -4,7 +4,6 @@ prometheus_client accept, with counters that match the traffic the test sent."""
 import json
 import shutil
 import socket
-import struct
 import subprocess
 import textwrap
 import time
@@ -13,7 +12,7 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from wire import HostProcess, RawClient
+from wire import HostProcess, RawClient, counter_update
 
 COUNTER_UPDATE = 1002
 
@@ -101,7 +100,7 @@ def test_counters_match_the_traffic_sent(metered_node, digest):
     host, url = metered_node
     client = RawClient(host.addresses[0], digest)
     for value_ in range(1, 101):
-        client.send(COUNTER_UPDATE, struct.pack("<I4xQ", 1, value_))
+        client.send(COUNTER_UPDATE, counter_update(1, value_))
     parsed = wait_for_value(url, "mycelium_python_callbacks_total", 99, type="CounterUpdate")
 
     assert value(parsed, "mycelium_bus_published_total", type="CounterUpdate") == 100
@@ -148,7 +147,7 @@ def test_bad_handshakes_are_counted_by_reason(metered_node, digest):
 def test_a_scrape_passes_promtool(metered_node, digest):
     host, url = metered_node
     client = RawClient(host.addresses[0], digest)
-    client.send(COUNTER_UPDATE, struct.pack("<I4xQ", 1, 2))
+    client.send(COUNTER_UPDATE, counter_update(1, 2))
     wait_for_value(url, "mycelium_python_callbacks_total", 1, type="CounterUpdate")
     result = subprocess.run(["promtool", "check", "metrics"], input=scrape(url), capture_output=True, text=True,
                             timeout=30)

@@ -9,21 +9,9 @@ import time
 
 import pytest
 
-from wire import ERROR, HostProcess, RawClient
+from wire import ERROR, HostProcess, RawClient, counter_update, text_message
 
 TEXT_MESSAGE, COUNTER_UPDATE, TRADE_TICK, SIGNAL = 1001, 1002, 1100, 1200
-
-
-def text_message(sender, content, timestamp):
-    data = sender.encode()
-    body = struct.pack("<H6x32s", len(data), data)
-    data = content.encode()
-    body += struct.pack("<H6x256s", len(data), data)
-    return body + struct.pack("<Q", timestamp)
-
-
-def counter_update(counter_id, value):
-    return struct.pack("<I4xQ", counter_id, value)
 
 
 @pytest.fixture(scope="module")

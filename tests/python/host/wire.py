@@ -13,6 +13,21 @@ HEADER = struct.Struct("<HI")
 ERROR = 1
 
 
+def text_message(sender, content, timestamp):
+    """A TextMessage payload of the bundled contracts (String fields: u16 length, 6 bytes
+    of padding, the bytes)."""
+    data = sender.encode()
+    body = struct.pack("<H6x32s", len(data), data)
+    data = content.encode()
+    body += struct.pack("<H6x256s", len(data), data)
+    return body + struct.pack("<Q", timestamp)
+
+
+def counter_update(counter_id, value):
+    """A CounterUpdate payload of the bundled contracts (u32, 4 bytes of padding, u64)."""
+    return struct.pack("<I4xQ", counter_id, value)
+
+
 class RawClient:
     def __init__(self, address, digest=None, timeout=5.0, handshake=True):
         if address.startswith("unix:"):
