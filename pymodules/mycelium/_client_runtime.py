@@ -4,10 +4,11 @@ built-in one; scripts import from `mycelium`.
 
 Where a Runtime connects (first match):
 
-1. `endpoint=` given to Runtime (an SDK extension): `unix:PATH` or `tcp:HOST:PORT`;
+1. `endpoint=` given to Runtime (an SDK extension): `unix:PATH`, `shm:PATH` or `tcp:HOST:PORT`;
 2. `MYCELIUM_SOCKET` (same syntax);
 3. the topology: `topology_path=` or `MYCELIUM_TOPOLOGY`, and the node of `service_name=` or
-   `MYCELIUM_SERVICE` (its Unix socket on this host, else its TCP address).
+   `MYCELIUM_SERVICE`: on this host its shared-memory rings when the node enables them
+   (`[nodes.shm] enabled = true`), else its Unix socket; on another host its TCP address.
 
 The schema digest: `schema_digest=`, else `MYCELIUM_SCHEMA_DIGEST` (hex), else the
 `SCHEMA_DIGEST` of the module that defines the first message class used (codegen output
@@ -342,10 +343,12 @@ def _endpoint_from_environment(topology_path, service_name):
         if not service_name:
             raise MyceliumError(f"Runtime: topology {topology_path} needs a service name "
                                 "(service_name= or MYCELIUM_SERVICE) to know which node to join")
-        info = Topology.load(topology_path).connection_info(service_name)
+        # Shared memory when the node offers it on this host (shm:PATH); the transport
+        # stays on the node's Unix socket if the node then refuses.
+        info = Topology.load(topology_path).connection_info(service_name, shm=True)
         return info["endpoint"]
     raise MyceliumError("Runtime: nowhere to connect outside mycelium-host: set MYCELIUM_SOCKET "
-                        "(unix:PATH or tcp:HOST:PORT), or MYCELIUM_TOPOLOGY and MYCELIUM_SERVICE, "
+                        "(unix:PATH, shm:PATH or tcp:HOST:PORT), or MYCELIUM_TOPOLOGY and MYCELIUM_SERVICE, "
                         "or pass endpoint= / topology_path= and service_name=")
 
 
@@ -395,7 +398,7 @@ class Runtime:
 
     @property
     def transport(self):
-        """The UnixTransport/TcpTransport underneath (None until the digest is known)."""
+        """The transport underneath (None until the digest is known)."""
         return self._transport
 
     # ---------------------------------------------------------------- connection

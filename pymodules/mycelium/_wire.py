@@ -22,6 +22,11 @@ UNSUBSCRIBE = 4
 PING = 5
 PONG = 6
 METRICS = 7
+SHM_REQUEST = 16
+SHM_OFFER = 17
+SHM_REFUSE = 18
+SHM_READY = 19
+SHM_SWITCH = 20
 FIRST_APPLICATION_TYPE = 1000
 
 HELLO_VERSION = 1
@@ -44,11 +49,39 @@ ERROR_CODES = {
     9: "slow_consumer",
     10: "shutting_down",
     11: "unsupported_version",
+    12: "shm_corrupt",
 }
 CODE_BAD_DIGEST_LENGTH = 1
 CODE_DIGEST_MISMATCH = 2
 CODE_SHUTTING_DOWN = 10
 CODE_UNSUPPORTED_VERSION = 11
+
+
+SHM_VERSION = 1
+_SHM_REQUEST = struct.Struct("<BBI")
+#: SHM_OFFER: version, flags, descriptor count, reserved, capacity client->host, host->client.
+SHM_OFFER_BODY = struct.Struct("<BBBBQQ")
+#: SHM_REFUSE reasons (wire-protocol.md "Shared-memory setup").
+SHM_REFUSALS = {1: "disabled", 2: "not_local", 3: "no_memory", 4: "unsupported_version", 5: "already_active",
+                6: "bad_offer"}
+SHM_REFUSE_BAD_OFFER = 6
+
+
+def shm_request(capacity=0):
+    """SHM_REQUEST for `capacity` data bytes per direction (0: the node's default)."""
+    return frame(SHM_REQUEST, _SHM_REQUEST.pack(SHM_VERSION, 0, capacity))
+
+
+def shm_refuse(reason, text):
+    return frame(SHM_REFUSE, ERROR_CODE.pack(reason) + text.encode("utf-8")[:1024])
+
+
+def decode_shm_refuse(payload):
+    """(reason name, text) of a SHM_REFUSE payload."""
+    if len(payload) < 2:
+        return "malformed", bytes(payload).hex()
+    code = ERROR_CODE.unpack_from(payload)[0]
+    return SHM_REFUSALS.get(code, f"reason {code}"), bytes(payload[2:]).decode("utf-8", "replace")
 
 
 def parse_digest(digest):
@@ -115,16 +148,18 @@ def decode_error(payload):
 
 
 def parse_endpoint(text):
-    """('unix', path) or ('tcp', (host, port)) from 'unix:PATH' or 'tcp:HOST:PORT'
-    (IPv6 in brackets: 'tcp:[::1]:9000')."""
-    if text.startswith("unix:"):
-        path = text[len("unix:"):]
-        if not path:
-            raise ValueError(f"endpoint {text!r}: empty socket path")
-        return "unix", path
+    """('unix', path), ('shm', path) or ('tcp', (host, port)) from 'unix:PATH', 'shm:PATH'
+    (shared memory set up over the node's Unix socket PATH) or 'tcp:HOST:PORT' (IPv6 in
+    brackets: 'tcp:[::1]:9000')."""
+    for kind in ("unix", "shm"):
+        if text.startswith(kind + ":"):
+            path = text[len(kind) + 1:]
+            if not path:
+                raise ValueError(f"endpoint {text!r}: empty socket path")
+            return kind, path
     if text.startswith("tcp:"):
         return "tcp", parse_host_port(text[len("tcp:"):], what=f"endpoint {text!r}")
-    raise ValueError(f"endpoint {text!r} must be unix:PATH or tcp:HOST:PORT")
+    raise ValueError(f"endpoint {text!r} must be unix:PATH, shm:PATH or tcp:HOST:PORT")
 
 
 def parse_host_port(text, what="address"):

@@ -1,46 +1,558 @@
-"""SharedMemoryTransport: the seam for the shared-memory driver (issue 5).
+"""SharedMemoryTransport: a node's shared-memory rings, from pure Python.
 
-The host's memfd rings (DESIGN.md section 7: one ring per direction, eventfd doorbells,
-set up over the node's Unix socket with SCM_RIGHTS) are being built; until their pure-Python
-driver lands here, `create()` and `open()` raise ShmError and `AVAILABLE` is False.
+`SharedMemoryTransport.open(path_or_endpoint, schema_digest)` connects to the node's Unix
+socket as UnixTransport does, then moves the connection's frames to two rings in shared
+memory (docs/wire-protocol.md, "Shared-memory setup" and "Shared-memory rings"):
 
-What the driver must provide to plug in (the rest of the SDK already relies on it):
+1. after HELLO and the subscriptions it sends SHM_REQUEST (`ring_bytes` per direction,
+   0 = the node's default);
+2. the host answers SHM_OFFER with four descriptors (SCM_RIGHTS): the memfd of the ring
+   client->host, the memfd of the ring host->client, this side's eventfd, the host's
+   eventfd. The reader thread checks every one of them (sealed memfds of the announced
+   size, ring headers, digest, eventfds) and maps both rings, or answers SHM_REFUSE
+   bad_offer and stays on the socket;
+3. SHM_READY is the last frame written to the socket: from then on publish() writes
+   straight into the ring client->host (no syscall unless the host sleeps);
+4. the host's SHM_SWITCH is its last frame on the socket: from then on the reader thread
+   reads the ring host->client. When it runs dry the reader spins for `spin` seconds
+   (50 us by default) checking the socket between polls, then parks on its eventfd.
 
-- `SharedMemoryTransport.open(path_or_endpoint, schema_digest, **options)` returns a
-  connected transport with the same surface as UnixTransport: `publisher(Cls)`,
-  `subscriber(Cls)`, `flush()`, `sync()`, `close()`, `describe()`, and the sink protocol
-  the Runtime uses (`_add_sink(cls, sink)`, `_remove_sink(cls, sink)`, `_routes`,
-  `_deliver(entries, payload)`, `_write(header, payload)`).
-- `AVAILABLE = True`. `MessageBus` and the out-of-process `Runtime` then ask
-  `Topology.connection_info(..., shm=True)` and open shared memory for same-host nodes
-  with `[nodes.shm] enabled = true`; today they fall back to the node's Unix socket.
+The socket stays open as the liveness channel: when the host goes away (even by
+SIGKILL) the reader sees end of stream, drops the mappings, and reconnects as
+UnixTransport does, asking for fresh rings. A host that refuses shared memory (disabled
+on the node, no memory) leaves the connection on the socket: `open()` logs why and
+`shm_active` is False; with `fallback=False` it raises ShmError instead. A ring that
+breaks its rules ends the connection (the reader logs the rule, as the host does) and
+the transport reconnects.
+
+A full ring client->host makes publish() wait (spin, then sleep in 100 us slices) until
+the host reads, the connection drops (TransportError) or `full_timeout` seconds pass
+(TransportError).
 """
 
-from .errors import ShmError
+import array
+import logging
+import os
+import select
+import socket
+import threading
+import time
 
-#: True once the shared-memory driver is in this SDK.
-AVAILABLE = False
+from . import _ring, _wire
+from .errors import ShmError, TransportError
+from .transport import UnixTransport, _Lost
 
-_REASON = "the pure-Python driver for the host's memfd rings (issue 5) is not in this SDK yet; use UnixTransport"
+log = logging.getLogger("mycelium")
+
+#: True: this SDK drives the host's shared-memory rings.
+AVAILABLE = True
+
+_BATCH = 256  # frames read from the ring between two looks at the socket
+_MAX_FDS = 8  # descriptors accepted in one read (the offer brings 4)
+_WAIT_SLICE = 100e-6  # a publisher waiting for room sleeps this long between looks
 
 
-class SharedMemoryTransport:
-    """Shared-memory transport; raises ShmError until the driver lands (see module docstring)."""
+def _is_eventfd(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    except OSError:
+        return True  # no /proc: the kernel will refuse a read of the wrong size later
+
+
+def _close_fds(fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class _Rings:
+    """The two mapped rings and the two doorbells of one connection."""
+
+    def __init__(self, fds, offer, digest):
+        to_host_fd, to_client_fd, own_bell, host_bell = fds
+        self.fds = list(fds)
+        self.to_host = self.from_host = None
+        try:
+            if len(offer) < _wire.SHM_OFFER_BODY.size:
+                raise ShmError(f"SHM_OFFER of {len(offer)} bytes, expected {_wire.SHM_OFFER_BODY.size}")
+            version, _flags, count, _reserved, c1, c2 = _wire.SHM_OFFER_BODY.unpack_from(offer)
+            if version != _wire.SHM_VERSION or count != 4:
+                raise ShmError(f"SHM_OFFER version {version} with {count} descriptors, expected version 1 with 4")
+            if not (_is_eventfd(own_bell) and _is_eventfd(host_bell)):
+                raise ShmError("the offered doorbells are not eventfds")
+            os.set_blocking(own_bell, False)
+            self.to_host = _ring.MappedRing(to_host_fd, c1, digest)
+            self.from_host = _ring.MappedRing(to_client_fd, c2, digest)
+            self.producer = _ring.RingProducer(self.to_host, consumer_bell=host_bell)
+            # The host never parks for room in this ring (it sleeps in slices instead), so
+            # the consumer has no producer doorbell to ring.
+            self.consumer = _ring.RingConsumer(self.from_host)
+        except Exception:
+            self.close()
+            raise
+        self.bell = own_bell
+
+    def describe(self):
+        return f"{self.to_host.capacity}+{self.from_host.capacity}-byte rings"
+
+    def close(self):
+        """Says goodbye in the flags, unmaps, closes the descriptors. Idempotent."""
+        for ring in (self.to_host, self.from_host):
+            if ring is not None and ring.mm is not None:
+                try:
+                    if ring is self.to_host and hasattr(self, "producer"):
+                        self.producer.close()
+                    elif ring is self.from_host and hasattr(self, "consumer"):
+                        self.consumer.close()
+                finally:
+                    ring.close()
+        _close_fds(self.fds)
+        self.fds = []
+
+
+class SharedMemoryTransport(UnixTransport):
+    """A node's shared-memory rings, set up over its Unix socket (see the module docstring).
+
+    `SharedMemoryTransport(path, schema_digest, **options)` makes one (not connected);
+    `open()` and `create()` make and connect it. Options: those of UnixTransport, plus
+    `ring_bytes` (0: the node's default, e.g. 1 MiB), `spin` (seconds the reader spins on
+    an empty ring before it parks, 50e-6), `fallback` (True: stay on the socket when the
+    host refuses shared memory), `full_timeout` (seconds publish() waits for room, 5.0).
+    """
 
     AVAILABLE = AVAILABLE
 
-    def __init__(self, *args, **kwargs):
-        raise ShmError(f"shared memory is not available yet: {_REASON}")
+    def __init__(self, path, schema_digest, *, ring_bytes=0, spin=50e-6, recv_spin=200e-6, fallback=True,
+                 full_timeout=5.0, **options):
+        if path.startswith(("shm:", "unix:")):
+            path = path.split(":", 1)[1]
+        super().__init__(path, schema_digest, **options)
+        if not 0 <= int(ring_bytes) <= 1 << 30:
+            raise ValueError(f"ring_bytes must be in [0, 2^30], got {ring_bytes}")
+        self._ring_bytes = int(ring_bytes)
+        self._spin = float(spin)
+        #: Seconds Subscriber.recv() reads the ring itself before it blocks.
+        self.recv_spin = float(recv_spin)
+        self._fallback = fallback
+        self._full_timeout = float(full_timeout)
+        # Lock order: _ring_lock first, then the UnixTransport locks. Every frame this side
+        # writes passes under it, so none can reach the socket after SHM_READY.
+        self._ring_lock = threading.Lock()
+        self._rings = None  # _Rings while the rings are set up (the reader thread's)
+        self._producer = None  # set once SHM_READY is written (under _ring_lock)
+        self._settled = threading.Event()  # set up, or refused, on the current connection
+        self._torn_down = threading.Event()  # the current rings are being dropped
+        # Reading the ring: the reader thread, or a thread spinning in Subscriber.recv(),
+        # whoever holds _consume_lock (taken before _ring_lock when both are).
+        self._consume_lock = threading.Lock()
+        self._consumer = None  # the ring host->client once SHM_SWITCH came
+        self._batch = []
+        self._reader_parked = False  # the reader thread waits on its doorbell
+        self._spinners = 0  # threads in _receive_spinning
+        self._poll_failure = None  # why a receiving thread ended the connection
+        self.shm_status = "not connected yet"
 
     @classmethod
     def open(cls, path_or_endpoint, schema_digest, **options):
-        """Attaches to a node's shared-memory rings over its Unix socket (not available yet)."""
-        raise ShmError(f"shared memory is not available yet: {_REASON}")
+        """Connects to the node at `path_or_endpoint` (a socket path, or 'unix:PATH' /
+        'shm:PATH') and moves to shared memory; returns the connected transport."""
+        transport = cls(path_or_endpoint, schema_digest, **options)
+        transport.connect()
+        return transport
 
     @classmethod
-    def create(cls, path, schema_digest, **options):
-        """Creates rings (not available yet)."""
-        raise ShmError(f"shared memory is not available yet: {_REASON}")
+    def create(cls, path, schema_digest, ring_bytes=0, **options):
+        """As open(), asking the host for rings of `ring_bytes` per direction (rounded up to
+        a power of two and bounded by the node's `shm.ring_bytes`)."""
+        return cls.open(path, schema_digest, ring_bytes=ring_bytes, **options)
+
+    @property
+    def shm_active(self):
+        """True while frames travel through the rings."""
+        return self._producer is not None
+
+    def describe(self):
+        return f"shm:{self._path}"
+
+    def stats(self):
+        stats = super().stats()
+        stats["shm"] = self.shm_status
+        return stats
+
+    def connect(self):
+        """Connects as UnixTransport.connect() does, then waits until the rings are in use or
+        the host refused them (ShmError when refused and `fallback=False`)."""
+        super().connect()
+        if not self._settled.wait(self._connect_timeout):
+            self.close()
+            raise ShmError(f"{self.describe()}: the host did not set up shared memory within "
+                           f"{self._connect_timeout} s ({self.shm_status})")
+        if self._producer is None:
+            if not self._fallback:
+                error = ShmError(f"{self.describe()}: shared memory unavailable: {self.shm_status}")
+                self.close()
+                raise error
+            log.warning("%s: shared memory unavailable (%s); staying on the Unix socket", self.describe(),
+                        self.shm_status)
+
+    # ------------------------------------------------------------------ connection
+
+    def _open_socket(self):
+        sock = super()._open_socket()
+        self._settled.clear()
+        self._torn_down.clear()
+        self._poll_failure = None
+        self.shm_status = "requested"
+        return sock
+
+    def _preamble(self):
+        return super()._preamble() + _wire.shm_request(self._ring_bytes)
+
+    def _connection_lost(self, sock, lost):
+        self._drop_rings()
+        self._settled.set()  # connect() waiting on this connection stops waiting
+        return super()._connection_lost(sock, lost)
+
+    def _drop_rings(self):
+        self._torn_down.set()  # a publisher waiting for room gives up
+        with self._consume_lock:  # no receiving thread is inside the ring after this
+            self._consumer = None
+            self._reader_parked = False
+        with self._ring_lock:
+            self._producer = None
+            rings, self._rings = self._rings, None
+        if rings is not None:
+            rings.close()
+
+    # ------------------------------------------------------------------ writing
+
+    def _write(self, header, payload):
+        with self._ring_lock:
+            producer = self._producer
+            if producer is None:
+                return super()._write(header, payload)
+            if not producer.try_write(header, payload):
+                self._wait_and_write(producer, header, payload)
+        producer.wake_consumer()  # after the lock's release: a full barrier
+
+    def _write_control(self, data):
+        with self._ring_lock:
+            producer = self._producer
+            if producer is None:
+                return super()._write_control(data)
+            self._write_frames(producer, data)
+        producer.wake_consumer()
+
+    def _queue_declaration(self, data):
+        with self._ring_lock:
+            producer = self._producer
+            if producer is None:
+                return super()._queue_declaration(data)
+            self._write_frames(producer, data)
+        producer.wake_consumer()
+        return False
+
+    def _write_frames(self, producer, data):
+        """Writes the frames of `data` (whole TLV frames back to back) into the ring."""
+        at = 0
+        while at < len(data):
+            _, length = _wire.HEADER.unpack_from(data, at)
+            header, payload = data[at:at + 6], data[at + 6:at + 6 + length]
+            if not producer.try_write(header, payload):
+                self._wait_and_write(producer, header, payload)
+            at += 6 + length
+
+    def _wait_and_write(self, producer, header, payload):
+        """Under _ring_lock, the ring full: waits for room, then writes the frame."""
+        deadline = time.monotonic() + self._full_timeout
+        spin_until = time.monotonic() + self._spin
+        try:
+            while not producer.try_write(header, payload):
+                if self._torn_down.is_set() or producer.consumer_closed():
+                    raise TransportError(f"{self.describe()}: the connection dropped while the ring was full")
+                now = time.monotonic()
+                if now >= deadline:
+                    raise TransportError(f"{self.describe()}: the ring to the host stayed full for "
+                                         f"{self._full_timeout} s")
+                if now < spin_until:
+                    os.sched_yield()
+                else:
+                    time.sleep(_WAIT_SLICE)
+        except _ring.RingError as e:
+            # The host broke the ring's rules: end this connection; the reader reconnects.
+            self._end_connection(_Lost(f"closing: {e}"))
+            raise TransportError(f"{self.describe()}: {e}") from None
+
+    def _shutdown_current(self):
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _switch_output(self, sock, rings):
+        """Writes what is queued and SHM_READY on the socket, then sends through the ring."""
+        with self._ring_lock:
+            self._flush()
+            with self._send_lock:
+                sock.sendall(_wire.frame(_wire.SHM_READY))
+            self._rings = rings
+            self._producer = rings.producer
+
+    # ------------------------------------------------------------------ reading
+
+    def _read_connection(self, sock, received=b""):
+        """The socket up to SHM_SWITCH (receiving the offer's descriptors), then the ring;
+        the socket only, when the host refused."""
+        try:
+            rest = self._read_until_switch(sock)
+            if rest is not None:
+                self._settled.set()
+                return super()._read_connection(sock, rest)
+            self._settled.set()
+            self._read_ring(sock)
+        finally:
+            self._drop_rings()
+
+    def _read_until_switch(self, sock):
+        """Frames from the socket until SHM_SWITCH (returns None) or until the host refused
+        or the offer failed (returns the start of the next frame, for the plain reader)."""
+        buf = bytearray()
+        fds = []  # descriptors received and not claimed by an offer yet
+        stay_on_socket = False
+        ancillary = socket.CMSG_SPACE(_MAX_FDS * array.array("i").itemsize)
+        try:
+            while True:
+                data, anc, flags, _ = sock.recvmsg(1 << 16, ancillary, socket.MSG_CMSG_CLOEXEC)
+                for level, kind, blob in anc:
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                        passed = array.array("i")
+                        passed.frombytes(blob[:len(blob) - len(blob) % passed.itemsize])
+                        fds.extend(passed)
+                if flags & socket.MSG_CTRUNC:
+                    log.warning("%s: descriptors passed by the host were truncated", self.describe())
+                if not data:
+                    inside = f" inside a frame ({len(buf)} bytes)" if buf else ""
+                    raise _Lost(f"the host closed the connection{inside}")
+                buf += data
+                at = 0
+                while len(buf) - at >= 6:
+                    type_id, length = _wire.HEADER.unpack_from(buf, at)
+                    if length > self._max_payload:
+                        raise _Lost(f"the host sent a frame of {length} bytes (type {type_id}), above the "
+                                    f"limit of {self._max_payload}: closing the connection")
+                    stop = at + 6 + length
+                    if stop > len(buf):
+                        break
+                    payload = bytes(buf[at + 6:stop])
+                    at = stop
+                    if stay_on_socket:
+                        self._dispatch(type_id, payload)
+                    elif type_id == _wire.SHM_OFFER:
+                        claimed, fds = fds, []
+                        stay_on_socket = not self._take_offer(sock, payload, claimed)
+                    elif type_id == _wire.SHM_REFUSE:
+                        reason, text = _wire.decode_shm_refuse(payload)
+                        self.shm_status = f"refused by the host: {reason}: {text}"
+                        stay_on_socket = True
+                    elif type_id == _wire.SHM_SWITCH:
+                        if self._producer is None:
+                            raise _Lost("the host sent SHM_SWITCH before this side's SHM_READY")
+                        if at != len(buf):
+                            raise _Lost("the host wrote on the socket after SHM_SWITCH")
+                        self.shm_status = f"active ({self._rings.describe()})"
+                        return None
+                    else:
+                        self._dispatch(type_id, payload)
+                del buf[:at]
+                if stay_on_socket:
+                    return bytes(buf)
+        finally:
+            _close_fds(fds)
+
+    def _take_offer(self, sock, payload, fds):
+        """Maps the offered rings and switches the output; False (SHM_REFUSE sent) when
+        the offer fails a check."""
+        if len(fds) != 4:
+            why = f"the offer came with {len(fds)} descriptors, expected 4"
+            _close_fds(fds)
+            return self._refuse_offer(why)
+        try:
+            rings = _Rings(fds, payload, self._digest)
+        except (ShmError, OSError, ValueError) as e:
+            _close_fds(fds)
+            return self._refuse_offer(str(e))
+        try:
+            self._switch_output(sock, rings)
+        except BaseException:
+            rings.close()
+            raise
+        return True
+
+    def _refuse_offer(self, why):
+        self.shm_status = f"offer refused: {why}"
+        log.warning("%s: refusing the host's shared-memory offer: %s", self.describe(), why)
+        self._write_control(_wire.shm_refuse(_wire.SHM_REFUSE_BAD_OFFER, why))
+        return False
+
+    def _dispatch(self, type_id, payload):
+        if type_id >= _wire.FIRST_APPLICATION_TYPE:
+            entries = self._routes.get(type_id)
+            if entries is not None:
+                self._deliver(entries, payload)
+        else:
+            self._on_control(type_id, payload)
+
+    def _read_ring(self, sock):
+        """Frames from the ring host->client until the socket ends or carries ERROR."""
+        consumer, bell = self._rings.consumer, self._rings.bell
+        with self._consume_lock:
+            self._consumer = consumer
+        sock.setblocking(False)
+        watch_socket = select.poll()
+        watch_socket.register(sock, select.POLLIN)
+        watch_both = select.poll()
+        watch_both.register(sock, select.POLLIN)
+        watch_both.register(bell, select.POLLIN)
+        tail = bytearray()  # an ERROR frame arriving on the socket
+        consume_lock = self._consume_lock
+        spin = self._spin
+        stopping = self._stopping
+        idle_since = None
+        while not stopping.is_set():
+            with consume_lock:
+                count = self._read_batch(consumer)
+            if self._poll_failure is not None:
+                raise self._poll_failure
+            if count:
+                idle_since = None
+                if count == _BATCH and not watch_socket.poll(0):
+                    continue  # more is waiting, and the socket is quiet
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            readable = False
+            if count == 0 and (self._spinners or time.monotonic() - idle_since >= spin):
+                with consume_lock:
+                    parked = self._reader_parked = consumer.begin_park()
+                    if parked and self._spinners:
+                        consumer.end_park()  # a receiving thread watches the ring meanwhile
+                if parked:
+                    events = watch_both.poll(1000)
+                    with consume_lock:
+                        self._reader_parked = False
+                        consumer.end_park()
+                    for fd, _ in events:
+                        if fd == bell:
+                            try:
+                                os.eventfd_read(bell)
+                            except BlockingIOError:
+                                pass
+                        else:
+                            readable = True
+            else:
+                readable = bool(watch_socket.poll(0))  # also lets other threads have the GIL
+            if readable and not self._read_socket_after_switch(sock, tail):
+                if self._poll_failure is not None:
+                    raise self._poll_failure  # this side ended the connection, for that reason
+                with consume_lock:
+                    while self._read_batch(consumer):  # what the host published before it closed
+                        pass
+                return
+
+    def _read_batch(self, consumer):
+        """Under _consume_lock: reads and delivers up to _BATCH frames; how many. A broken
+        ring or an ERROR in it ends the connection (the reader thread raises it)."""
+        if self._consumer is not consumer or self._poll_failure is not None:
+            return 0
+        batch = self._batch
+        try:
+            count = consumer.read_batch(_BATCH, batch)
+            for type_id, payload in batch:
+                self._dispatch(type_id, payload)
+        except _ring.RingError as e:
+            self._end_connection(_Lost(f"closing: {e}"))
+            return 0
+        except _Lost as e:
+            self._end_connection(e)
+            return 0
+        finally:
+            batch.clear()
+        return count
+
+    def _end_connection(self, lost):
+        """Ends the connection from any thread; the reader thread reports `lost`."""
+        if self._poll_failure is None:
+            self._poll_failure = lost
+        self._shutdown_current()
+
+    def _receive_spinning(self, ready, seconds):
+        """Reads the ring from the calling thread (a Subscriber's recv) until `ready()` or
+        `seconds` pass: no hand-over from the reader thread, no wake-up. Meanwhile the
+        reader thread parks, and the host is not asked to ring its doorbell."""
+        consumer = self._consumer
+        if consumer is None:
+            return
+        lock = self._consume_lock
+        if lock.acquire(False):  # one look first: often enough
+            try:
+                self._read_batch(consumer)
+            finally:
+                lock.release()
+        if seconds <= 0 or ready():
+            return
+        deadline = time.perf_counter() + seconds
+        with lock:
+            self._spinners += 1
+            if self._reader_parked:
+                consumer.end_park()
+        try:
+            published = consumer.published
+            while not ready():
+                try:
+                    if published() and lock.acquire(False):
+                        try:
+                            count = self._read_batch(consumer)
+                        finally:
+                            lock.release()
+                        if count:
+                            continue
+                except ValueError:  # the reader thread dropped the rings: the connection ended
+                    return
+                if time.perf_counter() >= deadline:
+                    return
+                os.sched_yield()  # lets the reader thread, or another process on this CPU, run
+        finally:
+            with lock:
+                self._spinners -= 1
+                # Hand the watch back to a parked reader: its doorbell must ring again.
+                while (not self._spinners and self._reader_parked and self._consumer is consumer
+                       and not consumer.begin_park()):
+                    if not self._read_batch(consumer):
+                        break  # the host closed its side: the socket's end follows
+
+    def _read_socket_after_switch(self, sock, tail):
+        """Reads the socket after the switch: False at end of stream; raises _Lost for the
+        host's ERROR (its only frame there) or anything else."""
+        try:
+            data = sock.recv(1 << 16)
+        except BlockingIOError:
+            return True
+        if not data:
+            return False
+        tail += data
+        while len(tail) >= 6:
+            type_id, length = _wire.HEADER.unpack_from(tail, 0)
+            if type_id != _wire.ERROR or length > 1 << 16:
+                raise _Lost(f"the host wrote a frame of type {type_id} on the socket after SHM_SWITCH")
+            if len(tail) < 6 + length:
+                break
+            payload = bytes(tail[6:6 + length])
+            del tail[:6 + length]
+            self._on_control(type_id, payload)  # raises _Lost with the host's reason
+        return True
 
 
 __all__ = ["AVAILABLE", "SharedMemoryTransport", "ShmError"]

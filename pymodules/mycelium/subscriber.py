@@ -38,6 +38,10 @@ class Subscriber:
         self._waiters = []
         self._failure = None
         self.dropped = 0
+        # A shared-memory transport lets recv() read the ring from the calling thread for a
+        # while before it blocks: no hand-over from the reader thread, no wake-up.
+        self._receive_spinning = getattr(transport, "_receive_spinning", None)
+        self._recv_spin = getattr(transport, "recv_spin", 0.0)
 
     @property
     def message_cls(self):
@@ -83,6 +87,9 @@ class Subscriber:
         Raises `Timeout` (a `queue.Empty` and a `TimeoutError`) when nothing arrived,
         `SchemaMismatch`/`TransportError` when the transport failed, `ClosedError` after
         close()."""
+        if self._receive_spinning is not None and self._recv_spin > 0:
+            spin = self._recv_spin if timeout is None else min(timeout, self._recv_spin)
+            self._receive_spinning(self._queue.qsize, spin)
         try:
             message = self._queue.get(True, timeout)
         except queue.Empty:
@@ -93,6 +100,8 @@ class Subscriber:
 
     def recv_nowait(self):
         """The next message if one is queued; raises `queue.Empty` otherwise."""
+        if self._receive_spinning is not None:
+            self._receive_spinning(self._queue.qsize, 0.0)  # one look at the ring
         message = self._queue.get_nowait()
         if message is _FAILED:
             self._raise_failure()

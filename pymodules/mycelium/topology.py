@@ -108,9 +108,12 @@ class Route:
 
     @property
     def endpoint(self):
-        """'unix:PATH' or 'tcp:HOST:PORT' (None for LOCAL)."""
-        if self.kind in (TransportType.UNIX, TransportType.SHM):
+        """'unix:PATH', 'shm:PATH' (rings set up over the Unix socket PATH) or
+        'tcp:HOST:PORT' (None for LOCAL)."""
+        if self.kind is TransportType.UNIX:
             return f"unix:{self.socket_path}"
+        if self.kind is TransportType.SHM:
+            return f"shm:{self.socket_path}"
         if self.kind is TransportType.TCP:
             host = f"[{self.host}]" if ":" in self.host else self.host
             return f"tcp:{host}:{self.port}"

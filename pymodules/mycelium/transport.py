@@ -306,11 +306,10 @@ class _SocketTransport:
                 return
             if declared:
                 return
-            with self._wlock:
-                if self._state is not _CONNECTED:
-                    return  # the next connection declares it
-                self._wbuf += _wire.type_list(_wire.SUBSCRIBE, [type_id])
-        self._flush()
+            # Not connected: the next connection declares it.
+            queued = self._queue_declaration(_wire.type_list(_wire.SUBSCRIBE, [type_id]))
+        if queued:
+            self._flush()
 
     def _remove_sink(self, cls, sink):
         type_id = type_id_of(cls)
@@ -324,11 +323,18 @@ class _SocketTransport:
             self._rebuild_routes()
             if type_id in self._routes:
                 return
-            with self._wlock:
-                if self._state is not _CONNECTED:
-                    return
-                self._wbuf += _wire.type_list(_wire.UNSUBSCRIBE, [type_id])
-        self._flush()
+            queued = self._queue_declaration(_wire.type_list(_wire.UNSUBSCRIBE, [type_id]))
+        if queued:
+            self._flush()
+
+    def _queue_declaration(self, data):
+        """Queues SUBSCRIBE/UNSUBSCRIBE frames (under _sub_lock) when connected; True when
+        they wait in the write buffer for a flush."""
+        with self._wlock:
+            if self._state is not _CONNECTED:
+                return False
+            self._wbuf += data
+            return True
 
     def _rebuild_routes(self):
         routes = {}
@@ -574,12 +580,14 @@ class _SocketTransport:
             log.info("%s: reconnected after %d attempt(s)", self.describe(), attempts)
             return sock
 
-    def _read_connection(self, sock):
+    def _read_connection(self, sock, received=b""):
         """Reads frames from `sock` until it ends: returns at end of stream, raises _Lost
-        when the host sent ERROR or a frame that cannot be framed, OSError on errors."""
-        buf = bytearray(_READ_CHUNK)
+        when the host sent ERROR or a frame that cannot be framed, OSError on errors.
+        `received`: the start of a frame already read from `sock` (less than a frame)."""
+        buf = bytearray(max(_READ_CHUNK, 2 * len(received)))
         view = memoryview(buf)
-        start = end = 0
+        start, end = 0, len(received)
+        buf[:end] = received
         header = _wire.HEADER
         max_payload = self._max_payload
         while True:
@@ -753,10 +761,14 @@ class TcpTransport(_SocketTransport):
 
 
 def transport_for_endpoint(endpoint, schema_digest, **options):
-    """A UnixTransport or TcpTransport for 'unix:PATH' or 'tcp:HOST:PORT' (not connected)."""
+    """A UnixTransport, SharedMemoryTransport or TcpTransport for 'unix:PATH', 'shm:PATH' or
+    'tcp:HOST:PORT' (not connected)."""
     kind, where = _wire.parse_endpoint(endpoint)
     if kind == "unix":
         return UnixTransport(where, schema_digest, **options)
+    if kind == "shm":
+        from .shm_transport import SharedMemoryTransport  # it builds on this module
+        return SharedMemoryTransport(where, schema_digest, **options)
     host, port = where
     return TcpTransport(host, port, schema_digest, **options)
 

@@ -1,6 +1,9 @@
 """Helpers shared by the SDK tests (imported by name; conftest.py holds the fixtures)."""
 
+import fcntl
 import importlib.util
+import mmap
+import os
 import pathlib
 import socket
 import struct
@@ -157,3 +160,20 @@ class FakeHost:
         self.server.close()
         for conn in self.accepted:
             conn.close()
+
+
+def make_ring_fd(capacity, digest, sealed=True, size=None, patch=None):
+    """A memfd formatted as a fresh shared-memory ring (docs/wire-protocol.md, "The region"),
+    as the host makes one: header, digest, indices 0, sealed against shrinking and growing."""
+    fd = os.memfd_create("test-ring", os.MFD_ALLOW_SEALING | os.MFD_CLOEXEC)
+    os.ftruncate(fd, size if size is not None else 256 + capacity)
+    with mmap.mmap(fd, 256) as mm:
+        mm[0:8] = b"MYC-RING"
+        mm[8:16] = struct.pack("<II", 1, 256)
+        mm[16:24] = struct.pack("<Q", capacity)
+        mm[32:64] = digest
+        for offset, data in (patch or {}).items():  # header fields to break, {offset: bytes}
+            mm[offset:offset + len(data)] = data
+    if sealed:
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL)
+    return fd

@@ -275,14 +275,12 @@ def test_digest_error_frame_is_final(fake_host, messages, digest):
     t.close()
 
 
-def test_shared_memory_is_not_available_yet(digest):
-    assert mycelium.SharedMemoryTransport.AVAILABLE is False
-    with pytest.raises(mycelium.ShmError, match="shared memory is not available yet"):
-        mycelium.SharedMemoryTransport.open("/tmp/mycelium/node.sock", digest)
-    with pytest.raises(mycelium.ShmError, match="shared memory is not available yet"):
-        mycelium.SharedMemoryTransport.create("/tmp/x", digest)
-    with pytest.raises(mycelium.TransportError):
-        mycelium.SharedMemoryTransport()
+def test_shared_memory_to_nothing_raises_transport_error(digest, sock_dir):
+    assert mycelium.SharedMemoryTransport.AVAILABLE is True
+    with pytest.raises(mycelium.TransportError, match="cannot connect to unix:"):
+        mycelium.SharedMemoryTransport.open(str(sock_dir / "none.sock"), digest)
+    with pytest.raises(ValueError, match="ring_bytes"):
+        mycelium.SharedMemoryTransport(str(sock_dir / "x.sock"), digest, ring_bytes=-1)
 
 
 def test_close_does_not_hang_on_a_host_that_stopped_reading(fake_host, messages, digest):
