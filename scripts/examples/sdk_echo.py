@@ -9,7 +9,12 @@ As its own process, beside a host:
     mycelium-host --listen unix:/tmp/echo.sock &
     MYCELIUM_SOCKET=unix:/tmp/echo.sock python3 scripts/examples/sdk_echo.py
 
-(with `pymodules/` on PYTHONPATH, or the SDK installed). Inside the host `mycelium` hands
+(with `pymodules/` on PYTHONPATH, or the SDK installed), or beside a node of a topology,
+over the node's shared-memory rings when it enables them (`[nodes.shm] enabled = true`,
+and `sdk-echo` among its services):
+
+    MYCELIUM_TOPOLOGY=topology.toml python3 scripts/examples/sdk_echo.py
+ Inside the host `mycelium` hands
 everything to the built-in `mycelium_native`; outside it connects to MYCELIUM_SOCKET, runs
 the callbacks on its own thread, and keeps serving after the top level returns, as the
 host does.

@@ -13,6 +13,12 @@ import mycelium
 from sdk_helpers import write_script
 
 EXAMPLE = "scripts/examples/sdk_echo.py"
+EXAMPLE_OUTPUT = [
+    "echo: alice says 'hello' at 1",
+    "echo: alice says 'wörld' at 2",
+    "echo: alice says 'bye' at 3",
+    "echo: handled 3 messages: hello, wörld, bye",
+]
 
 
 @pytest.fixture
@@ -99,16 +105,33 @@ def test_the_example_runs_in_and_out_of_the_host_with_the_same_output(start_host
     code_out, out_out, err_out, replies_out = run_outside(start_host, sock_dir, script, drive, sdk_env)
     assert code_in == 0, err_in
     assert code_out == 0, err_out
-    expected = [
-        "echo: alice says 'hello' at 1",
-        "echo: alice says 'wörld' at 2",
-        "echo: alice says 'bye' at 3",
-        "echo: handled 3 messages: hello, wörld, bye",
-    ]
-    assert script_lines(out_in, "echo:") == expected, out_in + err_in
-    assert script_lines(out_out, "echo:") == expected, out_out + err_out
+    assert script_lines(out_in, "echo:") == EXAMPLE_OUTPUT, out_in + err_in
+    assert script_lines(out_out, "echo:") == EXAMPLE_OUTPUT, out_out + err_out
     assert [(r.counter_id, r.value) for r in replies_in] == [(5, 2), (5, 4), (3, 6)]
     assert replies_out == replies_in
+
+
+def test_the_example_joins_its_node_over_shared_memory_with_the_same_output(start_host, sock_dir, repo, messages,
+                                                                             digest, sdk_env):
+    """The same example beside a node that enables shared memory, found through the
+    topology: the script's Runtime and the driver both move to the node's rings."""
+    topology = sock_dir / "topology.toml"
+    topology.write_text(f'socket_dir = "{sock_dir}"\n[[nodes]]\nname = "main"\nservices = ["sdk-echo"]\n'
+                        '[nodes.shm]\nenabled = true\n')
+    host = start_host("--topology", topology, "--node", "main")
+    proc = subprocess.Popen([sys.executable, str(repo / EXAMPLE)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(sdk_env, MYCELIUM_TOPOLOGY=str(topology)))
+    try:
+        replies = probe_then_send(f"shm:{sock_dir / 'main.sock'}", messages, digest, ["hello", "wörld", "bye"])
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert script_lines(out, "echo:") == EXAMPLE_OUTPUT, out + err
+    assert [(r.counter_id, r.value) for r in replies] == [(5, 2), (5, 4), (3, 6)]
+    assert sum("frames go through shared memory now" in line for line in host.lines("stderr")) == 2
 
 
 def test_the_example_messages_module_is_current(run_host, repo, tmp_path):
