@@ -14,9 +14,9 @@ over the node's shared-memory rings when it enables them (`[nodes.shm] enabled =
 and `sdk-echo` among its services):
 
     MYCELIUM_TOPOLOGY=topology.toml python3 scripts/examples/sdk_echo.py
- Inside the host `mycelium` hands
-everything to the built-in `mycelium_native`; outside it connects to MYCELIUM_SOCKET, runs
-the callbacks on its own thread, and keeps serving after the top level returns, as the
+
+Inside the host `mycelium` hands everything to the built-in `mycelium_native`; outside it
+connects where MYCELIUM_SOCKET or the topology says, runs the callbacks on its own thread, and keeps serving after the top level returns, as the
 host does.
 
 It answers every TextMessage with a CounterUpdate (counter_id = the content's length,
