@@ -8,7 +8,11 @@
 //                                           link (both io threads spinning, on CPU 0 and CPU
 //                                           1)   floor: the Unix-socket link, cross core, same run
 //   link.shm_stream_32B                     M msg/s node A -> node B over the rings (128 MiB,
-//                                           so the burst never fills them)  floor: the Unix link
+//                                           so the burst never fills them), one Bus::publish
+//                                           per message, each published into the ring at once
+//                                           floor: the Unix link
+//   link.shm_stream_batched_32B             the same loop inside a link::PublishBatch (the
+//                                           ring is published every 64 frames)
 //
 // Two nodes in this process: each a Bus and a link::LinkServer (one io thread each); node A
 // listens (a Unix socket in a mkdtemp folder, or TCP 127.0.0.1 port 0) and node B dials it
@@ -61,6 +65,7 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -562,11 +567,14 @@ public:
     }
 
 private:
-    bool pinned_ = false;
-    // Written by main in arm(), then by node B's io thread only until done_.
+    // Written by main in arm(), then by node B's io thread only until done_, on every
+    // message: on cache lines of their own, away from whatever the publisher reads per
+    // message (a sink declared next to the LinkPair shared a line with its node pointers,
+    // which halved the batched shared-memory stream depending on the stack layout).
+    alignas(64) bool pinned_ = false;
     std::uint64_t got_ = 0, gaps_ = 0, next_ = 0, want_ = 0;
     Clock::time_point t_end_{};
-    Done done_;
+    alignas(64) Done done_;
     Subscription sub_;  // last: closed first
 };
 
@@ -633,10 +641,11 @@ bench::Entry stream(Transport t, const bench::Args& args, const TempDir& dir) {
         sink.arm(seq, n);
         bench::pin_this_thread(OTHER_CPU);
         Msg32 m{0, 0, 1, 2};
+        Bus& bus = pair.a->bus;
         const auto t0 = Clock::now();
         for (std::uint64_t i = 0; i < n; ++i) {
             m.seq = seq + i;
-            (void)pair.a->bus.publish(DATA, bytes_of(m));
+            (void)bus.publish(DATA, bytes_of(m));
         }
         const auto t_published = Clock::now();
         const auto t_end = sink.wait(n);
@@ -690,11 +699,13 @@ bench::Entry shm_one_way(const bench::Args& args, const TempDir& dir) {
     return e;
 }
 
-bench::Entry shm_stream(const bench::Args& args, const TempDir& dir) {
+std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir) {
     const int reps = args.quick ? 5 : 15;
     const std::uint64_t n = args.quick ? 500'000 : 2'000'000;
     bench::Entry e{"link.shm_stream_32B", "M msg/s", bench::Better::Higher, {},
                    "the Unix-socket peer link stream (same setup), same run", {}, ">= 100"};
+    bench::Entry batched{"link.shm_stream_batched_32B", "M msg/s", bench::Better::Higher, {},
+                         "the Unix-socket peer link stream (same setup), same run", {}, ">= 100"};
     link::ServerOptions options;
     options.send_queue_frames = n + 1024;
     options.send_queue_bytes = (n + 1024) * FRAME;
@@ -716,14 +727,19 @@ bench::Entry shm_stream(const bench::Args& args, const TempDir& dir) {
                 fail("the stream type never crossed the link");
             std::this_thread::sleep_for(20ms);
         }
-        double run(std::uint64_t count, std::uint64_t& seq) {
+        double run(std::uint64_t count, std::uint64_t& seq, bool batch = false) {
             sink.arm(seq, count);
             bench::pin_this_thread(OTHER_CPU);
             Msg32 m{0, 0, 1, 2};
+            Bus& bus = pair.a->bus;
             const auto t0 = Clock::now();
-            for (std::uint64_t i = 0; i < count; ++i) {
-                m.seq = seq + i;
-                (void)pair.a->bus.publish(DATA, bytes_of(m));
+            {
+                std::optional<link::PublishBatch> burst;
+                if (batch) burst.emplace();
+                for (std::uint64_t i = 0; i < count; ++i) {
+                    m.seq = seq + i;
+                    (void)bus.publish(DATA, bytes_of(m));
+                }
             }
             const auto t_end = sink.wait(count);
             seq += count;
@@ -737,15 +753,19 @@ bench::Entry shm_stream(const bench::Args& args, const TempDir& dir) {
     for (int r = 0; r < reps + 1; ++r) {  // repetition 0 warms up
         const double f = sock.run(n, seq_sock);
         const double l = shm.run(n, seq_shm);
+        const double b = shm.run(n, seq_shm, true);
         if (r == 0) continue;
         e.floor_samples.push_back(f);
         e.samples.push_back(l);
+        batched.floor_samples.push_back(f);
+        batched.samples.push_back(b);
     }
     check_link_health(shm.pair, e.name.c_str());
-    std::fprintf(stderr, "%s: median %.2f M msg/s (slowest %.2f), Unix-socket link median %.2f (slowest %.2f)\n",
-                 e.name.c_str(), bench::percentile(e.samples, 50), bench::percentile(e.samples, 1),
-                 bench::percentile(e.floor_samples, 50), bench::percentile(e.floor_samples, 1));
-    return e;
+    for (const bench::Entry* x : {&e, &batched})
+        std::fprintf(stderr, "%s: median %.2f M msg/s (slowest %.2f), Unix-socket link median %.2f (slowest %.2f)\n",
+                     x->name.c_str(), bench::percentile(x->samples, 50), bench::percentile(x->samples, 1),
+                     bench::percentile(x->floor_samples, 50), bench::percentile(x->floor_samples, 1));
+    return {e, batched};
 }
 
 }  // namespace
@@ -764,7 +784,7 @@ int main(int argc, char** argv) {
         entries.push_back(stream(Transport::Unix, args, dir));
         entries.push_back(stream(Transport::Tcp, args, dir));
         entries.push_back(shm_one_way(args, dir));
-        entries.push_back(shm_stream(args, dir));
+        for (auto& entry : shm_stream(args, dir)) entries.push_back(std::move(entry));
         bench::print_json(entries);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_link: %s\n", e.what());

@@ -34,7 +34,7 @@ constexpr std::array NODE_KEYS = {
     "scripts"sv, "contracts"sv, "metrics"sv, "queues"sv, "shm"sv,      "workers"sv};
 constexpr std::array ENDPOINT_KEYS = {"kind"sv, "addr"sv};
 constexpr std::array QUEUE_KEYS = {"capacity"sv, "policy"sv, "link_capacity"sv};
-constexpr std::array SHM_KEYS = {"enabled"sv, "ring_bytes"sv, "spin_us"sv};
+constexpr std::array SHM_KEYS = {"enabled"sv, "ring_bytes"sv, "spin_us"sv, "wait_ms"sv};
 constexpr std::array WORKER_KEYS = {"name"sv,
                                     "script"sv,
                                     "args"sv,
@@ -525,6 +525,8 @@ private:
         }
         if (const toml::node* v = table.get("spin_us"))
             shm.spin = std::chrono::microseconds(integer_of("spin_us", *v, 0, MAX_SPIN.count()));
+        if (const toml::node* v = table.get("wait_ms"))
+            shm.wait = std::chrono::milliseconds(integer_of("wait_ms", *v, 0, MAX_SHM_WAIT.count()));
     }
 
     void read_workers(const toml::node& value, Node& node) const {

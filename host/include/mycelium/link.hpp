@@ -102,8 +102,17 @@ private:
 enum class SlowConsumerPolicy : std::uint8_t {
     /// Default (like NATS slow consumers): close the connection, log it, count it.
     Disconnect,
-    /// Evict the oldest queued frames to make room, counting each as dropped.
+    /// Evict the oldest queued frames to make room, counting each as dropped. On a
+    /// shared-memory ring, which never overwrites unread frames, the new frame is dropped
+    /// and counted instead.
     DropOldest,
+    /// Backpressure (the topology's `queues.policy = "block"`): a publisher that finds a
+    /// connection's shared-memory ring full waits for room, up to ServerOptions::shm_wait,
+    /// and only then disconnects the connection as Disconnect does. Publishes made on an
+    /// io thread (frames relayed from another connection) never wait: for them, and for
+    /// a full socket send queue, Block is Disconnect. docs/wire-protocol.md, "After the
+    /// switch".
+    Block,
 };
 
 /// Limits and knobs of a LinkServer.
@@ -141,6 +150,9 @@ struct ServerOptions {
     /// How long the host's ring reader spins on an empty ring before it parks on its
     /// doorbell (it spins on an io thread: keep it short; 0 = park at once).
     std::chrono::microseconds shm_spin{50};
+    /// SlowConsumerPolicy::Block: how long a publisher waits for room in a full
+    /// shared-memory ring before the connection is disconnected as a slow consumer.
+    std::chrono::milliseconds shm_wait{1'000};
     /// The node names that may connect as peers (HELLO role=peer); anyone else claiming to
     /// be a peer is refused (protocol_violation), so a client can neither receive a node's
     /// traffic as a peer nor displace a real peer's link. Empty: no peers (a host serving
@@ -328,6 +340,46 @@ public:
 
 private:
     std::shared_ptr<detail::ServerState> state_;
+};
+
+/// Sends a burst of messages through shared-memory links in one go (issue 5). While a
+/// PublishBatch lives on a thread, each frame the thread's Bus::publish calls hand to a
+/// link that moved to shared memory is staged in the ring, and each ring is published
+/// (made visible to its reader, which is rung if it sleeps) once: when the batch ends or
+/// flush() is called, and whenever 64 frames (or a quarter of the ring) are staged in it.
+/// A publish is a full barrier that waits for the cache line the reader polls, so a dense
+/// stream published frame by frame from an application thread tops out several times
+/// below a batched one (docs/benchmarks.md, "Shared-memory links"). Frames the host relays
+/// from one connection to another are batched this way already, per read batch.
+///
+/// Without a batch every frame is published at once: a lone message is never delayed.
+/// Inside one, nothing reaches the reader before the batch publishes it: keep a batch
+/// around a loop that publishes a burst, never around a wait for an answer to it. Links
+/// over sockets are not affected (their send queues coalesce writes already), and the
+/// order of frames on every link is the order of the publishes, as without a batch. A
+/// publish that finds a ring full publishes that ring's staged frames before the
+/// slow-consumer policy applies; under Block the batch's other rings wait with it.
+///
+/// A batch holds the links it staged frames for until it publishes them; ~LinkServer
+/// waits for the batches of other threads that hold its links (and publishes the calling
+/// thread's own). Nothing here allocates per frame. Thread safety: made, used and
+/// destroyed on one thread; batches nest (an inner one publishes its own frames at its
+/// end). No GIL.
+class PublishBatch {
+public:
+    /// Starts corking the calling thread's shared-memory sends.
+    PublishBatch();
+    /// Publishes what is staged and stops corking.
+    ~PublishBatch();
+    PublishBatch(const PublishBatch&) = delete;
+    PublishBatch& operator=(const PublishBatch&) = delete;
+
+    /// Publishes what is staged so far; the batch goes on.
+    void flush() noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace mycelium::link

@@ -198,6 +198,10 @@ public:
     /// Installs process-wide blocking hooks (nullptr removes them); the hooks object
     /// must outlive every push. Thread safety: call while no push is blocked.
     static void set_blocking_hooks(const BlockingHooks* hooks) noexcept;
+    /// The hooks set_blocking_hooks installed, or nullptr: for other code that makes a
+    /// publisher wait (a shared-memory link under SlowConsumerPolicy::Block calls
+    /// before_park / after_park around its wait). Thread safety: any thread.
+    static const BlockingHooks* blocking_hooks() noexcept;
 
     /// Refuses further pushes (Closed), releases blocked producers and wakes the
     /// consumer. Queued messages stay poppable. Thread safety: any thread.

@@ -405,11 +405,20 @@ public:
     /// (or sleeps in slices of at most 100 µs without one). Publishes staged frames
     /// first. Returns Ready also when the producer is poisoned or closed (the next
     /// try_reserve reports it). Never throws.
-    RingWait wait_for_space(std::size_t payload_length, std::chrono::nanoseconds timeout) noexcept;
+    RingWait wait_for_space(std::size_t payload_length, std::chrono::nanoseconds timeout) noexcept {
+        return wait_for_space(payload_length, timeout, spin_);
+    }
+    /// wait_for_space() spinning for min(`spin`, timeout) instead of the producer's spin: a
+    /// caller that waits in several slices spins in the first one only.
+    RingWait wait_for_space(std::size_t payload_length, std::chrono::nanoseconds timeout,
+                            std::chrono::nanoseconds spin) noexcept;
 
     /// Publishes what is staged, then sets the producer-closed flag and rings a sleeping
     /// consumer: it will consume what is left and then see RingWait::Closed. Idempotent.
     void close() noexcept;
+
+    /// Bytes staged (written by try_reserve / try_stage) and not yet published.
+    std::uint64_t staged_bytes() const noexcept { return write_ - published_; }
 
     /// The error that poisoned the producer (a bad consumer index), or nullptr.
     const RingFailure* failure() const noexcept { return failure_ ? &*failure_ : nullptr; }
@@ -508,6 +517,12 @@ public:
     /// the exception propagates.
     template <class F>
     Result<std::size_t, RingError> read_batch(F&& fn, std::size_t max = SIZE_MAX);
+    /// read_batch() that calls `before_release()` after the last visit and before the
+    /// visited frames are released (on every way out, also after an error or exception;
+    /// it must not throw): a reader that answers the frames it read can send its answers
+    /// first, and release the room after.
+    template <class F, class G>
+    Result<std::size_t, RingError> read_batch(F&& fn, std::size_t max, G&& before_release);
 
     /// Waits until a frame is ready, the producer has closed and everything is consumed
     /// (Closed), or `timeout` passes: spins for min(spin, timeout), then sets the
@@ -537,6 +552,9 @@ public:
     std::size_t max_payload() const noexcept { return max_payload_; }
     /// The consumer's position (a byte count since the start), the peeked frame excluded.
     std::uint64_t read_position() const noexcept { return read_; }
+    /// Bytes published and not yet visited, as of the last load of the producer index (no
+    /// load here): inside a read_batch visit, 0 means this frame is the last one known.
+    std::uint64_t known_available() const noexcept { return producer_ - read_ - pending_; }
 
 private:
     bool refresh_producer() noexcept;
@@ -671,15 +689,22 @@ inline void RingConsumer::publish_consumed() noexcept {
 
 template <class F>
 Result<std::size_t, RingError> RingConsumer::read_batch(F&& fn, std::size_t max) {
+    return read_batch(std::forward<F>(fn), max, [] {});
+}
+
+template <class F, class G>
+Result<std::size_t, RingError> RingConsumer::read_batch(F&& fn, std::size_t max, G&& before_release) {
     const std::uint64_t start = read_;
     // Releases the visited frames once, on every way out (normal, error, exception).
     struct Release {
         RingConsumer& self;
         std::uint64_t start;
+        G& before;
         ~Release() {
+            before();
             if (self.read_ != start) self.publish_consumed();
         }
-    } release{*this, start};
+    } release{*this, start, before_release};
     std::size_t visited = 0;
     while (visited < max) {
         auto next = peek();

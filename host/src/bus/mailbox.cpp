@@ -225,6 +225,8 @@ void Mailbox::set_blocking_hooks(const BlockingHooks* hooks) noexcept {
     g_blocking_hooks.store(hooks, std::memory_order_release);
 }
 
+const BlockingHooks* Mailbox::blocking_hooks() noexcept { return g_blocking_hooks.load(std::memory_order_acquire); }
+
 void Mailbox::ring_doorbell() noexcept {
     doorbell_.fetch_add(1, std::memory_order_seq_cst);
     detail::futex_wake(&doorbell_, 1);

@@ -321,11 +321,12 @@ void RingProducer::wake_consumer() noexcept {
         EventFd::notify_fd(notify_fd_);
 }
 
-RingWait RingProducer::wait_for_space(std::size_t payload_length, std::chrono::nanoseconds timeout) noexcept {
+RingWait RingProducer::wait_for_space(std::size_t payload_length, std::chrono::nanoseconds timeout,
+                                      std::chrono::nanoseconds spin) noexcept {
     publish();
     const auto start = Clock::now();
     const auto deadline = start + timeout;
-    const auto spin_end = start + std::min(spin_, timeout);
+    const auto spin_end = start + std::min(spin, timeout);
     for (unsigned i = 0;; ++i) {
         if (room_for(payload_length)) return RingWait::Ready;
         if (consumer_closed()) return RingWait::Closed;

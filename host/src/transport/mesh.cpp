@@ -78,12 +78,18 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
     so.max_connections = spec.limits.max_connections;
     so.socket_mode = self->socket_mode;
     so.send_queue_frames = self->queues.link_capacity;
-    so.slow_consumer = self->queues.policy == topology::QueuePolicy::DropOldest ? link::SlowConsumerPolicy::DropOldest
-                                                                                 : link::SlowConsumerPolicy::Disconnect;
+    // block: a publisher waits for room in a full shared-memory ring (shm.wait_ms), then
+    // disconnects; fail: disconnect at once. A full socket send queue disconnects under both.
+    switch (self->queues.policy) {
+        case topology::QueuePolicy::DropOldest: so.slow_consumer = link::SlowConsumerPolicy::DropOldest; break;
+        case topology::QueuePolicy::Block: so.slow_consumer = link::SlowConsumerPolicy::Block; break;
+        case topology::QueuePolicy::Fail: so.slow_consumer = link::SlowConsumerPolicy::Disconnect; break;
+    }
     // Shared memory is offered to same-host clients and peers when this node enables it.
     so.shm_enabled = self->shm.enabled;
     so.shm_ring_bytes = self->shm.ring_bytes;
     so.shm_spin = self->shm.spin;
+    so.shm_wait = self->shm.wait;
 
     for (const auto& [name, ep] : options.peer_endpoints) {
         if (topology::find_node(spec, name) == nullptr || name == self_)

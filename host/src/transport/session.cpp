@@ -5,6 +5,9 @@
 //   checked before anything is allocated or published (codec::FrameDecoder does frames).
 // - Bus callbacks run on publishing threads and must stay short: they copy the frame into
 //   the send queue and, for the first frame of a burst, post one write to the strand.
+//   After the shared-memory switch they stage the frame in the ring and publish once per
+//   burst (enqueue_shm_locked); only SlowConsumerPolicy::Block, on a thread that is not an
+//   io thread, ever waits there (for room in a full ring, bounded by shm_wait).
 
 #include "session.hpp"
 
@@ -18,6 +21,8 @@
 #include <bit>
 #include <cerrno>
 #include <cstring>
+#include <new>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -39,6 +44,21 @@ constexpr std::size_t RETAINED_WRITE_CAPACITY = 1u << 20;
 constexpr std::size_t COMPACT_AFTER_BYTES = 64u * 1024u;
 // Ring frames handled per strand turn before the reader yields to other handlers.
 constexpr std::size_t SHM_BATCH = 256;
+// The ring writer publishes at once when this many frames are staged, even if the reader
+// is still busy (docs/benchmarks.md, "Shared-memory ring": every 64 frames reaches ~120 M
+// msg/s on the bare ring), or when the staged bytes reach a quarter of the ring (at most
+// SHM_PUBLISH_MAX_BYTES), so that large frames are never held back.
+constexpr std::size_t SHM_PUBLISH_FRAMES = 64;
+constexpr std::size_t SHM_PUBLISH_MAX_BYTES = 64u * 1024u;
+// A publisher waiting for room (SlowConsumerPolicy::Block) looks at the abort flag this
+// often, so that closing the session never waits longer for it.
+constexpr std::chrono::milliseconds SHM_WAIT_SLICE{5};
+
+// A session can relay at most this many other sessions' frames per read batch without
+// publishing them at once (more is unusual: they publish per frame then).
+constexpr std::size_t CORK_SESSIONS = 8;
+
+thread_local bool t_link_io_thread = false;
 
 bool is_unix_socket(int fd) noexcept {
     sockaddr_storage addr{};
@@ -61,6 +81,95 @@ bool is_disconnect(const asio::error_code& ec) {
 }
 
 }  // namespace
+
+bool on_link_io_thread() noexcept { return t_link_io_thread; }
+void mark_link_io_thread() noexcept { t_link_io_thread = true; }
+
+// Corks (docs/wire-protocol.md, "After the switch"): while one is installed on a thread,
+// the frames that thread sends into shared-memory rings are staged, and each ring is
+// published once, when the cork is flushed, instead of once per frame (a publish is a
+// full barrier that waits for the index's cache line while the reader polls it).
+//
+// - An io thread's read batch (read_ring, feed) corks the rings of its own server's
+//   sessions (a reply on the same link, a client's frame relayed to another client) while
+//   more frames of the batch follow: the frame that comes last publishes at once, with
+//   everything staged before it, and the batch's end publishes the rings it did not reach.
+//   This is decided from what the reader already knows (no load of the other side's
+//   index), so a lone frame, a reply in a ping-pong, leaves as early as before.
+// - A PublishBatch (link.hpp) corks every ring its thread sends into, until it ends.
+//
+// A cork holds the sessions it must publish (at most CORK_SESSIONS; past that, frames are
+// published at once) and a "batch hold" on each one's server, released after the session
+// reference: ~LinkServer waits for the holds, so a session is never destroyed after its
+// io_context (on an io thread the hold is released before the thread can be joined).
+// Staged frames are never stranded: the cork is flushed on every way out, 64 frames or a
+// quarter of the ring publish at once, a full ring publishes before anything else, and
+// close_shm() publishes what is left.
+namespace {
+thread_local Session::Cork* t_cork = nullptr;
+}  // namespace
+
+Session::CorkScope::CorkScope(Session& reader) noexcept : CorkScope() {
+    cork_.state = &reader.state_;
+    cork_.reader = &reader;
+}
+
+Session::CorkScope::CorkScope() noexcept {
+    cork_.outer = t_cork;
+    t_cork = &cork_;
+}
+
+Session::CorkScope::~CorkScope() { end(); }
+
+void Session::CorkScope::end() noexcept {
+    if (t_cork != &cork_) return;
+    t_cork = cork_.outer;
+    publish();
+}
+
+void Session::CorkScope::publish() noexcept {
+    if (std::exchange(cork_.reader_staged, false)) cork_.reader->flush_shm();
+    for (auto& other : cork_.others) {
+        other->flush_shm();
+        ServerState& state = other->state_;
+        other.reset();  // may destroy the session: its server is held until the next line
+        state.batch_holds.fetch_sub(1, std::memory_order_release);
+    }
+    cork_.others.clear();
+}
+
+void Session::release_thread_batch_holds(ServerState& state) noexcept {
+    for (Session::Cork* cork = t_cork; cork != nullptr; cork = cork->outer) {
+        auto& others = cork->others;
+        for (auto it = others.begin(); it != others.end();) {
+            if (&(*it)->state_ != &state) {
+                ++it;
+                continue;
+            }
+            (*it)->flush_shm();
+            it = others.erase(it);
+            state.batch_holds.fetch_sub(1, std::memory_order_release);
+        }
+    }
+}
+
+}  // namespace mycelium::link::detail
+
+namespace mycelium::link {
+
+struct PublishBatch::Impl {
+    detail::Session::CorkScope scope;
+};
+
+PublishBatch::PublishBatch() : impl_(std::make_unique<Impl>()) {}
+
+PublishBatch::~PublishBatch() = default;  // the scope publishes and uninstalls
+
+void PublishBatch::flush() noexcept { impl_->scope.publish(); }
+
+}  // namespace mycelium::link
+
+namespace mycelium::link::detail {
 
 // ---------------------------------------------------------------------------------------
 // ServerState
@@ -229,6 +338,9 @@ void Session::finish() noexcept {
     if (finished_) return;
     finished_ = true;
     closing_ = true;
+    // Before waiting for callbacks in flight: one of them may be waiting for room in the
+    // ring (Block); it gives up within SHM_WAIT_SLICE.
+    shm_wait_abort_.store(true, std::memory_order_release);
     interest_.close();  // waits for a listener call in progress on another thread
     try {
         subs_.clear();  // waits for callbacks running on other threads
@@ -388,6 +500,7 @@ std::span<const std::byte> Session::consume_handshake(std::span<const std::byte>
 }
 
 void Session::feed(std::span<const std::byte> bytes) {
+    const CorkScope cork(*this);
     const auto fed = decoder_.feed(bytes, [this](std::uint16_t type_id, std::span<const std::byte> payload) {
         on_frame(type_id, payload);
     });
@@ -687,45 +800,35 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
     const std::size_t size = codec::frame_size(payload.size());
     const std::size_t max_frames = state_.options.send_queue_frames;
     const std::size_t max_bytes = state_.options.send_queue_bytes;
+    // Only Block ever waits, and never on an io thread: the reader that would make room
+    // (or the session's own strand) may be stuck behind this very thread.
+    const bool block = state_.options.slow_consumer == SlowConsumerPolicy::Block;
+    const bool io_thread = block && on_link_io_thread();
     bool kick = false;
     bool slow = false;
     {
-        std::lock_guard lock(send_mutex_);
+        Parked parked;  // declared before the lock: handed back after the lock is released
+        std::unique_lock lock(send_mutex_, std::defer_lock);
+        if (!io_thread) {
+            lock.lock();
+        } else if (!lock_without_waiting(lock)) {
+            // Another publisher holds the lock while it waits for room in a full ring. An
+            // io thread cannot wait: Block falls back to Disconnect, and that wait ends too
+            // (unless the session is closing already, which set the flag first).
+            if (!shm_wait_abort_.exchange(true, std::memory_order_acq_rel)) {
+                if (auto self = weak_from_this().lock())
+                    asio::post(socket_.get_executor(), [self] { self->on_slow_consumer(); });
+            }
+            return;
+        }
         if (send_closed_) return;
         if (shm_out_) {
-            // After SHM_SWITCH every frame goes through the ring, in order. One publish per
-            // frame: the doorbell is rung only when the client sleeps.
-            const auto written = shm_->producer->try_write(type_id, payload);
-            if (written) [[likely]] {
-                Counters::add(state_.counters.frames_sent);
-                Counters::add(state_.counters.shm_frames_sent);
-                if (peer_record_) Counters::add(peer_record_->frames_out);
-                return;
-            }
-            switch (written.error()) {
-                case shm::WriteError::Full:
-                    // Never overwrite unread frames: drop this one, or give up on the client.
-                    if (state_.options.slow_consumer == SlowConsumerPolicy::DropOldest) {
-                        Counters::add(state_.counters.dropped_frames);
-                        return;
-                    }
-                    send_closed_ = true;
-                    slow = true;
-                    break;
-                case shm::WriteError::TooLarge:
-                case shm::WriteError::InvalidType:
-                    Counters::add(state_.counters.unsendable);
-                    return;
-                case shm::WriteError::PeerClosed:
-                case shm::WriteError::Closed:
-                    return;  // the client reads no more; its socket's end closes the session
-                case shm::WriteError::Corrupt:
-                    send_closed_ = true;
-                    break;
-            }
+            const ShmAfter after = enqueue_shm_locked(type_id, payload, block && !io_thread, parked);
+            lock.unlock();
+            if (after == ShmAfter::Nothing) [[likely]] return;
             auto self = weak_from_this().lock();
             if (!self) return;
-            if (slow) {
+            if (after == ShmAfter::SlowConsumer) {
                 asio::post(socket_.get_executor(), [self] { self->on_slow_consumer(); });
             } else {
                 asio::post(socket_.get_executor(), [self] { self->on_shm_send_corrupt(); });
@@ -790,6 +893,149 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
             }
         });
     }
+}
+
+// After SHM_SWITCH every frame goes through the ring, in order: staged, then published at
+// once, or later by the cork installed on this thread (see Session::Cork above).
+Session::ShmAfter Session::enqueue_shm_locked(std::uint16_t type_id, std::span<const std::byte> payload,
+                                              bool may_wait, Parked& parked) {
+    shm::RingProducer& producer = *shm_->producer;
+    bool waited = false;
+    auto staged = producer.try_stage(type_id, payload);
+    if (!staged && staged.error() == shm::WriteError::Full) [[unlikely]] {
+        // The reader cannot release room for frames it has not been shown.
+        if (shm_staged_frames_ != 0) publish_staged_locked();
+        if (may_wait) {
+            staged = wait_and_stage_locked(type_id, payload, parked);
+            waited = true;
+        }
+    }
+    if (!staged) [[unlikely]] {
+        switch (staged.error()) {
+            case shm::WriteError::Full:
+                // Never overwrite unread frames: drop this one, or give up on the client.
+                if (state_.options.slow_consumer == SlowConsumerPolicy::DropOldest) {
+                    Counters::add(state_.counters.dropped_frames);
+                    return ShmAfter::Nothing;
+                }
+                send_closed_ = true;
+                return ShmAfter::SlowConsumer;
+            case shm::WriteError::TooLarge:
+            case shm::WriteError::InvalidType:
+                Counters::add(state_.counters.unsendable);
+                return ShmAfter::Nothing;
+            case shm::WriteError::PeerClosed:
+            case shm::WriteError::Closed:
+                return ShmAfter::Nothing;  // the client reads no more; its socket's end closes the session
+            case shm::WriteError::Corrupt:
+                send_closed_ = true;
+                return ShmAfter::Corrupt;
+        }
+    }
+    ++shm_staged_frames_;  // counted as sent when published (one locked add per burst)
+    Cork* const cork = t_cork;
+    // After a wait the reader has just made room: publish at once, so that nothing is
+    // left staged when a waiter lets go of the lock (flush_shm relies on it).
+    if (cork == nullptr || waited || shm_staged_frames_ >= SHM_PUBLISH_FRAMES ||
+        producer.staged_bytes() >= shm_->publish_bytes || (cork->state != nullptr && cork->state != &state_))
+        [[likely]] {
+        publish_staged_locked();
+        return ShmAfter::Nothing;
+    }
+    if (cork->reader == this) {
+        cork->reader_staged = cork->more;
+        if (!cork->more) publish_staged_locked();  // the batch's last frame
+        return ShmAfter::Nothing;
+    }
+    if (!cork->more) {
+        publish_staged_locked();
+        return ShmAfter::Nothing;
+    }
+    for (const auto& other : cork->others)
+        if (other.get() == this) return ShmAfter::Nothing;
+    if (cork->others.size() < CORK_SESSIONS) {
+        try {
+            if (auto self = weak_from_this().lock()) {
+                cork->others.reserve(CORK_SESSIONS);
+                state_.batch_holds.fetch_add(1, std::memory_order_relaxed);
+                cork->others.push_back(std::move(self));  // cannot throw: reserved
+                return ShmAfter::Nothing;
+            }
+        } catch (const std::bad_alloc&) {
+        }
+    }
+    publish_staged_locked();
+    return ShmAfter::Nothing;
+}
+
+Result<void, shm::WriteError> Session::wait_and_stage_locked(std::uint16_t type_id,
+                                                             std::span<const std::byte> payload, Parked& parked) {
+    // The wait holds send_mutex_: other publishers to this client wait behind it (that is
+    // backpressure), io threads do not (lock_without_waiting). The host's producer has no
+    // wait_fd: it sleeps in slices of at most 100 us instead of parking on an eventfd (its
+    // own doorbell is the one its io thread parks on for ring c->h, and two threads must not
+    // wait on one eventfd), so it never sets the producer-waiting flag of ring h->c and the
+    // client never has to ring for room.
+    shm::RingProducer& producer = *shm_->producer;
+    const auto deadline = std::chrono::steady_clock::now() + state_.options.shm_wait;
+    // An embedded Python publisher must not hold the GIL for the whole wait; it takes it
+    // back once the lock is released (Parked).
+    if (parked.hooks == nullptr) {
+        if (const BlockingHooks* hooks = Mailbox::blocking_hooks(); hooks != nullptr && hooks->before_park != nullptr) {
+            parked.token = hooks->before_park(hooks->context);
+            parked.hooks = hooks;
+        }
+    }
+    shm_waiting_.store(true, std::memory_order_seq_cst);
+    struct Done {
+        std::atomic<bool>& waiting;
+        ~Done() { waiting.store(false, std::memory_order_release); }
+    } done{shm_waiting_};
+    // Spin (shm_spin) at the start of the wait only, then sleep in slices of at most 100 us.
+    std::chrono::nanoseconds spin = state_.options.shm_spin;
+    for (;;) {
+        if (shm_wait_abort_.load(std::memory_order_acquire)) return Err{shm::WriteError::Closed};
+        const auto left = deadline - std::chrono::steady_clock::now();
+        if (left <= std::chrono::steady_clock::duration::zero()) return Err{shm::WriteError::Full};
+        const auto slice = std::min<std::chrono::nanoseconds>(left, SHM_WAIT_SLICE);
+        const shm::RingWait wait = producer.wait_for_space(payload.size(), slice, std::exchange(spin, {}));
+        if (wait == shm::RingWait::Closed) return Err{shm::WriteError::PeerClosed};
+        if (wait == shm::RingWait::Timeout) continue;
+        auto staged = producer.try_stage(type_id, payload);
+        // Still Full: only the wrap marker fitted (try_stage wrote it); wait for the rest.
+        if (staged || staged.error() != shm::WriteError::Full) return staged;
+    }
+}
+
+void Session::publish_staged_locked() noexcept {
+    shm_->producer->publish();
+    if (const std::size_t n = std::exchange(shm_staged_frames_, 0); n != 0) {
+        Counters::add(state_.counters.frames_sent, n);
+        Counters::add(state_.counters.shm_frames_sent, n);
+        if (peer_record_) Counters::add(peer_record_->frames_out, n);
+    }
+}
+
+bool Session::lock_without_waiting(std::unique_lock<std::mutex>& lock) noexcept {
+    // The lock is otherwise held for the copy of one frame or the swap of a buffer: spin
+    // (then yield: the holder may have been preempted on this 2-core class of machine).
+    for (unsigned spins = 0; !lock.try_lock(); ++spins) {
+        if (shm_waiting_.load(std::memory_order_acquire)) return false;
+        if (spins < 64) {
+            shm::detail::cpu_relax();
+        } else {
+            std::this_thread::yield();
+        }
+    }
+    return true;
+}
+
+void Session::flush_shm() noexcept {
+    std::unique_lock lock(send_mutex_, std::defer_lock);
+    // A publisher waiting for room has published what was staged (before it waited) and
+    // publishes its own frame at once: nothing is left for us then.
+    if (!lock_without_waiting(lock)) return;
+    if (shm_out_ && shm_staged_frames_ != 0) publish_staged_locked();
 }
 
 bool Session::on_own_strand() noexcept {
@@ -924,6 +1170,7 @@ void Session::close_with_error(ErrorCode code, const std::string& reason) {
     if (closing_) return;
     closing_ = true;
     handshake_timer_.cancel();
+    shm_wait_abort_.store(true, std::memory_order_release);  // as in finish()
     interest_.close();
     subs_.clear();
     const auto payload = encode_error(code, reason);
@@ -1076,8 +1323,9 @@ void Session::on_shm_refuse(std::span<const std::byte> payload) {
 bool Session::start_shm_ends() {
     ShmLink& link = *shm_;
     // This side reads in_ring (its doorbell rung by the other side when it sleeps) and
-    // writes out_ring (ringing the other side when that one sleeps). It never waits for
-    // room itself: a full ring follows the slow-consumer policy. The accepting side rings
+    // writes out_ring (ringing the other side when that one sleeps). It never parks on a
+    // doorbell for room: a full ring follows the slow-consumer policy (Block sleeps in
+    // slices, see wait_and_stage_locked). The accepting side rings
     // a client that waits for room in in_ring (LinkClient does); a dialed peer's other side
     // is a host, which never waits, so no barrier is paid for it.
     shm::ConsumerOptions co;
@@ -1101,6 +1349,7 @@ void Session::switch_output_to_ring(std::uint16_t last) {
     shm::ProducerOptions po;
     po.max_payload = state_.options.max_payload;
     po.notify_fd = shm_->peer_bell.fd();
+    po.wait_fd = -1;  // never the own doorbell: the io thread parks on it (wait_and_stage_locked)
     bool kick = false;
     {
         std::lock_guard lock(send_mutex_);
@@ -1109,6 +1358,7 @@ void Session::switch_output_to_ring(std::uint16_t last) {
         // enqueued after it goes into the ring, so the other side, which reads the socket
         // up to it and then the ring, sees every frame in order.
         shm_->producer.emplace(shm_->out_ring.region(), po);
+        shm_->publish_bytes = std::min(shm_->out_ring.capacity() / 4, SHM_PUBLISH_MAX_BYTES);
         if (pending_head_ == pending_.size()) {
             pending_.clear();
             pending_head_ = 0;
@@ -1188,9 +1438,17 @@ void Session::on_shm_switch(std::span<const std::byte> payload) {
 }
 
 bool Session::read_ring(std::size_t max, std::size_t& visited) {
+    CorkScope cork(*this);
     reading_ring_ = true;
+    // What the frames caused leaves before their room is released to the writer: a reply
+    // goes out first.
+    std::size_t seen = 0;
     const auto read = shm_->consumer->read_batch(
-        [this](const shm::FrameView& frame) { on_frame(frame.type_id, frame.payload); }, max);
+        [&](const shm::FrameView& frame) {
+            cork.set_more(++seen < max && shm_->consumer->known_available() != 0);
+            on_frame(frame.type_id, frame.payload);
+        },
+        max, [&cork]() noexcept { cork.end(); });
     reading_ring_ = false;
     if (!read) {
         if (!closing_) on_ring_failure(*shm_->consumer->failure());
@@ -1305,6 +1563,7 @@ void Session::close_shm() noexcept {
     }
     if (shm_->consumer) shm_->consumer->close();
     std::lock_guard lock(send_mutex_);
+    if (shm_out_) publish_staged_locked();  // close() would publish them too, uncounted
     shm_out_ = false;
     if (shm_->producer) shm_->producer->close();
 }

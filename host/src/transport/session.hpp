@@ -29,6 +29,7 @@
 #include "mycelium/bus.hpp"
 #include "mycelium/codec.hpp"
 #include "mycelium/link.hpp"
+#include "mycelium/mailbox.hpp"
 #include "mycelium/metrics_report.hpp"
 #include "mycelium/schema.hpp"
 #include "mycelium/shm_ring.hpp"
@@ -118,6 +119,10 @@ struct ServerState {
     bool stopped = false;
     std::map<std::string, std::shared_ptr<PeerRecord>> peers;  // by peer name
 
+    // Sessions of this server referenced by a cork on some thread (a PublishBatch, or a
+    // read batch on an io thread). ~LinkServer waits for 0 before the io_context goes.
+    std::atomic<std::uint64_t> batch_holds{0};
+
     std::vector<std::thread> threads;
     asio::io_context io;
     std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
@@ -157,17 +162,62 @@ struct ShmLink {
     shm::EventFd peer_bell;      // rung by this side: data in out_ring (room in in_ring)
     std::optional<shm::RingConsumer> consumer;  // strand only
     std::optional<shm::RingProducer> producer;  // under Session::send_mutex_
+    std::size_t publish_bytes = 0;              // staged bytes that make enqueue publish at once
     std::optional<asio::posix::stream_descriptor> bell_wait;  // a dup of own_bell; strand only
 };
+
+/// Whether the calling thread is an io thread of some LinkServer in this process (set for
+/// the life of each io thread). Such a thread must never wait for a ring to have room:
+/// the reader that would make room may be itself or another session on it.
+bool on_link_io_thread() noexcept;
+/// Marks the calling thread as a LinkServer io thread (server.cpp, at thread start).
+void mark_link_io_thread() noexcept;
 
 /// One accepted connection: handshake, frame decoding, bus subscriptions, send queue.
 ///
 /// Threading: everything except on_bus_message() and enqueue() runs on the session's
 /// strand. Bus callbacks (any publishing thread) only append to the send queue under
-/// send_mutex_ and post a write to the strand.
+/// send_mutex_ and post a write to the strand; after the shared-memory switch they stage
+/// the frame in the ring under send_mutex_ and publish it, or leave it to the thread's
+/// cork (Cork).
 class Session : public std::enable_shared_from_this<Session> {
 public:
     using Socket = asio::generic::stream_protocol::socket;
+
+    /// What a thread's cork leaves to publish (session.cpp, "Corks").
+    struct Cork {
+        const ServerState* state = nullptr;  // a read batch: only this server's sessions; nullptr: any
+        Session* reader = nullptr;           // the session whose read batch this is
+        bool more = true;                    // frames of the batch follow the one being handled
+        bool reader_staged = false;
+        Cork* outer = nullptr;
+        std::vector<std::shared_ptr<Session>> others;  // sessions with staged frames, each holding its server
+    };
+    /// Installs a cork on the calling thread for its lifetime: frames the thread sends
+    /// into shared-memory rings are staged and published together (session.cpp, "Corks").
+    /// Thread safety: made, used and destroyed on one thread; nests.
+    class CorkScope {
+    public:
+        /// An io thread's read batch of `reader`: corks `reader`'s server's sessions only.
+        explicit CorkScope(Session& reader) noexcept;
+        /// A PublishBatch: corks every session.
+        CorkScope() noexcept;
+        ~CorkScope();
+        CorkScope(const CorkScope&) = delete;
+        CorkScope& operator=(const CorkScope&) = delete;
+        /// Publishes what is staged so far and keeps corking.
+        void publish() noexcept;
+        /// Publishes and uninstalls (idempotent; the destructor calls it).
+        void end() noexcept;
+        /// Whether frames of the read batch follow the one about to be handled.
+        void set_more(bool more) noexcept { cork_.more = more; }
+
+    private:
+        Cork cork_;
+    };
+    /// Publishes and drops what the calling thread's corks hold for `state`'s sessions
+    /// (~LinkServer, before it waits for the other threads' holds).
+    static void release_thread_batch_holds(ServerState& state) noexcept;
 
     /// An accepted connection (`outbound` empty) or one the server dialed to a peer.
     Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id,
@@ -248,6 +298,36 @@ private:
     void close_shm() noexcept;
 
     void enqueue(std::uint16_t type_id, std::span<const std::byte> payload);
+    /// What enqueue_shm_locked leaves its caller to do once send_mutex_ is released.
+    enum class ShmAfter : std::uint8_t { Nothing, SlowConsumer, Corrupt };
+    /// A waiting publisher's GIL (or whatever Mailbox::blocking_hooks() releases to park),
+    /// handed back only once send_mutex_ is released: taking the GIL while holding the
+    /// lock would deadlock against a Python thread that holds the GIL and wants the lock.
+    struct Parked {
+        const BlockingHooks* hooks = nullptr;
+        void* token = nullptr;
+        ~Parked() {
+            if (hooks != nullptr && hooks->after_park != nullptr) hooks->after_park(hooks->context, token);
+        }
+    };
+    /// Stages a frame in the ring and publishes it now or leaves it to this thread's cork;
+    /// a full ring follows the slow-consumer policy (`may_wait`: Block may wait here,
+    /// holding the lock). send_mutex_ held.
+    ShmAfter enqueue_shm_locked(std::uint16_t type_id, std::span<const std::byte> payload, bool may_wait,
+                                Parked& parked);
+    /// SlowConsumerPolicy::Block: waits (spin, then sleep slices) for room and stages the
+    /// frame; Full after shm_wait. Releases what the blocking hooks release into `parked`.
+    /// send_mutex_ held.
+    Result<void, shm::WriteError> wait_and_stage_locked(std::uint16_t type_id, std::span<const std::byte> payload,
+                                                        Parked& parked);
+    /// Publishes what the ring holds staged. send_mutex_ held.
+    void publish_staged_locked() noexcept;
+    /// Publishes staged frames (a cork's flush). Any thread; never waits behind a
+    /// publisher waiting for room (that one publishes them).
+    void flush_shm() noexcept;
+    /// Takes send_mutex_ without ever waiting behind a publisher that holds it while it
+    /// waits for room (Block): false (and not locked) when one does. For io threads.
+    bool lock_without_waiting(std::unique_lock<std::mutex>& lock) noexcept;
     /// Whether the calling thread is running one of this session's handlers now.
     bool on_own_strand() noexcept;
     void start_write();
@@ -313,7 +393,11 @@ private:
     bool write_scheduled_ = false;  // a start_write is posted or a write is in flight
     bool send_closed_ = false;      // nothing more is queued (closing or slow)
     bool shm_out_ = false;          // frames go into shm_->producer, not pending_
-
+    std::size_t shm_staged_frames_ = 0;  // staged in the ring by a cork, not yet published
+    // A publisher is waiting for room in the ring while holding send_mutex_ (Block).
+    std::atomic<bool> shm_waiting_{false};
+    // Ends such a wait early: the session is finishing, or an io thread gave up on it.
+    std::atomic<bool> shm_wait_abort_{false};
 };
 
 }  // namespace mycelium::link::detail

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <time.h>
+
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -373,6 +375,66 @@ TEST_CASE("read_batch honours its maximum and releases frames even when the visi
     CHECK(visits == 2);
     CHECK(ring.load64(offsets::CONSUMER_INDEX) == 64);  // 102 and the throwing 103 are consumed
     CHECK(next_frame(c).type_id == 104);
+}
+
+TEST_CASE("read_batch runs its before-release step after the last visit and before the release" *
+          doctest::timeout(10)) {
+    HeapRing ring(256);
+    RingProducer p(ring.region);
+    RingConsumer c(ring.region);
+    for (std::uint16_t i = 0; i < 3; ++i) REQUIRE(p.try_stage(100 + i, pattern(3, i)).has_value());
+    CHECK(p.staged_bytes() == 48);
+    p.publish();
+    CHECK(p.staged_bytes() == 0);
+    std::vector<std::uint64_t> left;  // known_available() during each visit
+    std::uint64_t index_in_hook = 1;
+    int hooks = 0;
+    auto n = c.read_batch([&](const FrameView&) { left.push_back(c.known_available()); }, SIZE_MAX,
+                          [&]() noexcept {
+                              ++hooks;
+                              index_in_hook = ring.load64(offsets::CONSUMER_INDEX);
+                          });
+    REQUIRE(n.has_value());
+    CHECK(*n == 3);
+    CHECK(left == std::vector<std::uint64_t>{32, 16, 0});  // 0: the last frame known
+    CHECK(hooks == 1);
+    CHECK(index_in_hook == 0);                              // not released yet
+    CHECK(ring.load64(offsets::CONSUMER_INDEX) == 48);      // released after it
+    // Also on the way out of a throwing visit, and when the ring is empty.
+    REQUIRE(p.try_write(200, pattern(3, 9)).has_value());
+    CHECK_THROWS_AS((void)c.read_batch([](const FrameView&) { throw std::runtime_error("boom"); }, SIZE_MAX,
+                                       [&]() noexcept { ++hooks; }),
+                    std::runtime_error);
+    CHECK(hooks == 2);
+    CHECK(ring.load64(offsets::CONSUMER_INDEX) == 64);
+    auto none = c.read_batch([](const FrameView&) {}, SIZE_MAX, [&]() noexcept { ++hooks; });
+    REQUIRE(none.has_value());
+    CHECK(*none == 0);
+    CHECK(hooks == 3);
+}
+
+TEST_CASE("wait_for_space can spin for less than the producer's spin" * doctest::timeout(10)) {
+    HeapRing ring(64);
+    ProducerOptions po;
+    po.spin = std::chrono::seconds(5);  // would spin the whole timeout
+    RingProducer p(ring.region, po);
+    RingConsumer c(ring.region);
+    while (p.try_write(100, pattern(3, 1)).has_value()) {
+    }
+    const auto cpu_now = [] {
+        timespec ts{};
+        ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+    };
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto cpu0 = cpu_now();
+    CHECK(p.wait_for_space(3, std::chrono::milliseconds(50), std::chrono::nanoseconds(0)) == RingWait::Timeout);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(took >= std::chrono::milliseconds(50));
+    CHECK(took < std::chrono::seconds(2));
+    CHECK(cpu_now() - cpu0 < std::chrono::milliseconds(25));  // it slept, it did not spin
+    (void)c.read_batch([](const FrameView&) {});
+    CHECK(p.wait_for_space(3, std::chrono::milliseconds(20), std::chrono::nanoseconds(0)) == RingWait::Ready);
 }
 
 TEST_CASE("a producer and a consumer on two threads pass millions of frames in order" * doctest::timeout(60)) {

@@ -151,6 +151,7 @@ TEST_SUITE("topology") {
         CHECK_FALSE(node.shm.enabled);
         CHECK(node.shm.ring_bytes == 1u << 20);
         CHECK(node.shm.spin == 50us);
+        CHECK(node.shm.wait == 1000ms);
         CHECK(node.workers.empty());
     }
 
@@ -181,6 +182,7 @@ TEST_SUITE("topology") {
         CHECK(trading.shm.enabled);
         CHECK(trading.shm.ring_bytes == 4194304);
         CHECK(trading.shm.spin == 0us);
+        CHECK(trading.shm.wait == 1000ms);  // the default
 
         REQUIRE(trading.workers.size() == 2);
         const Worker& features = trading.workers[0];
@@ -327,6 +329,20 @@ port = 7201
               "unknown key 'restart_windows_s' in [[nodes.workers]], did you mean "
               "'restart_window_s'?");
         CHECK(worker.line() == 6);
+    }
+
+    TEST_CASE("shm wait_ms must be between 0 and 60000 milliseconds") {
+        const TopologyError too_long = string_should_fail("[[nodes]]\nname = \"a\"\n[nodes.shm]\nwait_ms = 120000\n");
+        CHECK(std::string(too_long.what()) ==
+              "'wait_ms' must be at most 60000, got 120000 (at line 4, column 11 of 'mesh.toml')");
+        const TopologyError negative = string_should_fail("[[nodes]]\nname = \"a\"\n[nodes.shm]\nwait_ms = -1\n");
+        CHECK(negative.description() == "'wait_ms' must not be negative, got -1");
+        const TopologyError text = string_should_fail("[[nodes]]\nname = \"a\"\n[nodes.shm]\nwait_ms = \"1s\"\n");
+        CHECK(text.description() == "'wait_ms' must be an integer, not a string");
+        const Spec zero = load_string("[[nodes]]\nname = \"a\"\n[nodes.shm]\nwait_ms = 0\n", "inline");
+        CHECK(zero.nodes.at(0).shm.wait == 0ms);
+        const Spec quarter = load_string("[[nodes]]\nname = \"a\"\n[nodes.shm]\nwait_ms = 250\n", "inline");
+        CHECK(quarter.nodes.at(0).shm.wait == 250ms);
     }
 
     TEST_CASE("a TOML syntax error keeps toml++'s description and position") {

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -33,7 +34,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::uint16_t COUNTER = 1002;  // 16 bytes
+constexpr std::uint16_t TEXT = 1001;
+constexpr std::uint16_t COUNTER = 1002;  // 16 bytes, 24 in a ring
 
 const schema::Registry& registry() {
     static const schema::Registry r = schema::Registry::load_string(R"(
@@ -122,6 +124,50 @@ void expect_error_then_close(LinkClient& c, ErrorCode code) {
     auto end = c.receive(5s);
     REQUIRE_FALSE(end);
     CHECK(end.error() == ReceiveError::Closed);
+}
+
+/// A client on shared memory subscribed to `types` only.
+LinkClient subscriber(const Endpoint& ep, const std::string& name, std::span<const std::uint16_t> types) {
+    LinkClient c = LinkClient::connect(ep, registry().digest());
+    REQUIRE(c.hello(Role::Client, name));
+    REQUIRE(c.subscribe(types));
+    REQUIRE(c.request_shm());
+    REQUIRE(c.shm_active());
+    REQUIRE(c.sync());
+    return c;
+}
+
+/// Encodes one frame as the wire carries it (header, payload).
+void append_frame(std::vector<std::byte>& out, std::uint16_t type_id, std::span<const std::byte> payload) {
+    const std::size_t at = out.size();
+    out.resize(at + codec::HEADER_SIZE + payload.size());
+    codec::encode_header(type_id, static_cast<std::uint32_t>(payload.size()),
+                         std::span<std::byte, codec::HEADER_SIZE>(out.data() + at, codec::HEADER_SIZE));
+    std::memcpy(out.data() + at + codec::HEADER_SIZE, payload.data(), payload.size());
+}
+
+/// Receives counters 1..n in order (false at the first gap, wrong frame or timeout).
+bool receive_counters(LinkClient& c, std::uint32_t first, std::uint32_t n, std::chrono::milliseconds each = 5s) {
+    for (std::uint32_t i = first; i < first + n; ++i) {
+        auto f = c.receive_message(each);
+        if (!f || f->type_id != COUNTER || counter_id(*f) != i) {
+            MESSAGE("expected counter " << i << ", got "
+                                        << (f ? "type " + std::to_string(f->type_id) + " id " +
+                                                    std::to_string(f->type_id == COUNTER ? counter_id(*f) : 0)
+                                              : "error " + std::to_string(static_cast<int>(f.error()))));
+            return false;
+        }
+    }
+    return true;
+}
+
+/// A node whose rings are 4096 bytes (about 170 CounterUpdates) under `policy`.
+ServerOptions small_ring(SlowConsumerPolicy policy, std::chrono::milliseconds wait = 1000ms) {
+    ServerOptions o = shm_options();
+    o.shm_ring_bytes = 4096;
+    o.slow_consumer = policy;
+    o.shm_wait = wait;
+    return o;
 }
 
 /// Lines of /proc/self/maps that map one of the links' memfds.
@@ -334,6 +380,197 @@ TEST_SUITE("transport.shm") {
         for (std::uint32_t i = 1; i <= 20000; ++i) REQUIRE(fast.send(COUNTER, counter(i, i)));
         REQUIRE(wait_until([&] { return node.server.stats().slow_consumers == 1; }));
         REQUIRE(wait_until([&] { return node.server.stats().active == 1; }));
+    }
+
+    TEST_CASE("frames relayed in one read batch are published together and none is left behind") {
+        // One socket write of 357 CounterUpdates (5 x 64 + 37) and a TextMessage: the host
+        // reads them in a few batches and stages the counters for `counters` while more
+        // frames of the batch follow. The batch that ends with the TextMessage (which goes
+        // to `texts` only) leaves the counters before it staged: only the end of the batch
+        // publishes them. A missing flush leaves that tail in the ring, unseen.
+        Node node;
+        const std::uint16_t counter_type[] = {COUNTER};
+        const std::uint16_t text_type[] = {TEXT};
+        LinkClient counters = subscriber(node.ep, "counters", counter_type);
+        LinkClient texts = subscriber(node.ep, "texts", text_type);
+        LinkClient source = client(node.ep, "source", false);
+        const std::size_t text_size = registry().find(TEXT)->size;
+        const std::vector<std::byte> text(text_size);
+        constexpr std::uint32_t N = 5 * 64 + 37;
+        for (std::uint32_t round = 0; round < 3; ++round) {
+            std::vector<std::byte> burst;
+            for (std::uint32_t i = 1; i <= N; ++i) append_frame(burst, COUNTER, counter(round * N + i, i));
+            append_frame(burst, TEXT, text);
+            REQUIRE(source.send_raw(burst));
+            CHECK(receive_counters(counters, round * N + 1, N));
+            auto t = texts.receive_message(5s);
+            REQUIRE(t);
+            CHECK(t->type_id == TEXT);
+        }
+        // Nothing more: every counter was delivered exactly once.
+        CHECK_FALSE(counters.receive_message(50ms));
+        REQUIRE(counters.sync());
+        const LinkStats s = node.server.stats();
+        CHECK(s.shm_frames_sent >= 3 * (N + 1));
+        CHECK(s.slow_consumers == 0);
+        CHECK(s.dropped_frames == 0);
+    }
+
+    TEST_CASE("a PublishBatch makes its frames visible when it ends, in order, with an odd tail") {
+        Node node;
+        LinkClient a = client(node.ep, "a");
+        SUBCASE("nothing reaches the reader before the batch publishes") {
+            {
+                PublishBatch batch;
+                for (std::uint32_t i = 1; i <= 10; ++i) REQUIRE(node.bus.publish(COUNTER, counter(i, i)));
+                auto early = a.receive_message(100ms);
+                REQUIRE_FALSE(early);
+                CHECK(early.error() == ReceiveError::Timeout);
+                batch.flush();  // the first 10 go now, the batch goes on
+                CHECK(receive_counters(a, 1, 10, 1s));
+                for (std::uint32_t i = 11; i <= 13; ++i) REQUIRE(node.bus.publish(COUNTER, counter(i, i)));
+                CHECK_FALSE(a.receive_message(50ms));
+            }
+            CHECK(receive_counters(a, 11, 3, 1s));
+        }
+        SUBCASE("a burst of several batches' worth arrives whole") {
+            constexpr std::uint32_t N = 7 * 64 + 37;
+            std::atomic<bool> ok{false};
+            std::thread reader([&] { ok = receive_counters(a, 1, N); });
+            {
+                PublishBatch batch;
+                for (std::uint32_t i = 1; i <= N; ++i) REQUIRE(node.bus.publish(COUNTER, counter(i, i)));
+            }
+            reader.join();
+            CHECK(ok);
+            CHECK_FALSE(a.receive_message(50ms));
+            CHECK(node.server.stats().shm_frames_sent >= N);
+        }
+        SUBCASE("a server destroyed inside a batch publishes and lets go of its links first") {
+            auto owned = std::make_unique<Node>();
+            LinkClient b = client(owned->ep, "b");
+            PublishBatch batch;
+            for (std::uint32_t i = 1; i <= 5; ++i) REQUIRE(owned->bus.publish(COUNTER, counter(i, i)));
+            owned.reset();  // must neither hang nor leave the batch a dangling session
+            batch.flush();
+        }
+        SUBCASE("a server waits for another thread's batch that holds one of its links") {
+            TempDir dir;
+            Bus bus;
+            std::optional<LinkServer> server(std::in_place, bus, registry(), shm_options());
+            LinkClient b = client(server->listen(dir.socket()), "b");
+            std::atomic<bool> staged{false};
+            std::thread batcher([&] {
+                PublishBatch batch;
+                for (std::uint32_t i = 1; i <= 5; ++i) (void)bus.publish(COUNTER, counter(i, i));
+                staged = true;
+                std::this_thread::sleep_for(300ms);
+            });  // the batch ends here: it flushes into a finished session and lets it go
+            REQUIRE(wait_until([&] { return staged.load(); }));
+            const auto t0 = std::chrono::steady_clock::now();
+            server.reset();  // waits for the batch: its session must not outlive the io_context
+            const auto took = std::chrono::steady_clock::now() - t0;
+            batcher.join();
+            CHECK(took >= 100ms);
+            CHECK(took < 5s);
+        }
+    }
+
+    TEST_CASE("block: a publisher waits for a stalled reader and nothing is lost") {
+        Node node(small_ring(SlowConsumerPolicy::Block, 5'000ms));  // far above the 300 ms stall
+        LinkClient slow = client(node.ep, "slow");
+        constexpr std::uint32_t N = 2000;  // about 12 rings' worth
+        std::atomic<bool> ok{false};
+        std::thread reader([&] {
+            std::this_thread::sleep_for(300ms);  // the ring fills and the publisher waits
+            ok = receive_counters(slow, 1, N);
+        });
+        const auto t0 = std::chrono::steady_clock::now();
+        for (std::uint32_t i = 1; i <= N; ++i) REQUIRE(node.bus.publish(COUNTER, counter(i, i)));
+        const auto took = std::chrono::steady_clock::now() - t0;
+        reader.join();
+        CHECK(ok);
+        CHECK(took >= 200ms);  // it did wait for the reader
+        const LinkStats s = node.server.stats();
+        CHECK(s.slow_consumers == 0);
+        CHECK(s.dropped_frames == 0);
+        CHECK(s.active == 1);
+        REQUIRE(node.bus.publish(COUNTER, counter(N + 1, 1)));
+        expect_counter(slow, N + 1);
+    }
+
+    TEST_CASE("block: a reader stalled for longer than wait_ms is disconnected as a slow consumer") {
+        Node node(small_ring(SlowConsumerPolicy::Block, 100ms));
+        LinkClient slow = client(node.ep, "slow");
+        const auto t0 = std::chrono::steady_clock::now();
+        for (std::uint32_t i = 1; i <= 2000; ++i) REQUIRE(node.bus.publish(COUNTER, counter(i, i)));
+        const auto took = std::chrono::steady_clock::now() - t0;
+        CHECK(took >= 90ms);  // one wait of wait_ms, then no more waiting
+        CHECK(took < 2s);
+        REQUIRE(wait_until([&] { return node.server.stats().slow_consumers == 1; }));
+        REQUIRE(wait_until([&] { return node.server.stats().active == 0; }));
+        CHECK(node.server.stats().dropped_frames == 0);
+        // What the ring held is still read, in order, then the end of the stream.
+        std::uint32_t expected = 1;
+        for (;;) {
+            auto f = slow.receive_message(1s);
+            if (!f) {
+                CHECK(f.error() == ReceiveError::Closed);
+                break;
+            }
+            CHECK(counter_id(*f) == expected);
+            ++expected;
+        }
+        CHECK(expected > 100);  // about a ring's worth
+    }
+
+    TEST_CASE("block: a waiting publisher lets go at once when its reader goes away") {
+        Node node(small_ring(SlowConsumerPolicy::Block, 10'000ms));
+        auto slow = std::make_unique<LinkClient>(client(node.ep, "slow"));
+        std::thread closer([&] {
+            std::this_thread::sleep_for(200ms);
+            slow->close();
+        });
+        const auto t0 = std::chrono::steady_clock::now();
+        for (std::uint32_t i = 1; i <= 2000; ++i) (void)node.bus.publish(COUNTER, counter(i, i));
+        const auto took = std::chrono::steady_clock::now() - t0;
+        closer.join();
+        CHECK(took >= 150ms);
+        CHECK(took < 3s);  // not the 10 s wait
+        REQUIRE(wait_until([&] { return node.server.stats().active == 0; }));
+        CHECK(node.server.stats().slow_consumers == 0);
+    }
+
+    TEST_CASE("block: frames relayed by an io thread never wait, a full ring disconnects as before") {
+        Node node(small_ring(SlowConsumerPolicy::Block, 10'000ms));
+        LinkClient slow = client(node.ep, "slow");
+        LinkClient fast = client(node.ep, "fast", false);
+        const auto t0 = std::chrono::steady_clock::now();
+        for (std::uint32_t i = 1; i <= 2000; ++i) REQUIRE(fast.send(COUNTER, counter(i, i)));
+        REQUIRE(wait_until([&] { return node.server.stats().slow_consumers == 1; }));
+        CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // no io thread sat in a 10 s wait
+        REQUIRE(wait_until([&] { return node.server.stats().active == 1; }));
+        REQUIRE(fast.sync());  // the io thread serves other connections as before
+    }
+
+    TEST_CASE("drop_oldest on a small ring: an application publisher drops and counts, the link stays up") {
+        Node node(small_ring(SlowConsumerPolicy::DropOldest));
+        LinkClient slow = client(node.ep, "slow");
+        constexpr std::uint32_t N = 2000;
+        for (std::uint32_t i = 1; i <= N; ++i) REQUIRE(node.bus.publish(COUNTER, counter(i, i)));
+        REQUIRE(node.server.stats().dropped_frames > 0);
+        std::uint32_t expected = 1;
+        for (;;) {
+            auto f = slow.receive_message(200ms);
+            if (!f) break;
+            CHECK(counter_id(*f) == expected);  // a prefix, in order: nothing overwritten
+            ++expected;
+        }
+        const LinkStats s = node.server.stats();
+        CHECK(expected - 1 + s.dropped_frames == N);
+        CHECK(s.slow_consumers == 0);
+        REQUIRE(node.bus.publish(COUNTER, counter(N + 1, 1)));
+        expect_counter(slow, N + 1);
     }
 
     TEST_CASE("a reconnecting client gets fresh rings and nothing is left behind") {

@@ -36,6 +36,8 @@ inline constexpr std::size_t MIN_RING_BYTES = 4096;
 inline constexpr std::size_t MAX_RING_BYTES = std::size_t{1} << 30;
 /// Longest bounded spin before a shm consumer parks (10 ms): longer spins starve a 2-core host.
 inline constexpr std::chrono::microseconds MAX_SPIN{10'000};
+/// Longest wait for room in a full shared-memory ring (`[nodes.shm] wait_ms`): 60 s.
+inline constexpr std::chrono::milliseconds MAX_SHM_WAIT{60'000};
 /// Largest queue capacity, in frames.
 inline constexpr std::size_t MAX_QUEUE_CAPACITY = std::size_t{1} << 24;
 /// Longest Unix socket path: sockaddr_un::sun_path holds 108 bytes including the NUL.
@@ -129,6 +131,9 @@ struct ShmConfig {
     bool enabled = false;                  ///< used only when both sides enable it
     std::size_t ring_bytes = 1u << 20;     ///< per direction; a power of two, >= 4096
     std::chrono::microseconds spin{50};    ///< bounded spin before parking; 0 = park at once
+    /// `queues.policy = "block"`: how long a publisher waits for room in a full ring before
+    /// the slow reader is disconnected; 0 = disconnect at once.
+    std::chrono::milliseconds wait{1'000};
 };
 
 /// When the supervisor restarts a worker process.
