@@ -44,6 +44,8 @@ constexpr std::size_t RETAINED_WRITE_CAPACITY = 1u << 20;
 constexpr std::size_t COMPACT_AFTER_BYTES = 64u * 1024u;
 // Ring frames handled per strand turn before the reader yields to other handlers.
 constexpr std::size_t SHM_BATCH = 256;
+// The longest a session's ring reader spins before the io thread's other handlers run.
+constexpr std::chrono::nanoseconds SHM_SPIN_SLICE{2000};
 // The ring writer publishes at once when this many frames are staged, even if the reader
 // is still busy (docs/benchmarks.md, "Shared-memory ring": every 64 frames reaches ~120 M
 // msg/s on the bare ring), or when the staged bytes reach a quarter of the ring (at most
@@ -1468,7 +1470,7 @@ void Session::drain_shm() {
     try {
         if (finished_ || closing_ || shm_state_ != ShmState::Active) return;
         const auto spin = state_.options.shm_spin;
-        auto deadline = std::chrono::steady_clock::now() + spin;
+        const auto slice_end = std::chrono::steady_clock::now() + SHM_SPIN_SLICE;
         for (;;) {
             std::size_t visited = 0;
             if (!read_ring(SHM_BATCH, visited) || finished_ || closing_) return;
@@ -1477,10 +1479,17 @@ void Session::drain_shm() {
                 asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
                 return;
             }
+            const auto now = std::chrono::steady_clock::now();
             if (visited > 0) {
-                deadline = std::chrono::steady_clock::now() + spin;
-            } else if (std::chrono::steady_clock::now() >= deadline) {
+                shm_spin_until_ = now + spin;
+            } else if (now >= shm_spin_until_) {
                 break;
+            } else if (now >= slice_end) {
+                // Other sessions share this io thread (their rings, their sockets): spin in
+                // slices and let their handlers run in between, or a spinning session would
+                // hold up all the others for its whole spin.
+                asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
+                return;
             } else {
                 shm::detail::cpu_relax();
             }
@@ -1494,6 +1503,8 @@ void Session::drain_shm() {
                                     [self = shared_from_this()](const asio::error_code& ec) {
                                         if (ec == asio::error::operation_aborted || self->finished_) return;
                                         if (self->shm_ && self->shm_->consumer) self->shm_->consumer->end_park();
+                                        self->shm_spin_until_ =
+                                            std::chrono::steady_clock::now() + self->state_.options.shm_spin;
                                         if (ec) {
                                             self->state_.log->warn("{}: waiting on the shared-memory doorbell: {}",
                                                                    self->peer_, ec.message());

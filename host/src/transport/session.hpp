@@ -375,6 +375,8 @@ private:
     bool is_unix_ = false;                   // descriptors can be passed (shared memory)
     ShmState shm_state_ = ShmState::None;
     std::unique_ptr<ShmLink> shm_;           // set from SHM_OFFER on
+    // drain_shm() looks for frames until then before it parks (strand only).
+    std::chrono::steady_clock::time_point shm_spin_until_{};
     std::vector<std::byte> offer_frame_;     // the SHM_OFFER waiting for send_offer()
     bool reading_ring_ = false;              // on_frame is fed from the ring now
     std::vector<shm::UniqueFd> received_fds_;  // descriptors read with the socket's bytes
