@@ -24,11 +24,11 @@ from sdk_helpers import (CONTRACTS, ECHO_SCRIPT, HEADER, HELLO, PING, PONG, SUBS
 SHM_LINE = "frames go through shared memory now"
 
 
-def write_topology(folder, enabled=True, ring_bytes=65536, script=None, service="worker"):
+def write_topology(folder, enabled=True, ring_bytes=65536, script=None, service="worker", spin_us=20):
     scripts = f'scripts = ["{script}"]\n' if script else ""
     text = (f'socket_dir = "{folder}"\ncontracts = "{CONTRACTS}"\n'
             f'[[nodes]]\nname = "node"\nservices = ["{service}"]\n{scripts}'
-            f'[nodes.shm]\nenabled = {"true" if enabled else "false"}\nring_bytes = {ring_bytes}\nspin_us = 20\n')
+            f'[nodes.shm]\nenabled = {"true" if enabled else "false"}\nring_bytes = {ring_bytes}\nspin_us = {spin_us}\n')
     path = folder / "topology.toml"
     path.write_text(text)
     return path
@@ -173,6 +173,33 @@ def test_sigkill_of_the_host_is_noticed_and_a_restart_gets_fresh_rings(start_hos
             pytest.fail("no answer over the new rings")
     finally:
         t.close()
+
+
+def test_a_spinning_ring_reader_does_not_hold_up_the_other_clients(start_host, sock_dir, messages, digest):
+    """Two clients on one node that spins 10 ms on each empty ring: the node must keep
+    reading the second client's ring while it spins on the first one's, or every hop of
+    this ping-pong would wait for the other spin to end (300 round trips: >= 6 s)."""
+    topology = write_topology(sock_dir, spin_us=10000)
+    start_host("--topology", topology, "--node", "node")
+    path = str(sock_dir / "node.sock")
+    a = mycelium.SharedMemoryTransport.open(path, digest, name="a")
+    b = mycelium.SharedMemoryTransport.open(path, digest, name="b")
+    try:
+        replies, requests = a.subscriber(messages.CounterUpdate), b.subscriber(messages.TextMessage)
+        a.sync()
+        b.sync()
+        ask, answer = a.publisher(messages.TextMessage), b.publisher(messages.CounterUpdate)
+        started = time.monotonic()
+        for i in range(300):
+            ask.publish(messages.TextMessage(sender="a", content="?", timestamp=i))
+            assert requests.recv(timeout=10).timestamp == i
+            answer.publish(messages.CounterUpdate(counter_id=i, value=0))
+            assert replies.recv(timeout=10).counter_id == i
+        took = time.monotonic() - started
+        assert took < 4.0, f"300 round trips took {took:.2f} s: a spinning session held up the other"
+    finally:
+        a.close()
+        b.close()
 
 
 def test_the_runtime_and_the_message_bus_choose_shared_memory_from_the_topology(start_host, sock_dir, sdk_env,
