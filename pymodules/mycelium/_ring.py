@@ -195,9 +195,9 @@ class RingProducer:
         return True
 
     def wake_consumer(self):
-        """Rings the consumer's doorbell if it sleeps. Call it after the publishing store and
-        a full barrier between them: releasing a threading.Lock taken around try_write() is
-        one, and fence() is another. Without the barrier the consumer could park unseen."""
+        """Rings the consumer's doorbell if it sleeps. Call fence() between try_write() and
+        this: without a full barrier between the index store and the flag load the consumer
+        could park unseen (docs/wire-protocol.md, "Sleeping, doorbells and closing")."""
         w = self._w
         if w[_I_SLEEPING]:
             w[_I_SLEEPING] = 0
@@ -205,6 +205,7 @@ class RingProducer:
                 os.eventfd_write(self._bell, 1)
 
     def fence(self):
+        """A full barrier (x86-64: a locked compare-and-swap)."""
         with self._fence:
             pass
 

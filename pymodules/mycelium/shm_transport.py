@@ -40,7 +40,7 @@ import time
 
 from . import _ring, _wire
 from .errors import ShmError, TransportError
-from .transport import UnixTransport, _Lost
+from .transport import UnixTransport, _Lost, _shutdown_socket
 
 log = logging.getLogger("mycelium")
 
@@ -73,7 +73,7 @@ class _Rings:
     def __init__(self, fds, offer, digest):
         to_host_fd, to_client_fd, own_bell, host_bell = fds
         self.fds = list(fds)
-        self.to_host = self.from_host = None
+        self.to_host = self.from_host = self.producer = self.consumer = None
         try:
             if len(offer) < _wire.SHM_OFFER_BODY.size:
                 raise ShmError(f"SHM_OFFER of {len(offer)} bytes, expected {_wire.SHM_OFFER_BODY.size}")
@@ -99,13 +99,11 @@ class _Rings:
 
     def close(self):
         """Says goodbye in the flags, unmaps, closes the descriptors. Idempotent."""
-        for ring in (self.to_host, self.from_host):
+        for ring, end in ((self.to_host, self.producer), (self.from_host, self.consumer)):
             if ring is not None and ring.mm is not None:
                 try:
-                    if ring is self.to_host and hasattr(self, "producer"):
-                        self.producer.close()
-                    elif ring is self.from_host and hasattr(self, "consumer"):
-                        self.consumer.close()
+                    if end is not None:
+                        end.close()
                 finally:
                     ring.close()
         _close_fds(self.fds)
@@ -117,15 +115,20 @@ class SharedMemoryTransport(UnixTransport):
 
     `SharedMemoryTransport(path, schema_digest, **options)` makes one (not connected);
     `open()` and `create()` make and connect it. Options: those of UnixTransport, plus
-    `ring_bytes` (0: the node's default, e.g. 1 MiB), `spin` (seconds the reader spins on
-    an empty ring before it parks, 50e-6), `fallback` (True: stay on the socket when the
-    host refuses shared memory), `full_timeout` (seconds publish() waits for room, 5.0).
+    `ring_bytes` (0: the node's default, e.g. 1 MiB), `spin` (seconds the reader thread
+    spins on an empty ring before it parks, 50e-6), `recv_spin` (seconds Subscriber.recv()
+    reads the ring itself before it blocks, 200e-6), `fallback` (True: stay on the socket
+    when the host refuses shared memory), `full_timeout` (seconds publish() waits for room,
+    5.0). docs/python-sdk.md, "Shared memory".
+
+    Thread safety: as UnixTransport, every public method may be called from any thread.
     """
 
     AVAILABLE = AVAILABLE
 
     def __init__(self, path, schema_digest, *, ring_bytes=0, spin=50e-6, recv_spin=200e-6, fallback=True,
                  full_timeout=5.0, **options):
+        path = os.fspath(path)
         if path.startswith(("shm:", "unix:")):
             path = path.split(":", 1)[1]
         super().__init__(path, schema_digest, **options)
@@ -225,6 +228,7 @@ class SharedMemoryTransport(UnixTransport):
             rings, self._rings = self._rings, None
         if rings is not None:
             rings.close()
+            self.shm_status = "rings dropped with the connection"
 
     # ------------------------------------------------------------------ writing
 
@@ -233,9 +237,11 @@ class SharedMemoryTransport(UnixTransport):
             producer = self._producer
             if producer is None:
                 return super()._write(header, payload)
-            if not producer.try_write(header, payload):
-                self._wait_and_write(producer, header, payload)
-        producer.wake_consumer()  # after the lock's release: a full barrier
+            self._write_frame(producer, header, payload)
+            # Under the lock: once it is released the rings may be dropped and their
+            # descriptors closed (and their numbers reused).
+            producer.fence()
+            producer.wake_consumer()
 
     def _write_control(self, data):
         with self._ring_lock:
@@ -243,7 +249,6 @@ class SharedMemoryTransport(UnixTransport):
             if producer is None:
                 return super()._write_control(data)
             self._write_frames(producer, data)
-        producer.wake_consumer()
 
     def _queue_declaration(self, data):
         with self._ring_lock:
@@ -251,24 +256,25 @@ class SharedMemoryTransport(UnixTransport):
             if producer is None:
                 return super()._queue_declaration(data)
             self._write_frames(producer, data)
-        producer.wake_consumer()
-        return False
+            return False
 
     def _write_frames(self, producer, data):
-        """Writes the frames of `data` (whole TLV frames back to back) into the ring."""
+        """Under _ring_lock: writes the frames of `data` (whole TLV frames back to back)."""
         at = 0
         while at < len(data):
             _, length = _wire.HEADER.unpack_from(data, at)
-            header, payload = data[at:at + 6], data[at + 6:at + 6 + length]
-            if not producer.try_write(header, payload):
-                self._wait_and_write(producer, header, payload)
+            self._write_frame(producer, data[at:at + 6], data[at + 6:at + 6 + length])
             at += 6 + length
+        producer.fence()
+        producer.wake_consumer()
 
-    def _wait_and_write(self, producer, header, payload):
-        """Under _ring_lock, the ring full: waits for room, then writes the frame."""
-        deadline = time.monotonic() + self._full_timeout
-        spin_until = time.monotonic() + self._spin
+    def _write_frame(self, producer, header, payload):
+        """Under _ring_lock: writes one frame, waiting while the ring is full."""
         try:
+            if producer.try_write(header, payload):
+                return
+            deadline = time.monotonic() + self._full_timeout
+            spin_until = time.monotonic() + self._spin
             while not producer.try_write(header, payload):
                 if self._torn_down.is_set() or producer.consumer_closed():
                     raise TransportError(f"{self.describe()}: the connection dropped while the ring was full")
@@ -288,10 +294,7 @@ class SharedMemoryTransport(UnixTransport):
     def _shutdown_current(self):
         sock = self._sock
         if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            _shutdown_socket(sock)
 
     def _switch_output(self, sock, rings):
         """Writes what is queued and SHM_READY on the socket, then sends through the ring."""

@@ -11,15 +11,19 @@ Entries (32-byte messages: four u64 fields, from a contracts file written to a t
   /metrics) must have grown by exactly N. Peer: pyzmq PUSH -> PULL over ipc, the sender
   packing the same four u64 per message with a precompiled struct, the receiver a Python
   process calling recv() N times.
-- sdk.{unix,tcp}_one_way_32B (ns): Python -> host -> Python ping-pong, halved: this process
-  publishes a BenchPing, a second SDK process answers each with a BenchPong, both with a
-  plain publish() (no flush(): the frame leaves by the write-coalescing rule; calling
-  flush() measured within noise of it). A sample is the mean of a batch of round trips.
-  Peer: pyzmq PAIR over ipc between two Python processes, same batches (one hop fewer:
-  there is no host in the middle).
+- sdk.{shm,unix,tcp}_one_way_32B (ns): Python -> host -> Python ping-pong, halved: this
+  process publishes a BenchPing, a second SDK process answers each with a BenchPong, both
+  with a plain publish() (no flush(): the frame leaves by the write-coalescing rule;
+  calling flush() measured within noise of it). A sample is the mean of a batch of round
+  trips. Over shm both connect with SharedMemoryTransport to a node with
+  `[nodes.shm] enabled` (its default spin, 50 us). Peer: pyzmq PAIR over ipc between two
+  Python processes, same batches (one hop fewer: there is no host in the middle), with the
+  echo process where the SDK's pong process is; the other placement is reported too
+  (`peer_other_placement`).
 
-Pinning: this process (publisher, ping) on CPU 0; the host, the pong process and the pyzmq
-receivers on CPU 1.
+Pinning: this process (publisher, ping) on CPU 0; the hosts, the pyzmq receivers and the
+pong process on CPU 1, except over shm, where the pong process (and the peer's echo) share
+CPU 0 and the node's spinning io thread has CPU 1.
 """
 
 import json
@@ -49,6 +53,16 @@ messages:
   BenchPong:
     tlv_type: 1501
     fields: {seq: u64, a: u64, b: u64, ts: u64}
+"""
+
+SHM_TOPOLOGY = """
+socket_dir = "{dir}"
+contracts = "{contracts}"
+[[nodes]]
+name = "bench"
+services = ["bench"]
+[nodes.shm]
+enabled = true
 """
 
 PONG = r"""
@@ -200,7 +214,20 @@ def main():
         metrics_url = next(line.split("metrics on ", 1)[1] for line in host.lines if line.startswith("metrics on"))
         env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
 
+        # A node with shared memory enabled, for the shm entries (the --listen mode above
+        # has no topology, so no [nodes.shm]).
+        topology = tmp / "shm.toml"
+        topology.write_text(SHM_TOPOLOGY.format(dir=tmp, contracts=contracts))
+        node = spawn([str(binary), "--topology", str(topology), "--node", "bench", "--log-level", "warn"],
+                     wait_for="listening on")
+        procs.append(node)
+        shm = "shm:" + str(tmp / "bench.sock")
+
         entries = [publish_throughput(m, unix, metrics_url, tmp, env, quick)]
+        # Over shm the host's io thread spins: it gets CPU 1 to itself and both Python
+        # processes share CPU 0 (three busy parties, two cores); pyzmq is measured with its
+        # two processes on CPU 0 as well, and across the cores for reference.
+        entries.append(round_trip(m, "shm", shm, tmp, env, quick, pong_cpu=0))
         for kind, address in (("unix", unix), ("tcp", tcp)):
             entries.append(round_trip(m, kind, address, tmp, env, quick))
         print(json.dumps(entries, indent=1))
@@ -264,25 +291,30 @@ def publish_throughput(m, address, metrics_url, tmp, env, quick):
                    peer, ">= 1 and >= peer", True)
 
 
-def round_trip(m, kind, address, tmp, env, quick):
+def round_trip(m, kind, address, tmp, env, quick, pong_cpu=1):
     import zmq
 
     batch = 200 if quick else 1000
     samples_wanted = 10 if quick else 40
-    pong = spawn([sys.executable, "-c", PONG, str(REPO / "pymodules"), str(tmp), address], env=env)
+    pong = spawn([sys.executable, "-c", PONG, str(REPO / "pymodules"), str(tmp), address], cpu=pong_cpu, env=env)
     t = mycelium.transport.transport_for_endpoint(address, m.SCHEMA_DIGEST, name="ping")
     sub = t.subscriber(m.BenchPong)
     t.connect()
     pub = t.publisher(m.BenchPing)
     ping = m.BenchPing()
 
-    zpong = spawn([sys.executable, "-c", ZMQ_PONG, f"ipc://{tmp}/pair-{kind}.ipc"], env=env)
+    zpong = spawn([sys.executable, "-c", ZMQ_PONG, f"ipc://{tmp}/pair-{kind}.ipc"], cpu=pong_cpu, env=env)
     ctx = zmq.Context()
     pair = ctx.socket(zmq.PAIR)
     pair.connect(f"ipc://{tmp}/pair-{kind}.ipc")
+    # The other placement of the pyzmq echo process, reported beside the entry.
+    other_cpu = 1 - pong_cpu if (os.cpu_count() or 1) > 1 else pong_cpu
+    zother = spawn([sys.executable, "-c", ZMQ_PONG, f"ipc://{tmp}/other-{kind}.ipc"], cpu=other_cpu, env=env)
+    other = ctx.socket(zmq.PAIR)
+    other.connect(f"ipc://{tmp}/other-{kind}.ipc")
     payload = bytes(32)
 
-    sdk, peer = [], []
+    sdk, peer, peer_other = [], [], []
     try:
         for _ in range(20):  # warm-up: both paths, and the pong process is subscribed
             ping.seq += 1
@@ -290,6 +322,8 @@ def round_trip(m, kind, address, tmp, env, quick):
             sub.recv(timeout=30)
             pair.send(payload)
             pair.recv()
+            other.send(payload)
+            other.recv()
         for _ in range(samples_wanted):
             started = time.perf_counter_ns()
             for _ in range(batch):
@@ -304,14 +338,22 @@ def round_trip(m, kind, address, tmp, env, quick):
                 pair.send(payload)
                 pair.recv()
             peer.append((time.perf_counter_ns() - started) / batch / 2)
-        log(f"{kind} one-way: sdk median {statistics.median(sdk):.0f} ns, pyzmq {statistics.median(peer):.0f} ns")
+            started = time.perf_counter_ns()
+            for _ in range(batch):
+                other.send(payload)
+                other.recv()
+            peer_other.append((time.perf_counter_ns() - started) / batch / 2)
+        log(f"{kind} one-way: sdk median {statistics.median(sdk):.0f} ns, pyzmq {statistics.median(peer):.0f} ns "
+            f"(echo on CPU {pong_cpu}), {statistics.median(peer_other):.0f} ns (echo on CPU {other_cpu})")
         ping.a = 1
         pub.publish(ping)
         t.flush()
         pair.send(b"stop")
+        other.send(b"stop")
     finally:
         t.close()
         pair.close(linger=0)
+        other.close(linger=0)
         ctx.term()
         try:
             pong.wait(timeout=10)  # it exits on the ping with a == 1
@@ -319,9 +361,16 @@ def round_trip(m, kind, address, tmp, env, quick):
             pass
         stop(pong)
         stop(zpong)
-    return summary(f"sdk.{kind}_one_way_32B", "ns", sdk,
-                   "pyzmq 24 PAIR over ipc between two Python processes (no host in between)", peer,
-                   "report (the shared-memory path has the target)", False)
+        stop(zother)
+    if kind == "shm":
+        floor = "pyzmq 24 PAIR over ipc, the two Python processes on CPU 0 as the SDK's (no host in between)"
+        target = ">= 2x lower than the peer"
+    else:
+        floor = "pyzmq 24 PAIR over ipc, the echo process on CPU 1 as the SDK's (no host in between)"
+        target = "report (the shared-memory path has the target)"
+    entry = summary(f"sdk.{kind}_one_way_32B", "ns", sdk, floor, peer, target, False)
+    entry["peer_other_placement"] = {"echo_cpu": other_cpu, "median": round(statistics.median(peer_other), 3)}
+    return entry
 
 
 if __name__ == "__main__":
