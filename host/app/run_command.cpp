@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <bit>
 #include <cstdio>
 #include <iterator>
 #include <optional>
@@ -38,6 +39,8 @@ struct RunFlags {
     std::string metrics;             // HOST:PORT
     double handshake_timeout = 5.0;
     std::size_t max_connections = 1024;
+    bool shm = false;                       // offer shared memory on --listen unix:PATH
+    std::size_t shm_ring_bytes = 1u << 20;  // per direction
     std::vector<std::string> workers;  // NAME=SCRIPT[:ARG,...] (supervised workers)
 };
 
@@ -135,6 +138,22 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--max-connections", flags->max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    app.add_flag("--shm", flags->shm,
+                 "Offer shared-memory rings to clients of --listen unix:PATH that ask for them "
+                 "(SHM_REQUEST; their reader spins --spin-us before it parks)");
+    app.add_option("--shm-ring-bytes", flags->shm_ring_bytes, "Bytes per direction of each client's rings (--shm)")
+        ->capture_default_str()
+        ->check([](const std::string& text) {
+            std::size_t bytes = 0;
+            try {
+                bytes = std::stoull(text);
+            } catch (const std::exception&) {
+                return "'" + text + "' is not a number of bytes";
+            }
+            if (bytes < 4096 || bytes > (std::size_t{1} << 30) || !std::has_single_bit(bytes))
+                return "must be a power of two from 4096 to 1073741824, got " + text;
+            return std::string();
+        });
     // --- supervised workers (issue 7; docs/workers.md) ---
     app.add_option("--worker", flags->workers,
                    "NAME=SCRIPT[:ARG,ARG...]: run SCRIPT as a supervised child process named NAME, connected to "
@@ -195,6 +214,13 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                          flags->listen.empty() ? " (there is no --listen)" : " (--listen has only TCP addresses)");
             return EXIT_BAD_INPUT;
         }
+        if (flags->shm && std::none_of(flags->listen.begin(), flags->listen.end(),
+                                       [](const std::string& l) { return l.rfind("unix:", 0) == 0; })) {
+            std::fprintf(stderr, "mycelium-host: error: --shm offers shared memory to the clients of a Unix "
+                                 "listener: add --listen unix:PATH%s\n",
+                         node != nullptr ? " (a node of a topology takes [nodes.shm] from the topology)" : "");
+            return EXIT_BAD_INPUT;
+        }
         try {
             supervisor::check_workers(worker_specs);
         } catch (const std::invalid_argument& e) {
@@ -234,6 +260,9 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         server_options.max_payload = host->registry().max_payload();
         server_options.handshake_timeout = std::chrono::milliseconds(static_cast<long>(flags->handshake_timeout * 1000));
         server_options.max_connections = flags->max_connections;
+        server_options.shm_enabled = flags->shm;
+        server_options.shm_ring_bytes = flags->shm_ring_bytes;
+        server_options.shm_spin = std::chrono::microseconds(static_cast<long>(flags->spin_us));
         std::vector<std::string> bound;
         // --- supervised workers (issue 7): declared before the listeners, whose client
         // observer calls it, so it outlives them; stopped first, while workers can still talk.

@@ -26,6 +26,21 @@ def test_bad_flags_give_one_line_and_exit_2(run_host, args):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args, text", [
+    (["--shm", "--demo-feed", "10"], "--shm offers shared memory to the clients of a Unix listener"),
+    (["--shm", "--listen", "tcp:127.0.0.1:0"], "add --listen unix:PATH"),
+    (["--listen", "unix:/tmp/never.sock", "--shm", "--shm-ring-bytes", "1000"], "must be a power of two from 4096"),
+    (["--listen", "unix:/tmp/never.sock", "--shm", "--shm-ring-bytes", "2048"], "got 2048"),
+    (["--listen", "unix:/tmp/never.sock", "--shm", "--shm-ring-bytes", "lots"], "'lots' is not a number of bytes"),
+])
+def test_bad_shared_memory_flags_name_the_flag(run_host, args, text):
+    result = run_host(*args)
+    assert result.returncode == 2
+    assert result.stderr.startswith("mycelium-host: error: ")
+    assert text in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_missing_contracts_file_exits_2(run_host, tmp_path):
     missing = tmp_path / "nope.yaml"
     result = run_host("schema", "--contracts", missing)

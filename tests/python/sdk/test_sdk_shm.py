@@ -109,6 +109,23 @@ def test_many_frames_through_a_small_ring_wait_for_room_and_stay_in_order(shm_no
         t.close()
 
 
+def test_a_listen_host_offers_shared_memory_with_the_shm_flag(start_host, sock_dir, messages, digest):
+    script = write_script(sock_dir, "echo.py", ECHO_SCRIPT)
+    with_shm = start_host("--script", script, "--listen", f"unix:{sock_dir / 'a.sock'}", "--shm",
+                          "--shm-ring-bytes", "8192")
+    without = start_host("--listen", f"unix:{sock_dir / 'b.sock'}")
+    t = mycelium.SharedMemoryTransport.open(str(sock_dir / "a.sock"), digest)
+    try:
+        assert t.shm_active and t.stats()["shm"].startswith("active (8192+8192-byte rings")
+        assert exchange(t, messages, 50) == [2 * i for i in range(50)]
+    finally:
+        t.close()
+    with pytest.raises(mycelium.ShmError, match="refused by the host: disabled"):
+        mycelium.SharedMemoryTransport.open(str(sock_dir / "b.sock"), digest, fallback=False)
+    assert any(SHM_LINE in line for line in with_shm.lines("stderr"))
+    assert without.proc.poll() is None
+
+
 def test_ring_open_and_create_and_the_endpoint_forms(shm_node, messages, digest):
     _, path = shm_node()
     for transport in (mycelium.SharedMemoryTransport.create(str(path), digest, ring_bytes=8192),
