@@ -56,10 +56,6 @@ def frame_size(payload_length):
     return (6 + payload_length + 7) & ~7
 
 
-def _fence_lock():
-    return threading.Lock()
-
-
 class MappedRing:
     """The mapping of one ring's memfd, checked. Closing it unmaps; the descriptor is the
     caller's."""
@@ -115,24 +111,37 @@ class MappedRing:
         self._mm = None
 
 
-class RingProducer:
-    """Writes frames into a ring. Not thread safe: one writer at a time (the transport
-    holds a lock around it)."""
+class _RingEnd:
+    """What both ends of a ring keep: the mapping's views, the geometry, a fence, and the
+    two indices as found (checked: a ring handed over with inconsistent indices is refused)."""
 
-    def __init__(self, ring, consumer_bell=None):
+    def __init__(self, ring):
         self._ring = ring
         self._mm, self._q, self._w = ring.mm, ring.q, ring.w
         self._cap = ring.capacity
         self._mask = ring.capacity - 1
         self._limit = min(4 << 20, ring.capacity - 6)
+        self._fence = threading.Lock()
+        p, r = self._q[_Q_PRODUCER], self._q[_Q_CONSUMER]
+        if p % 8 or r % 8 or p < r or p - r > self._cap:
+            raise RingError("bad_producer_index", f"the ring starts with P={p}, R={r}")
+        self._start_p, self._start_r = p, r
+
+    def fence(self):
+        """A full barrier (x86-64: a locked compare-and-swap)."""
+        with self._fence:
+            pass
+
+
+class RingProducer(_RingEnd):
+    """Writes frames into a ring. Not thread safe: one writer at a time (the transport
+    holds a lock around it)."""
+
+    def __init__(self, ring, consumer_bell=None):
+        super().__init__(ring)
         self._bell = consumer_bell
-        self._fence = _fence_lock()
-        start = self._q[_Q_PRODUCER]
-        consumer = self._q[_Q_CONSUMER]
-        if start % 8 or consumer % 8 or start - consumer > self._cap or consumer > start:
-            raise RingError("bad_producer_index", f"a fresh ring has P={start}, R={consumer}")
-        self._write = self._published = start
-        self._consumer = consumer
+        self._write = self._published = self._start_p
+        self._consumer = self._start_r
 
     @property
     def max_payload(self):
@@ -204,11 +213,6 @@ class RingProducer:
             if self._bell is not None:
                 os.eventfd_write(self._bell, 1)
 
-    def fence(self):
-        """A full barrier (x86-64: a locked compare-and-swap)."""
-        with self._fence:
-            pass
-
     def consumer_closed(self):
         return bool(self._w[_I_CONSUMER_CLOSED])
 
@@ -227,23 +231,14 @@ class RingProducer:
                 pass
 
 
-class RingConsumer:
+class RingConsumer(_RingEnd):
     """Reads frames from a ring. Not thread safe: the transport's reader thread alone."""
 
     def __init__(self, ring, producer_bell=None):
-        self._ring = ring
-        self._mm, self._q, self._w = ring.mm, ring.q, ring.w
-        self._cap = ring.capacity
-        self._mask = ring.capacity - 1
-        self._limit = min(4 << 20, ring.capacity - 6)
+        super().__init__(ring)
         self._producer_bell = producer_bell
-        self._fence = _fence_lock()
-        r = self._q[_Q_CONSUMER]
-        p = self._q[_Q_PRODUCER]
-        if r % 8 or p % 8 or p < r or p - r > self._cap:
-            raise RingError("bad_producer_index", f"a fresh ring has P={p}, R={r}")
-        self._read = r
-        self._producer = r  # the last producer index loaded and checked
+        self._read = self._start_r
+        self._producer = self._start_r  # the last producer index loaded and checked
 
     def _load_producer(self):
         p = self._q[_Q_PRODUCER]
