@@ -68,7 +68,9 @@ def _close_fds(fds):
 
 
 class _Rings:
-    """The two mapped rings and the two doorbells of one connection."""
+    """The two mapped rings and the two doorbells of one connection. It owns the four
+    descriptors from the start: a failed check closes them all (and unmaps) before it
+    raises."""
 
     def __init__(self, fds, offer, digest):
         to_host_fd, to_client_fd, own_bell, host_bell = fds
@@ -384,9 +386,8 @@ class SharedMemoryTransport(UnixTransport):
             _close_fds(fds)
             return self._refuse_offer(why)
         try:
-            rings = _Rings(fds, payload, self._digest)
+            rings = _Rings(fds, payload, self._digest)  # owns the descriptors, closed on failure
         except (ShmError, OSError, ValueError) as e:
-            _close_fds(fds)
             return self._refuse_offer(str(e))
         try:
             self._switch_output(sock, rings)
