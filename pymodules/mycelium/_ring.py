@@ -122,6 +122,7 @@ class _RingEnd:
         self._mask = ring.capacity - 1
         self._limit = min(4 << 20, ring.capacity - 6)
         self._fence = threading.Lock()
+        self._fence_acquire, self._fence_release = self._fence.acquire, self._fence.release
         p, r = self._q[_Q_PRODUCER], self._q[_Q_CONSUMER]
         if p % 8 or r % 8 or p < r or p - r > self._cap:
             raise RingError("bad_producer_index", f"the ring starts with P={p}, R={r}")
@@ -157,12 +158,13 @@ class RingProducer(_RingEnd):
     def try_write(self, header, payload):
         """Writes one frame (its 6 header bytes and its payload) and publishes it: True, or
         False when the ring has no room now (wait, then try again); RingError for a broken
-        ring. Call wake_consumer() after a full barrier (see there)."""
+        ring. Call wake_consumer() after it."""
         n = 6 + len(payload)
         size = (n + 7) & ~7
         w = self._write
-        off = w & self._mask
-        if size <= self._cap - off and n <= self._limit + 6 and self._cap - (w - self._consumer) >= size:
+        cap = self._cap
+        off = w & (cap - 1)
+        if size <= cap - off and n <= self._limit + 6 and cap - (w - self._consumer) >= size:
             start = HEADER_BYTES + off  # the common case: it fits before the end, and in the room known
             mm = self._mm
             mm[start:start + 6] = header
@@ -204,9 +206,11 @@ class RingProducer(_RingEnd):
         return True
 
     def wake_consumer(self):
-        """Rings the consumer's doorbell if it sleeps. Call fence() between try_write() and
-        this: without a full barrier between the index store and the flag load the consumer
-        could park unseen (docs/wire-protocol.md, "Sleeping, doorbells and closing")."""
+        """A full barrier, then the consumer's doorbell if it sleeps: call it after
+        try_write(). Without the barrier between the index store and the flag load the
+        consumer could park unseen (docs/wire-protocol.md, "Sleeping, doorbells and closing")."""
+        self._fence_acquire()
+        self._fence_release()
         w = self._w
         if w[_I_SLEEPING]:
             w[_I_SLEEPING] = 0

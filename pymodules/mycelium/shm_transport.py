@@ -242,7 +242,6 @@ class SharedMemoryTransport(UnixTransport):
             self._write_frame(producer, header, payload)
             # Under the lock: once it is released the rings may be dropped and their
             # descriptors closed (and their numbers reused).
-            producer.fence()
             producer.wake_consumer()
 
     def _write_control(self, data):
@@ -267,7 +266,6 @@ class SharedMemoryTransport(UnixTransport):
             _, length = _wire.HEADER.unpack_from(data, at)
             self._write_frame(producer, data[at:at + 6], data[at + 6:at + 6 + length])
             at += 6 + length
-        producer.fence()
         producer.wake_consumer()
 
     def _write_frame(self, producer, header, payload):
