@@ -11,6 +11,8 @@ Entries (32-byte messages: four u64 fields, from a contracts file written to a t
   /metrics) must have grown by exactly N. Peer: pyzmq PUSH -> PULL over ipc, the sender
   packing the same four u64 per message with a precompiled struct, the receiver a Python
   process calling recv() N times.
+- sdk.shm_publish_32B (M msg/s): the same over shared memory (SharedMemoryTransport to a
+  node with `[nodes.shm] enabled`); reported: each publish goes into the ring at once.
 - sdk.{shm,unix,tcp}_one_way_32B (ns): Python -> host -> Python ping-pong, halved: this
   process publishes a BenchPing, a second SDK process answers each with a BenchPong, both
   with a plain publish() (no flush(): the frame leaves by the write-coalescing rule;
@@ -218,12 +220,14 @@ def main():
         # has no topology, so no [nodes.shm]).
         topology = tmp / "shm.toml"
         topology.write_text(SHM_TOPOLOGY.format(dir=tmp, contracts=contracts))
-        node = spawn([str(binary), "--topology", str(topology), "--node", "bench", "--log-level", "warn"],
-                     wait_for="listening on")
+        node = spawn([str(binary), "--topology", str(topology), "--node", "bench", "--log-level", "warn",
+                      "--metrics", "127.0.0.1:0"], wait_for="metrics on")
         procs.append(node)
         shm = "shm:" + str(tmp / "bench.sock")
+        node_metrics = next(line.split("metrics on ", 1)[1] for line in node.lines if line.startswith("metrics on"))
 
-        entries = [publish_throughput(m, unix, metrics_url, tmp, env, quick)]
+        entries = [publish_throughput(m, "unix", unix, metrics_url, tmp, env, quick),
+                   publish_throughput(m, "shm", shm, node_metrics, tmp, env, quick)]
         # Over shm the host's io thread spins: it gets CPU 1 to itself and both Python
         # processes share CPU 0 (three busy parties, two cores); pyzmq is measured with its
         # two processes on CPU 0 as well, and across the cores for reference.
@@ -237,7 +241,7 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def publish_throughput(m, address, metrics_url, tmp, env, quick):
+def publish_throughput(m, kind, address, metrics_url, tmp, env, quick):
     import zmq
 
     n = 200_000 if quick else 1_000_000
@@ -247,12 +251,13 @@ def publish_throughput(m, address, metrics_url, tmp, env, quick):
     pub = t.publisher(m.BenchPing)
     msg = m.BenchPing(seq=0, a=2, b=3, ts=4)
 
-    puller = spawn([sys.executable, "-c", ZMQ_PULL, f"ipc://{tmp}/pull.ipc", f"ipc://{tmp}/ctl.ipc"], env=env)
+    pull_at, ctl_at = f"ipc://{tmp}/pull-{kind}.ipc", f"ipc://{tmp}/ctl-{kind}.ipc"
+    puller = spawn([sys.executable, "-c", ZMQ_PULL, pull_at, ctl_at], env=env)
     ctx = zmq.Context()
     push = ctx.socket(zmq.PUSH)
-    push.connect(f"ipc://{tmp}/pull.ipc")
+    push.connect(pull_at)
     ctl = ctx.socket(zmq.PAIR)
-    ctl.connect(f"ipc://{tmp}/ctl.ipc")
+    ctl.connect(ctl_at)
     pack = struct.Struct("<QQQQ").pack
 
     sdk, peer = [], []
@@ -278,7 +283,7 @@ def publish_throughput(m, address, metrics_url, tmp, env, quick):
                 send(pack(i, 2, 3, 4))
             ctl.recv()
             peer.append(n / (time.perf_counter() - started) / 1e6)
-            log(f"publish rep {rep}: sdk {sdk[-1]:.2f} M msg/s, pyzmq {peer[-1]:.2f} M msg/s")
+            log(f"{kind} publish rep {rep}: sdk {sdk[-1]:.2f} M msg/s, pyzmq {peer[-1]:.2f} M msg/s")
         ctl.send(b"0")
     finally:
         t.close()
@@ -286,9 +291,9 @@ def publish_throughput(m, address, metrics_url, tmp, env, quick):
         ctl.close(linger=0)
         ctx.term()
         stop(puller)
-    return summary("sdk.unix_publish_32B", "M msg/s", sdk,
+    return summary(f"sdk.{kind}_publish_32B", "M msg/s", sdk,
                    "pyzmq 24 PUSH->PULL over ipc, Python sender packing 4 u64 per message, Python receiver",
-                   peer, ">= 1 and >= peer", True)
+                   peer, ">= 1 and >= peer" if kind == "unix" else "report", True)
 
 
 def round_trip(m, kind, address, tmp, env, quick, pong_cpu=1):
