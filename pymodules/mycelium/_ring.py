@@ -51,11 +51,6 @@ class RingError(ShmError):
         self.name = name
 
 
-def frame_size(payload_length):
-    """Bytes a frame takes in the data area: header and payload, padded to 8."""
-    return (6 + payload_length + 7) & ~7
-
-
 class MappedRing:
     """The mapping of one ring's memfd, checked. Closing it unmaps; the descriptor is the
     caller's."""
@@ -144,10 +139,6 @@ class RingProducer(_RingEnd):
         self._write = self._published = self._start_p
         self._consumer = self._start_r
 
-    @property
-    def max_payload(self):
-        return self._limit
-
     def _load_consumer(self):
         r = self._q[_Q_CONSUMER]
         last = self._consumer
@@ -225,14 +216,10 @@ class RingProducer(_RingEnd):
         if self._mm.closed:
             return
         self._w[_I_PRODUCER_CLOSED] = 1
-        with self._fence:
+        try:
+            self.wake_consumer()
+        except OSError:  # the consumer's end is gone already
             pass
-        if self._w[_I_SLEEPING] and self._bell is not None:
-            self._w[_I_SLEEPING] = 0
-            try:
-                os.eventfd_write(self._bell, 1)
-            except OSError:
-                pass
 
 
 class RingConsumer(_RingEnd):
@@ -308,8 +295,7 @@ class RingConsumer(_RingEnd):
     def _release(self):
         self._q[_Q_CONSUMER] = self._read
         if self._producer_bell is not None:
-            with self._fence:
-                pass
+            self.fence()
             if self._w[_I_WAITING]:
                 self._w[_I_WAITING] = 0
                 os.eventfd_write(self._producer_bell, 1)
@@ -318,8 +304,7 @@ class RingConsumer(_RingEnd):
         """Says the consumer sleeps; False (flag cleared) when a frame came meanwhile or the
         producer closed: read again instead of waiting."""
         self._w[_I_SLEEPING] = 1
-        with self._fence:  # the flag store before the index load
-            pass
+        self.fence()  # the flag store before the index load
         if self._q[_Q_PRODUCER] != self._read or self._w[_I_PRODUCER_CLOSED]:
             self._w[_I_SLEEPING] = 0
             return False
@@ -328,13 +313,10 @@ class RingConsumer(_RingEnd):
     def end_park(self):
         self._w[_I_SLEEPING] = 0
 
-    def producer_closed(self):
-        return bool(self._w[_I_PRODUCER_CLOSED])
-
     def close(self):
         """Sets the consumer-closed flag (a waiting producer stops waiting)."""
         if not self._mm.closed:
             self._w[_I_CONSUMER_CLOSED] = 1
 
 
-__all__ = ["MappedRing", "RingConsumer", "RingError", "RingProducer", "frame_size"]
+__all__ = ["MappedRing", "RingConsumer", "RingError", "RingProducer"]
