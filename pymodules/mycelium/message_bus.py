@@ -1,14 +1,7 @@
 """MessageBus: Mycelium's topology-aware entry point."""
 
-import logging
-import os
-
-from . import shm_transport
-from .errors import ShmError
-from .topology import Topology, TransportType
-from .transport import TcpTransport, UnixTransport
-
-log = logging.getLogger("mycelium")
+from .topology import Topology
+from .transport import transport_for_endpoint
 
 
 class MessageBus:
@@ -19,8 +12,8 @@ class MessageBus:
         sub = bus.subscriber(Signal)
 
     `publisher_to(target, Cls)` connects to the node hosting `target` (a service or node
-    name) as `Topology.connection_info` says: its Unix socket on this host, its TCP
-    address elsewhere. `subscriber(Cls)` connects to this service's own node. A Python
+    name) as `Topology.connection_info(..., shm=True)` says: its shared-memory rings on this
+    host when the node enables them, else its Unix socket; its TCP address elsewhere. `subscriber(Cls)` connects to this service's own node. A Python
     process is never inside a node, so where Mycelium refused a target on the same node
     (LOCAL), this bus connects to that node's socket. Transports are shared per node and
     connected on first use; options (`reconnect`, `buffer_while_disconnected`, ...) go to
@@ -86,18 +79,10 @@ class MessageBus:
         self.close()
 
     def _open(self, target):
-        info = self._topology.connection_info(target, shm=shm_transport.AVAILABLE)
-        if info["transport"] is TransportType.SHM:
-            try:
-                transport = shm_transport.SharedMemoryTransport.open(info["path"], self._schema_digest, **self._options)
-                return transport
-            except ShmError as e:
-                log.info("shared memory to node %s unavailable (%s); using its Unix socket", info["node"], e)
-            info = self._topology.connection_info(target, shm=False)
-        if info["transport"] is TransportType.UNIX:
-            transport = UnixTransport(os.fspath(info["path"]), self._schema_digest, **self._options)
-        else:
-            transport = TcpTransport(info["host"], info["port"], self._schema_digest, **self._options)
+        # shm:PATH for a node on this host that enables shared memory (the transport stays
+        # on the node's Unix socket when the node refuses), else unix:PATH or tcp:HOST:PORT.
+        info = self._topology.connection_info(target, shm=True)
+        transport = transport_for_endpoint(info["endpoint"], self._schema_digest, **self._options)
         transport.connect()
         return transport
 
