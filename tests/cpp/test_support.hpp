@@ -1,7 +1,7 @@
 #pragma once
 // Helpers the C++ tests share: a private temporary folder (short, so Unix socket paths
-// fit sun_path), polling with a deadline, and the payload of the test contracts'
-// CounterUpdate. Every test still makes its own folder, socket paths and ports.
+// fit sun_path), polling with a deadline, and the test contracts with their CounterUpdate's
+// payload. Every test still makes its own folder, socket paths and ports.
 
 #include <doctest/doctest.h>
 
@@ -57,6 +57,31 @@ inline bool wait_until(const std::function<bool()>& done, std::chrono::milliseco
         std::this_thread::sleep_for(poll);
     }
     return true;
+}
+
+/// The contracts most link tests load: TextMessage (1001, 312 bytes) and CounterUpdate
+/// (1002, 16 bytes). A test that needs more messages appends them (same indentation).
+inline constexpr const char* TEXT_AND_COUNTER_CONTRACTS = R"(
+messages:
+  TextMessage:
+    tlv_type: 1001
+    fields:
+      sender: {type: String, max_length: 32}
+      content: {type: String, max_length: 256}
+      timestamp: u64
+  CounterUpdate:
+    tlv_type: 1002
+    fields:
+      counter_id: u32
+      value: u64
+)";
+
+/// The counter_id of a CounterUpdate frame (anything with a `payload` of bytes).
+template <typename FrameLike>
+std::uint32_t counter_id(const FrameLike& frame) {
+    std::uint32_t id = 0;
+    std::memcpy(&id, frame.payload.data(), 4);
+    return id;
 }
 
 /// A CounterUpdate payload (`counter_id: u32`, 4 bytes of padding, `value: u64`).

@@ -111,21 +111,8 @@ inline bool wait_until(const std::function<bool()>& done, std::chrono::milliseco
 
 /// A two-message schema for the link tests.
 inline const schema::Registry& test_registry() {
-    static const schema::Registry r = schema::Registry::load_string(R"(
-messages:
-  TextMessage:
-    tlv_type: 1001
-    fields:
-      sender: {type: String, max_length: 32}
-      content: {type: String, max_length: 256}
-      timestamp: u64
-  CounterUpdate:
-    tlv_type: 1002
-    fields:
-      counter_id: u32
-      value: u64
-)",
-                                                                    "supervisor_test.yaml");
+    static const schema::Registry r =
+        schema::Registry::load_string(test_support::TEXT_AND_COUNTER_CONTRACTS, "supervisor_test.yaml");
     return r;
 }
 

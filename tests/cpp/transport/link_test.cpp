@@ -43,25 +43,13 @@ constexpr std::uint16_t COUNTER = 1002;  // 16 bytes
 constexpr std::uint16_t BLOB = 1003;     // 16 KiB
 
 const schema::Registry& registry() {
-    static const schema::Registry r = schema::Registry::load_string(R"(
-messages:
-  TextMessage:
-    tlv_type: 1001
-    fields:
-      sender: {type: String, max_length: 32}
-      content: {type: String, max_length: 256}
-      timestamp: u64
-  CounterUpdate:
-    tlv_type: 1002
-    fields:
-      counter_id: u32
-      value: u64
-  Blob:
+    static const schema::Registry r =
+        schema::Registry::load_string(std::string(test_support::TEXT_AND_COUNTER_CONTRACTS) + R"(  Blob:
     tlv_type: 1003
     fields:
       data: "[u8; 16384]"
 )",
-                                                                    "link_test.yaml");
+                                      "link_test.yaml");
     return r;
 }
 
@@ -70,12 +58,7 @@ struct TempDir : test_support::TempDir {
 };
 
 using test_support::counter;
-
-std::uint32_t counter_id(const Frame& f) {
-    std::uint32_t id = 0;
-    std::memcpy(&id, f.payload.data(), 4);
-    return id;
-}
+using test_support::counter_id;
 
 std::vector<std::byte> blob(std::uint64_t seq) {
     std::vector<std::byte> out(16384, std::byte{0x5a});

@@ -38,21 +38,8 @@ constexpr std::uint16_t TEXT = 1001;
 constexpr std::uint16_t COUNTER = 1002;  // 16 bytes, 24 in a ring
 
 const schema::Registry& registry() {
-    static const schema::Registry r = schema::Registry::load_string(R"(
-messages:
-  TextMessage:
-    tlv_type: 1001
-    fields:
-      sender: {type: String, max_length: 32}
-      content: {type: String, max_length: 256}
-      timestamp: u64
-  CounterUpdate:
-    tlv_type: 1002
-    fields:
-      counter_id: u32
-      value: u64
-)",
-                                                                    "shm_link_test.yaml");
+    static const schema::Registry r =
+        schema::Registry::load_string(test_support::TEXT_AND_COUNTER_CONTRACTS, "shm_link_test.yaml");
     return r;
 }
 
@@ -61,12 +48,7 @@ struct TempDir : test_support::TempDir {
 };
 
 using test_support::counter;
-
-std::uint32_t counter_id(const Frame& f) {
-    std::uint32_t id = 0;
-    std::memcpy(&id, f.payload.data(), 4);
-    return id;
-}
+using test_support::counter_id;
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
     return test_support::wait_until(done, timeout, 1ms);
