@@ -606,6 +606,20 @@ bench::Entry one_way(Transport t, Placement where, const bench::Args& args, cons
     return e;
 }
 
+/// Node B's interest in DATA must have reached node A before the first timed publish:
+/// publishes until one crosses the link.
+void wait_for_stream_interest(LinkPair& pair, LinkStreamSink& sink) {
+    sink.arm(0, 1);
+    if (!wait_for([&] {
+            const Msg32 m{0, 0, 1, 2};
+            (void)pair.a->bus.publish(DATA, bytes_of(m));
+            std::this_thread::sleep_for(5ms);
+            return pair.b->bus.counters(DATA).published > 0;
+        }))
+        fail("the stream type never crossed the link");
+    std::this_thread::sleep_for(20ms);
+}
+
 bench::Entry stream(Transport t, const bench::Args& args, const TempDir& dir) {
     const int reps = args.quick ? 5 : 15;
     const std::uint64_t n = args.quick ? 500'000 : 2'000'000;
@@ -623,16 +637,7 @@ bench::Entry stream(Transport t, const bench::Args& args, const TempDir& dir) {
     LinkStreamSink sink(pair);
     LinkPingPong pingpong(pair);  // proves the link is up and pins node A's io thread
     pingpong.warm_up();
-    // Node B's interest in DATA must have reached node A before the first timed publish.
-    sink.arm(0, 1);
-    if (!wait_for([&] {
-            const Msg32 m{0, 0, 1, 2};
-            (void)pair.a->bus.publish(DATA, bytes_of(m));
-            std::this_thread::sleep_for(5ms);
-            return pair.b->bus.counters(DATA).published > 0;
-        }))
-        fail("the stream type never crossed the link");
-    std::this_thread::sleep_for(20ms);
+    wait_for_stream_interest(pair, sink);
     const auto raw = raw_pair(t, dir);
     std::vector<double> publish_rates;
     std::uint64_t seq = 1'000'000'000;
@@ -717,15 +722,7 @@ std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir
         Side(Transport t, const TempDir& d, const link::ServerOptions& o)
             : pair(t, d, o, IO_CPU, IO_CPU), sink(pair), pingpong(pair) {
             pingpong.warm_up();
-            sink.arm(0, 1);
-            if (!wait_for([&] {
-                    const Msg32 m{0, 0, 1, 2};
-                    (void)pair.a->bus.publish(DATA, bytes_of(m));
-                    std::this_thread::sleep_for(5ms);
-                    return pair.b->bus.counters(DATA).published > 0;
-                }))
-                fail("the stream type never crossed the link");
-            std::this_thread::sleep_for(20ms);
+            wait_for_stream_interest(pair, sink);
         }
         double run(std::uint64_t count, std::uint64_t& seq, bool batch = false) {
             sink.arm(seq, count);
