@@ -28,6 +28,7 @@
 /// is maintained under the subscription lock, never on the publish path; see
 /// Bus::watch_interest().
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -73,6 +74,17 @@ struct Holder final : CallbackHolder {
     explicit Holder(F f) : fn(std::move(f)) {}
     /// Calls the callable stored at `self` with `view`.
     static void invoke(void* self, const MessageView& view) { static_cast<Holder*>(self)->fn(view); }
+    /// The callable.
+    F fn;
+};
+/// Owns one batch callable `F` (called with a run of messages) through a plain function
+/// pointer. Thread safety: as thread-safe as F.
+template <class F>
+struct BatchHolder final : CallbackHolder {
+    /// Takes ownership of the callable.
+    explicit BatchHolder(F f) : fn(std::move(f)) {}
+    /// Calls the callable stored at `self` with `run`.
+    static void invoke(void* self, std::span<const MessageView> run) { static_cast<BatchHolder*>(self)->fn(run); }
     /// The callable.
     F fn;
 };
@@ -240,6 +252,38 @@ public:
                                                   sizeof(T)));
     }
 
+    /// Delivers `messages` (of any types, in order) as publish() would one by one, in one
+    /// pass: for each run of consecutive messages of one type the subscriber list, this
+    /// thread's reader slot and the counters are touched once, and a batch subscriber
+    /// (subscribe_batch) gets the whole run in one call. For dense streams, where the
+    /// per-publish overhead is the cost.
+    /// Errors: TooLarge (some payload is above max_payload; nothing delivered), Closed
+    /// (the bus shut down; the runs before were delivered), QueueFull (as publish()).
+    Result<void, PublishError> publish_batch(std::span<const MessageView> messages);
+
+    /// Publishes generated structs of one type, PUBLISH_BATCH_RUN at a time. Same errors
+    /// as publish_batch() (QueueFull once every message has been offered).
+    template <TypedMessage T>
+    Result<void, PublishError> publish_batch(std::span<const T> messages) {
+        MessageView views[PUBLISH_BATCH_RUN];
+        bool queue_full = false;
+        for (std::size_t at = 0; at < messages.size(); at += PUBLISH_BATCH_RUN) {
+            const std::size_t n = std::min(PUBLISH_BATCH_RUN, messages.size() - at);
+            for (std::size_t i = 0; i < n; ++i)
+                views[i] = MessageView{T::TYPE_ID, std::as_bytes(std::span<const T>(&messages[at + i], 1))};
+            const auto r = publish_batch(std::span<const MessageView>(views, n));
+            if (!r) {
+                if (r.error() != PublishError::QueueFull) return r;
+                queue_full = true;
+            }
+        }
+        if (queue_full) return Err{PublishError::QueueFull};
+        return {};
+    }
+
+    /// How many messages the typed publish_batch() hands to the bus per pass.
+    static constexpr std::size_t PUBLISH_BATCH_RUN = 64;
+
     /// Inline subscriber: `fn(const MessageView&)` runs on the publishing thread, so it
     /// must be short and thread-safe. May be called from inside a callback.
     template <class F>
@@ -259,6 +303,20 @@ public:
         auto* raw = holder.get();
         return subscribe_inline_raw(type_id, &Holder<std::decay_t<F>>::invoke, raw,
                                     std::move(holder), options.counts_as_interest);
+    }
+
+    /// Inline batch subscriber: `fn(std::span<const MessageView>)` runs on the publishing
+    /// thread with a run of consecutive messages of `type_id`: a whole run from
+    /// publish_batch(), one message from publish(). For subscribers that pay a cost per
+    /// call they can share across messages (a lock, a syscall, a ring publish). Otherwise
+    /// as subscribe(); a throw counts the whole run as dropped.
+    template <class F>
+        requires std::invocable<F&, std::span<const MessageView>>
+    Subscription subscribe_batch(std::uint16_t type_id, F&& fn, SubscribeOptions options = {}) {
+        auto holder = std::make_unique<detail::BatchHolder<std::decay_t<F>>>(std::forward<F>(fn));
+        auto* raw = holder.get();
+        return subscribe_inline_raw(type_id, nullptr, raw, std::move(holder), options.counts_as_interest,
+                                    &detail::BatchHolder<std::decay_t<F>>::invoke);
     }
 
     /// Typed inline subscriber: `fn(const T&)` for messages of T::TYPE_ID whose payload is
@@ -332,6 +390,7 @@ private:
     using Holder = detail::Holder<F>;
     using HolderBase = detail::CallbackHolder;
     using InvokeFn = void (*)(void*, const MessageView&);
+    using InvokeBatchFn = void (*)(void*, std::span<const MessageView>);
 
     template <class T, class F>
     static auto typed_adapter(F&& fn) {
@@ -345,7 +404,7 @@ private:
 
     Subscription subscribe_inline_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
                                       std::unique_ptr<HolderBase> owner,
-                                      bool counts_as_interest = true);
+                                      bool counts_as_interest = true, InvokeBatchFn invoke_batch = nullptr);
     Subscription subscribe_queued_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
                                       std::unique_ptr<HolderBase> owner,
                                       const QueueOptions& options);

@@ -207,7 +207,8 @@ struct Entry {
     bool queued = false;
     QueuePolicy policy = QueuePolicy::Block;
     std::uint16_t type_id = 0;
-    void (*invoke)(void*, const MessageView&) = nullptr;  // inline
+    void (*invoke)(void*, const MessageView&) = nullptr;  // inline, one message per call
+    void (*invoke_batch)(void*, std::span<const MessageView>) = nullptr;  // inline, a run per call
     void* context = nullptr;
     Mailbox* mailbox = nullptr;  // queued
     std::uint64_t token = 0;
@@ -258,6 +259,8 @@ struct BusImpl {
     }
 
     Result<void, PublishError> publish(std::uint16_t type_id, std::span<const std::byte> payload);
+    Result<void, PublishError> publish_batch(std::span<const MessageView> messages);
+    Result<void, PublishError> deliver(std::uint16_t type_id, std::span<const MessageView> run);
     std::uint64_t add(std::uint16_t type_id, std::shared_ptr<Record> rec);
     std::uint64_t add_locked(std::uint16_t type_id, std::shared_ptr<Record> rec);
     void remove(std::uint64_t id) noexcept;
@@ -409,6 +412,33 @@ Result<void, PublishError> BusImpl::publish(std::uint16_t type_id,
                                             std::span<const std::byte> payload) {
     if (payload.size() > options.max_payload) [[unlikely]]
         return Err{PublishError::TooLarge};
+    const MessageView view{type_id, payload};
+    return deliver(type_id, std::span<const MessageView>(&view, 1));
+}
+
+Result<void, PublishError> BusImpl::publish_batch(std::span<const MessageView> messages) {
+    for (const MessageView& m : messages)
+        if (m.payload.size() > options.max_payload) [[unlikely]]
+            return Err{PublishError::TooLarge};
+    bool queue_full = false;
+    for (std::size_t i = 0; i < messages.size();) {
+        const std::uint16_t type_id = messages[i].type_id;
+        std::size_t end = i + 1;
+        while (end < messages.size() && messages[end].type_id == type_id) ++end;
+        const auto r = deliver(type_id, messages.subspan(i, end - i));
+        if (!r) {
+            if (r.error() == PublishError::Closed) return r;
+            queue_full = true;
+        }
+        i = end;
+    }
+    if (queue_full) return Err{PublishError::QueueFull};
+    return {};
+}
+
+// One run of messages of one type: the reader slot is announced, the snapshot loaded and
+// the counters bumped once for the whole run.
+Result<void, PublishError> BusImpl::deliver(std::uint16_t type_id, std::span<const MessageView> run) {
     if (closed.load(std::memory_order_relaxed)) [[unlikely]]
         return Err{PublishError::Closed};
 
@@ -428,28 +458,41 @@ Result<void, PublishError> BusImpl::publish(std::uint16_t type_id,
             announce(s->deep, s->deep.load(std::memory_order_relaxed) + 1);
 
         if (Snapshot* snap = page->snap[type_id & 255].load(std::memory_order_seq_cst)) {
-            const MessageView view{type_id, payload};
             for (std::uint32_t i = 0, n = snap->count; i < n; ++i) {
                 Entry* e = snap->entries[i];
                 if (level < EXEC_DEPTH) announce<const void*>(s->exec[level], e);
                 if (!e->alive.load(std::memory_order_seq_cst)) continue;
-                if (!e->queued) {
+                if (e->invoke_batch != nullptr) {
                     try {
-                        e->invoke(e->context, view);
-                        ++delivered;
+                        e->invoke_batch(e->context, run);
+                        delivered += run.size();
                     } catch (...) {
-                        ++dropped;
+                        dropped += run.size();
                         report_callback_exception(type_id);
                     }
                     continue;
                 }
-                auto r = e->mailbox->push(type_id, e->token, payload, e->policy, &e->alive,
-                                          &BusImpl::on_evicted, this);
-                if (r) {
-                    ++delivered;
-                } else {
-                    ++dropped;
-                    if (r.error() == MailboxError::Full) queue_full = true;
+                if (!e->queued) {
+                    for (const MessageView& view : run) {
+                        try {
+                            e->invoke(e->context, view);
+                            ++delivered;
+                        } catch (...) {
+                            ++dropped;
+                            report_callback_exception(type_id);
+                        }
+                    }
+                    continue;
+                }
+                for (const MessageView& view : run) {
+                    auto r = e->mailbox->push(type_id, e->token, view.payload, e->policy, &e->alive,
+                                              &BusImpl::on_evicted, this);
+                    if (r) {
+                        ++delivered;
+                    } else {
+                        ++dropped;
+                        if (r.error() == MailboxError::Full) queue_full = true;
+                    }
                 }
             }
             if (level < EXEC_DEPTH) s->exec[level].store(nullptr, std::memory_order_release);
@@ -463,11 +506,11 @@ Result<void, PublishError> BusImpl::publish(std::uint16_t type_id,
     }
 
     if (!shared) [[likely]] {
-        bump(cell->published);
+        bump(cell->published, run.size());
         if (delivered) bump(cell->delivered, delivered);
         if (dropped) bump(cell->dropped, dropped);
     } else {
-        cell->published.fetch_add(1, std::memory_order_relaxed);
+        cell->published.fetch_add(run.size(), std::memory_order_relaxed);
         cell->delivered.fetch_add(delivered, std::memory_order_relaxed);
         cell->dropped.fetch_add(dropped, std::memory_order_relaxed);
     }
@@ -830,12 +873,18 @@ Result<void, PublishError> Bus::publish(std::uint16_t type_id, std::span<const s
     return impl_->publish(type_id, payload);
 }
 
+Result<void, PublishError> Bus::publish_batch(std::span<const MessageView> messages) {
+    return impl_->publish_batch(messages);
+}
+
 Subscription Bus::subscribe_inline_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
-                                       std::unique_ptr<HolderBase> owner, bool counts_as_interest) {
+                                       std::unique_ptr<HolderBase> owner, bool counts_as_interest,
+                                       InvokeBatchFn invoke_batch) {
     auto rec = std::make_shared<detail::Record>();
     rec->interest = counts_as_interest;
     rec->entry.type_id = type_id;
     rec->entry.invoke = invoke;
+    rec->entry.invoke_batch = invoke_batch;
     rec->entry.context = context;
     rec->holder = std::move(owner);
     const std::uint64_t id = impl_->add(type_id, std::move(rec));
