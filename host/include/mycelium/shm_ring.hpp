@@ -520,7 +520,9 @@ public:
     /// read_batch() that calls `before_release()` after the last visit and before the
     /// visited frames are released (on every way out, also after an error or exception;
     /// it must not throw): a reader that answers the frames it read can send its answers
-    /// first, and release the room after.
+    /// first, and release the room after. Nothing visited is released before that, not
+    /// even at a wrap marker, so the views of every visited frame stay valid until
+    /// `before_release()` returns (a reader may hold them and deliver them in runs).
     template <class F, class G>
     Result<std::size_t, RingError> read_batch(F&& fn, std::size_t max, G&& before_release);
 
@@ -574,7 +576,10 @@ private:
     std::uint64_t read_ = 0;      // local position
     std::uint64_t producer_ = 0;  // last checked value of the producer index
     std::uint64_t pending_ = 0;   // ring bytes of the peeked frame, 0 if none
+    bool in_batch_ = false;       // inside read_batch(): frames are released at its end only
     std::optional<codec::TypeSizes> type_sizes_;
+    std::uint16_t checked_type_ = WRAP_TYPE_ID;  // the last frame check_type() passed (none yet)
+    std::uint32_t checked_length_ = 0;
     int wait_fd_;
     int notify_fd_;
     std::chrono::nanoseconds spin_;
@@ -663,7 +668,9 @@ inline Result<std::optional<FrameView>, RingError> RingConsumer::peek() noexcept
         if (size > available) [[unlikely]] return fail({RingError::FrameOverrun, read_, size, available});
         if (size > capacity_ - offset) [[unlikely]]
             return fail({RingError::FrameOverrun, read_, size, capacity_ - offset});
-        if (type_id >= schema::MIN_APP_TYPE_ID && type_sizes_) [[likely]] {
+        // The last type and length checked are remembered: a stream of one type pays the
+        // schema look-up once.
+        if (type_id >= schema::MIN_APP_TYPE_ID && type_sizes_ && (type_id != checked_type_ || length != checked_length_)) {
             if (!check_type(type_id, length)) [[unlikely]] return Err{failure_->error};
         }
         pending_ = size;
@@ -701,10 +708,12 @@ Result<std::size_t, RingError> RingConsumer::read_batch(F&& fn, std::size_t max,
         std::uint64_t start;
         G& before;
         ~Release() {
+            self.in_batch_ = false;
             before();
             if (self.read_ != start) self.publish_consumed();
         }
     } release{*this, start, before_release};
+    in_batch_ = true;
     std::size_t visited = 0;
     while (visited < max) {
         auto next = peek();

@@ -431,7 +431,9 @@ bool RingConsumer::skip_wrap(std::uint64_t offset, std::uint32_t length) noexcep
     pending_ = 0;
     // Release the skipped tail at once: a producer may be waiting to place a frame as
     // large as the data area at offset 0, and nothing else would publish our index.
-    publish_consumed();
+    // Inside read_batch() the batch's end releases it: the frames visited before the
+    // marker may still be in use (a reader that publishes them in runs) until then.
+    if (!in_batch_) publish_consumed();
     return true;
 }
 
@@ -445,6 +447,8 @@ bool RingConsumer::check_type(std::uint16_t type_id, std::uint32_t length) noexc
         (void)fail({RingError::SizeMismatch, read_, length, *size});
         return false;
     }
+    checked_type_ = type_id;
+    checked_length_ = length;
     return true;
 }
 

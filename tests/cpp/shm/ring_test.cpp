@@ -413,6 +413,26 @@ TEST_CASE("read_batch runs its before-release step after the last visit and befo
     CHECK(hooks == 3);
 }
 
+TEST_CASE("read_batch releases nothing at a wrap marker: the frames before it stay valid" * doctest::timeout(10)) {
+    HeapRing ring(128);
+    RingProducer p(ring.region);
+    RingConsumer c(ring.region);
+    // Offset 96 after three 32-byte frames read and released; then two frames before the
+    // end would not fit: frame A (16 bytes) at 96, a marker at 112, frame B at 0.
+    const auto p26 = pattern(26, 1);
+    for (int i = 0; i < 3; ++i) REQUIRE(p.try_write(1000, p26).has_value());
+    REQUIRE(c.read_batch([](const FrameView&) {}).has_value());
+    REQUIRE(p.try_write(1001, pattern(10, 2)).has_value());  // A: 16 bytes at 96
+    REQUIRE(p.try_write(1002, pattern(18, 3)).has_value());  // B: 24 bytes, wraps to 0
+    std::vector<std::uint64_t> index_seen;                   // the shared consumer index, per visit
+    auto n = c.read_batch([&](const FrameView&) { index_seen.push_back(ring.load64(offsets::CONSUMER_INDEX)); });
+    REQUIRE(n.has_value());
+    CHECK(*n == 2);
+    // Had the marker released A while B was visited, the producer could overwrite A.
+    CHECK(index_seen == std::vector<std::uint64_t>{96, 96});
+    CHECK(ring.load64(offsets::CONSUMER_INDEX) == 128 + 24);
+}
+
 TEST_CASE("wait_for_space can spin for less than the producer's spin" * doctest::timeout(10)) {
     HeapRing ring(64);
     ProducerOptions po;
