@@ -17,15 +17,25 @@
 
 namespace bench {
 
-/// Command line shared by every benchmark executable: `--quick` only.
+/// Command line shared by every benchmark executable: `--quick`, and `--only PREFIX` to
+/// run only the entries whose names start with PREFIX (in executables that support it;
+/// the others run everything).
 struct Args {
     bool quick = false;
+    std::string only;
+
+    /// Whether to run the group of entries whose names all start with `group`.
+    bool wants(const std::string& group) const {
+        return only.empty() || group.starts_with(only) || only.starts_with(group);
+    }
 };
 
 inline Args parse_args(int argc, char** argv) {
     Args a;
-    for (int i = 1; i < argc; ++i)
+    for (int i = 1; i < argc; ++i) {
         if (std::strcmp(argv[i], "--quick") == 0) a.quick = true;
+        if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) a.only = argv[++i];
+    }
     return a;
 }
 

@@ -8,11 +8,14 @@
 //                                           link (both io threads spinning, on CPU 0 and CPU
 //                                           1)   floor: the Unix-socket link, cross core, same run
 //   link.shm_stream_32B                     M msg/s node A -> node B over the rings (128 MiB,
-//                                           so the burst never fills them), one Bus::publish
-//                                           per message, each published into the ring at once
-//                                           floor: the Unix link
-//   link.shm_stream_batched_32B             the same loop inside a link::PublishBatch (the
-//                                           ring is published every 64 frames)
+//                                           so the burst never fills them), published with
+//                                           Bus::publish_batch in runs of 64 (one ring
+//                                           publish per run)   floor: the Unix link, the same
+//   link.shm_stream_each_publish_32B        one Bus::publish per message, each published
+//                                           into the ring at once   floor: the Unix link, the same
+//   link.shm_stream_batched_32B             one Bus::publish per message inside a
+//                                           link::PublishBatch (the ring is published every
+//                                           64 frames)
 //
 // Two nodes in this process: each a Bus and a link::LinkServer (one io thread each); node A
 // listens (a Unix socket in a mkdtemp folder, or TCP 127.0.0.1 port 0) and node B dials it
@@ -704,13 +707,18 @@ bench::Entry shm_one_way(const bench::Args& args, const TempDir& dir) {
     return e;
 }
 
+/// How the stream's publisher hands messages to node A's bus.
+enum class Publishing { EachMessage, EachInPublishBatch, BusBatch };
+
 std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir) {
     const int reps = args.quick ? 5 : 15;
     const std::uint64_t n = args.quick ? 500'000 : 2'000'000;
     bench::Entry e{"link.shm_stream_32B", "M msg/s", bench::Better::Higher, {},
-                   "the Unix-socket peer link stream (same setup), same run", {}, ">= 100"};
+                   "the Unix-socket peer link stream, Bus::publish_batch too, same run", {}, ">= 100"};
+    bench::Entry each{"link.shm_stream_each_publish_32B", "M msg/s", bench::Better::Higher, {},
+                      "the Unix-socket peer link stream, one Bus::publish per message too, same run", {}, "report"};
     bench::Entry batched{"link.shm_stream_batched_32B", "M msg/s", bench::Better::Higher, {},
-                         "the Unix-socket peer link stream (same setup), same run", {}, ">= 100"};
+                         "the Unix-socket peer link stream, one Bus::publish per message, same run", {}, "report"};
     link::ServerOptions options;
     options.send_queue_frames = n + 1024;
     options.send_queue_bytes = (n + 1024) * FRAME;
@@ -724,15 +732,25 @@ std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir
             pingpong.warm_up();
             wait_for_stream_interest(pair, sink);
         }
-        double run(std::uint64_t count, std::uint64_t& seq, bool batch = false) {
+        double run(std::uint64_t count, std::uint64_t& seq, Publishing how) {
             sink.arm(seq, count);
             bench::pin_this_thread(OTHER_CPU);
-            Msg32 m{0, 0, 1, 2};
             Bus& bus = pair.a->bus;
             const auto t0 = Clock::now();
-            {
+            if (how == Publishing::BusBatch) {
+                // Runs of 64 messages in an array, published by reference.
+                std::array<Msg32, Bus::PUBLISH_BATCH_RUN> run{};
+                std::array<MessageView, Bus::PUBLISH_BATCH_RUN> views;
+                for (std::size_t j = 0; j < run.size(); ++j) views[j] = MessageView{DATA, bytes_of(run[j])};
+                for (std::uint64_t i = 0; i < count; i += run.size()) {
+                    const std::size_t k = std::min<std::uint64_t>(run.size(), count - i);
+                    for (std::size_t j = 0; j < k; ++j) run[j] = Msg32{seq + i + j, 0, 1, 2};
+                    (void)bus.publish_batch(std::span<const MessageView>(views.data(), k));
+                }
+            } else {
                 std::optional<link::PublishBatch> burst;
-                if (batch) burst.emplace();
+                if (how == Publishing::EachInPublishBatch) burst.emplace();
+                Msg32 m{0, 0, 1, 2};
                 for (std::uint64_t i = 0; i < count; ++i) {
                     m.seq = seq + i;
                     (void)bus.publish(DATA, bytes_of(m));
@@ -748,21 +766,25 @@ std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir
     std::uint64_t seq_shm = 1'000'000'000;
     std::uint64_t seq_sock = 1'000'000'000;
     for (int r = 0; r < reps + 1; ++r) {  // repetition 0 warms up
-        const double f = sock.run(n, seq_sock);
-        const double l = shm.run(n, seq_shm);
-        const double b = shm.run(n, seq_shm, true);
+        const double sock_batch = sock.run(n, seq_sock, Publishing::BusBatch);
+        const double shm_batch = shm.run(n, seq_shm, Publishing::BusBatch);
+        const double sock_each = sock.run(n, seq_sock, Publishing::EachMessage);
+        const double shm_each = shm.run(n, seq_shm, Publishing::EachMessage);
+        const double shm_scope = shm.run(n, seq_shm, Publishing::EachInPublishBatch);
         if (r == 0) continue;
-        e.floor_samples.push_back(f);
-        e.samples.push_back(l);
-        batched.floor_samples.push_back(f);
-        batched.samples.push_back(b);
+        e.floor_samples.push_back(sock_batch);
+        e.samples.push_back(shm_batch);
+        each.floor_samples.push_back(sock_each);
+        each.samples.push_back(shm_each);
+        batched.floor_samples.push_back(sock_each);
+        batched.samples.push_back(shm_scope);
     }
     check_link_health(shm.pair, e.name.c_str());
-    for (const bench::Entry* x : {&e, &batched})
+    for (const bench::Entry* x : {&e, &each, &batched})
         std::fprintf(stderr, "%s: median %.2f M msg/s (slowest %.2f), Unix-socket link median %.2f (slowest %.2f)\n",
                      x->name.c_str(), bench::percentile(x->samples, 50), bench::percentile(x->samples, 1),
                      bench::percentile(x->floor_samples, 50), bench::percentile(x->floor_samples, 1));
-    return {e, batched};
+    return {e, each, batched};
 }
 
 }  // namespace
@@ -775,13 +797,15 @@ int main(int argc, char** argv) {
         TempDir dir;
         std::vector<bench::Entry> entries;
         for (const Transport t : {Transport::Unix, Transport::Tcp}) {
+            if (!args.wants("link." + std::string(name_of(t)) + "_one_way")) continue;
             entries.push_back(one_way(t, SAME_CORE, args, dir));
             entries.push_back(one_way(t, CROSS_CORE, args, dir));
         }
-        entries.push_back(stream(Transport::Unix, args, dir));
-        entries.push_back(stream(Transport::Tcp, args, dir));
-        entries.push_back(shm_one_way(args, dir));
-        for (auto& entry : shm_stream(args, dir)) entries.push_back(std::move(entry));
+        for (const Transport t : {Transport::Unix, Transport::Tcp})
+            if (args.wants("link." + std::string(name_of(t)) + "_stream")) entries.push_back(stream(t, args, dir));
+        if (args.wants("link.shm_one_way")) entries.push_back(shm_one_way(args, dir));
+        if (args.wants("link.shm_stream"))
+            for (auto& entry : shm_stream(args, dir)) entries.push_back(std::move(entry));
         bench::print_json(entries);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "bench_link: %s\n", e.what());

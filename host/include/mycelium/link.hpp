@@ -55,22 +55,28 @@ namespace mycelium::link {
 /// connection, or (link_id 0) local code. Bus subscribers that forward to a link read it
 /// to skip echoes (same link) and relays between peers (peer -> peer).
 ///
-/// The origin applies only to the message whose payload is `payload`: an inline
-/// subscriber that publishes a reply from inside its callback runs under the same
-/// thread-local origin, and its reply (a different buffer) must still reach the link the
-/// request came from. Use describes() to test a MessageView.
+/// The origin applies only to the messages published from the link, whose payloads start
+/// at `payload` .. `last_payload` (one message: the same address; a batch: the first and
+/// the last of a run read from one buffer, in address order): an inline subscriber that
+/// publishes a reply from inside its callback runs under the same thread-local origin,
+/// and its reply (a different buffer) must still reach the link the request came from.
+/// Use describes() to test a MessageView.
 /// Thread safety: a value type.
 struct Origin {
     /// The connection's process-unique id (never reused in a process); 0 = local.
     std::uint64_t link_id = 0;
     /// The connection's role (Client for legacy clients).
     Role role = Role::Client;
-    /// The first byte of the payload being published from the link.
+    /// The first byte of the (first) payload being published from the link.
     const std::byte* payload = nullptr;
+    /// The first byte of the last payload of the batch (== payload for one message).
+    const std::byte* last_payload = nullptr;
 
-    /// True when `view` is the message this origin describes (not a nested publish).
+    /// True when `view` is a message this origin describes (not a nested publish).
     bool describes(const MessageView& view) const noexcept {
-        return link_id != 0 && view.payload.data() == payload;
+        const auto at = reinterpret_cast<std::uintptr_t>(view.payload.data());
+        return link_id != 0 && at >= reinterpret_cast<std::uintptr_t>(payload) &&
+               at <= reinterpret_cast<std::uintptr_t>(last_payload);
     }
 };
 
@@ -350,7 +356,9 @@ private:
 /// A publish is a full barrier that waits for the cache line the reader polls, so a dense
 /// stream published frame by frame from an application thread tops out several times
 /// below a batched one (docs/benchmarks.md, "Shared-memory links"). Frames the host relays
-/// from one connection to another are batched this way already, per read batch.
+/// from one connection to another are batched this way already, per read batch. When the
+/// messages are at hand together, Bus::publish_batch does more with less: one bus pass
+/// and one lock of each link per run, and the run published once.
 ///
 /// Without a batch every frame is published at once: a lone message is never delayed.
 /// Inside one, nothing reaches the reader before the batch publishes it: keep a batch

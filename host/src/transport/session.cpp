@@ -44,6 +44,8 @@ constexpr std::size_t RETAINED_WRITE_CAPACITY = 1u << 20;
 constexpr std::size_t COMPACT_AFTER_BYTES = 64u * 1024u;
 // Ring frames handled per strand turn before the reader yields to other handlers.
 constexpr std::size_t SHM_BATCH = 256;
+// Application frames read from a ring are published on the bus in runs of up to this many.
+constexpr std::size_t SHM_RUN = 64;
 // The longest a session's ring reader spins before the io thread's other handlers run.
 constexpr std::chrono::nanoseconds SHM_SPIN_SLICE{2000};
 // The ring writer publishes at once when this many frames are staged, even if the reader
@@ -550,14 +552,21 @@ void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload
         frames_seen_ = true;
         return;
     }
+    const MessageView message{type_id, payload};
+    publish_from_link(std::span<const MessageView>(&message, 1));
+}
+
+void Session::publish_from_link(std::span<const MessageView> run) {
+    if (closing_ || run.empty()) return;
     frames_seen_ = true;
-    const OriginScope origin(Origin{id_, role_.load(std::memory_order_relaxed), payload.data()});
-    const auto published = state_.bus.publish(type_id, payload);
+    const OriginScope origin(
+        Origin{id_, role_.load(std::memory_order_relaxed), run.front().payload.data(), run.back().payload.data()});
+    const auto published = state_.bus.publish_batch(run);
     if (!published && published.error() == PublishError::Closed) {
         close_with_error(ErrorCode::ShuttingDown, "the bus is shut down");
     }
     // QueueFull (a Fail subscriber) and TooLarge (limit already enforced) are counted by
-    // the bus; the frame was accepted from this client.
+    // the bus; the frames were accepted from this client.
 }
 
 void Session::on_metrics(std::span<const std::byte> payload) {
@@ -761,34 +770,46 @@ void Session::subscribe_type(std::uint16_t type_id) {
     // What a peer subscribes to is not this node's interest: declaring it to other peers
     // would relay between peers.
     const SubscribeOptions options{.counts_as_interest = role_.load(std::memory_order_relaxed) != Role::Peer};
-    subs_.emplace(type_id, state_.bus.subscribe(
-                               type_id, [this](const MessageView& view) { on_bus_message(view); }, options));
+    subs_.emplace(type_id, state_.bus.subscribe_batch(
+                               type_id, [this](std::span<const MessageView> run) { on_bus_messages(run); }, options));
 }
 
 // ---------------------------------------------------------------------------------------
 // Session: writing
 // ---------------------------------------------------------------------------------------
 
-void Session::on_bus_message(const MessageView& view) {
+void Session::on_bus_messages(std::span<const MessageView> run) {
+    // Never echo a client's own frames; a frame crosses at most one node-to-node link: a
+    // peer never relays to a peer.
     const Origin origin = current_origin();
-    if (origin.describes(view)) {
-        if (origin.link_id == id_) return;  // never echo a client's own frames
-        // A frame crosses at most one node-to-node link: a peer never relays to a peer.
-        if (origin.role == Role::Peer && role_.load(std::memory_order_relaxed) == Role::Peer) return;
-    }
+    const bool skip_from_origin = origin.link_id == id_ || (origin.role == Role::Peer &&
+                                                            role_.load(std::memory_order_relaxed) == Role::Peer);
     // The bus does not check sizes; the far side does and would close the whole link
-    // over one bad frame. A local publisher's mistake costs only its own frame.
-    const schema::MessageSchema* message = state_.registry.find(view.type_id);
-    if (message == nullptr || message->size != view.payload.size()) [[unlikely]] {
-        const log::ScopedFields log_fields{{"peer", peer_}};
-        if (Counters::bump(state_.counters.unsendable) == 0)
-            state_.log->warn("not sending type {} with a {}-byte payload to {}: its contracts size is {} "
-                             "(warned once; see LinkStats::unsendable)",
-                             view.type_id, view.payload.size(), peer_,
-                             message ? std::to_string(message->size) : std::string("unknown"));
-        return;
+    // over one bad frame. A local publisher's mistake costs only its own frame. A run is
+    // of one type: one look-up.
+    const std::uint16_t type_id = run.front().type_id;
+    const schema::MessageSchema* message = state_.registry.find(type_id);
+    // Sends the run in pieces between the frames it must not send.
+    std::size_t from = 0;
+    for (std::size_t i = 0; i < run.size(); ++i) {
+        const MessageView& view = run[i];
+        const bool echo = skip_from_origin && origin.describes(view);
+        const bool sendable = message != nullptr && message->size == view.payload.size();
+        if (!echo && sendable) [[likely]] continue;
+        if (i > from) enqueue_run(run.subspan(from, i - from));
+        from = i + 1;
+        if (!echo) warn_unsendable(view, message);
     }
-    enqueue(view.type_id, view.payload);
+    if (from < run.size()) enqueue_run(run.subspan(from));
+}
+
+void Session::warn_unsendable(const MessageView& view, const schema::MessageSchema* message) {
+    const log::ScopedFields log_fields{{"peer", peer_}};
+    if (Counters::bump(state_.counters.unsendable) == 0)
+        state_.log->warn("not sending type {} with a {}-byte payload to {}: its contracts size is {} "
+                         "(warned once; see LinkStats::unsendable)",
+                         view.type_id, view.payload.size(), peer_,
+                         message ? std::to_string(message->size) : std::string("unknown"));
 }
 
 void Session::drop_oldest_locked() noexcept {
@@ -799,7 +820,11 @@ void Session::drop_oldest_locked() noexcept {
 }
 
 void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload) {
-    const std::size_t size = codec::frame_size(payload.size());
+    const MessageView frame{type_id, payload};
+    enqueue_run(std::span<const MessageView>(&frame, 1));
+}
+
+void Session::enqueue_run(std::span<const MessageView> frames) {
     const std::size_t max_frames = state_.options.send_queue_frames;
     const std::size_t max_bytes = state_.options.send_queue_bytes;
     // Only Block ever waits, and never on an io thread: the reader that would make room
@@ -825,7 +850,10 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
         }
         if (send_closed_) return;
         if (shm_out_) {
-            const ShmAfter after = enqueue_shm_locked(type_id, payload, block && !io_thread, parked);
+            ShmAfter after = ShmAfter::Nothing;
+            for (std::size_t i = 0; i < frames.size() && after == ShmAfter::Nothing; ++i)
+                after = enqueue_shm_locked(frames[i].type_id, frames[i].payload, block && !io_thread, parked,
+                                           i + 1 < frames.size());
             lock.unlock();
             if (after == ShmAfter::Nothing) [[likely]] return;
             auto self = weak_from_this().lock();
@@ -837,18 +865,19 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
             }
             return;
         }
-        const auto full = [&] {
-            return pending_frames_ + 1 > max_frames || (pending_.size() - pending_head_) + size > max_bytes;
-        };
-        if (full()) {
-            if (state_.options.slow_consumer == SlowConsumerPolicy::DropOldest) {
+        for (const MessageView& frame : frames) {
+            const std::size_t size = codec::frame_size(frame.payload.size());
+            const auto full = [&] {
+                return pending_frames_ + 1 > max_frames || (pending_.size() - pending_head_) + size > max_bytes;
+            };
+            if (full()) {
+                if (state_.options.slow_consumer != SlowConsumerPolicy::DropOldest) {
+                    send_closed_ = true;
+                    slow = true;
+                    break;
+                }
                 while (pending_frames_ > 0 && full()) drop_oldest_locked();
-            } else {
-                send_closed_ = true;
-                slow = true;
             }
-        }
-        if (!slow) {
             if (pending_head_ == pending_.size()) {
                 pending_.clear();
                 pending_head_ = 0;
@@ -861,11 +890,12 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
             }
             const std::size_t at = pending_.size();
             pending_.resize(at + size);
-            codec::encode_header(type_id, static_cast<std::uint32_t>(payload.size()),
+            codec::encode_header(frame.type_id, static_cast<std::uint32_t>(frame.payload.size()),
                                  std::span<std::byte, codec::HEADER_SIZE>(pending_.data() + at, codec::HEADER_SIZE));
-            if (!payload.empty()) std::memcpy(pending_.data() + at + codec::HEADER_SIZE, payload.data(), payload.size());
+            if (!frame.payload.empty())
+                std::memcpy(pending_.data() + at + codec::HEADER_SIZE, frame.payload.data(), frame.payload.size());
             ++pending_frames_;
-            kick = !write_scheduled_;
+            kick = kick || !write_scheduled_;
             write_scheduled_ = true;
         }
     }
@@ -900,7 +930,7 @@ void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload)
 // After SHM_SWITCH every frame goes through the ring, in order: staged, then published at
 // once, or later by the cork installed on this thread (see Session::Cork above).
 Session::ShmAfter Session::enqueue_shm_locked(std::uint16_t type_id, std::span<const std::byte> payload,
-                                              bool may_wait, Parked& parked) {
+                                              bool may_wait, Parked& parked, bool run_continues) {
     shm::RingProducer& producer = *shm_->producer;
     bool waited = false;
     auto staged = producer.try_stage(type_id, payload);
@@ -935,12 +965,16 @@ Session::ShmAfter Session::enqueue_shm_locked(std::uint16_t type_id, std::span<c
         }
     }
     ++shm_staged_frames_;  // counted as sent when published (one locked add per burst)
-    Cork* const cork = t_cork;
     // After a wait the reader has just made room: publish at once, so that nothing is
     // left staged when a waiter lets go of the lock (flush_shm relies on it).
-    if (cork == nullptr || waited || shm_staged_frames_ >= SHM_PUBLISH_FRAMES ||
-        producer.staged_bytes() >= shm_->publish_bytes || (cork->state != nullptr && cork->state != &state_))
-        [[likely]] {
+    if (waited || shm_staged_frames_ >= SHM_PUBLISH_FRAMES || producer.staged_bytes() >= shm_->publish_bytes) {
+        publish_staged_locked();
+        return ShmAfter::Nothing;
+    }
+    // Within a run (enqueue_run) the run's last frame decides for all of them.
+    if (run_continues) return ShmAfter::Nothing;
+    Cork* const cork = t_cork;
+    if (cork == nullptr || (cork->state != nullptr && cork->state != &state_)) [[likely]] {
         publish_staged_locked();
         return ShmAfter::Nothing;
     }
@@ -1442,15 +1476,43 @@ void Session::on_shm_switch(std::span<const std::byte> payload) {
 bool Session::read_ring(std::size_t max, std::size_t& visited) {
     CorkScope cork(*this);
     reading_ring_ = true;
+    // Application frames are published in runs (one bus pass, one lock and one ring
+    // publish per subscriber for the run); a control frame, a wrap (the run's payloads
+    // must be in address order: see Origin) or a full run publishes what came before.
+    std::array<MessageView, SHM_RUN> run;
+    std::size_t in_run = 0;
+    const auto publish_run = [&](bool more) {
+        if (in_run == 0) return;
+        cork.set_more(more);
+        publish_from_link(std::span<const MessageView>(run.data(), std::exchange(in_run, 0)));
+    };
+    std::size_t seen = 0;
     // What the frames caused leaves before their room is released to the writer: a reply
     // goes out first.
-    std::size_t seen = 0;
     const auto read = shm_->consumer->read_batch(
         [&](const shm::FrameView& frame) {
-            cork.set_more(++seen < max && shm_->consumer->known_available() != 0);
-            on_frame(frame.type_id, frame.payload);
+            const bool more = ++seen < max && shm_->consumer->known_available() != 0;
+            if (frame.type_id < schema::MIN_APP_TYPE_ID) {
+                publish_run(true);
+                cork.set_more(more);
+                return on_frame(frame.type_id, frame.payload);
+            }
+            if (in_run == run.size() || (in_run != 0 && frame.payload.data() < run[in_run - 1].payload.data()))
+                publish_run(true);
+            run[in_run++] = MessageView{frame.type_id, frame.payload};
+            if (!more) publish_run(false);
         },
-        max, [&cork]() noexcept { cork.end(); });
+        max,
+        [&]() noexcept {
+            // A ring error after the run began: the frames before it were accepted.
+            try {
+                publish_run(false);
+            } catch (...) {  // a destructor may run this while an exception unwinds
+                state_.log->error("{}: frames read from the ring were not published (out of memory?)",
+                                  peer_);  // spdlog does not throw
+            }
+            cork.end();
+        });
     reading_ring_ = false;
     if (!read) {
         if (!closing_) on_ring_failure(*shm_->consumer->failure());

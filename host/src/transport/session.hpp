@@ -175,7 +175,7 @@ void mark_link_io_thread() noexcept;
 
 /// One accepted connection: handshake, frame decoding, bus subscriptions, send queue.
 ///
-/// Threading: everything except on_bus_message() and enqueue() runs on the session's
+/// Threading: everything except on_bus_messages() and enqueue*() runs on the session's
 /// strand. Bus callbacks (any publishing thread) only append to the send queue under
 /// send_mutex_ and post a write to the strand; after the shared-memory switch they stage
 /// the frame in the ring under send_mutex_ and publish it, or leave it to the thread's
@@ -237,9 +237,10 @@ public:
     /// Closes at once, without ERROR. Strand, or any thread once the io threads stopped.
     void finish() noexcept;
 
-    /// Inline bus subscriber: forwards a published message unless it came from this
-    /// connection (or from a peer, when this connection is a peer). Any thread.
-    void on_bus_message(const MessageView& view);
+    /// Inline batch subscriber of the bus: forwards a run of published messages of one
+    /// type, except those that came from this connection (or from a peer, when this
+    /// connection is a peer) and those whose size is not the contracts'. Any thread.
+    void on_bus_messages(std::span<const MessageView> run);
 
     /// Frames waiting in the send queue now. Any thread.
     std::size_t queued_frames() const;
@@ -262,6 +263,9 @@ private:
     std::span<const std::byte> consume_handshake(std::span<const std::byte> bytes);
     void feed(std::span<const std::byte> bytes);
     void on_frame(std::uint16_t type_id, std::span<const std::byte> payload);
+    /// Publishes application frames read from this connection on the bus, under this
+    /// connection's origin. `run`'s payloads are in address order in one buffer.
+    void publish_from_link(std::span<const MessageView> run);
     void on_control(std::uint16_t type_id, std::span<const std::byte> payload);
     void on_hello(std::span<const std::byte> payload);
     void on_metrics(std::span<const std::byte> payload);
@@ -298,6 +302,11 @@ private:
     void close_shm() noexcept;
 
     void enqueue(std::uint16_t type_id, std::span<const std::byte> payload);
+    /// Queues several frames under one lock: into the ring (published once, by the last
+    /// frame's rule, or every SHM_PUBLISH_FRAMES) or into the socket's send queue.
+    void enqueue_run(std::span<const MessageView> frames);
+    /// Logs (once) and counts a frame not sent because its size is not the contracts'.
+    void warn_unsendable(const MessageView& view, const schema::MessageSchema* message);
     /// What enqueue_shm_locked leaves its caller to do once send_mutex_ is released.
     enum class ShmAfter : std::uint8_t { Nothing, SlowConsumer, Corrupt };
     /// A waiting publisher's GIL (or whatever Mailbox::blocking_hooks() releases to park),
@@ -310,11 +319,12 @@ private:
             if (hooks != nullptr && hooks->after_park != nullptr) hooks->after_park(hooks->context, token);
         }
     };
-    /// Stages a frame in the ring and publishes it now or leaves it to this thread's cork;
-    /// a full ring follows the slow-consumer policy (`may_wait`: Block may wait here,
-    /// holding the lock). send_mutex_ held.
+    /// Stages a frame in the ring and publishes it now or leaves it to this thread's cork
+    /// (`run_continues`: to the frames of the run that follow it); a full ring follows the
+    /// slow-consumer policy (`may_wait`: Block may wait here, holding the lock).
+    /// send_mutex_ held.
     ShmAfter enqueue_shm_locked(std::uint16_t type_id, std::span<const std::byte> payload, bool may_wait,
-                                Parked& parked);
+                                Parked& parked, bool run_continues = false);
     /// SlowConsumerPolicy::Block: waits (spin, then sleep slices) for room and stages the
     /// frame; Full after shm_wait. Releases what the blocking hooks release into `parked`.
     /// send_mutex_ held.

@@ -398,6 +398,62 @@ TEST_SUITE("transport.shm") {
         CHECK(s.dropped_frames == 0);
     }
 
+    TEST_CASE("Bus::publish_batch sends a run in order and skips only a frame of the wrong size") {
+        Node node;
+        bool over_shm = true;
+        SUBCASE("over shared memory") {}
+        SUBCASE("over the socket") { over_shm = false; }
+        LinkClient a = client(node.ep, "a", over_shm);
+        // 150 counters in one batch (several rings' publishes' worth), the 100th 4 bytes short.
+        std::vector<std::vector<std::byte>> payloads;
+        for (std::uint32_t i = 1; i <= 150; ++i) payloads.push_back(counter(i, i));
+        payloads[99].resize(payloads[99].size() - 4);
+        std::vector<MessageView> run;
+        for (const auto& p : payloads) run.push_back(MessageView{COUNTER, p});
+        REQUIRE(node.bus.publish_batch(run));
+        CHECK(receive_counters(a, 1, 99));
+        CHECK(receive_counters(a, 101, 50));
+        CHECK_FALSE(a.receive_message(50ms));
+        CHECK(node.server.stats().unsendable == 1);
+    }
+
+    TEST_CASE("frames read from a ring in runs keep their order around control frames and are not echoed") {
+        // The source's 4096-byte ring wraps every ~170 counters: the host reader's runs end
+        // at each wrap, at each control frame (SUBSCRIBE/UNSUBSCRIBE, every 7th frame) and
+        // at 64 frames. The sink's 64 KiB ring holds all N counters: it is never a slow
+        // consumer, however late its reader thread runs.
+        Node node;
+        LinkClient sink = client(node.ep, "sink");
+        LinkClient source = LinkClient::connect(node.ep, registry().digest());
+        REQUIRE(source.hello(Role::Client, "source"));
+        const std::uint16_t counter_type[] = {COUNTER};
+        REQUIRE(source.subscribe(counter_type));  // so its own counters would come back if echoed
+        REQUIRE(source.request_shm(4096));
+        REQUIRE(source.shm_active());
+        REQUIRE(source.sync());
+        constexpr std::uint32_t N = 2000;
+        std::atomic<bool> ok{false};
+        std::thread reader([&] { ok = receive_counters(sink, 1, N); });
+        const std::uint16_t text_type[] = {TEXT};
+        for (std::uint32_t i = 1; i <= N; ++i) {
+            const bool sent = source.send(COUNTER, counter(i, i)) &&
+                              (i % 7 != 0 || (i % 14 == 0 ? bool(source.unsubscribe(text_type))
+                                                          : bool(source.subscribe(text_type))));
+            if (!sent) {  // not REQUIRE: the reader thread must be joined
+                FAIL_CHECK("sending frame " << i << " failed");
+                break;
+            }
+        }
+        reader.join();
+        CHECK(ok);
+        REQUIRE(source.sync());
+        CHECK_FALSE(source.receive_message(50ms));  // its own counters never come back
+        CHECK_FALSE(sink.receive_message(50ms));
+        const LinkStats s = node.server.stats();
+        CHECK(s.shm_frames_received >= N);
+        CHECK(s.protocol_errors == 0);
+    }
+
     TEST_CASE("a PublishBatch makes its frames visible when it ends, in order, with an odd tail") {
         Node node;
         LinkClient a = client(node.ep, "a");
