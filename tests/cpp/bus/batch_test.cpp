@@ -33,11 +33,17 @@ std::uint64_t seq_of(const MessageView& view) {
     return seq;
 }
 
-/// `n` messages of `type_id` whose payloads are the 8-byte sequence numbers in `seqs`.
-std::vector<MessageView> views_of(std::uint16_t type_id, const std::vector<std::uint64_t>& seqs) {
+/// Messages of one type whose payloads are 8-byte sequence numbers, with the storage the
+/// views point into (a moved vector keeps its buffer).
+struct Batch {
+    std::vector<std::uint64_t> seqs;
     std::vector<MessageView> views;
-    for (const auto& s : seqs) views.push_back({type_id, std::as_bytes(std::span<const std::uint64_t>(&s, 1))});
-    return views;
+};
+
+Batch batch_of(std::uint16_t type_id, std::vector<std::uint64_t> seqs) {
+    Batch b{std::move(seqs), {}};
+    for (const auto& s : b.seqs) b.views.push_back({type_id, std::as_bytes(std::span<const std::uint64_t>(&s, 1))});
+    return b;
 }
 
 }  // namespace
@@ -60,8 +66,8 @@ TEST_CASE("a batch reaches per-message, batch and queued subscribers in order" *
     auto queued = bus.subscribe_mailbox(1000, mailbox, 7);
 
     const std::vector<std::uint64_t> seqs{10, 11, 12, 13, 14};
-    const auto views = views_of(1000, seqs);
-    REQUIRE(bus.publish_batch(views).has_value());
+    const Batch batch = batch_of(1000, seqs);
+    REQUIRE(bus.publish_batch(batch.views).has_value());
 
     CHECK(inline_seen == seqs);
     CHECK(batch_seen == seqs);
@@ -90,10 +96,9 @@ TEST_CASE("a batch of several types is delivered in runs, in order" * doctest::t
     });
     auto b = bus.subscribe(1001, [&](const MessageView& v) { order.emplace_back(v.type_id, seq_of(v)); });
 
-    const std::vector<std::uint64_t> seqs{1, 2, 3, 4, 5, 6};
-    std::vector<MessageView> views = views_of(1000, seqs);
-    views[2].type_id = 1001;  // 1000 1000 | 1001 | 1000 1000 1000
-    REQUIRE(bus.publish_batch(views).has_value());
+    Batch batch = batch_of(1000, {1, 2, 3, 4, 5, 6});
+    batch.views[2].type_id = 1001;  // 1000 1000 | 1001 | 1000 1000 1000
+    REQUIRE(bus.publish_batch(batch.views).has_value());
 
     CHECK(order == std::vector<std::pair<std::uint16_t, std::uint64_t>>{
                        {1000, 1}, {1000, 2}, {1001, 3}, {1000, 4}, {1000, 5}, {1000, 6}});
@@ -151,8 +156,8 @@ TEST_CASE("a full Fail queue drops its share of a batch and the others still get
     auto queued = bus.subscribe_mailbox(1000, mailbox, 1, QueuePolicy::Fail);
     int calls = 0;
     auto other = bus.subscribe(1000, [&](const MessageView&) { ++calls; });
-    const auto views = views_of(1000, {1, 2, 3, 4});
-    const auto r = bus.publish_batch(views);
+    const Batch batch = batch_of(1000, {1, 2, 3, 4});
+    const auto r = bus.publish_batch(batch.views);
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error() == PublishError::QueueFull);
     CHECK(calls == 4);
@@ -166,7 +171,8 @@ TEST_CASE("a throwing batch subscriber loses its run, counted, and the others ru
     auto thrower = bus.subscribe_batch(1000, [](std::span<const MessageView>) { throw std::runtime_error("boom"); });
     int calls = 0;
     auto other = bus.subscribe(1000, [&](const MessageView&) { ++calls; });
-    REQUIRE(bus.publish_batch(views_of(1000, {1, 2, 3})).has_value());
+    const Batch batch = batch_of(1000, {1, 2, 3});
+    REQUIRE(bus.publish_batch(batch.views).has_value());
     CHECK(calls == 3);
     const auto c = bus.counters(1000);
     CHECK(c.dropped == 3);
@@ -177,7 +183,8 @@ TEST_CASE("publish_batch after shutdown is refused, and an empty batch is a no-o
     Bus bus;
     CHECK(bus.publish_batch(std::span<const MessageView>{}).has_value());
     bus.shutdown();
-    const auto r = bus.publish_batch(views_of(1000, {1}));
+    const Batch batch = batch_of(1000, {1});
+    const auto r = bus.publish_batch(batch.views);
     REQUIRE_FALSE(r.has_value());
     CHECK(r.error() == PublishError::Closed);
 }
@@ -191,8 +198,8 @@ TEST_CASE("a batch subscriber closed from another thread never runs after close 
     });
     std::atomic<bool> stop{false};
     std::thread publisher([&] {
-        const auto views = views_of(1000, {1, 2, 3, 4, 5, 6, 7, 8});
-        while (!stop.load()) (void)bus.publish_batch(views);
+        const Batch batch = batch_of(1000, {1, 2, 3, 4, 5, 6, 7, 8});
+        while (!stop.load()) (void)bus.publish_batch(batch.views);
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     sub.close();
