@@ -722,7 +722,6 @@ std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir
     link::ServerOptions options;
     options.send_queue_frames = n + 1024;
     options.send_queue_bytes = (n + 1024) * FRAME;
-    options.shm_ring_bytes = std::size_t{128} << 20;  // holds a repetition: no slow consumer
     struct Side {
         LinkPair pair;
         LinkStreamSink sink;
@@ -761,7 +760,11 @@ std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir
             return static_cast<double>(count) / std::chrono::duration<double, std::nano>(t_end - t0).count() * 1e3;
         }
     };
-    Side shm(Transport::Shm, dir, options);
+    // The rings keep their default size (1 MiB): a publisher that gets ahead waits for
+    // room (Block), as a stream's publisher should, and the frames stay in the caches.
+    link::ServerOptions shm_options = options;
+    shm_options.slow_consumer = link::SlowConsumerPolicy::Block;
+    Side shm(Transport::Shm, dir, shm_options);
     Side sock(Transport::Unix, dir, options);
     std::uint64_t seq_shm = 1'000'000'000;
     std::uint64_t seq_sock = 1'000'000'000;
