@@ -116,8 +116,8 @@ class _RingEnd:
         self._cap = ring.capacity
         self._mask = ring.capacity - 1
         self._limit = min(4 << 20, ring.capacity - 6)
-        self._fence = threading.Lock()
-        self._fence_acquire, self._fence_release = self._fence.acquire, self._fence.release
+        fence = threading.Lock()  # only ever taken and released at once: see fence()
+        self._fence_acquire, self._fence_release = fence.acquire, fence.release
         p, r = self._q[_Q_PRODUCER], self._q[_Q_CONSUMER]
         if p % 8 or r % 8 or p < r or p - r > self._cap:
             raise RingError("bad_producer_index", f"the ring starts with P={p}, R={r}")
@@ -125,8 +125,8 @@ class _RingEnd:
 
     def fence(self):
         """A full barrier (x86-64: a locked compare-and-swap)."""
-        with self._fence:
-            pass
+        self._fence_acquire()
+        self._fence_release()
 
 
 class RingProducer(_RingEnd):
@@ -136,33 +136,46 @@ class RingProducer(_RingEnd):
     def __init__(self, ring, consumer_bell=None):
         super().__init__(ring)
         self._bell = consumer_bell
-        self._write = self._published = self._start_p
-        self._consumer = self._start_r
+        self._write = self._start_p  # the producer index: everything before it is published
+        self._consumer = self._start_r  # the last consumer index loaded and checked
+        self._max_frame = self._limit + 6
+        self._room_end = 0
+        self._measure_room()
+
+    def _measure_room(self):
+        """Where the next frame may end without a look at the consumer index: before the end
+        of the data area, and in the room known free. Only ever too low (the consumer only
+        moves forward), so a frame that does not fit under it goes the slow way, never wrong."""
+        self._room_end = min(self._consumer + self._cap, (self._write | self._mask) + 1)
 
     def _load_consumer(self):
         r = self._q[_Q_CONSUMER]
         last = self._consumer
-        if r % 8 or r - last > self._published - last or r < last:
-            raise RingError("bad_consumer_index", f"R={r} (last {last}, published {self._published})")
+        if r % 8 or r - last > self._write - last or r < last:
+            raise RingError("bad_consumer_index", f"R={r} (last {last}, published {self._write})")
         self._consumer = r
+        self._measure_room()
+
+    def _publish(self, w):
+        """Stores the producer index `w`: one 8-byte store, after the frame bytes."""
+        self._write = w
+        self._q[_Q_PRODUCER] = w
+        self._measure_room()
 
     def try_write(self, header, payload):
         """Writes one frame (its 6 header bytes and its payload) and publishes it: True, or
         False when the ring has no room now (wait, then try again); RingError for a broken
         ring. Call wake_consumer() after it."""
         n = 6 + len(payload)
-        size = (n + 7) & ~7
         w = self._write
-        cap = self._cap
-        off = w & (cap - 1)
-        if size <= cap - off and n <= self._limit + 6 and cap - (w - self._consumer) >= size:
-            start = HEADER_BYTES + off  # the common case: it fits before the end, and in the room known
+        end = w + ((n + 7) & ~7)
+        if end <= self._room_end and n <= self._max_frame:  # the common case, in a few loads
+            start = HEADER_BYTES + (w & self._mask)
             mm = self._mm
             mm[start:start + 6] = header
             mm[start + 6:start + n] = payload
-            w += size
-            self._write = self._published = w
-            self._q[_Q_PRODUCER] = w  # one 8-byte store, after the frame bytes
+            self._write = end
+            self._q[_Q_PRODUCER] = end  # one 8-byte store, after the frame bytes
             return True
         return self._try_write_slow(header, payload)
 
@@ -182,8 +195,7 @@ class RingProducer(_RingEnd):
                     # Publish the wrap marker alone: a frame as large as the data area only
                     # fits once the consumer has passed it.
                     self._mm[HEADER_BYTES + off:HEADER_BYTES + off + 8] = _WRAP_MARKER
-                    self._write = self._published = w + tail
-                    self._q[_Q_PRODUCER] = self._write
+                    self._publish(w + tail)
                 return False
         if size > tail:
             self._mm[HEADER_BYTES + off:HEADER_BYTES + off + 8] = _WRAP_MARKER
@@ -192,8 +204,7 @@ class RingProducer(_RingEnd):
         start = HEADER_BYTES + off
         self._mm[start:start + 6] = header
         self._mm[start + 6:start + 6 + length] = payload
-        self._write = self._published = w + size
-        self._q[_Q_PRODUCER] = self._write
+        self._publish(w + size)
         return True
 
     def wake_consumer(self):
@@ -231,82 +242,71 @@ class RingConsumer(_RingEnd):
         self._read = self._start_r
         self._producer = self._start_r  # the last producer index loaded and checked
 
-    def _load_producer(self):
-        p = self._q[_Q_PRODUCER]
-        r = self._read
-        if p % 8 or p - r > self._cap or p < self._producer or p < r:
-            raise RingError("bad_producer_index", f"P={p} (R={r}, last P {self._producer}, capacity {self._cap})")
-        self._producer = p
-        return p
-
     def published(self):
         """A hint, unchecked and without a lock: True when the producer index moved past
-        what was read. read_batch() does the checks. ValueError once the ring is unmapped."""
+        what was read. read_frame() does the checks. ValueError once the ring is unmapped."""
         return self._q[_Q_PRODUCER] != self._read
 
-    def has_data(self):
-        """True when a frame (or a wrap marker) is published and not read yet."""
-        return self._read != self._producer or self._load_producer() != self._read
-
-    def read_batch(self, limit, out):
-        """Appends up to `limit` frames to `out` as (type_id, payload bytes) and releases
-        them; returns how many. Raises RingError on a broken ring."""
-        mm, q = self._mm, self._q
-        cap, mask, max_len = self._cap, self._mask, self._limit
+    def read_frame(self):
+        """The next frame as (type_id, payload bytes), released; None when none is published.
+        The producer index is loaded (and checked) only once what was loaded before is read:
+        the common case, one frame, costs one load. Raises RingError on a broken ring."""
         r = self._read
         p = self._producer
-        count = 0
-        while count < limit:
-            if r == p:
-                self._read = r
-                p = self._load_producer()
-                if r == p:
-                    break
-            off = r & mask
-            avail = p - r
-            word = q[(HEADER_BYTES + off) >> 3]  # the header, loaded once
-            type_id = word & 0xFFFF
-            length = (word >> 16) & 0xFFFFFFFF
-            if type_id == 0:
-                if length != WRAP_LENGTH or off == 0 or cap - off > avail:
-                    self._read = r
-                    raise RingError("bad_wrap_marker", f"type 0, length {length:#x} at offset {off}, "
-                                    f"{avail} bytes published")
-                r += cap - off
-                self._read = r
-                self._release()  # the producer may be waiting for exactly that room
-                continue
-            if length > max_len:
-                self._read = r
-                raise RingError("oversize", f"a frame of {length} bytes (type {type_id}), limit {max_len}")
-            size = (6 + length + 7) & ~7
-            if size > avail or off + size > cap:
-                self._read = r
-                raise RingError("frame_overrun", f"a frame of {size} bytes at offset {off}, {avail} bytes published")
-            start = HEADER_BYTES + off + 6
-            out.append((type_id, mm[start:start + length]))  # a copy: the region is shared
-            r += size
-            count += 1
+        if r == p:
+            p = self._q[_Q_PRODUCER]
+            if p == r:
+                return None
+            if p % 8 or p < r or p - r > self._cap:
+                raise RingError("bad_producer_index", f"P={p} (R={r}, last P {self._producer}, capacity {self._cap})")
+            self._producer = p
+        off = r & self._mask
+        word = self._q[(HEADER_BYTES + off) >> 3]  # the header, loaded once
+        type_id = word & 0xFFFF
+        length = (word >> 16) & 0xFFFFFFFF
+        if type_id == 0:
+            self._pass_wrap_marker(off, length, p - r)
+            return self.read_frame()  # at offset 0 now, where a wrap marker is refused
+        if length > self._limit:
+            raise RingError("oversize", f"a frame of {length} bytes (type {type_id}), limit {self._limit}")
+        size = (6 + length + 7) & ~7
+        if size > p - r or off + size > self._cap:
+            raise RingError("frame_overrun", f"a frame of {size} bytes at offset {off}, {p - r} bytes published")
+        start = HEADER_BYTES + off + 6
+        payload = self._mm[start:start + length]  # a copy: the region is shared
+        # Released at once (inline: this is the receive hot path).
+        r += size
         self._read = r
-        if count:
-            self._release()
-        return count
+        self._q[_Q_CONSUMER] = r
+        if self._producer_bell is not None:
+            self._wake_producer()
+        return type_id, payload
 
-    def _release(self):
+    def _pass_wrap_marker(self, off, length, avail):
+        if length != WRAP_LENGTH or off == 0 or self._cap - off > avail:
+            raise RingError("bad_wrap_marker", f"type 0, length {length:#x} at offset {off}, {avail} bytes published")
+        self._read += self._cap - off
         self._q[_Q_CONSUMER] = self._read
         if self._producer_bell is not None:
-            self.fence()
-            if self._w[_I_WAITING]:
-                self._w[_I_WAITING] = 0
-                os.eventfd_write(self._producer_bell, 1)
+            self._wake_producer()  # it may be waiting for exactly that room
+
+    def _wake_producer(self):
+        """After a consumer index store: a full barrier, then the producer's doorbell if it
+        waits for room."""
+        self.fence()
+        if self._w[_I_WAITING]:
+            self._w[_I_WAITING] = 0
+            os.eventfd_write(self._producer_bell, 1)
 
     def begin_park(self):
         """Says the consumer sleeps; False (flag cleared) when a frame came meanwhile or the
         producer closed: read again instead of waiting."""
-        self._w[_I_SLEEPING] = 1
-        self.fence()  # the flag store before the index load
-        if self._q[_Q_PRODUCER] != self._read or self._w[_I_PRODUCER_CLOSED]:
-            self._w[_I_SLEEPING] = 0
+        w = self._w
+        w[_I_SLEEPING] = 1
+        self._fence_acquire()  # a full barrier between the flag store and the index load
+        self._fence_release()
+        if self._q[_Q_PRODUCER] != self._read or w[_I_PRODUCER_CLOSED]:
+            w[_I_SLEEPING] = 0
             return False
         return True
 

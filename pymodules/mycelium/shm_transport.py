@@ -40,6 +40,7 @@ import time
 
 from . import _ring, _wire
 from .errors import ShmError, TransportError
+from .subscriber import NOTHING
 from .transport import UnixTransport, _Lost, _shutdown_socket
 
 log = logging.getLogger("mycelium")
@@ -48,6 +49,7 @@ log = logging.getLogger("mycelium")
 AVAILABLE = True
 
 _BATCH = 256  # frames read from the ring between two looks at the socket
+_NOT_ALONE = (-1, None, None)  # _take() for a sink that shares its type: no frame skips the queue
 _MAX_FDS = 8  # descriptors accepted in one read (the offer brings 4)
 _WAIT_SLICE = 100e-6  # a publisher waiting for room sleeps this long between looks
 
@@ -153,7 +155,6 @@ class SharedMemoryTransport(UnixTransport):
         # whoever holds _consume_lock (taken before _ring_lock when both are).
         self._consume_lock = threading.Lock()
         self._consumer = None  # the ring host->client once SHM_SWITCH came
-        self._batch = []
         self._reader_parked = False  # the reader thread waits on its doorbell
         self._spinners = 0  # threads in _receive_spinning
         self._poll_failure = None  # why a receiving thread ended the connection
@@ -235,14 +236,21 @@ class SharedMemoryTransport(UnixTransport):
     # ------------------------------------------------------------------ writing
 
     def _write(self, header, payload):
-        with self._ring_lock:
+        lock = self._ring_lock
+        lock.acquire()  # not `with`: the publish hot path, ~35 ns less
+        try:
             producer = self._producer
             if producer is None:
                 return super()._write(header, payload)
-            self._write_frame(producer, header, payload)
+            if not producer.try_write(header, payload):
+                self._wait_for_room(producer, header, payload)
             # Under the lock: once it is released the rings may be dropped and their
             # descriptors closed (and their numbers reused).
             producer.wake_consumer()
+        except _ring.RingError as e:
+            self._writing_failed(e)
+        finally:
+            lock.release()
 
     def _write_control(self, data):
         with self._ring_lock:
@@ -261,35 +269,39 @@ class SharedMemoryTransport(UnixTransport):
 
     def _write_frames(self, producer, data):
         """Under _ring_lock: writes the frames of `data` (whole TLV frames back to back)."""
-        at = 0
-        while at < len(data):
-            _, length = _wire.HEADER.unpack_from(data, at)
-            self._write_frame(producer, data[at:at + 6], data[at + 6:at + 6 + length])
-            at += 6 + length
-        producer.wake_consumer()
-
-    def _write_frame(self, producer, header, payload):
-        """Under _ring_lock: writes one frame, waiting while the ring is full."""
         try:
-            if producer.try_write(header, payload):
-                return
-            deadline = time.monotonic() + self._full_timeout
-            spin_until = time.monotonic() + self._spin
-            while not producer.try_write(header, payload):
-                if self._torn_down.is_set() or producer.consumer_closed():
-                    raise TransportError(f"{self.describe()}: the connection dropped while the ring was full")
-                now = time.monotonic()
-                if now >= deadline:
-                    raise TransportError(f"{self.describe()}: the ring to the host stayed full for "
-                                         f"{self._full_timeout} s")
-                if now < spin_until:
-                    os.sched_yield()
-                else:
-                    time.sleep(_WAIT_SLICE)
+            at = 0
+            while at < len(data):
+                _, length = _wire.HEADER.unpack_from(data, at)
+                header, payload = data[at:at + 6], data[at + 6:at + 6 + length]
+                if not producer.try_write(header, payload):
+                    self._wait_for_room(producer, header, payload)
+                at += 6 + length
+            producer.wake_consumer()
         except _ring.RingError as e:
-            # The host broke the ring's rules: end this connection; the reader reconnects.
-            self._end_connection(_Lost(f"closing: {e}"))
-            raise TransportError(f"{self.describe()}: {e}") from None
+            self._writing_failed(e)
+
+    def _wait_for_room(self, producer, header, payload):
+        """Under _ring_lock: writes one frame that found the ring full, waiting for room."""
+        deadline = time.monotonic() + self._full_timeout
+        spin_until = time.monotonic() + self._spin
+        while not producer.try_write(header, payload):
+            if self._torn_down.is_set() or producer.consumer_closed():
+                raise TransportError(f"{self.describe()}: the connection dropped while the ring was full")
+            now = time.monotonic()
+            if now >= deadline:
+                raise TransportError(f"{self.describe()}: the ring to the host stayed full for "
+                                     f"{self._full_timeout} s")
+            if now < spin_until:
+                os.sched_yield()
+            else:
+                time.sleep(_WAIT_SLICE)
+
+    def _writing_failed(self, error):
+        """The host broke the ring's rules: ends this connection (the reader reconnects) and
+        raises TransportError to the writer."""
+        self._end_connection(_Lost(f"closing: {error}"))
+        raise TransportError(f"{self.describe()}: {error}") from None
 
     def _shutdown_current(self):
         sock = self._sock
@@ -469,20 +481,52 @@ class SharedMemoryTransport(UnixTransport):
         ring or an ERROR in it ends the connection (the reader thread raises it)."""
         if self._consumer is not consumer or self._poll_failure is not None:
             return 0
-        batch = self._batch
+        read_frame, dispatch = consumer.read_frame, self._dispatch
+        count = 0
         try:
-            count = consumer.read_batch(_BATCH, batch)
-            for type_id, payload in batch:
-                self._dispatch(type_id, payload)
-        except _ring.RingError as e:
-            self._end_connection(_Lost(f"closing: {e}"))
+            while count < _BATCH:
+                frame = read_frame()
+                if frame is None:
+                    break
+                count += 1
+                dispatch(*frame)
+        except (_ring.RingError, _Lost) as e:
+            self._reading_failed(e)
             return 0
-        except _Lost as e:
-            self._end_connection(e)
-            return 0
-        finally:
-            batch.clear()
         return count
+
+    def _take(self, consumer, sink):
+        """Under _consume_lock, from a thread in `sink`'s recv(): reads frames until one comes
+        that only `sink` receives while nothing is queued for it, and returns it decoded,
+        bypassing the queue (the reading thread is the receiving one). Other frames are
+        delivered as _read_batch() delivers them. NOTHING when the ring is empty, after
+        _BATCH frames, or when the connection ended (as in _read_batch())."""
+        if self._consumer is not consumer or self._poll_failure is not None:
+            return NOTHING
+        read_frame = consumer.read_frame
+        own_type, cls, decode = self._alone.get(sink, _NOT_ALONE)
+        count = 0
+        try:
+            while count < _BATCH:
+                frame = read_frame()
+                if frame is None:
+                    break
+                count += 1
+                type_id, payload = frame
+                if type_id == own_type and not sink._queue.qsize():
+                    try:
+                        return decode(payload)
+                    except Exception as e:  # noqa: BLE001 - a bad frame is skipped, never fatal
+                        self._decode_failed(cls, payload, e)
+                        continue
+                self._dispatch(type_id, payload)
+        except (_ring.RingError, _Lost) as e:
+            self._reading_failed(e)
+        return NOTHING
+
+    def _reading_failed(self, error):
+        """A broken ring (RingError) or the host's ERROR in it (_Lost) ends the connection."""
+        self._end_connection(error if isinstance(error, _Lost) else _Lost(f"closing: {error}"))
 
     def _end_connection(self, lost):
         """Ends the connection from any thread; the reader thread reports `lost`."""
@@ -490,50 +534,70 @@ class SharedMemoryTransport(UnixTransport):
             self._poll_failure = lost
         self._shutdown_current()
 
-    def _receive_spinning(self, ready, seconds):
-        """Reads the ring from the calling thread (a Subscriber's recv) until `ready()` or
-        `seconds` pass: no hand-over from the reader thread, no wake-up. Meanwhile the
-        reader thread parks, and the host is not asked to ring its doorbell."""
+    def _receive_spinning(self, sink, seconds):
+        """Reads the ring from the calling thread (in `sink`'s recv()) until a message for
+        `sink` comes or `seconds` pass: no hand-over from the reader thread, no wake-up.
+        Returns that message when it could skip the queue (see _take()), else NOTHING: look
+        in the queue. Meanwhile the reader thread parks, and the host is not asked to ring.
+
+        Plain acquire/release rather than `with`, and the first look, the start of the spin
+        and its end each under one acquisition of the lock: every hop passes here."""
         consumer = self._consumer
         if consumer is None:
-            return
+            return NOTHING
         lock = self._consume_lock
-        if lock.acquire(False):  # one look first: often enough
-            try:
-                self._read_batch(consumer)
-            finally:
-                lock.release()
-        if seconds <= 0 or ready():
-            return
-        deadline = time.perf_counter() + seconds
-        with lock:
+        published = consumer.published
+        queued = sink._queue.qsize
+        take = self._take
+        lock.acquire()
+        try:
+            if self._consumer is not consumer:  # the reader thread dropped the rings meanwhile
+                return NOTHING
+            message = take(consumer, sink) if published() else NOTHING  # one look first: often enough
+            if message is not NOTHING or seconds <= 0 or queued():
+                return message
             self._spinners += 1
             if self._reader_parked:
                 consumer.end_park()
+        finally:
+            lock.release()
+        deadline = time.perf_counter() + seconds
+        spinning = True
         try:
-            published = consumer.published
-            while not ready():
+            while not queued():
                 try:
                     if published() and lock.acquire(False):
                         try:
-                            count = self._read_batch(consumer)
+                            message = take(consumer, sink)
+                            if message is not NOTHING:
+                                spinning = False
+                                self._stop_spinning(consumer)
+                                return message
                         finally:
                             lock.release()
-                        if count:
-                            continue
+                        continue  # frames for others: look again before yielding
                 except ValueError:  # the reader thread dropped the rings: the connection ended
-                    return
+                    return NOTHING
                 if time.perf_counter() >= deadline:
-                    return
+                    return NOTHING
                 os.sched_yield()  # lets the reader thread, or another process on this CPU, run
+            return NOTHING
         finally:
-            with lock:
-                self._spinners -= 1
-                # Hand the watch back to a parked reader: its doorbell must ring again.
-                while (not self._spinners and self._reader_parked and self._consumer is consumer
-                       and not consumer.begin_park()):
-                    if not self._read_batch(consumer):
-                        break  # the host closed its side: the socket's end follows
+            if spinning:
+                lock.acquire()
+                try:
+                    self._stop_spinning(consumer)
+                finally:
+                    lock.release()
+
+    def _stop_spinning(self, consumer):
+        """Under _consume_lock: one spinning thread fewer; the last one hands the watch back
+        to a parked reader thread (its doorbell must ring again)."""
+        self._spinners -= 1
+        while (not self._spinners and self._reader_parked and self._consumer is consumer
+               and not consumer.begin_park()):
+            if not self._read_batch(consumer):
+                break  # the host closed its side: the socket's end follows
 
     def _read_socket_after_switch(self, sock, tail):
         """Reads the socket after the switch: False at end of stream; raises _Lost for the

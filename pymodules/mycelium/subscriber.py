@@ -7,6 +7,9 @@ from ._classes import name_of
 from .errors import ClosedError, Timeout
 
 _FAILED = object()  # queued after the last message when the transport fails or closes
+#: What a transport's _receive_spinning() returns when it has no message to hand over
+#: directly (the caller takes from its queue): None could be a message.
+NOTHING = object()
 
 
 def _resolve(future):
@@ -89,7 +92,9 @@ class Subscriber:
         close()."""
         if self._receive_spinning is not None and self._recv_spin > 0:
             spin = self._recv_spin if timeout is None else min(timeout, self._recv_spin)
-            self._receive_spinning(self._queue.qsize, spin)
+            message = self._receive_spinning(self, spin)
+            if message is not NOTHING:
+                return message
         try:
             message = self._queue.get(True, timeout)
         except queue.Empty:
@@ -101,7 +106,9 @@ class Subscriber:
     def recv_nowait(self):
         """The next message if one is queued; raises `queue.Empty` otherwise."""
         if self._receive_spinning is not None:
-            self._receive_spinning(self._queue.qsize, 0.0)  # one look at the ring
+            message = self._receive_spinning(self, 0.0)  # one look at the ring
+            if message is not NOTHING:
+                return message
         message = self._queue.get_nowait()
         if message is _FAILED:
             self._raise_failure()

@@ -127,6 +127,9 @@ class _SocketTransport:
         # type id -> ((cls, cls.from_bytes, (sink._push, ...)), ...), one entry per subscribed
         # class of that type; replaced whole on change, read by the reader without a lock.
         self._routes = {}
+        # sink -> (type id, cls, cls.from_bytes) for a sink that alone receives its type (one
+        # class, one sink); replaced whole, as _routes.
+        self._alone = {}
         self._sinks = {}  # cls -> [sink, ...] (under _sub_lock)
 
         self._kick = threading.Lock()  # released to wake the flusher
@@ -340,6 +343,15 @@ class _SocketTransport:
         routes = {}
         for cls, sinks in self._sinks.items():
             routes.setdefault(type_id_of(cls), []).append((cls, cls.from_bytes, tuple(s._push for s in sinks)))
+        alone = {}
+        for type_id, entries in routes.items():
+            cls, decode, _ = entries[0]
+            sinks = self._sinks[cls]
+            if len(entries) == 1 and len(sinks) == 1:
+                alone[sinks[0]] = (type_id, cls, decode)
+        # Replaced before the routes: a sink that stops being alone is never handed a
+        # frame that the new routes give to another sink too.
+        self._alone = alone
         self._routes = {type_id: tuple(entries) for type_id, entries in routes.items()}
 
     def _fail_sinks(self, exc):

@@ -410,7 +410,14 @@ def test_after_the_switch_frames_go_through_the_rings_only(fake, sock_dir, messa
         pinger = threading.Thread(target=lambda: synced.append(link.t.sync(timeout=10) or "synced"), daemon=True)
         pinger.start()
         got = []
-        wait_until(lambda: link.consumer.read_batch(8, got) or len(got) >= 2, timeout=5, what="two frames in the ring")
+
+        def two_frames_read():
+            frame = link.consumer.read_frame()
+            if frame is not None:
+                got.append(frame)
+            return len(got) >= 2
+
+        wait_until(two_frames_read, timeout=5, what="two frames in the ring")
         assert [type_id for type_id, _ in got[:2]] == [messages.TextMessage.TYPE_ID, PING]
         # The PONG goes back through the ring host->client, and sync() returns.
         assert link.producer.try_write(HEADER.pack(PONG, 8), got[1][1])
@@ -420,6 +427,39 @@ def test_after_the_switch_frames_go_through_the_rings_only(fake, sock_dir, messa
         link.host.conn.sock.settimeout(0.2)
         with pytest.raises(socket.timeout):
             link.host.conn.sock.recv(1)  # nothing on the socket after SHM_READY
+    finally:
+        link.cleanup()
+
+
+def test_recv_reading_the_ring_keeps_the_order_shares_frames_and_skips_bad_ones(fake, sock_dir, messages, digest,
+                                                                             caplog):
+    """recv() hands a frame it reads over without the queue only when nothing is queued
+    before it and no other subscriber receives it."""
+    link = switched(fake, sock_dir, messages, digest)
+    cls = messages.CounterUpdate
+
+    def send(payload):
+        assert link.producer.try_write(HEADER.pack(cls.TYPE_ID, len(payload)), payload)
+        link.producer.wake_consumer()
+
+    try:
+        # A frame the reader thread queued comes before the one recv() reads itself.
+        send(cls(counter_id=1, value=1).to_bytes())
+        wait_until(lambda: link.sub._queue.qsize() == 1, timeout=5, what="the reader thread queues the frame")
+        send(cls(counter_id=2, value=2).to_bytes())
+        assert [link.sub.recv(timeout=10).counter_id for _ in range(2)] == [1, 2]
+        # A frame that does not decode is logged and skipped.
+        with caplog.at_level(logging.WARNING, logger="mycelium"):
+            send(b"bad")
+            send(cls(counter_id=3, value=3).to_bytes())
+            assert link.sub.recv(timeout=10).counter_id == 3
+        assert link.t.decode_errors == 1 and "did not decode" in caplog.text
+        # With a second subscriber of the class, both receive every frame.
+        other = link.t.subscriber(cls)
+        for i in range(4, 8):
+            send(cls(counter_id=i, value=i).to_bytes())
+        assert [link.sub.recv(timeout=10).counter_id for _ in range(4)] == [4, 5, 6, 7]
+        assert [other.recv(timeout=10).counter_id for _ in range(4)] == [4, 5, 6, 7]
     finally:
         link.cleanup()
 
