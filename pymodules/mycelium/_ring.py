@@ -253,15 +253,16 @@ class RingConsumer(_RingEnd):
         the common case, one frame, costs one load. Raises RingError on a broken ring."""
         r = self._read
         p = self._producer
+        q = self._q
         if r == p:
-            p = self._q[_Q_PRODUCER]
+            p = q[_Q_PRODUCER]
             if p == r:
                 return None
             if p % 8 or p < r or p - r > self._cap:
                 raise RingError("bad_producer_index", f"P={p} (R={r}, last P {self._producer}, capacity {self._cap})")
             self._producer = p
         off = r & self._mask
-        word = self._q[(HEADER_BYTES + off) >> 3]  # the header, loaded once
+        word = q[(HEADER_BYTES + off) >> 3]  # the header, loaded once
         type_id = word & 0xFFFF
         length = (word >> 16) & 0xFFFFFFFF
         if type_id == 0:
@@ -277,7 +278,7 @@ class RingConsumer(_RingEnd):
         # Released at once (inline: this is the receive hot path).
         r += size
         self._read = r
-        self._q[_Q_CONSUMER] = r
+        q[_Q_CONSUMER] = r
         if self._producer_bell is not None:
             self._wake_producer()
         return type_id, payload

@@ -90,8 +90,10 @@ class Subscriber:
         Raises `Timeout` (a `queue.Empty` and a `TimeoutError`) when nothing arrived,
         `SchemaMismatch`/`TransportError` when the transport failed, `ClosedError` after
         close()."""
-        if self._receive_spinning is not None and self._recv_spin > 0:
-            spin = self._recv_spin if timeout is None else min(timeout, self._recv_spin)
+        spin = self._recv_spin
+        if spin > 0 and self._receive_spinning is not None:
+            if timeout is not None and timeout < spin:
+                spin = timeout
             message = self._receive_spinning(self, spin)
             if message is not NOTHING:
                 return message
