@@ -445,6 +445,11 @@ class SharedMemoryTransport(UnixTransport):
                 idle_since = None
                 if count == _BATCH and not watch_socket.poll(0):
                     continue  # more is waiting, and the socket is quiet
+                # A thread blocked in recv() was just woken by what was delivered: let it
+                # have the GIL (and the CPU) now. This thread's spin below drops the GIL
+                # only for a poll(0) and takes it back first, so otherwise the woken thread
+                # waits until the spin ends (~100 us for the first frame after a pause).
+                os.sched_yield()
             elif idle_since is None:
                 idle_since = time.monotonic()
             readable = False
