@@ -580,7 +580,8 @@ class SharedMemoryTransport(UnixTransport):
                                 return message
                         finally:
                             lock.release()
-                        continue  # frames for others: look again before yielding
+                        if time.perf_counter() < deadline:
+                            continue  # frames for others: look again before yielding
                 except ValueError:  # the reader thread dropped the rings: the connection ended
                     return NOTHING
                 if time.perf_counter() >= deadline:
