@@ -192,6 +192,13 @@ def summary(name, unit, samples, floor, floor_samples, target, higher_is_better)
             "target": target}
 
 
+def wanted(name):
+    """Whether to run entry `name`: all of them, or those starting with `--only PREFIX`."""
+    args = sys.argv[1:]
+    only = args[args.index("--only") + 1] if "--only" in args[:-1] else ""
+    return name.startswith(only)
+
+
 def main():
     quick = "--quick" in sys.argv[1:]
     if (os.cpu_count() or 1) > 1:
@@ -226,14 +233,18 @@ def main():
         shm = "shm:" + str(tmp / "bench.sock")
         node_metrics = next(line.split("metrics on ", 1)[1] for line in node.lines if line.startswith("metrics on"))
 
-        entries = [publish_throughput(m, "unix", unix, metrics_url, tmp, env, quick),
-                   publish_throughput(m, "shm", shm, node_metrics, tmp, env, quick)]
+        entries = []
+        for kind, address, url in (("unix", unix, metrics_url), ("shm", shm, node_metrics)):
+            if wanted(f"sdk.{kind}_publish_32B"):
+                entries.append(publish_throughput(m, kind, address, url, tmp, env, quick))
         # Over shm the host's io thread spins: it gets CPU 1 to itself and both Python
         # processes share CPU 0 (three busy parties, two cores); pyzmq is measured with its
         # two processes on CPU 0 as well, and across the cores for reference.
-        entries.append(round_trip(m, "shm", shm, tmp, env, quick, pong_cpu=0))
+        if wanted("sdk.shm_one_way_32B"):
+            entries.append(round_trip(m, "shm", shm, tmp, env, quick, pong_cpu=0))
         for kind, address in (("unix", unix), ("tcp", tcp)):
-            entries.append(round_trip(m, kind, address, tmp, env, quick))
+            if wanted(f"sdk.{kind}_one_way_32B"):
+                entries.append(round_trip(m, kind, address, tmp, env, quick))
         print(json.dumps(entries, indent=1))
     finally:
         for proc in procs:
@@ -296,6 +307,9 @@ def publish_throughput(m, kind, address, metrics_url, tmp, env, quick):
                    peer, ">= 1 and >= peer" if kind == "unix" else "report", True)
 
 
+WARM = 20  # untimed round trips before each sample (see round_trip)
+
+
 def round_trip(m, kind, address, tmp, env, quick, pong_cpu=1):
     import zmq
 
@@ -329,25 +343,29 @@ def round_trip(m, kind, address, tmp, env, quick, pong_cpu=1):
             pair.recv()
             other.send(payload)
             other.recv()
-        for _ in range(samples_wanted):
-            started = time.perf_counter_ns()
-            for _ in range(batch):
+        def sdk_round_trips(n):
+            for _ in range(n):
                 ping.seq += 1
                 pub.publish(ping)
                 got = sub.recv(timeout=30)
-            sdk.append((time.perf_counter_ns() - started) / batch / 2)
-            if got.seq != ping.seq:
-                raise RuntimeError(f"pong {got.seq} for ping {ping.seq}")
-            started = time.perf_counter_ns()
-            for _ in range(batch):
-                pair.send(payload)
-                pair.recv()
-            peer.append((time.perf_counter_ns() - started) / batch / 2)
-            started = time.perf_counter_ns()
-            for _ in range(batch):
-                other.send(payload)
-                other.recv()
-            peer_other.append((time.perf_counter_ns() - started) / batch / 2)
+                if got.seq != ping.seq:
+                    raise RuntimeError(f"pong {got.seq} for ping {ping.seq}")
+
+        def zmq_round_trips(sock, n):
+            for _ in range(n):
+                sock.send(payload)
+                sock.recv()
+
+        # Each path's sample starts after WARM round trips of its own: the paths take turns,
+        # and the first round trips after a turn of the others wake parked threads (tens of
+        # microseconds each on this VM), which would be charged to whichever path runs next.
+        for _ in range(samples_wanted):
+            for path, run in ((sdk, sdk_round_trips), (peer, lambda n: zmq_round_trips(pair, n)),
+                              (peer_other, lambda n: zmq_round_trips(other, n))):
+                run(WARM)
+                started = time.perf_counter_ns()
+                run(batch)
+                path.append((time.perf_counter_ns() - started) / batch / 2)
         log(f"{kind} one-way: sdk median {statistics.median(sdk):.0f} ns, pyzmq {statistics.median(peer):.0f} ns "
             f"(echo on CPU {pong_cpu}), {statistics.median(peer_other):.0f} ns (echo on CPU {other_cpu})")
         ping.a = 1

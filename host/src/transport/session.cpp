@@ -46,8 +46,12 @@ constexpr std::size_t COMPACT_AFTER_BYTES = 64u * 1024u;
 constexpr std::size_t SHM_BATCH = 256;
 // Application frames read from a ring are published on the bus in runs of up to this many.
 constexpr std::size_t SHM_RUN = 64;
-// The longest a session's ring reader spins before the io thread's other handlers run.
+// The longest a session's ring reader spins before the io thread's other handlers run;
+// shorter while other sessions of the server spin too: their frames wait for the slice to
+// end (two Python clients ping-ponging through one io thread: 5.3 us one way with 2 us
+// slices for both, 4.9 with 0.5 us; docs/benchmarks.md, "Python SDK").
 constexpr std::chrono::nanoseconds SHM_SPIN_SLICE{2000};
+constexpr std::chrono::nanoseconds SHM_SHARED_SPIN_SLICE{500};
 // The ring writer publishes at once when this many frames are staged, even if the reader
 // is still busy (docs/benchmarks.md, "Shared-memory ring": every 64 frames reaches ~120 M
 // msg/s on the bare ring), or when the staged bytes reach a quarter of the ring (at most
@@ -1530,9 +1534,11 @@ bool Session::read_ring(std::size_t max, std::size_t& visited) {
 void Session::drain_shm() {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     try {
-        if (finished_ || closing_ || shm_state_ != ShmState::Active) return;
+        if (finished_ || closing_ || shm_state_ != ShmState::Active) return count_spinning(false);
+        count_spinning(true);
         const auto spin = state_.options.shm_spin;
-        const auto slice_end = std::chrono::steady_clock::now() + SHM_SPIN_SLICE;
+        const bool shared = state_.ring_spinners.load(std::memory_order_relaxed) > 1;
+        const auto slice_end = std::chrono::steady_clock::now() + (shared ? SHM_SHARED_SPIN_SLICE : SHM_SPIN_SLICE);
         for (;;) {
             std::size_t visited = 0;
             if (!read_ring(SHM_BATCH, visited) || finished_ || closing_) return;
@@ -1561,6 +1567,7 @@ void Session::drain_shm() {
             asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
             return;
         }
+        count_spinning(false);
         shm_->bell_wait->async_wait(asio::posix::stream_descriptor::wait_read,
                                     [self = shared_from_this()](const asio::error_code& ec) {
                                         if (ec == asio::error::operation_aborted || self->finished_) return;
@@ -1578,6 +1585,14 @@ void Session::drain_shm() {
         state_.log->error("{}: closing after an internal error in the ring reader: {}", peer_, e.what());
         finish();
     }
+}
+
+void Session::count_spinning(bool spinning) noexcept {
+    if (std::exchange(counted_spinning_, spinning) == spinning) return;
+    if (spinning)
+        state_.ring_spinners.fetch_add(1, std::memory_order_relaxed);
+    else
+        state_.ring_spinners.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Session::drain_shm_now() {
@@ -1627,6 +1642,7 @@ void Session::on_shm_send_corrupt() {
 }
 
 void Session::close_shm() noexcept {
+    count_spinning(false);
     if (!shm_) return;
     // Courtesy flags for a client still reading; the memory itself is freed with the
     // Session (after every handler that might still look at it is gone).

@@ -122,6 +122,9 @@ struct ServerState {
     // Sessions of this server referenced by a cork on some thread (a PublishBatch, or a
     // read batch on an io thread). ~LinkServer waits for 0 before the io_context goes.
     std::atomic<std::uint64_t> batch_holds{0};
+    // Sessions whose ring reader is in its spin (not parked): with more than one, each
+    // spins in shorter slices (session.cpp, SHM_SHARED_SPIN_SLICE).
+    std::atomic<std::uint32_t> ring_spinners{0};
 
     std::vector<std::thread> threads;
     asio::io_context io;
@@ -293,6 +296,8 @@ private:
     void send_offer();
     /// Reads the client->host ring: batches, a bounded spin, then parks on the doorbell.
     void drain_shm();
+    /// Counts this session in (or out of) the server's spinning ring readers. Strand.
+    void count_spinning(bool spinning) noexcept;
     /// Reads what the ring holds now, without waiting (before closing on end of stream).
     void drain_shm_now();
     /// Visits up to `max` ring frames; false when the ring failed (the session is closing).
@@ -387,6 +392,7 @@ private:
     std::unique_ptr<ShmLink> shm_;           // set from SHM_OFFER on
     // drain_shm() looks for frames until then before it parks (strand only).
     std::chrono::steady_clock::time_point shm_spin_until_{};
+    bool counted_spinning_ = false;          // counted in state_.ring_spinners (strand only)
     std::vector<std::byte> offer_frame_;     // the SHM_OFFER waiting for send_offer()
     bool reading_ring_ = false;              // on_frame is fed from the ring now
     std::vector<shm::UniqueFd> received_fds_;  // descriptors read with the socket's bytes
