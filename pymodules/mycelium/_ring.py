@@ -219,6 +219,14 @@ class RingProducer(_RingEnd):
             if self._bell is not None:
                 os.eventfd_write(self._bell, 1)
 
+    def consumer_sleeping(self):
+        """The consumer's sleeping flag, for a caller that made the full barrier after its
+        index store itself; False once the ring is unmapped (its doorbell went with it)."""
+        try:
+            return bool(self._w[_I_SLEEPING])
+        except ValueError:
+            return False
+
     def consumer_closed(self):
         return bool(self._w[_I_CONSUMER_CLOSED])
 

@@ -244,13 +244,19 @@ class SharedMemoryTransport(UnixTransport):
                 return super()._write(header, payload)
             if not producer.try_write(header, payload):
                 self._wait_for_room(producer, header, payload)
-            # Under the lock: once it is released the rings may be dropped and their
-            # descriptors closed (and their numbers reused).
-            producer.wake_consumer()
         except _ring.RingError as e:
             self._writing_failed(e)
         finally:
             lock.release()
+        # The release above is the barrier between the index store and the load of the
+        # host's sleeping flag (a locked instruction, as RingProducer.fence()), so the flag
+        # is read without a second lock round trip. The doorbell is rung under the lock
+        # only: once it is released the rings may be dropped and their descriptors closed
+        # (and their numbers reused).
+        if producer.consumer_sleeping():
+            with lock:
+                if self._producer is producer:
+                    producer.wake_consumer()
 
     def _write_control(self, data):
         with self._ring_lock:
@@ -566,10 +572,10 @@ class SharedMemoryTransport(UnixTransport):
                 consumer.end_park()
         finally:
             lock.release()
-        deadline = time.perf_counter() + seconds
+        deadline = None  # from the first look that finds nothing: one clock read per hop fewer
         spinning = True
         try:
-            while not queued():
+            while True:  # queued() was just looked at, under the lock
                 try:
                     if published() and lock.acquire(False):
                         try:
@@ -580,14 +586,18 @@ class SharedMemoryTransport(UnixTransport):
                                 return message
                         finally:
                             lock.release()
-                        if time.perf_counter() < deadline:
+                        if deadline is None or time.perf_counter() < deadline:
                             continue  # frames for others: look again before yielding
                 except ValueError:  # the reader thread dropped the rings: the connection ended
                     return NOTHING
-                if time.perf_counter() >= deadline:
+                now = time.perf_counter()
+                if deadline is None:
+                    deadline = now + seconds
+                elif now >= deadline:
                     return NOTHING
                 os.sched_yield()  # lets the reader thread, or another process on this CPU, run
-            return NOTHING
+                if queued():
+                    return NOTHING
         finally:
             if spinning:
                 lock.acquire()
