@@ -121,11 +121,14 @@ class CounterUpdate:
             raise ValidationError('CounterUpdate', 'value', 'range', f'{v} is outside the range of u64')
 
     def to_bytes(self):
-        self.validate()
-        return self._STRUCT.pack(
-            self.counter_id,
-            self.value,
-        )
+        try:
+            return self._STRUCT.pack(
+                self.counter_id,
+                self.value,
+            )
+        except Exception:
+            self.validate()  # a ValidationError naming the field, if a rule is broken
+            raise
 
     @classmethod
     def from_bytes(cls, data):
