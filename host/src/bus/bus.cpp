@@ -417,9 +417,14 @@ Result<void, PublishError> BusImpl::publish(std::uint16_t type_id,
 }
 
 Result<void, PublishError> BusImpl::publish_batch(std::span<const MessageView> messages) {
-    for (const MessageView& m : messages)
+    // One pass checks the sizes and whether the batch is one run (the common case).
+    bool one_type = true;
+    for (const MessageView& m : messages) {
         if (m.payload.size() > options.max_payload) [[unlikely]]
             return Err{PublishError::TooLarge};
+        one_type = one_type && m.type_id == messages.front().type_id;
+    }
+    if (one_type && !messages.empty()) return deliver(messages.front().type_id, messages);
     bool queue_full = false;
     for (std::size_t i = 0; i < messages.size();) {
         const std::uint16_t type_id = messages[i].type_id;
