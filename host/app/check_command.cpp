@@ -29,6 +29,21 @@ std::string join(const std::vector<std::string>& items) {
     return out.empty() ? "(none)" : out;
 }
 
+
+// What a publisher meets at a full shared-memory ring of the node (queues.policy and
+// [nodes.shm] wait_ms; host/src/transport/mesh.cpp maps them).
+std::string full_ring_rule(const topo::Node& node) {
+    switch (node.queues.policy) {
+        case topo::QueuePolicy::Block:
+            return fmt::format("wait up to {} ms, then disconnect the reader", node.shm.wait.count());
+        case topo::QueuePolicy::DropOldest:
+            return "drop the new frame (counted)";
+        case topo::QueuePolicy::Fail:
+            break;
+    }
+    return "disconnect the reader";
+}
+
 std::string describe_node(const topo::Spec& spec, const topo::Node& node) {
     std::string out = fmt::format("node {}\n", node.name);
     out += fmt::format("  services: {}\n", join(node.services));
@@ -41,7 +56,8 @@ std::string describe_node(const topo::Spec& spec, const topo::Node& node) {
         out += fmt::format("  port:     {}\n", *node.port);
     }
     if (node.shm.enabled) {
-        out += fmt::format("  shm:      enabled, {}-byte rings, spin {} us\n", node.shm.ring_bytes, node.shm.spin.count());
+        out += fmt::format("  shm:      enabled, {}-byte rings, spin {} us, full ring: {}\n", node.shm.ring_bytes,
+                           node.shm.spin.count(), full_ring_rule(node));
     }
     return out;
 }

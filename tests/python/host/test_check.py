@@ -54,7 +54,7 @@ def test_three_nodes_prints_endpoints_and_the_route_of_every_pair(run_host):
         assert f"\nnode {name}\n" in out
     assert "  unix:     /tmp/mycelium-test/trading.sock (mode 0660)\n" in out
     assert "  tcp:      10.0.0.5:9000 (listen)\n" in out
-    assert "  shm:      enabled, 1048576-byte rings, spin 50 us\n" in out
+    assert "  shm:      enabled, 1048576-byte rings, spin 50 us, full ring: wait up to 1000 ms, then disconnect the reader\n" in out
     routes = out.split("\nroutes\n", 1)[1].splitlines()
     assert "  trading -> risk: shm via /tmp/mycelium-test/risk.sock" in routes
     assert "  risk -> trading: shm via /tmp/mycelium-test/trading.sock" in routes
@@ -92,3 +92,26 @@ def test_topology_flag_is_required(run_host):
     result = run_host("check")
     assert result.returncode == 2
     assert "--topology" in result.stderr
+
+
+@pytest.mark.parametrize("queues, expected", [
+    ('policy = "block"', "wait up to 250 ms, then disconnect the reader"),
+    ('policy = "drop_oldest"', "drop the new frame (counted)"),
+    ('policy = "fail"', "disconnect the reader"),
+])
+def test_the_full_ring_rule_follows_the_queue_policy_and_wait_ms(run_host, tmp_path, queues, expected):
+    topology = tmp_path / "shm.toml"
+    topology.write_text(f"""
+socket_dir = "{tmp_path}"
+[[nodes]]
+name = "a"
+services = ["a"]
+[nodes.queues]
+{queues}
+[nodes.shm]
+enabled = true
+wait_ms = 250
+""")
+    result = run_host("check", "--topology", topology)
+    assert result.returncode == 0, result.stderr
+    assert f"  shm:      enabled, 1048576-byte rings, spin 50 us, full ring: {expected}\n" in result.stdout
