@@ -1493,9 +1493,10 @@ bool Session::read_ring(std::size_t max, std::size_t& visited) {
     std::size_t seen = 0;
     // What the frames caused leaves before their room is released to the writer: a reply
     // goes out first.
-    const auto read = shm_->consumer->read_batch(
+    shm::RingConsumer& consumer = *shm_->consumer;
+    const auto read = consumer.read_batch(
         [&](const shm::FrameView& frame) {
-            const bool more = ++seen < max && shm_->consumer->known_available() != 0;
+            const bool more = ++seen < max && consumer.known_available() != 0;
             if (frame.type_id < schema::MIN_APP_TYPE_ID) {
                 publish_run(true);
                 cork.set_more(more);
@@ -1519,7 +1520,7 @@ bool Session::read_ring(std::size_t max, std::size_t& visited) {
         });
     reading_ring_ = false;
     if (!read) {
-        if (!closing_) on_ring_failure(*shm_->consumer->failure());
+        if (!closing_) on_ring_failure(*consumer.failure());
         return false;
     }
     visited = *read;
