@@ -9,8 +9,8 @@
 //                                           1)   floor: the Unix-socket link, cross core, same run
 //   link.shm_stream_32B                     M msg/s node A -> node B over the rings (1 MiB,
 //                                           Block: a publisher ahead waits for room),
-//                                           published with Bus::publish_batch in runs of 64
-//                                           (one ring publish per run)   floor: the Unix
+//                                           published with Bus::publish_batch in runs of 256
+//                                           (the ring published every 64)   floor: the Unix
 //                                           link, the same
 //   link.shm_stream_each_publish_32B        one Bus::publish per message, each published
 //                                           into the ring at once   floor: the Unix link, the same
@@ -762,7 +762,8 @@ std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir
             bench::pin_this_thread(OTHER_CPU);
             Bus& bus = pair.a->bus;
             if (how == Publishing::BusBatch) {
-                // Runs of 64 messages in an array, published by reference.
+                // Runs of 256 messages in an array, published by reference (ring publishes
+                // every 64 frames: SHM_PUBLISH_FRAMES in session.cpp).
                 std::array<Msg32, Bus::PUBLISH_BATCH_RUN> run{};
                 std::array<MessageView, Bus::PUBLISH_BATCH_RUN> views;
                 for (std::size_t j = 0; j < run.size(); ++j) views[j] = MessageView{DATA, bytes_of(run[j])};

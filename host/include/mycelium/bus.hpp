@@ -282,7 +282,7 @@ public:
     }
 
     /// How many messages the typed publish_batch() hands to the bus per pass.
-    static constexpr std::size_t PUBLISH_BATCH_RUN = 64;
+    static constexpr std::size_t PUBLISH_BATCH_RUN = 256;
 
     /// Inline subscriber: `fn(const MessageView&)` runs on the publishing thread, so it
     /// must be short and thread-safe. May be called from inside a callback.
