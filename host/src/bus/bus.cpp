@@ -408,42 +408,12 @@ void report_callback_exception(std::uint16_t type_id) {
 }
 }  // namespace
 
-Result<void, PublishError> BusImpl::publish(std::uint16_t type_id,
-                                            std::span<const std::byte> payload) {
-    if (payload.size() > options.max_payload) [[unlikely]]
-        return Err{PublishError::TooLarge};
-    const MessageView view{type_id, payload};
-    return deliver(type_id, std::span<const MessageView>(&view, 1));
-}
-
-Result<void, PublishError> BusImpl::publish_batch(std::span<const MessageView> messages) {
-    // One pass checks the sizes and whether the batch is one run (the common case).
-    bool one_type = true;
-    for (const MessageView& m : messages) {
-        if (m.payload.size() > options.max_payload) [[unlikely]]
-            return Err{PublishError::TooLarge};
-        one_type = one_type && m.type_id == messages.front().type_id;
-    }
-    if (one_type && !messages.empty()) return deliver(messages.front().type_id, messages);
-    bool queue_full = false;
-    for (std::size_t i = 0; i < messages.size();) {
-        const std::uint16_t type_id = messages[i].type_id;
-        std::size_t end = i + 1;
-        while (end < messages.size() && messages[end].type_id == type_id) ++end;
-        const auto r = deliver(type_id, messages.subspan(i, end - i));
-        if (!r) {
-            if (r.error() == PublishError::Closed) return r;
-            queue_full = true;
-        }
-        i = end;
-    }
-    if (queue_full) return Err{PublishError::QueueFull};
-    return {};
-}
-
 // One run of messages of one type: the reader slot is announced, the snapshot loaded and
-// the counters bumped once for the whole run.
-Result<void, PublishError> BusImpl::deliver(std::uint16_t type_id, std::span<const MessageView> run) {
+// the counters bumped once for the whole run. Inlined so that publish(), a run of one,
+// costs what it did before runs existed (bus.publish_inline_32B: 10.2-10.4 ns called,
+// 9.3-10.0 inlined).
+[[gnu::always_inline]] inline Result<void, PublishError> BusImpl::deliver(std::uint16_t type_id,
+                                                                         std::span<const MessageView> run) {
     if (closed.load(std::memory_order_relaxed)) [[unlikely]]
         return Err{PublishError::Closed};
 
@@ -518,6 +488,39 @@ Result<void, PublishError> BusImpl::deliver(std::uint16_t type_id, std::span<con
         cell->published.fetch_add(run.size(), std::memory_order_relaxed);
         cell->delivered.fetch_add(delivered, std::memory_order_relaxed);
         cell->dropped.fetch_add(dropped, std::memory_order_relaxed);
+    }
+    if (queue_full) return Err{PublishError::QueueFull};
+    return {};
+}
+
+Result<void, PublishError> BusImpl::publish(std::uint16_t type_id,
+                                            std::span<const std::byte> payload) {
+    if (payload.size() > options.max_payload) [[unlikely]]
+        return Err{PublishError::TooLarge};
+    const MessageView view{type_id, payload};
+    return deliver(type_id, std::span<const MessageView>(&view, 1));
+}
+
+Result<void, PublishError> BusImpl::publish_batch(std::span<const MessageView> messages) {
+    // One pass checks the sizes and whether the batch is one run (the common case).
+    bool one_type = true;
+    for (const MessageView& m : messages) {
+        if (m.payload.size() > options.max_payload) [[unlikely]]
+            return Err{PublishError::TooLarge};
+        one_type = one_type && m.type_id == messages.front().type_id;
+    }
+    if (one_type && !messages.empty()) return deliver(messages.front().type_id, messages);
+    bool queue_full = false;
+    for (std::size_t i = 0; i < messages.size();) {
+        const std::uint16_t type_id = messages[i].type_id;
+        std::size_t end = i + 1;
+        while (end < messages.size() && messages[end].type_id == type_id) ++end;
+        const auto r = deliver(type_id, messages.subspan(i, end - i));
+        if (!r) {
+            if (r.error() == PublishError::Closed) return r;
+            queue_full = true;
+        }
+        i = end;
     }
     if (queue_full) return Err{PublishError::QueueFull};
     return {};
