@@ -783,6 +783,7 @@ void Session::subscribe_type(std::uint16_t type_id) {
 // ---------------------------------------------------------------------------------------
 
 void Session::on_bus_messages(std::span<const MessageView> run) {
+    if (run.empty()) return;  // the bus never hands over an empty run
     // Never echo a client's own frames; a frame crosses at most one node-to-node link: a
     // peer never relays to a peer.
     const Origin origin = current_origin();
