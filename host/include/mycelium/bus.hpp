@@ -1,6 +1,8 @@
 #pragma once
 /// The in-process bus (DESIGN.md section 4): publish by type id, inline and queued
-/// subscribers, bounded queues with a policy per subscription, per-type counters.
+/// subscribers, bounded queues with a policy per subscription, per-type counters. Dense
+/// streams go in runs: publish_batch() hands many messages over in one pass, and
+/// subscribe_batch() subscribers receive each run in one call.
 ///
 /// The bus carries a type id and bytes; it does not know the schema registry. Payloads are
 /// limited to BusOptions::max_payload (4 MiB by default, the schema's frame limit).
