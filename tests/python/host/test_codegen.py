@@ -11,13 +11,18 @@ import sys
 import pytest
 
 
-@pytest.fixture(scope="module")
-def generated(build_dir):
-    spec = importlib.util.spec_from_file_location("all_types", build_dir / "generated" / "all_types.py")
+def load_module(name, path):
+    """Imports the generated file `path` as module `name` (registered in sys.modules)."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["all_types"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture(scope="module")
+def generated(build_dir):
+    return load_module("all_types", build_dir / "generated" / "all_types.py")
 
 
 @pytest.fixture(scope="module")
@@ -140,9 +145,7 @@ def test_a_message_of_scalars_packs_first_and_names_a_refused_field(run_host, tm
     contracts.write_text(SCALARS)
     result = run_host("codegen", "--contracts", contracts, "--python", tmp_path / "scalars.py")
     assert result.returncode == 0, result.stderr
-    spec = importlib.util.spec_from_file_location("scalars", tmp_path / "scalars.py")
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
+    m = load_module("scalars", tmp_path / "scalars.py")
     assert "self.validate()\n        return" not in (tmp_path / "scalars.py").read_text()  # the pack-first form
 
     for field, (lo, hi) in RANGES.items():
