@@ -150,8 +150,10 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
             } catch (const std::exception&) {
                 return "'" + text + "' is not a number of bytes";
             }
-            if (bytes < 4096 || bytes > (std::size_t{1} << 30) || !std::has_single_bit(bytes))
-                return "must be a power of two from 4096 to 1073741824, got " + text;
+            // The topology's `[nodes.shm] ring_bytes` rule.
+            if (bytes < topology::MIN_RING_BYTES || bytes > topology::MAX_RING_BYTES || !std::has_single_bit(bytes))
+                return fmt::format("must be a power of two from {} to {}, got {}", topology::MIN_RING_BYTES,
+                                   topology::MAX_RING_BYTES, text);
             return std::string();
         });
     // --- supervised workers (issue 7; docs/workers.md) ---
@@ -206,16 +208,15 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         std::vector<topology::Worker> worker_specs;
         if (node != nullptr) worker_specs = node->workers;
         for (const auto& text : flags->workers) worker_specs.push_back(supervisor::parse_worker_flag(text));
-        if (!flags->workers.empty() && node == nullptr &&
-            std::none_of(flags->listen.begin(), flags->listen.end(),
-                         [](const std::string& l) { return l.rfind("unix:", 0) == 0; })) {
+        const bool unix_listener = std::any_of(flags->listen.begin(), flags->listen.end(),
+                                               [](const std::string& l) { return l.rfind("unix:", 0) == 0; });
+        if (!flags->workers.empty() && node == nullptr && !unix_listener) {
             std::fprintf(stderr, "mycelium-host: error: --worker needs a Unix listener to give its workers as "
                                  "MYCELIUM_SOCKET: add --listen unix:PATH%s\n",
                          flags->listen.empty() ? " (there is no --listen)" : " (--listen has only TCP addresses)");
             return EXIT_BAD_INPUT;
         }
-        if (flags->shm && std::none_of(flags->listen.begin(), flags->listen.end(),
-                                       [](const std::string& l) { return l.rfind("unix:", 0) == 0; })) {
+        if (flags->shm && !unix_listener) {
             std::fprintf(stderr, "mycelium-host: error: --shm offers shared memory to the clients of a Unix "
                                  "listener: add --listen unix:PATH%s\n",
                          node != nullptr ? " (a node of a topology takes [nodes.shm] from the topology)" : "");
