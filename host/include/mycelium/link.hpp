@@ -358,7 +358,7 @@ private:
 /// below a batched one (docs/benchmarks.md, "Shared-memory links"). Frames the host relays
 /// from one connection to another are batched this way already, per read batch. When the
 /// messages are at hand together, Bus::publish_batch does more with less: one bus pass
-/// and one lock of each link per run, and the run published once.
+/// and one lock of each link per run, and each ring published once per run (or 64 frames).
 ///
 /// Without a batch every frame is published at once: a lone message is never delayed.
 /// Inside one, nothing reaches the reader before the batch publishes it: keep a batch
