@@ -444,16 +444,15 @@ bool encode_message(const TypeInfo& info, PyObject* self, std::span<std::byte> o
     for (std::size_t i = 0; i < fields.size(); ++i) {
         if (!encode_field(info, fields[i], value_at(self, i), out.data())) return false;
     }
-    // The contracts' rules (not_empty, min_length, UTF-8) with the registry's own text.
+    // The contracts' rules with the registry's own text.
     auto checked = info.registry->validate(*info.schema, out);
     if (!checked) {
         const auto& failure = checked.error();
-        const std::string prefix = failure.message + "." + failure.field + ": " + failure.rule + ": ";
         const Field* f = info.schema->find_field(failure.field);
         if (f != nullptr) {
-            info.raise_validation(*f, failure.rule.c_str(), failure.detail.substr(prefix.size()));
+            info.raise_validation(*f, failure.rule.c_str(), failure.detail);
         } else {
-            PyErr_SetString(info.validation_error, failure.detail.c_str());
+            PyErr_SetString(info.validation_error, failure.text().c_str());
         }
         return false;
     }

@@ -236,9 +236,7 @@ void PythonRuntime::publish(py::handle message) {
     if (!checked) {
         PyBuffer_Release(&view);
         const auto& f = checked.error();
-        const std::string prefix = f.message + "." + f.field + ": " + f.rule + ": ";
-        py::object error = support_attr("ValidationError")(f.message, f.field, f.rule,
-                                                           f.detail.substr(std::min(prefix.size(), f.detail.size())));
+        py::object error = support_attr("ValidationError")(f.message, f.field, f.rule, f.detail);
         PyErr_SetObject(support_attr("ValidationError").ptr(), error.ptr());
         throw py::error_already_set();
     }

@@ -39,7 +39,7 @@ Command add_pub_command(CLI::App& app) {
             return EXIT_BAD_INPUT;
         }
         if (auto valid = registry->validate(*m, *payload); !valid) {
-            std::fprintf(stderr, "mycelium-host: error: --json: %s\n", valid.error().detail.c_str());
+            std::fprintf(stderr, "mycelium-host: error: --json: %s\n", valid.error().text().c_str());
             return EXIT_BAD_INPUT;
         }
         try {

@@ -41,7 +41,7 @@ class TextMessage:
     __slots__ = ('sender', 'content', 'timestamp', )
     TYPE_ID = 1001
     NAME = 'TextMessage'
-    TOPIC = 'text_message'
+    TOPIC = 'demo'
     SIZE = 312
     _STRUCT = struct.Struct('<H6x32sH6x256sQ')
     FIELDS = __slots__
@@ -102,7 +102,7 @@ class CounterUpdate:
     __slots__ = ('counter_id', 'value', )
     TYPE_ID = 1002
     NAME = 'CounterUpdate'
-    TOPIC = 'counter_update'
+    TOPIC = 'demo'
     SIZE = 16
     _STRUCT = struct.Struct('<I4xQ')
     FIELDS = __slots__
@@ -158,7 +158,7 @@ class TradeTick:
     __slots__ = ('symbol', 'price', 'size', 'seq', 'ts_ns', )
     TYPE_ID = 1100
     NAME = 'TradeTick'
-    TOPIC = 'trade_tick'
+    TOPIC = 'market_data'
     SIZE = 56
     _STRUCT = struct.Struct('<H6x16sddQQ')
     FIELDS = __slots__
@@ -225,7 +225,7 @@ class Signal:
     __slots__ = ('symbol', 'fast_ema', 'slow_ema', 'direction', 'tick_seq', 'ts_ns', )
     TYPE_ID = 1200
     NAME = 'Signal'
-    TOPIC = 'signal'
+    TOPIC = 'strategy'
     SIZE = 64
     _STRUCT = struct.Struct('<H6x16sddb7xQQ')
     FIELDS = __slots__
@@ -298,7 +298,7 @@ class FeatureVector:
     __slots__ = ('model_id', 'weights', 'values', 'tag', )
     TYPE_ID = 1300
     NAME = 'FeatureVector'
-    TOPIC = 'feature_vector'
+    TOPIC = 'ml'
     SIZE = 312
     _STRUCT = struct.Struct('<H2x8f4xH6x32d4s4x')
     FIELDS = __slots__

@@ -18,6 +18,7 @@
 #include <utility>
 
 #include "detail.hpp"
+#include "mycelium/suggest.hpp"
 #include "mycelium/topology/topology.hpp"
 
 namespace mycelium::topology {
@@ -46,45 +47,6 @@ constexpr std::array WORKER_KEYS = {"name"sv,
                                     "restart_window_s"sv,
                                     "stop_grace_ms"sv};
 constexpr std::array LIMIT_KEYS = {"max_payload"sv, "handshake_timeout_ms"sv, "max_connections"sv};
-
-// Optimal string alignment distance: a swapped pair of letters ("sokcet") counts as one
-// edit, which is the typo people make most.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
-    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-    for (std::size_t i = 1; i <= a.size(); ++i) {
-        for (std::size_t j = 1; j <= b.size(); ++j) {
-            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
-                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-        }
-    }
-    return d[a.size()][b.size()];
-}
-
-std::string_view closest(std::string_view word, std::span<const std::string_view> candidates) {
-    const std::size_t budget = word.size() >= 8 ? 3 : 2;
-    std::string_view best;
-    std::size_t best_distance = budget + 1;
-    for (const std::string_view candidate : candidates) {
-        const std::size_t distance = edit_distance(word, candidate);
-        if (distance < best_distance && distance < candidate.size()) {
-            best = candidate;
-            best_distance = distance;
-        }
-    }
-    if (!best.empty()) return best;
-    // A shortened or lengthened spelling ("address" for "addr") is far in edits but
-    // obvious to a reader.
-    for (const std::string_view candidate : candidates) {
-        const std::size_t shorter = std::min(word.size(), candidate.size());
-        if (shorter >= 3 && (word.starts_with(candidate) || candidate.starts_with(word)))
-            return candidate;
-    }
-    return {};
-}
 
 std::string_view type_name(toml::node_type type) {
     switch (type) {
@@ -194,7 +156,7 @@ private:
             if (std::find(allowed.begin(), allowed.end(), key.str()) != allowed.end()) continue;
             std::string message = "unknown key " + in_quotes(key.str());
             if (!context.empty()) message += " in " + std::string(context);
-            const std::string_view suggestion = closest(key.str(), allowed);
+            const std::string_view suggestion = closest_match(key.str(), allowed);
             if (!suggestion.empty()) message += ", did you mean " + in_quotes(suggestion) + "?";
             fail(std::move(message), key.source());
         }

@@ -19,6 +19,7 @@ using schema::Field;
 using schema::FieldKind;
 using schema::MessageSchema;
 using schema::Scalar;
+using schema::is_float;
 
 char struct_code(Scalar s) {
     switch (s) {
@@ -37,7 +38,6 @@ char struct_code(Scalar s) {
     return 'B';
 }
 
-bool is_float(Scalar s) { return s == Scalar::F32 || s == Scalar::F64; }
 
 std::string zero_of(Scalar s) {
     if (s == Scalar::Bool) return "False";

@@ -25,7 +25,7 @@ inline constexpr std::string_view SCHEMA_DIGEST_HEX = "7b7624a876ab4818d6a74d610
 struct TextMessage {
     static constexpr std::uint16_t TYPE_ID = 1001;
     static constexpr std::string_view NAME = "TextMessage";
-    static constexpr std::string_view TOPIC = "text_message";
+    static constexpr std::string_view TOPIC = "demo";
     static constexpr std::size_t SIZE = 312;
 
     ::mycelium::FixedStr<32> sender{};
@@ -43,7 +43,7 @@ static_assert(offsetof(TextMessage, timestamp) == 304, "TextMessage.timestamp: o
 struct CounterUpdate {
     static constexpr std::uint16_t TYPE_ID = 1002;
     static constexpr std::string_view NAME = "CounterUpdate";
-    static constexpr std::string_view TOPIC = "counter_update";
+    static constexpr std::string_view TOPIC = "demo";
     static constexpr std::size_t SIZE = 16;
 
     std::uint32_t counter_id{};
@@ -60,7 +60,7 @@ static_assert(offsetof(CounterUpdate, value) == 8, "CounterUpdate.value: offset 
 struct TradeTick {
     static constexpr std::uint16_t TYPE_ID = 1100;
     static constexpr std::string_view NAME = "TradeTick";
-    static constexpr std::string_view TOPIC = "trade_tick";
+    static constexpr std::string_view TOPIC = "market_data";
     static constexpr std::size_t SIZE = 56;
 
     ::mycelium::FixedStr<16> symbol{};
@@ -82,7 +82,7 @@ static_assert(offsetof(TradeTick, ts_ns) == 48, "TradeTick.ts_ns: offset differs
 struct Signal {
     static constexpr std::uint16_t TYPE_ID = 1200;
     static constexpr std::string_view NAME = "Signal";
-    static constexpr std::string_view TOPIC = "signal";
+    static constexpr std::string_view TOPIC = "strategy";
     static constexpr std::size_t SIZE = 64;
 
     ::mycelium::FixedStr<16> symbol{};
@@ -107,7 +107,7 @@ static_assert(offsetof(Signal, ts_ns) == 56, "Signal.ts_ns: offset differs from 
 struct FeatureVector {
     static constexpr std::uint16_t TYPE_ID = 1300;
     static constexpr std::string_view NAME = "FeatureVector";
-    static constexpr std::string_view TOPIC = "feature_vector";
+    static constexpr std::string_view TOPIC = "ml";
     static constexpr std::size_t SIZE = 312;
 
     std::uint16_t model_id{};

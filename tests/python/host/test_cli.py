@@ -67,7 +67,7 @@ def test_every_invalid_contracts_file_exits_2_with_its_message(run_host, repo):
 def test_schema_table_is_readable(run_host, repo):
     result = run_host("schema", "--contracts", repo / "scripts" / "contracts.yaml")
     assert result.returncode == 0
-    assert "TextMessage (type 1001, topic text_message, 312 bytes, align 8)" in result.stdout
+    assert "TextMessage (type 1001, topic demo, 312 bytes, align 8)" in result.stdout
     assert "     304       8  timestamp" in result.stdout
 
 
@@ -77,7 +77,7 @@ def test_schema_json_has_the_documented_shape(run_host, repo):
     assert len(doc["digest"]) == 64
     text = next(m for m in doc["messages"] if m["name"] == "TextMessage")
     assert {k: text[k] for k in ("type_id", "topic", "size", "align")} == {
-        "type_id": 1001, "topic": "text_message", "size": 312, "align": 8}
+        "type_id": 1001, "topic": "demo", "size": 312, "align": 8}
     assert [(f["name"], f["type"], f["offset"], f["size"]) for f in text["fields"]] == [
         ("sender", "String", 0, 40), ("content", "String", 40, 264), ("timestamp", "u64", 304, 8)]
 

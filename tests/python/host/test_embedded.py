@@ -176,7 +176,7 @@ def test_message_classes_from_the_contracts(run_host, tmp_path):
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "TradeTick(symbol='AAPL', price=189.5, size=100, seq=7, ts_ns=123)" in out
-    assert "1100 trade_tick 56 ('symbol', 'price', 'size', 'seq', 'ts_ns')" in out
+    assert "1100 market_data 56 ('symbol', 'price', 'size', 'seq', 'ts_ns')" in out
     assert "equal True True 56" in out
     assert "TypeError: TradeTick() got an unexpected keyword argument 'bogus'" in out
 

@@ -1,0 +1,45 @@
+#include "mycelium/suggest.hpp"
+
+#include <algorithm>
+#include <vector>
+
+namespace mycelium {
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+    for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+    for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1])
+                d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+        }
+    }
+    return d[a.size()][b.size()];
+}
+
+std::string_view closest_match(std::string_view word, std::span<const std::string_view> candidates) {
+    const std::size_t budget = word.size() >= 8 ? 3 : 2;
+    std::string_view best;
+    std::size_t best_distance = budget + 1;
+    for (const std::string_view candidate : candidates) {
+        const std::size_t distance = edit_distance(word, candidate);
+        if (distance < best_distance && distance < candidate.size()) {
+            best = candidate;
+            best_distance = distance;
+        }
+    }
+    if (!best.empty()) return best;
+    // A shortened or lengthened spelling ("address" for "addr") is far in edits but
+    // obvious to a reader.
+    for (const std::string_view candidate : candidates) {
+        const std::size_t shorter = std::min(word.size(), candidate.size());
+        if (shorter >= 3 && (word.starts_with(candidate) || candidate.starts_with(word)))
+            return candidate;
+    }
+    return {};
+}
+
+}  // namespace mycelium
