@@ -32,8 +32,14 @@ std::string_view bundled_contracts() noexcept { return embedded_files::demo_cont
 namespace {
 
 std::shared_ptr<const schema::Registry> load_registry(const HostOptions& options) {
-    if (options.contracts) return std::make_shared<schema::Registry>(schema::Registry::load_file(*options.contracts));
-    return std::make_shared<schema::Registry>(schema::Registry::load_string(bundled_contracts(), "contracts.yaml (bundled)"));
+    schema::LoadOptions load;
+    load.strict = options.strict_contracts;
+    auto registry = options.contracts
+                        ? std::make_shared<schema::Registry>(schema::Registry::load_file(*options.contracts, load))
+                        : std::make_shared<schema::Registry>(
+                              schema::Registry::load_string(bundled_contracts(), "contracts.yaml (bundled)", load));
+    for (const schema::SchemaWarning& warning : registry->warnings()) log::get("contracts")->warn("{}", warning.text);
+    return registry;
 }
 
 int python_level_of(spdlog::level::level_enum level) {

@@ -12,7 +12,7 @@ namespace {
 
 struct PubFlags {
     std::string connect;
-    std::string contracts;
+    ContractsOptions contracts;
     std::string type;
     std::string json = "{}";
     std::size_t count = 1;

@@ -26,6 +26,7 @@ namespace {
 struct RunFlags {
     std::vector<std::string> scripts;
     std::string contracts;
+    bool strict_contracts = false;
     double duration = 0;
     bool fail_fast = false;
     double demo_feed = 0;
@@ -91,6 +92,7 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         ->check(CLI::ExistingFile);
     app.add_option("--contracts", flags->contracts, "contracts.yaml (default: the bundled demo contracts)")
         ->check(CLI::ExistingFile);
+    app.add_flag("--strict", flags->strict_contracts, "Unknown keys in the contracts are errors, not warnings");
     app.add_option("--duration", flags->duration, "Stop after this many seconds")->check(CLI::PositiveNumber);
     app.add_flag("--fail-fast", flags->fail_fast, "Stop with exit 1 when a Python callback raises");
     app.add_option("--demo-feed", flags->demo_feed, "Run the built-in market feed at RATE ticks/s")
@@ -241,6 +243,7 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         }
         HostOptions options;
         if (!flags->contracts.empty()) options.contracts = flags->contracts;
+        options.strict_contracts = flags->strict_contracts;
         for (const auto& s : flags->scripts) options.scripts.emplace_back(s);
         if (flags->duration > 0) options.duration = std::chrono::duration<double>(flags->duration);
         options.fail_fast = flags->fail_fast;

@@ -19,7 +19,7 @@ namespace {
 
 struct TapFlags {
     std::string connect;
-    std::string contracts;
+    ContractsOptions contracts;
     std::vector<std::string> types;
     std::size_t count = 0;
     double timeout = 0;

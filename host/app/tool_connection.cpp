@@ -8,19 +8,14 @@
 
 namespace mycelium::app {
 
-void add_connection_options(CLI::App& cmd, std::string& connect, std::string& contracts) {
+void add_connection_options(CLI::App& cmd, std::string& connect, ContractsOptions& contracts) {
     cmd.add_option("--connect", connect, "unix:PATH or tcp:HOST:PORT")->required();
-    cmd.add_option("--contracts", contracts, "contracts.yaml (default: the bundled demo contracts)")
-        ->check(CLI::ExistingFile);
+    add_contracts_options(cmd, contracts, false);
 }
 
-std::shared_ptr<const schema::Registry> load_tool_contracts(const std::string& path) {
+std::shared_ptr<const schema::Registry> load_tool_contracts(const ContractsOptions& contracts) {
     try {
-        if (path.empty()) {
-            return std::make_shared<schema::Registry>(
-                schema::Registry::load_string(bundled_contracts(), "contracts.yaml (bundled)"));
-        }
-        return std::make_shared<schema::Registry>(schema::Registry::load_file(path));
+        return std::make_shared<schema::Registry>(load_contracts(contracts));
     } catch (const schema::SchemaError& e) {
         std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
         return nullptr;

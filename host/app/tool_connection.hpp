@@ -7,17 +7,18 @@
 #include <memory>
 #include <string>
 
+#include "contracts_options.hpp"
 #include "mycelium/link_client.hpp"
 #include "mycelium/schema.hpp"
 
 namespace mycelium::app {
 
-/// Registers --connect (required) and --contracts on a tool's subcommand.
-void add_connection_options(CLI::App& cmd, std::string& connect, std::string& contracts);
+/// Registers --connect (required), --contracts and --strict on a tool's subcommand.
+void add_connection_options(CLI::App& cmd, std::string& connect, ContractsOptions& contracts);
 
-/// Loads --contracts, or the bundled demo contracts when `path` is empty. On failure
+/// Loads --contracts, or the bundled demo contracts when no path is given. On failure
 /// prints the one-line error and returns nullptr.
-std::shared_ptr<const schema::Registry> load_tool_contracts(const std::string& path);
+std::shared_ptr<const schema::Registry> load_tool_contracts(const ContractsOptions& contracts);
 
 /// The message named `name`; nullptr after printing "--type NAME: no such message".
 const schema::MessageSchema* find_tool_message(const schema::Registry& registry, const std::string& name);

@@ -28,6 +28,8 @@ namespace mycelium {
 struct HostOptions {
     /// contracts.yaml to load; empty: the demo contracts compiled into the binary.
     std::optional<std::filesystem::path> contracts;
+    /// Unknown keys in the contracts are errors, not warnings (`--strict`).
+    bool strict_contracts = false;
     /// Scripts run in order, each as __main__.
     std::vector<std::filesystem::path> scripts;
     /// Stop after this long; empty: run until stopped.

@@ -1,10 +1,12 @@
 #pragma once
 /// FixedStr<N> and FixedVec<T, N>: the bounded string and vector of contracts.yaml, laid
 /// out exactly as on the wire (DESIGN.md section 3): a u16 length, 6 zero bytes, then N
-/// elements, zero-padded. Generated message structs are built from these.
+/// elements, zero-padded. U256: Mycelium's 256-bit integer as it stores it. Generated
+/// message structs are built from these.
 /// Thread safety: plain values; distinct objects safe, shared objects unsafe.
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -76,5 +78,9 @@ struct FixedVec {
     constexpr std::size_t size() const { return std::min<std::size_t>(count, N); }
     static constexpr std::size_t capacity() { return N; }
 };
+
+/// A contracts `U256`: 32 bytes, big-endian (most significant byte first), alignment 1,
+/// as Mycelium stores primitive_types::U256 in its messages.
+using U256 = std::array<std::uint8_t, 32>;
 
 }  // namespace mycelium

@@ -35,32 +35,82 @@ std::string cpp_scalar(Scalar s) {
     return "std::uint8_t";
 }
 
-std::string cpp_type(const Field& f) {
-    switch (f.kind) {
-        case FieldKind::Scalar: return cpp_scalar(f.element);
-        case FieldKind::Array: return fmt::format("std::array<{}, {}>", cpp_scalar(f.element), f.capacity);
-        case FieldKind::String: return fmt::format("::mycelium::FixedStr<{}>", f.capacity);
-        case FieldKind::Vec: return fmt::format("::mycelium::FixedVec<{}, {}>", cpp_scalar(f.element), f.capacity);
+/// One element of an array or a vector.
+std::string cpp_element(const Field& f) {
+    switch (f.element_kind) {
+        case schema::ElementKind::Scalar: return cpp_scalar(f.element);
+        case schema::ElementKind::U256: return "::mycelium::U256";
+        case schema::ElementKind::Bytes: return fmt::format("std::array<std::uint8_t, {}>", f.element_size);
     }
     return "";
 }
 
+std::string cpp_type(const Field& f) {
+    switch (f.kind) {
+        case FieldKind::Scalar: return cpp_scalar(f.element);
+        case FieldKind::U256: return "::mycelium::U256";
+        case FieldKind::Array: return fmt::format("std::array<{}, {}>", cpp_element(f), f.capacity);
+        case FieldKind::String: return fmt::format("::mycelium::FixedStr<{}>", f.capacity);
+        case FieldKind::Vec: return fmt::format("::mycelium::FixedVec<{}, {}>", cpp_element(f), f.capacity);
+    }
+    return "";
+}
+
+/// A C++ string literal's body: quotes and backslashes escaped, control characters as
+/// three-digit octal (a \x escape would swallow the hex digits that follow it).
 std::string escape(std::string_view s) {
     std::string out;
     for (char c : s) {
-        if (c == '"' || c == '\\') out.push_back('\\');
-        if (c == '\n') {
-            out += "\\n";
-            continue;
+        const auto u = static_cast<unsigned char>(c);
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(c);
+        } else if (u < 0x20 || u == 0x7f) {
+            out += fmt::format("\\{:03o}", u);
+        } else {
+            out.push_back(c);
         }
-        out.push_back(c);
     }
     return out;
 }
 
+/// Text from the contracts as `///` lines: every line break starts a new comment line,
+/// so no text can leave the comment, and a trailing backslash (which would splice the
+/// next source line into the comment) is dropped, as are other control characters.
+std::string doc_comment(std::string_view text, std::string_view indent) {
+    std::string out;
+    std::string line;
+    const auto flush = [&] {
+        while (!line.empty() && (line.back() == '\\' || line.back() == ' ')) line.pop_back();
+        out += fmt::format("{}/// {}\n", indent, line);
+        line.clear();
+    };
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        const char c = text[i];
+        if (c == '\n' || c == '\r') {
+            if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+            flush();
+        } else if (static_cast<unsigned char>(c) >= 0x20 && c != 0x7f) {
+            line.push_back(c);
+        } else if (c == '\t') {
+            line.push_back(' ');
+        }
+    }
+    flush();
+    return out;
+}
+
+/// A file name on one `//` line: control characters and a trailing backslash dropped.
+std::string one_line(std::string_view text) {
+    std::string line = doc_comment(text, "");
+    line = line.substr(4, line.find('\n') - 4);  // the first line, without "/// "
+    return line;
+}
+
 void emit_struct(std::string& out, const MessageSchema& m) {
-    if (!m.description.empty()) out += fmt::format("/// {}\n", m.description);
-    out += fmt::format("struct {} {{\n", m.name);
+    const std::string& name = m.cpp_name;
+    if (!m.description.empty()) out += doc_comment(m.description, "");
+    out += fmt::format("struct {} {{\n", name);
     out += fmt::format("    static constexpr std::uint16_t TYPE_ID = {};\n", m.type_id);
     out += fmt::format("    static constexpr std::string_view NAME = \"{}\";\n", escape(m.name));
     out += fmt::format("    static constexpr std::string_view TOPIC = \"{}\";\n", escape(m.topic));
@@ -76,20 +126,33 @@ void emit_struct(std::string& out, const MessageSchema& m) {
     };
     for (const Field& f : m.fields) {
         pad_to(f.offset);
-        out += fmt::format("    {} {}{{}};\n", cpp_type(f), f.name);
+        if (!f.description.empty()) out += doc_comment(f.description, "    ");
+        out += fmt::format("    {} {}{{}};\n", cpp_type(f), f.cpp_name);
         cursor = f.offset + f.size;
     }
     pad_to(m.size);
     out += "};\n";
 
-    out += fmt::format("static_assert(sizeof({0}) == {1}, \"{0}: size differs from the contracts\");\n", m.name,
+    out += fmt::format("static_assert(sizeof({0}) == {1}, \"{0}: size differs from the contracts\");\n", name,
                        m.size);
     out += fmt::format("static_assert(alignof({0}) == {1}, \"{0}: alignment differs from the contracts\");\n",
-                       m.name, m.align);
-    out += fmt::format("static_assert(std::is_trivially_copyable_v<{}>);\n", m.name);
+                       name, m.align);
+    out += fmt::format("static_assert(std::is_trivially_copyable_v<{}>);\n", name);
     for (const Field& f : m.fields) {
         out += fmt::format("static_assert(offsetof({0}, {1}) == {2}, \"{0}.{1}: offset differs from the contracts\");\n",
-                           m.name, f.name, f.offset);
+                           name, f.cpp_name, f.offset);
+    }
+    out += "\n";
+}
+
+void emit_schema_version(std::string& out, const schema::Registry& registry) {
+    const auto& v = registry.version();
+    if (!v) return;
+    out += "/// The contracts' `schema:` section.\n";
+    out += fmt::format("inline constexpr std::uint32_t SCHEMA_ID = {:#x};\n", v->id);
+    out += fmt::format("inline constexpr std::uint16_t SCHEMA_VERSION = {};\n", v->version);
+    if (v->min_compatible) {
+        out += fmt::format("inline constexpr std::uint16_t SCHEMA_MIN_COMPATIBLE = {};\n", *v->min_compatible);
     }
     out += "\n";
 }
@@ -104,7 +167,7 @@ std::string generate_cpp(const schema::Registry& registry, const CppOptions& opt
         "#pragma once\n\n"
         "#include <array>\n#include <cstddef>\n#include <cstdint>\n#include <string_view>\n"
         "#include <type_traits>\n\n#include <mycelium/fixed.hpp>\n\n",
-        std::filesystem::path(registry.source_name()).filename().string());
+        one_line(std::filesystem::path(registry.source_name()).filename().string()));
     // offsetof on these standard-layout structs is well defined; gcc warns anyway for
     // structs with default member initialisers.
     out += "#if defined(__GNUC__)\n#pragma GCC diagnostic push\n"
@@ -117,6 +180,7 @@ std::string generate_cpp(const schema::Registry& registry, const CppOptions& opt
     }
     out += "};\n";
     out += fmt::format("inline constexpr std::string_view SCHEMA_DIGEST_HEX = \"{}\";\n\n", registry.digest_hex());
+    emit_schema_version(out, registry);
     for (const MessageSchema& m : registry.messages()) emit_struct(out, m);
     out += fmt::format("}}  // namespace {}\n\n", options.namespace_name);
     out += "#if defined(__GNUC__)\n#pragma GCC diagnostic pop\n#endif\n";
