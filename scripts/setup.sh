@@ -26,7 +26,7 @@ build_packages=(
 )
 test_packages=(
   prometheus python3-prometheus-client python3-zmq python3-pytest-timeout clang libclang-rt-14-dev
-  podman buildah runc debootstrap
+  podman buildah runc debootstrap rustc
 )
 
 log() { printf '==> %s\n' "$*" >&2; }
