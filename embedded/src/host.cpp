@@ -115,6 +115,29 @@ Host::~Host() {
 Bus& Host::bus() noexcept { return impl_->bus; }
 const Bus& Host::bus() const noexcept { return impl_->bus; }
 const schema::Registry& Host::registry() const noexcept { return *impl_->registry; }
+
+Result<void, PublishRefusal> Host::publish(std::uint16_t type_id, std::span<const std::byte> payload) {
+    const schema::Registry& contracts = *impl_->registry;
+    const schema::MessageSchema* schema = contracts.find(type_id);
+    if (schema == nullptr) {
+        return Err{PublishRefusal{schema::ValidationFailure{std::to_string(type_id), "", "type",
+                                                            "is not a type id in " + contracts.source_name()}}};
+    }
+    if (auto valid = contracts.validate(*schema, payload); !valid) return Err{PublishRefusal{std::move(valid.error())}};
+    if (auto published = impl_->bus.publish(type_id, payload); !published)
+        return Err{PublishRefusal{std::nullopt, published.error()}};
+    return {};
+}
+
+std::string PublishRefusal::text() const {
+    if (invalid) return invalid->text();
+    switch (bus_error) {
+        case PublishError::QueueFull: return "a subscriber's queue is full";
+        case PublishError::TooLarge: return "the payload is larger than the bus accepts";
+        case PublishError::Closed: break;
+    }
+    return "the bus is shut down";
+}
 void Host::on_started(std::function<void()> fn) { impl_->started.push_back(std::move(fn)); }
 void Host::on_stopping(std::function<void()> fn) { impl_->stopping.push_back(std::move(fn)); }
 void Host::stop(int exit_code) noexcept { impl_->runtime->request_stop(exit_code); }

@@ -1,10 +1,12 @@
 // A user's own main(): a mycelium::Host with a C++ subscriber and a Python script.
-// C++ publishes Requests, the script answers with Replies, C++ checks them.
+// C++ publishes Requests, the script answers with Replies, C++ checks them. Host::publish
+// checks each Request against the contracts' rules first: id 0 is refused.
 
 #include <mycelium/host.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <string>
 
 #include "messages.hpp"  // generated: example::Request, example::Reply
 
@@ -23,11 +25,14 @@ int main() {
         if (++replies == 3) host.stop();
     });
 
+    std::string refusal;
     host.on_started([&] {
-        for (std::uint32_t id = 1; id <= 3; ++id) host.bus().publish(example::Request{.id = id, .value = double(id)});
+        if (auto r = host.publish(example::Request{.id = 0, .value = 1.0}); !r) refusal = r.error().text();
+        for (std::uint32_t id = 1; id <= 3; ++id) (void)host.publish(example::Request{.id = id, .value = double(id)});
     });
 
     const int code = host.run();
-    std::printf("C++ got %d replies from Python, %s\n", replies, all_right ? "all doubled" : "WRONG VALUES");
-    return code == 0 && replies == 3 && all_right ? 0 : 1;
+    std::printf("C++ got %d replies from Python, %s; id 0 refused: %s\n", replies,
+                all_right ? "all doubled" : "WRONG VALUES", refusal.empty() ? "NO" : refusal.c_str());
+    return code == 0 && replies == 3 && all_right && !refusal.empty() ? 0 : 1;
 }

@@ -55,6 +55,18 @@ enum HostExit : int {
     HOST_EXIT_FAILURE = 1,  ///< a script failed at import, or --fail-fast tripped
 };
 
+/// Why Host::publish did not publish a message to everyone.
+struct PublishRefusal {
+    /// Set when the message broke a rule of the contracts, or its type is not in them:
+    /// nothing was published.
+    std::optional<schema::ValidationFailure> invalid;
+    /// Otherwise the bus's error (QueueFull: a Fail queue refused it, the others got it).
+    PublishError bus_error = PublishError::Closed;
+
+    /// One sentence: the rule's "Order.qty: min: value 0 is below 1", or the bus's error.
+    std::string text() const;
+};
+
 /// Counters for the summary printed at exit.
 struct HostStats {
     std::uint64_t python_delivered = 0;
@@ -74,6 +86,17 @@ public:
     Bus& bus() noexcept;
     const Bus& bus() const noexcept;
     const schema::Registry& registry() const noexcept;
+
+    /// Publishes a generated struct after checking it against the contracts' rules, as
+    /// every publish from Python is checked. bus().publish() skips the check: use it where
+    /// the values are known good and the nanoseconds matter.
+    template <TypedMessage T>
+    Result<void, PublishRefusal> publish(const T& message) {
+        return publish(T::TYPE_ID, std::span<const std::byte>(reinterpret_cast<const std::byte*>(&message),
+                                                              sizeof(T)));
+    }
+    /// The same for a payload already encoded (a type id in the contracts, its bytes).
+    Result<void, PublishRefusal> publish(std::uint16_t type_id, std::span<const std::byte> payload);
 
     /// Runs once the scripts have loaded and their on_start hooks ran, on the Python
     /// thread: start your producers here so scripts see every message from the first.
