@@ -407,6 +407,12 @@ std::optional<std::string> encode_element(const Target& t, const Field& f, const
     return std::nullopt;
 }
 
+/// A String or Vec longer than its capacity cannot be encoded, so the registry never sees
+/// it: say what its max_length rule would, in the registry's words (and the in-host classes').
+std::string too_long(const std::string& where, std::size_t length, std::size_t capacity) {
+    return fmt::format("{}: max_length: length {} is above {}", where, length, capacity);
+}
+
 std::optional<std::string> encode_field(const Target& t, const Field& f, const Value& v, std::byte* base) {
     std::byte* p = base + f.offset;
     const std::string& where = t.where;
@@ -416,7 +422,7 @@ std::optional<std::string> encode_field(const Target& t, const Field& f, const V
         case FieldKind::String:
             if (v.kind != Value::Kind::String) return where + ": expected a string";
             if (v.text.size() > f.capacity) {
-                return fmt::format("{}: {} bytes do not fit its capacity {}", where, v.text.size(), f.capacity);
+                return too_long(where, v.text.size(), f.capacity);
             }
             store(p, static_cast<std::uint16_t>(v.text.size()));
             std::memcpy(p + schema::FIXED_HEADER_SIZE, v.text.data(), v.text.size());
@@ -430,7 +436,7 @@ std::optional<std::string> encode_field(const Target& t, const Field& f, const V
                 return fmt::format("{}: expected {} values, got {}", where, f.capacity, v.items.size());
             }
             if (is_vec && v.items.size() > f.capacity) {
-                return fmt::format("{}: {} values do not fit its capacity {}", where, v.items.size(), f.capacity);
+                return too_long(where, v.items.size(), f.capacity);
             }
             std::byte* data = p;
             if (is_vec) {

@@ -146,7 +146,7 @@ TEST_CASE("Vec<[u8; 20]> is an array of hex strings, each element checked by ind
     CHECK(json_should_fail("PoolState", "{\"hops\": [\"0x" + a + "\", \"0x12\"]}") ==
           "PoolState.hops[1]: expected 20 bytes (40 hex digits), got 2 hex digits");
     CHECK(json_should_fail("PoolState", "{\"hops\": [" + repeat("\"" + a + "\", ", 4) + "\"" + a + "\"]}") ==
-          "PoolState.hops: 5 values do not fit its capacity 4");
+          "PoolState.hops: max_length: length 5 is above 4");
 }
 
 TEST_CASE("[[u8; 32]; 6] is an array of six hex strings; arrays of numbers are accepted per element") {
