@@ -179,9 +179,12 @@ struct MessageTypes::TypeInfo {
     std::string qualified_name;
     std::vector<PyMemberDef> members;  ///< names point into the schema, which the registry keeps alive
     std::vector<PyGetSetDef> getsets;  ///< the fields that convert_on_set
+    /// Interned Python names of the fields (owned): a keyword lookup hashes nothing and
+    /// compares pointers, as the interpreter interns the keywords of a call.
+    std::vector<PyObject*> keywords;
 
     /// Raises ValidationError(message, field, rule, detail): its text is failure.text().
-    std::nullptr_t raise_failure(const schema::ValidationFailure& failure) const {
+    [[gnu::cold]] std::nullptr_t raise_failure(const schema::ValidationFailure& failure) const {
         if (failure.field.empty()) {
             PyErr_SetString(PyExc_ValueError, failure.text().c_str());
             return nullptr;
@@ -194,7 +197,7 @@ struct MessageTypes::TypeInfo {
         }
         return nullptr;
     }
-    std::nullptr_t raise_validation(const Field& f, const char* rule, const std::string& detail) const {
+    [[gnu::cold]] std::nullptr_t raise_validation(const Field& f, const char* rule, const std::string& detail) const {
         return raise_failure({schema->name, f.name, rule, detail});
     }
     std::nullptr_t raise_decode(const Field& f, const std::string& detail) const {
@@ -309,7 +312,7 @@ PyObject* decode_into_new(const TypeInfo& info, std::span<const std::byte> paylo
 
 /// An int for an error's detail: its digits (at most 80), or "value" for a sensitive
 /// message, whose values stay out of errors and so out of log lines.
-std::string value_text(const TypeInfo& info, PyObject* integer) {
+[[gnu::cold]] std::string value_text(const TypeInfo& info, PyObject* integer) {
     if (info.schema->sensitive) return "value";
     PyObject* text = PyObject_Str(integer);
     const char* digits = text != nullptr ? PyUnicode_AsUTF8(text) : nullptr;
@@ -326,7 +329,8 @@ std::string element_label(std::ptrdiff_t index) {
 }
 
 /// Copies a bytes-like `value` of exactly `size` bytes to `p` (`[u8; N]` and its arrays).
-bool encode_bytes(const TypeInfo& info, const Field& f, PyObject* value, std::size_t size, std::byte* p,
+// noinline: kept out of encode_field, so the scalar fields' path stays as small as before.
+[[gnu::noinline]] bool encode_bytes(const TypeInfo& info, const Field& f, PyObject* value, std::size_t size, std::byte* p,
                   std::ptrdiff_t index, const char* expected = "bytes") {
     Py_buffer view;
     if (PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) != 0) {
@@ -347,7 +351,8 @@ bool encode_bytes(const TypeInfo& info, const Field& f, PyObject* value, std::si
 }
 
 /// A U256 from 32 bytes (big-endian, as stored) or from an int in [0, 2**256).
-bool encode_u256(const TypeInfo& info, const Field& f, PyObject* value, std::byte* p, std::ptrdiff_t index) {
+[[gnu::noinline]] bool encode_u256(const TypeInfo& info, const Field& f, PyObject* value, std::byte* p,
+                                   std::ptrdiff_t index) {
     if (!PyLong_Check(value)) return encode_bytes(info, f, value, U256_SIZE, p, index, "32 bytes or an int");
     int overflow = 0;
     const long long small = PyLong_AsLongLongAndOverflow(value, &overflow);
@@ -512,15 +517,14 @@ bool encode_sequence(const TypeInfo& info, const Field& f, PyObject* value, std:
         store(p, static_cast<std::uint16_t>(n));
         data = p + schema::FIXED_HEADER_SIZE;
     }
-    Field element = f;
-    element.kind = FieldKind::Scalar;
+    // encode_scalar reads only f.element (and f's names for errors): no per-element copy.
     PyObject** items = PySequence_Fast_ITEMS(seq);
     for (std::size_t i = 0; i < n; ++i) {
         std::byte* at = data + i * f.element_size;
         const auto index = static_cast<std::ptrdiff_t>(i);
         bool ok = false;
         switch (f.element_kind) {
-            case ElementKind::Scalar: ok = encode_scalar(info, element, items[i], at); break;
+            case ElementKind::Scalar: ok = encode_scalar(info, f, items[i], at); break;
             case ElementKind::U256: ok = encode_u256(info, f, items[i], at, index); break;
             case ElementKind::Bytes: ok = encode_bytes(info, f, items[i], f.element_size, at, index); break;
         }
@@ -611,34 +615,39 @@ int message_init(PyObject* self, PyObject* args, PyObject* kwargs) {
                      fields.size(), positional);
         return -1;
     }
-    if (kwargs != nullptr) {
+    Py_ssize_t matched = 0;  // keywords that named a field
+    for (std::size_t i = 0; i < fields.size(); ++i) {
+        PyObject* given = nullptr;
+        if (kwargs != nullptr) {
+            given = PyDict_GetItemWithError(kwargs, info->keywords[i]);
+            if (given == nullptr && PyErr_Occurred()) return -1;
+            if (given != nullptr && static_cast<Py_ssize_t>(i) < positional) {
+                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", m.python_name.c_str(),
+                             fields[i].python_name.c_str());
+                return -1;
+            }
+            matched += given != nullptr;
+        }
+        if (given == nullptr && static_cast<Py_ssize_t>(i) < positional) {
+            given = PyTuple_GET_ITEM(args, static_cast<Py_ssize_t>(i));
+        }
+        PyObject* v = given != nullptr ? stored_value(*info, fields[i], given) : zero_value(fields[i]);
+        if (v == nullptr) return -1;
+        Py_XSETREF(value_at(self, i), v);
+    }
+    if (kwargs != nullptr && matched != PyDict_GET_SIZE(kwargs)) {
+        // Only on this error path: find the keyword that names no field.
         PyObject* key = nullptr;
         PyObject* unused = nullptr;
         Py_ssize_t pos = 0;
         while (PyDict_Next(kwargs, &pos, &key, &unused)) {
-            const std::ptrdiff_t index = python_field_index(m, PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : nullptr);
-            if (index < 0) {
+            if (python_field_index(m, PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : nullptr) < 0) {
                 PyErr_Clear();
                 PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%S'", m.python_name.c_str(),
                              key);
                 return -1;
             }
-            if (index < positional) {
-                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%S'", m.python_name.c_str(), key);
-                return -1;
-            }
         }
-    }
-    for (std::size_t i = 0; i < fields.size(); ++i) {
-        PyObject* given = nullptr;
-        if (static_cast<Py_ssize_t>(i) < positional) {
-            given = PyTuple_GET_ITEM(args, static_cast<Py_ssize_t>(i));
-        } else if (kwargs != nullptr) {
-            given = PyDict_GetItemString(kwargs, fields[i].python_name.c_str());
-        }
-        PyObject* v = given != nullptr ? stored_value(*info, fields[i], given) : zero_value(fields[i]);
-        if (v == nullptr) return -1;
-        Py_XSETREF(value_at(self, i), v);
     }
     return 0;
 }
@@ -774,6 +783,7 @@ void destroy_info(PyObject* capsule) {
     if (info == nullptr) return;
     Py_XDECREF(info->validation_error);
     Py_XDECREF(info->decode_error);
+    for (PyObject* k : info->keywords) Py_XDECREF(k);
     delete info;
 }
 
@@ -801,6 +811,11 @@ MessageTypes::MessageTypes(std::shared_ptr<const schema::Registry> registry, PyO
                                                     VALUES_OFFSET + static_cast<Py_ssize_t>(i * sizeof(PyObject*)), 0,
                                                     nullptr});
             }
+        }
+        for (const Field& f : m.fields) {
+            PyObject* keyword = PyUnicode_InternFromString(f.python_name.c_str());
+            if (keyword == nullptr) throw std::runtime_error("cannot create the field names of " + m.name);
+            info->keywords.push_back(keyword);
         }
         info->members.push_back(PyMemberDef{nullptr, 0, 0, 0, nullptr});
         info->getsets.push_back(PyGetSetDef{nullptr, nullptr, nullptr, nullptr, nullptr});
