@@ -695,11 +695,11 @@ PyObject* message_repr(PyObject* self) {
     return PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size()));
 }
 
-/// Equality of two field values; numeric sequences compare element-wise so numpy views and
-/// lists compare by content.
+/// Equality of two field values; arrays and vectors compare element-wise, so numpy views,
+/// lists and the tuples a caller may have given compare by content.
 int values_equal(const Field& f, PyObject* a, PyObject* b) {
     if (a == nullptr || b == nullptr) return a == b;
-    if (!is_numeric_sequence(f)) return PyObject_RichCompareBool(a, b, Py_EQ);
+    if (!is_sequence(f) || is_byte_array(f)) return PyObject_RichCompareBool(a, b, Py_EQ);
     PyObject* ta = PySequence_Tuple(a);
     PyObject* tb = ta != nullptr ? PySequence_Tuple(b) : nullptr;
     const int eq = tb != nullptr ? PyObject_RichCompareBool(ta, tb, Py_EQ) : -1;
