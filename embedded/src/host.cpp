@@ -270,6 +270,18 @@ int Host::run() {
         }
     }
 
+    // The scripts' print() output is block-buffered when stdout is a pipe; flush it now so
+    // it comes before anything the host prints after run() (the summary), in order.
+    try {
+        py::module_ sys = py::module_::import("sys");
+        for (const char* stream : {"stdout", "stderr"}) {
+            py::object s = sys.attr(stream);
+            if (!s.is_none()) s.attr("flush")();
+        }
+    } catch (const py::error_already_set& e) {
+        self.log->warn("flushing the scripts' output failed: {}", e.what());
+    }
+
     self.run_finished = true;
     self.watchdog.join();
     if (exit_code == HOST_EXIT_OK) exit_code = runtime.exit_code();

@@ -2,24 +2,32 @@
 // or generated Python: a decoded message is one allocation for the object plus one per
 // field, and no Python bytecode runs, which is what lets a callback receive millions of
 // messages a second. Field values live in a PyObject* array after the object header and
-// are exposed as member descriptors, like __slots__.
+// are exposed as member descriptors, like __slots__; a field whose value is converted when
+// set (a U256 given as an int becomes its 32 bytes) has a getter and setter instead.
+//
+// Python sees the fields' Python names (`class_` for `class`) and the message's Python
+// name; errors name the contracts' names, in the registry's one text (ValidationFailure).
 
 #include "message_types.hpp"
 
 #include <structmember.h>
 
+#include <cstdint>
 #include <cstring>
-
-#include "mycelium/unaligned.hpp"
 #include <limits>
 #include <string>
 
+#include "mycelium/unaligned.hpp"
+
 namespace mycelium::embedded {
 
+using schema::ElementKind;
 using schema::Field;
 using schema::FieldKind;
 using schema::MessageSchema;
 using schema::Scalar;
+
+constexpr std::size_t U256_SIZE = 32;
 
 namespace {
 
@@ -77,10 +85,18 @@ const char* numpy_dtype(Scalar s) {
     return "<u1";
 }
 
-bool is_byte_array(const Field& f) { return f.kind == FieldKind::Array && f.element == Scalar::U8; }
-bool is_numeric_sequence(const Field& f) {
-    return f.kind == FieldKind::Vec || (f.kind == FieldKind::Array && !is_byte_array(f));
+/// `[u8; N]`: one bytes object.
+bool is_byte_array(const Field& f) {
+    return f.kind == FieldKind::Array && f.element_kind == ElementKind::Scalar && f.element == Scalar::U8;
 }
+bool is_sequence(const Field& f) { return f.kind == FieldKind::Array || f.kind == FieldKind::Vec; }
+/// Arrays and vectors of numbers: read-only numpy views when numpy is importable, else lists.
+bool is_numeric_sequence(const Field& f) {
+    return is_sequence(f) && f.element_kind == ElementKind::Scalar && !is_byte_array(f);
+}
+/// A U256, or an array or vector of them: an int given for one is turned into its 32 bytes
+/// when the field is set, so the attribute always reads back as bytes.
+bool converts_on_set(const Field& f) { return f.element_kind == ElementKind::U256; }
 
 template <class T>
 T load(const std::byte* p) {
@@ -109,32 +125,44 @@ PyObject* scalar_to_python(Scalar s, const std::byte* p) {
     Py_RETURN_NONE;
 }
 
+PyObject* bytes_of(const std::byte* p, std::size_t n) {
+    return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(p), static_cast<Py_ssize_t>(n));
+}
+
+PyObject* zero_bytes(std::size_t n) {
+    PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(n));
+    if (b != nullptr) std::memset(PyBytes_AS_STRING(b), 0, n);
+    return b;
+}
+
+/// One element of an array or a vector read from `p`: a number, or bytes for a U256 or
+/// `[u8; N]` element.
+PyObject* element_to_python(const Field& f, const std::byte* p) {
+    if (f.element_kind == ElementKind::Scalar) return scalar_to_python(f.element, p);
+    return bytes_of(p, f.element_size);
+}
+
 PyObject* zero_value(const Field& f) {
+    static const std::byte zero[U256_SIZE]{};
     switch (f.kind) {
-        case FieldKind::Scalar: {
-            const std::byte zero[8]{};
-            return scalar_to_python(f.element, zero);
-        }
+        case FieldKind::Scalar: return scalar_to_python(f.element, zero);
+        case FieldKind::U256: return zero_bytes(U256_SIZE);
         case FieldKind::String: return PyUnicode_FromStringAndSize("", 0);
-        case FieldKind::Array:
-            if (is_byte_array(f)) {
-                PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(f.capacity));
-                if (b != nullptr) std::memset(PyBytes_AS_STRING(b), 0, f.capacity);
-                return b;
-            } else {
-                const std::byte zero[8]{};
-                PyObject* t = PyTuple_New(static_cast<Py_ssize_t>(f.capacity));
-                for (std::size_t i = 0; t != nullptr && i < f.capacity; ++i) {
-                    PyObject* z = scalar_to_python(f.element, zero);
-                    if (z == nullptr) {
-                        Py_CLEAR(t);
-                        break;
-                    }
-                    PyTuple_SET_ITEM(t, static_cast<Py_ssize_t>(i), z);
+        case FieldKind::Vec: return PyList_New(0);
+        case FieldKind::Array: {
+            if (is_byte_array(f)) return zero_bytes(f.capacity);
+            PyObject* list = PyList_New(static_cast<Py_ssize_t>(f.capacity));
+            for (std::size_t i = 0; list != nullptr && i < f.capacity; ++i) {
+                PyObject* z = f.element_kind == ElementKind::Scalar ? scalar_to_python(f.element, zero)
+                                                                    : zero_bytes(f.element_size);
+                if (z == nullptr) {
+                    Py_CLEAR(list);
+                    break;
                 }
-                return t;
+                PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), z);
             }
-        case FieldKind::Vec: return PyTuple_New(0);
+            return list;
+        }
     }
     Py_RETURN_NONE;
 }
@@ -149,17 +177,28 @@ struct MessageTypes::TypeInfo {
     PyObject* decode_error = nullptr;      ///< owned reference
     bool has_numeric_sequences = false;
     std::string qualified_name;
-    std::vector<std::string> names;  ///< keeps member names alive for the PyMemberDefs
-    std::vector<PyMemberDef> members;
+    std::vector<PyMemberDef> members;  ///< names point into the schema, which the registry keeps alive
+    std::vector<PyGetSetDef> getsets;  ///< the fields that convert_on_set
+    /// Interned Python names of the fields (owned): a keyword lookup hashes nothing and
+    /// compares pointers, as the interpreter interns the keywords of a call.
+    std::vector<PyObject*> keywords;
 
-    std::nullptr_t raise_validation(const Field& f, const char* rule, const std::string& detail) const {
-        PyObject* err = PyObject_CallFunction(validation_error, "ssss", schema->name.c_str(), f.name.c_str(), rule,
-                                              detail.c_str());
+    /// Raises ValidationError(message, field, rule, detail): its text is failure.text().
+    [[gnu::cold]] std::nullptr_t raise_failure(const schema::ValidationFailure& failure) const {
+        if (failure.field.empty()) {
+            PyErr_SetString(PyExc_ValueError, failure.text().c_str());
+            return nullptr;
+        }
+        PyObject* err = PyObject_CallFunction(validation_error, "ssss", failure.message.c_str(),
+                                              failure.field.c_str(), failure.rule.c_str(), failure.detail.c_str());
         if (err != nullptr) {
             PyErr_SetObject(validation_error, err);
             Py_DECREF(err);
         }
         return nullptr;
+    }
+    [[gnu::cold]] std::nullptr_t raise_validation(const Field& f, const char* rule, const std::string& detail) const {
+        return raise_failure({schema->name, f.name, rule, detail});
     }
     std::nullptr_t raise_decode(const Field& f, const std::string& detail) const {
         PyErr_Format(decode_error, "%s.%s: %s", schema->name.c_str(), f.name.c_str(), detail.c_str());
@@ -199,30 +238,30 @@ PyObject* decode_sequence(const TypeInfo& info, const Field& f, const std::byte*
         }
         data_offset += schema::FIXED_HEADER_SIZE;
     }
-    if (backing != nullptr) {
+    if (backing != nullptr && is_numeric_sequence(f)) {
         if (PyObject* frombuffer = numpy_frombuffer()) {
             return PyObject_CallFunction(frombuffer, "Osnn", backing, numpy_dtype(f.element),
                                          static_cast<Py_ssize_t>(count), static_cast<Py_ssize_t>(data_offset));
         }
     }
-    const std::size_t step = schema::scalar_size(f.element);
-    PyObject* tuple = PyTuple_New(static_cast<Py_ssize_t>(count));
-    if (tuple == nullptr) return nullptr;
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(count));
+    if (list == nullptr) return nullptr;
     for (std::size_t i = 0; i < count; ++i) {
-        PyObject* v = scalar_to_python(f.element, base + data_offset + i * step);
+        PyObject* v = element_to_python(f, base + data_offset + i * f.element_size);
         if (v == nullptr) {
-            Py_DECREF(tuple);
+            Py_DECREF(list);
             return nullptr;
         }
-        PyTuple_SET_ITEM(tuple, static_cast<Py_ssize_t>(i), v);
+        PyList_SET_ITEM(list, static_cast<Py_ssize_t>(i), v);
     }
-    return tuple;
+    return list;
 }
 
 PyObject* decode_field(const TypeInfo& info, const Field& f, const std::byte* base, PyObject* backing) {
     const std::byte* p = base + f.offset;
     switch (f.kind) {
         case FieldKind::Scalar: return scalar_to_python(f.element, p);
+        case FieldKind::U256: return bytes_of(p, U256_SIZE);
         case FieldKind::String: {
             const std::size_t length = load<std::uint16_t>(p);
             if (length > f.capacity) {
@@ -238,9 +277,7 @@ PyObject* decode_field(const TypeInfo& info, const Field& f, const std::byte* ba
             return s;
         }
         case FieldKind::Array:
-            if (is_byte_array(f)) {
-                return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(p), static_cast<Py_ssize_t>(f.capacity));
-            }
+            if (is_byte_array(f)) return bytes_of(p, f.capacity);
             return decode_sequence(info, f, base, backing, f.offset);
         case FieldKind::Vec: return decode_sequence(info, f, base, backing, f.offset);
     }
@@ -272,6 +309,115 @@ PyObject* decode_into_new(const TypeInfo& info, std::span<const std::byte> paylo
 }
 
 // ---------------------------------------------------------------- encoding
+
+/// An int for an error's detail: its digits (at most 80), or "value" for a sensitive
+/// message, whose values stay out of errors and so out of log lines.
+[[gnu::cold]] std::string value_text(const TypeInfo& info, PyObject* integer) {
+    if (info.schema->sensitive) return "value";
+    PyObject* text = PyObject_Str(integer);
+    const char* digits = text != nullptr ? PyUnicode_AsUTF8(text) : nullptr;
+    std::string out = digits != nullptr ? digits : "value";
+    Py_XDECREF(text);
+    PyErr_Clear();
+    if (out.size() > 80) out = out.substr(0, 77) + "...";
+    return out;
+}
+
+/// "element 3: " for a value inside an array or a vector (index >= 0), else "".
+std::string element_label(std::ptrdiff_t index) {
+    return index < 0 ? std::string() : "element " + std::to_string(index) + ": ";
+}
+
+/// Copies a bytes-like `value` of exactly `size` bytes to `p` (`[u8; N]` and its arrays).
+// noinline: kept out of encode_field, so the scalar fields' path stays as small as before.
+[[gnu::noinline]] bool encode_bytes(const TypeInfo& info, const Field& f, PyObject* value, std::size_t size, std::byte* p,
+                  std::ptrdiff_t index, const char* expected = "bytes") {
+    Py_buffer view;
+    if (PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) != 0) {
+        PyErr_Clear();
+        info.raise_validation(f, "type", element_label(index) + "expected " + expected + ", got " +
+                                             Py_TYPE(value)->tp_name);
+        return false;
+    }
+    const auto got = static_cast<std::size_t>(view.len);
+    if (got == size) std::memcpy(p, view.buf, size);
+    PyBuffer_Release(&view);
+    if (got != size) {
+        info.raise_validation(f, "size", element_label(index) + "expected " + std::to_string(size) + " bytes, got " +
+                                             std::to_string(got));
+        return false;
+    }
+    return true;
+}
+
+/// A U256 from 32 bytes (big-endian, as stored) or from an int in [0, 2**256).
+[[gnu::noinline]] bool encode_u256(const TypeInfo& info, const Field& f, PyObject* value, std::byte* p,
+                                   std::ptrdiff_t index) {
+    if (!PyLong_Check(value)) return encode_bytes(info, f, value, U256_SIZE, p, index, "32 bytes or an int");
+    int overflow = 0;
+    const long long small = PyLong_AsLongLongAndOverflow(value, &overflow);
+    bool in_range = overflow > 0 || (overflow == 0 && small >= 0);
+    if (in_range && overflow == 0) {
+        // The common case, a value that fits 63 bits: no call into int.to_bytes.
+        std::memset(p, 0, U256_SIZE);
+        for (std::size_t k = 0; k < 8; ++k) {
+            p[U256_SIZE - 1 - k] = static_cast<std::byte>(static_cast<unsigned long long>(small) >> (8 * k));
+        }
+        return true;
+    }
+    if (in_range) {
+        PyObject* bytes = PyObject_CallMethod(value, "to_bytes", "ns", static_cast<Py_ssize_t>(U256_SIZE), "big");
+        if (bytes != nullptr) {
+            std::memcpy(p, PyBytes_AS_STRING(bytes), U256_SIZE);
+            Py_DECREF(bytes);
+            return true;
+        }
+        if (!PyErr_ExceptionMatches(PyExc_OverflowError)) return false;
+        PyErr_Clear();
+        in_range = false;
+    }
+    info.raise_validation(f, "range", element_label(index) + value_text(info, value) +
+                                          " is outside the range of U256 (0 to 2**256-1)");
+    return false;
+}
+
+/// The 32-byte bytes object a U256 value is stored as (new reference).
+PyObject* u256_object(const TypeInfo& info, const Field& f, PyObject* value, std::ptrdiff_t index) {
+    if (PyBytes_CheckExact(value) && PyBytes_GET_SIZE(value) == static_cast<Py_ssize_t>(U256_SIZE)) {
+        Py_INCREF(value);  // bytes are immutable: share them
+        return value;
+    }
+    std::byte raw[U256_SIZE];
+    if (!encode_u256(info, f, value, raw, index)) return nullptr;
+    return bytes_of(raw, U256_SIZE);
+}
+
+/// What a field holds once set (new reference): a U256 as its 32 bytes, a sequence of
+/// U256 as a list of them, any other value as given (it is checked when encoded).
+PyObject* stored_value(const TypeInfo& info, const Field& f, PyObject* value) {
+    if (!converts_on_set(f)) {
+        Py_INCREF(value);
+        return value;
+    }
+    if (f.kind == FieldKind::U256) return u256_object(info, f, value, -1);
+    PyObject* seq = PySequence_Fast(value, "");
+    if (seq == nullptr) {
+        PyErr_Clear();
+        return info.raise_validation(f, "type", std::string("expected a sequence, got ") + Py_TYPE(value)->tp_name);
+    }
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject* list = PyList_New(n);
+    for (Py_ssize_t i = 0; list != nullptr && i < n; ++i) {
+        PyObject* item = u256_object(info, f, PySequence_Fast_GET_ITEM(seq, i), i);
+        if (item == nullptr) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    Py_DECREF(seq);
+    return list;
+}
 
 bool encode_integer(const TypeInfo& info, const Field& f, PyObject* value, std::byte* p) {
     PyObject* index = PyNumber_Index(value);
@@ -307,13 +453,9 @@ bool encode_integer(const TypeInfo& info, const Field& f, PyObject* value, std::
     }
     if (!in_range) {
         PyErr_Clear();
-        PyObject* text = PyObject_Str(index);
-        const char* digits = text != nullptr ? PyUnicode_AsUTF8(text) : "?";
-        std::string detail = std::string(digits != nullptr ? digits : "?") + " is outside the range of " +
-                             std::string(schema::scalar_name(f.element));
-        Py_XDECREF(text);
+        const std::string detail =
+            value_text(info, index) + " is outside the range of " + std::string(schema::scalar_name(f.element));
         Py_DECREF(index);
-        PyErr_Clear();
         info.raise_validation(f, "range", detail);
         return false;
     }
@@ -375,12 +517,18 @@ bool encode_sequence(const TypeInfo& info, const Field& f, PyObject* value, std:
         store(p, static_cast<std::uint16_t>(n));
         data = p + schema::FIXED_HEADER_SIZE;
     }
-    Field element = f;
-    element.kind = FieldKind::Scalar;
-    const std::size_t step = schema::scalar_size(f.element);
+    // encode_scalar reads only f.element (and f's names for errors): no per-element copy.
     PyObject** items = PySequence_Fast_ITEMS(seq);
     for (std::size_t i = 0; i < n; ++i) {
-        if (!encode_scalar(info, element, items[i], data + i * step)) {
+        std::byte* at = data + i * f.element_size;
+        const auto index = static_cast<std::ptrdiff_t>(i);
+        bool ok = false;
+        switch (f.element_kind) {
+            case ElementKind::Scalar: ok = encode_scalar(info, f, items[i], at); break;
+            case ElementKind::U256: ok = encode_u256(info, f, items[i], at, index); break;
+            case ElementKind::Bytes: ok = encode_bytes(info, f, items[i], f.element_size, at, index); break;
+        }
+        if (!ok) {
             Py_DECREF(seq);
             return false;
         }
@@ -397,6 +545,7 @@ bool encode_field(const TypeInfo& info, const Field& f, PyObject* value, std::by
     }
     switch (f.kind) {
         case FieldKind::Scalar: return encode_scalar(info, f, value, p);
+        case FieldKind::U256: return encode_u256(info, f, value, p, -1);
         case FieldKind::String: {
             if (!PyUnicode_Check(value)) {
                 info.raise_validation(f, "type", std::string("expected str, got ") + Py_TYPE(value)->tp_name);
@@ -415,23 +564,7 @@ bool encode_field(const TypeInfo& info, const Field& f, PyObject* value, std::by
             return true;
         }
         case FieldKind::Array:
-            if (is_byte_array(f)) {
-                Py_buffer view;
-                if (PyObject_GetBuffer(value, &view, PyBUF_SIMPLE) != 0) {
-                    PyErr_Clear();
-                    info.raise_validation(f, "type", std::string("expected bytes, got ") + Py_TYPE(value)->tp_name);
-                    return false;
-                }
-                const bool ok = static_cast<std::size_t>(view.len) == f.capacity;
-                if (ok) std::memcpy(p, view.buf, f.capacity);
-                const auto got = view.len;
-                PyBuffer_Release(&view);
-                if (!ok) {
-                    info.raise_validation(f, "size", "expected " + std::to_string(f.capacity) + " bytes, got " +
-                                                         std::to_string(got));
-                }
-                return ok;
-            }
+            if (is_byte_array(f)) return encode_bytes(info, f, value, f.capacity, p, -1);
             return encode_sequence(info, f, value, p);
         case FieldKind::Vec: return encode_sequence(info, f, value, p);
     }
@@ -444,16 +577,10 @@ bool encode_message(const TypeInfo& info, PyObject* self, std::span<std::byte> o
     for (std::size_t i = 0; i < fields.size(); ++i) {
         if (!encode_field(info, fields[i], value_at(self, i), out.data())) return false;
     }
-    // The contracts' rules with the registry's own text.
+    // All seven rules, checked by the registry that C++ and `pub` use, with its one text.
     auto checked = info.registry->validate(*info.schema, out);
     if (!checked) {
-        const auto& failure = checked.error();
-        const Field* f = info.schema->find_field(failure.field);
-        if (f != nullptr) {
-            info.raise_validation(*f, failure.rule.c_str(), failure.detail);
-        } else {
-            PyErr_SetString(info.validation_error, failure.text().c_str());
-        }
+        info.raise_failure(checked.error());
         return false;
     }
     return true;
@@ -469,43 +596,54 @@ void message_dealloc(PyObject* self) {
     Py_DECREF(type);  // instances of heap types own a reference to their type
 }
 
+/// The index of the field whose Python name is `name`, or -1.
+std::ptrdiff_t python_field_index(const MessageSchema& m, const char* name) {
+    for (std::size_t i = 0; name != nullptr && i < m.fields.size(); ++i) {
+        if (m.fields[i].python_name == name) return static_cast<std::ptrdiff_t>(i);
+    }
+    return -1;
+}
+
 int message_init(PyObject* self, PyObject* args, PyObject* kwargs) {
     TypeInfo* info = info_or_raise(self);
     if (info == nullptr) return -1;
-    const auto& fields = info->schema->fields;
+    const MessageSchema& m = *info->schema;
+    const auto& fields = m.fields;
     const Py_ssize_t positional = PyTuple_GET_SIZE(args);
     if (positional > static_cast<Py_ssize_t>(fields.size())) {
-        PyErr_Format(PyExc_TypeError, "%s() takes at most %zu arguments (%zd given)", info->schema->name.c_str(),
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zu arguments (%zd given)", m.python_name.c_str(),
                      fields.size(), positional);
         return -1;
     }
+    Py_ssize_t matched = 0;  // keywords that named a field
     for (std::size_t i = 0; i < fields.size(); ++i) {
-        PyObject* v = nullptr;
-        if (static_cast<Py_ssize_t>(i) < positional) {
-            v = PyTuple_GET_ITEM(args, static_cast<Py_ssize_t>(i));
-            Py_INCREF(v);
-        } else if (kwargs != nullptr && (v = PyDict_GetItemString(kwargs, fields[i].name.c_str())) != nullptr) {
-            Py_INCREF(v);
-        } else {
-            v = zero_value(fields[i]);
-            if (v == nullptr) return -1;
+        PyObject* given = nullptr;
+        if (kwargs != nullptr) {
+            given = PyDict_GetItemWithError(kwargs, info->keywords[i]);
+            if (given == nullptr && PyErr_Occurred()) return -1;
+            if (given != nullptr && static_cast<Py_ssize_t>(i) < positional) {
+                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", m.python_name.c_str(),
+                             fields[i].python_name.c_str());
+                return -1;
+            }
+            matched += given != nullptr;
         }
+        if (given == nullptr && static_cast<Py_ssize_t>(i) < positional) {
+            given = PyTuple_GET_ITEM(args, static_cast<Py_ssize_t>(i));
+        }
+        PyObject* v = given != nullptr ? stored_value(*info, fields[i], given) : zero_value(fields[i]);
+        if (v == nullptr) return -1;
         Py_XSETREF(value_at(self, i), v);
     }
-    if (kwargs != nullptr) {
+    if (kwargs != nullptr && matched != PyDict_GET_SIZE(kwargs)) {
+        // Only on this error path: find the keyword that names no field.
         PyObject* key = nullptr;
         PyObject* unused = nullptr;
         Py_ssize_t pos = 0;
         while (PyDict_Next(kwargs, &pos, &key, &unused)) {
-            const char* name = PyUnicode_AsUTF8(key);
-            const Field* f = name != nullptr ? info->schema->find_field(name) : nullptr;
-            if (f == nullptr) {
-                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
-                             info->schema->name.c_str(), key);
-                return -1;
-            }
-            if (static_cast<Py_ssize_t>(f - fields.data()) < positional) {
-                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%U'", info->schema->name.c_str(),
+            if (python_field_index(m, PyUnicode_Check(key) ? PyUnicode_AsUTF8(key) : nullptr) < 0) {
+                PyErr_Clear();
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%S'", m.python_name.c_str(),
                              key);
                 return -1;
             }
@@ -514,27 +652,54 @@ int message_init(PyObject* self, PyObject* args, PyObject* kwargs) {
     return 0;
 }
 
+/// Getter and setter of a field that converts_on_set; `closure` is the field's index.
+PyObject* converted_get(PyObject* self, void* closure) {
+    PyObject* v = value_at(self, reinterpret_cast<std::uintptr_t>(closure));
+    if (v == nullptr) {
+        PyErr_SetString(PyExc_AttributeError, "the field is not set");
+        return nullptr;
+    }
+    Py_INCREF(v);
+    return v;
+}
+
+int converted_set(PyObject* self, PyObject* value, void* closure) {
+    TypeInfo* info = info_or_raise(self);
+    if (info == nullptr) return -1;
+    const auto i = reinterpret_cast<std::uintptr_t>(closure);
+    const Field& f = info->schema->fields[i];
+    if (value == nullptr) {
+        PyErr_Format(PyExc_AttributeError, "%s.%s cannot be deleted", info->schema->python_name.c_str(),
+                     f.python_name.c_str());
+        return -1;
+    }
+    PyObject* stored = stored_value(*info, f, value);
+    if (stored == nullptr) return -1;
+    Py_XSETREF(value_at(self, i), stored);
+    return 0;
+}
+
 PyObject* message_repr(PyObject* self) {
     TypeInfo* info = info_or_raise(self);
     if (info == nullptr) return nullptr;
-    std::string text = info->schema->name + "(";
+    std::string text = info->schema->python_name + "(";
     const auto& fields = info->schema->fields;
     for (std::size_t i = 0; i < fields.size(); ++i) {
         PyObject* r = value_at(self, i) != nullptr ? PyObject_Repr(value_at(self, i)) : PyUnicode_FromString("<unset>");
         if (r == nullptr) return nullptr;
         const char* utf8 = PyUnicode_AsUTF8(r);
-        text += (i == 0 ? "" : ", ") + fields[i].name + "=" + (utf8 != nullptr ? utf8 : "?");
+        text += (i == 0 ? "" : ", ") + fields[i].python_name + "=" + (utf8 != nullptr ? utf8 : "?");
         Py_DECREF(r);
     }
     text += ")";
     return PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size()));
 }
 
-/// Equality of two field values; sequences compare element-wise so numpy views and
-/// tuples compare by content.
+/// Equality of two field values; arrays and vectors compare element-wise, so numpy views,
+/// lists and the tuples a caller may have given compare by content.
 int values_equal(const Field& f, PyObject* a, PyObject* b) {
     if (a == nullptr || b == nullptr) return a == b;
-    if (!is_numeric_sequence(f)) return PyObject_RichCompareBool(a, b, Py_EQ);
+    if (!is_sequence(f) || is_byte_array(f)) return PyObject_RichCompareBool(a, b, Py_EQ);
     PyObject* ta = PySequence_Tuple(a);
     PyObject* tb = ta != nullptr ? PySequence_Tuple(b) : nullptr;
     const int eq = tb != nullptr ? PyObject_RichCompareBool(ta, tb, Py_EQ) : -1;
@@ -618,6 +783,7 @@ void destroy_info(PyObject* capsule) {
     if (info == nullptr) return;
     Py_XDECREF(info->validation_error);
     Py_XDECREF(info->decode_error);
+    for (PyObject* k : info->keywords) Py_XDECREF(k);
     delete info;
 }
 
@@ -633,17 +799,26 @@ MessageTypes::MessageTypes(std::shared_ptr<const schema::Registry> registry, PyO
         info->validation_error = validation_error;
         Py_INCREF(decode_error);
         info->decode_error = decode_error;
-        info->qualified_name = "mycelium_native.messages." + m.name;
-        for (const Field& f : m.fields) {
-            info->has_numeric_sequences = info->has_numeric_sequences || is_numeric_sequence(f);
-            info->names.push_back(f.name);
-        }
+        info->qualified_name = "mycelium_native.messages." + m.python_name;
         for (std::size_t i = 0; i < m.fields.size(); ++i) {
-            info->members.push_back(PyMemberDef{info->names[i].c_str(), T_OBJECT_EX,
-                                                VALUES_OFFSET + static_cast<Py_ssize_t>(i * sizeof(PyObject*)), 0,
-                                                nullptr});
+            const Field& f = m.fields[i];
+            info->has_numeric_sequences = info->has_numeric_sequences || is_numeric_sequence(f);
+            if (converts_on_set(f)) {
+                info->getsets.push_back(PyGetSetDef{f.python_name.c_str(), converted_get, converted_set, nullptr,
+                                                    reinterpret_cast<void*>(static_cast<std::uintptr_t>(i))});
+            } else {
+                info->members.push_back(PyMemberDef{f.python_name.c_str(), T_OBJECT_EX,
+                                                    VALUES_OFFSET + static_cast<Py_ssize_t>(i * sizeof(PyObject*)), 0,
+                                                    nullptr});
+            }
+        }
+        for (const Field& f : m.fields) {
+            PyObject* keyword = PyUnicode_InternFromString(f.python_name.c_str());
+            if (keyword == nullptr) throw std::runtime_error("cannot create the field names of " + m.name);
+            info->keywords.push_back(keyword);
         }
         info->members.push_back(PyMemberDef{nullptr, 0, 0, 0, nullptr});
+        info->getsets.push_back(PyGetSetDef{nullptr, nullptr, nullptr, nullptr, nullptr});
 
         PyType_Slot slots[] = {
             {Py_tp_dealloc, reinterpret_cast<void*>(message_dealloc)},
@@ -654,6 +829,7 @@ MessageTypes::MessageTypes(std::shared_ptr<const schema::Registry> registry, PyO
             {Py_tp_hash, reinterpret_cast<void*>(PyObject_HashNotImplemented)},
             {Py_tp_methods, MESSAGE_METHODS},
             {Py_tp_members, info->members.data()},
+            {Py_tp_getset, info->getsets.data()},
             {Py_tp_doc, const_cast<char*>(m.description.c_str())},
             {0, nullptr},
         };
@@ -667,7 +843,8 @@ MessageTypes::MessageTypes(std::shared_ptr<const schema::Registry> registry, PyO
 
         PyObject* field_names = PyTuple_New(static_cast<Py_ssize_t>(m.fields.size()));
         for (std::size_t i = 0; field_names != nullptr && i < m.fields.size(); ++i) {
-            PyTuple_SET_ITEM(field_names, static_cast<Py_ssize_t>(i), PyUnicode_FromString(m.fields[i].name.c_str()));
+            PyTuple_SET_ITEM(field_names, static_cast<Py_ssize_t>(i),
+                             PyUnicode_FromString(m.fields[i].python_name.c_str()));
         }
         TypeInfo* raw = info.get();
         PyObject* capsule = PyCapsule_New(raw, INFO_KEY, destroy_info);
@@ -693,7 +870,7 @@ bool MessageTypes::add_to(PyObject* module) const {
     for (PyObject* type : types_) {
         const TypeInfo* info = info_of(reinterpret_cast<PyTypeObject*>(type));
         Py_INCREF(type);
-        if (PyModule_AddObject(module, info->schema->name.c_str(), type) != 0) {
+        if (PyModule_AddObject(module, info->schema->python_name.c_str(), type) != 0) {
             Py_DECREF(type);
             return false;
         }

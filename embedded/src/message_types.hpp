@@ -15,10 +15,14 @@
 
 namespace mycelium::embedded {
 
-/// The classes of one registry. Instances of a class: keyword constructor with zero
-/// defaults, one attribute per field, to_bytes(), from_bytes(), validate(), TYPE_ID,
-/// NAME, TOPIC, SIZE, FIELDS, equality and repr. Numeric arrays and vectors decode to
-/// read-only numpy views over the message's bytes when numpy is importable, else tuples.
+/// The classes of one registry, named by each message's Python name. Instances of a class:
+/// keyword constructor with zero defaults, one attribute per field under its Python name
+/// (`class_` for `class`), to_bytes(), from_bytes(), validate(), TYPE_ID, NAME, TOPIC
+/// (the schema's, Mycelium's derivation), SIZE, FIELDS (Python names), equality and repr.
+/// Values: `[u8; N]` and U256 are bytes (a U256 also takes an int in [0, 2**256) and
+/// stores its 32 big-endian bytes); arrays and vectors of `[u8; N]` or U256 are lists of
+/// bytes; numeric arrays and vectors decode to read-only numpy views over the message's
+/// bytes when numpy is importable, else lists.
 /// Thread safety: every call needs the GIL. One instance per interpreter.
 class MessageTypes {
 public:

@@ -119,4 +119,33 @@ TEST_CASE("numeric vectors decode to read-only numpy views of one buffer") {
     CHECK(decoded.equal(every));
 }
 
+TEST_CASE("U256 and byte-array elements encode to their bytes at the registry's offsets") {
+    auto registry = std::make_shared<schema::Registry>(schema::Registry::load_file(
+        std::filesystem::path(MYCELIUM_FIXTURES_DIR) / "contracts" / "valid" / "inhost_types.yaml"));
+    py::object errors = exception_classes();
+    embedded::MessageTypes types{registry, errors["ValidationError"].ptr(), errors["DecodeError"].ptr()};
+    py::object module = py::module_::import("types").attr("ModuleType")("inhost_messages");
+    REQUIRE(types.add_to(module.ptr()));
+    const auto* schema = registry->find("PoolState");
+
+    py::object pool = module.attr("PoolState")(py::arg("reserve") = 0x0102, py::arg("class_") = 9,
+                                               py::arg("hops") = py::make_tuple(py::bytes(std::string(20, 'a'))));
+    CHECK(py::isinstance<py::bytes>(pool.attr("reserve")));
+    const auto bytes = pool.attr("to_bytes")().cast<std::string>();
+    REQUIRE(bytes.size() == schema->size);
+    const auto& reserve = *schema->find_field("reserve");
+    CHECK(bytes.substr(reserve.offset, 32) == std::string(30, '\0') + "\x01\x02");  // big-endian
+    const auto& hops = *schema->find_field("hops");
+    CHECK(bytes[hops.offset] == 1);  // the FixedVec's count
+    CHECK(bytes.substr(hops.offset + 8, 20) == std::string(20, 'a'));
+    CHECK(static_cast<unsigned char>(bytes[schema->find_field("class")->offset]) == 9);
+
+    py::object decoded = py::reinterpret_steal<py::object>(
+        types.decode(types.find(schema->type_id), {reinterpret_cast<const std::byte*>(bytes.data()), bytes.size()}));
+    REQUIRE(decoded);
+    CHECK(decoded.equal(pool));
+    CHECK(py::isinstance<py::list>(decoded.attr("siblings")));
+    CHECK(py::len(decoded.attr("siblings")) == 6);
+}
+
 }  // TEST_SUITE

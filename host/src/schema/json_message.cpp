@@ -1,10 +1,16 @@
 // JSON <-> payload for tap and pub. The parser accepts exactly what those tools need:
-// one flat object whose values are numbers, strings, booleans, null or arrays of numbers.
+// one flat object whose values are numbers, strings, booleans, null, or arrays of those
+// (two deep at most: an array of `[u8; N]` may be written as arrays of numbers).
+//
+// JSON numbers are doubles to most readers, so the values a double cannot hold are
+// strings: a U256 is printed as its decimal digits, and bytes (`[u8; N]`, the elements of
+// `Vec<[u8; N]>` and `[[u8; N]; M]`) as "0x" and lowercase hex.
 
 #include "mycelium/json_message.hpp"
 
 #include <fmt/format.h>
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -21,9 +27,12 @@ namespace mycelium::json_message {
 
 namespace {
 
+using schema::ElementKind;
 using schema::Field;
 using schema::FieldKind;
 using schema::Scalar;
+
+constexpr std::size_t U256_SIZE = 32;
 
 template <class T>
 T load(const std::byte* p) {
@@ -54,6 +63,56 @@ std::string scalar_json(Scalar s, const std::byte* p) {
         case Scalar::Bool: return load<std::uint8_t>(p) != 0 ? "true" : "false";
     }
     return "null";
+}
+
+/// `[u8; N]` as a JSON string: "0x" and lowercase hex.
+std::string hex_json(const std::byte* p, std::size_t n) {
+    static constexpr char DIGITS[] = "0123456789abcdef";
+    std::string out = "\"0x";
+    out.reserve(n * 2 + 4);
+    for (std::size_t i = 0; i < n; ++i) {
+        const auto b = std::to_integer<unsigned>(p[i]);
+        out.push_back(DIGITS[b >> 4]);
+        out.push_back(DIGITS[b & 0xf]);
+    }
+    return out + "\"";
+}
+
+/// A big-endian U256's decimal digits, by long division by 10 (78 digits at most).
+std::string u256_decimal(const std::byte* p) {
+    std::array<std::uint8_t, U256_SIZE> n{};
+    std::memcpy(n.data(), p, U256_SIZE);
+    std::string digits;
+    for (;;) {
+        unsigned remainder = 0;
+        bool zero = true;
+        for (auto& byte : n) {
+            const unsigned cur = remainder * 256 + byte;
+            byte = static_cast<std::uint8_t>(cur / 10);
+            remainder = cur % 10;
+            zero = zero && byte == 0;
+        }
+        digits.push_back(static_cast<char>('0' + remainder));
+        if (zero) break;
+    }
+    return {digits.rbegin(), digits.rend()};
+}
+
+/// A U256 as a JSON string of decimal digits.
+std::string u256_json(const std::byte* p) { return fmt::format("\"{}\"", u256_decimal(p)); }
+
+/// One element of an array or a vector: a number, a U256's decimal string, or hex bytes.
+std::string element_json(const Field& f, const std::byte* p) {
+    switch (f.element_kind) {
+        case ElementKind::Scalar: return scalar_json(f.element, p);
+        case ElementKind::U256: return u256_json(p);
+        case ElementKind::Bytes: return hex_json(p, f.element_size);
+    }
+    return "null";
+}
+
+bool is_byte_array(const Field& f) {
+    return f.kind == FieldKind::Array && f.element_kind == ElementKind::Scalar && f.element == Scalar::U8;
 }
 
 // ---------------------------------------------------------------- a small parser
@@ -129,7 +188,7 @@ private:
             v.kind = Value::Kind::String;
             v.text = std::move(*s);
         } else if (c == '[') {
-            if (depth > 0) return fail("nested arrays are not supported");
+            if (depth > 1) return fail("arrays nest at most two deep");
             ++pos_;
             v.kind = Value::Kind::Array;
             skip_space();
@@ -217,7 +276,23 @@ private:
 
 // ---------------------------------------------------------------- encoding values
 
-std::optional<std::string> encode_scalar(const std::string& where, Scalar s, const Value& v, std::byte* p) {
+/// Where a value goes, for errors: "PoolState.reserve" or "PoolState.hops[1]". A
+/// sensitive message's values are not repeated in errors (docs/contracts.md).
+struct Target {
+    std::string where;
+    bool sensitive = false;
+
+    /// `text` quoted for an error, shortened, or "the value" for a sensitive message.
+    std::string shown(std::string_view text) const {
+        if (sensitive) return "the value";
+        if (text.size() > 80) return fmt::format("'{}...'", text.substr(0, 77));
+        return fmt::format("'{}'", text);
+    }
+    Target at(std::size_t index) const { return {fmt::format("{}[{}]", where, index), sensitive}; }
+};
+
+std::optional<std::string> encode_scalar(const Target& t, Scalar s, const Value& v, std::byte* p) {
+    const std::string& where = t.where;
     if (s == Scalar::Bool) {
         if (v.kind != Value::Kind::Bool) return where + ": expected true or false";
         store(p, static_cast<std::uint8_t>(v.boolean));
@@ -227,7 +302,7 @@ std::optional<std::string> encode_scalar(const std::string& where, Scalar s, con
     if (s == Scalar::F32 || s == Scalar::F64) {
         double d = 0;
         const auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
-        if (ec != std::errc{} || end != v.text.data() + v.text.size()) return where + ": '" + v.text + "' is not a number";
+        if (ec != std::errc{} || end != v.text.data() + v.text.size()) return where + ": " + t.shown(v.text) + " is not a number";
         if (s == Scalar::F32) store(p, static_cast<float>(d));
         else store(p, d);
         return std::nullopt;
@@ -250,7 +325,7 @@ std::optional<std::string> encode_scalar(const std::string& where, Scalar s, con
         ok = ec == std::errc{} && end == v.text.data() + v.text.size() && x <= hi;
         bits = x;
     }
-    if (!ok) return where + ": '" + v.text + "' is not a " + std::string(schema::scalar_name(s));
+    if (!ok) return where + ": " + t.shown(v.text) + " is not a " + std::string(schema::scalar_name(s));
     switch (size) {
         case 1: store(p, static_cast<std::uint8_t>(bits)); break;
         case 2: store(p, static_cast<std::uint16_t>(bits)); break;
@@ -260,27 +335,108 @@ std::optional<std::string> encode_scalar(const std::string& where, Scalar s, con
     return std::nullopt;
 }
 
-std::optional<std::string> encode_field(const std::string& where, const Field& f, const Value& v, std::byte* base) {
+int hex_digit(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+bool has_0x(std::string_view s) { return s.size() >= 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X'); }
+
+/// `size` bytes from a hex string ("0x" optional, exactly 2 * size digits) or, as before
+/// hex was accepted, from an array of `size` numbers 0-255.
+std::optional<std::string> encode_bytes(const Target& t, std::size_t size, const Value& v, std::byte* p) {
+    if (v.kind == Value::Kind::Array) {
+        if (v.items.size() != size) return fmt::format("{}: expected {} bytes, got {} values", t.where, size, v.items.size());
+        for (std::size_t i = 0; i < size; ++i) {
+            if (auto e = encode_scalar(t.at(i), Scalar::U8, v.items[i], p + i)) return e;
+        }
+        return std::nullopt;
+    }
+    if (v.kind != Value::Kind::String) return fmt::format("{}: expected {} bytes as a hex string", t.where, size);
+    std::string_view hex = v.text;
+    if (has_0x(hex)) hex.remove_prefix(2);
+    for (char c : hex) {
+        if (hex_digit(c) < 0) return t.where + ": " + t.shown(v.text) + " is not hex";
+    }
+    if (hex.size() != size * 2) {
+        return fmt::format("{}: expected {} bytes ({} hex digits), got {} hex digits", t.where, size, size * 2, hex.size());
+    }
+    for (std::size_t i = 0; i < size; ++i) {
+        p[i] = static_cast<std::byte>(hex_digit(hex[2 * i]) * 16 + hex_digit(hex[2 * i + 1]));
+    }
+    return std::nullopt;
+}
+
+/// A U256 from a JSON integer or a string of decimal digits, or of hex digits after "0x";
+/// stored big-endian, as Mycelium stores it.
+std::optional<std::string> encode_u256(const Target& t, const Value& v, std::byte* p) {
+    if (v.kind != Value::Kind::Number && v.kind != Value::Kind::String) {
+        return t.where + ": expected a U256 as an integer, a decimal string or a 0x-hex string";
+    }
+    const std::string not_u256 = t.where + ": " + t.shown(v.text) + " is not a U256 (decimal or 0x-hex, 0 to 2**256-1)";
+    std::string_view digits = v.text;
+    const bool hex = v.kind == Value::Kind::String && has_0x(digits);
+    if (hex) digits.remove_prefix(2);
+    if (digits.empty()) return not_u256;
+    std::array<unsigned, U256_SIZE> n{};  // big-endian bytes, each < 256 between steps
+    const unsigned base = hex ? 16 : 10;
+    for (char c : digits) {
+        const int d = hex_digit(c);
+        if (d < 0 || static_cast<unsigned>(d) >= base) return not_u256;
+        unsigned carry = static_cast<unsigned>(d);
+        for (std::size_t i = U256_SIZE; i-- > 0;) {
+            const unsigned cur = n[i] * base + carry;
+            n[i] = cur & 0xff;
+            carry = cur >> 8;
+        }
+        if (carry != 0) return t.where + ": " + t.shown(v.text) + " is above the largest U256 (2**256-1)";
+    }
+    for (std::size_t i = 0; i < U256_SIZE; ++i) p[i] = static_cast<std::byte>(n[i]);
+    return std::nullopt;
+}
+
+/// One element of an array or a vector.
+std::optional<std::string> encode_element(const Target& t, const Field& f, const Value& v, std::byte* p) {
+    switch (f.element_kind) {
+        case ElementKind::Scalar: return encode_scalar(t, f.element, v, p);
+        case ElementKind::U256: return encode_u256(t, v, p);
+        case ElementKind::Bytes: return encode_bytes(t, f.element_size, v, p);
+    }
+    return std::nullopt;
+}
+
+/// A String or Vec longer than its capacity cannot be encoded, so the registry never sees
+/// it: say what its max_length rule would, in the registry's words (and the in-host classes').
+std::string too_long(const std::string& where, std::size_t length, std::size_t capacity) {
+    return fmt::format("{}: max_length: length {} is above {}", where, length, capacity);
+}
+
+std::optional<std::string> encode_field(const Target& t, const Field& f, const Value& v, std::byte* base) {
     std::byte* p = base + f.offset;
+    const std::string& where = t.where;
     switch (f.kind) {
-        case FieldKind::Scalar: return encode_scalar(where, f.element, v, p);
+        case FieldKind::Scalar: return encode_scalar(t, f.element, v, p);
+        case FieldKind::U256: return encode_u256(t, v, p);
         case FieldKind::String:
             if (v.kind != Value::Kind::String) return where + ": expected a string";
             if (v.text.size() > f.capacity) {
-                return fmt::format("{}: {} bytes do not fit its capacity {}", where, v.text.size(), f.capacity);
+                return too_long(where, v.text.size(), f.capacity);
             }
             store(p, static_cast<std::uint16_t>(v.text.size()));
             std::memcpy(p + schema::FIXED_HEADER_SIZE, v.text.data(), v.text.size());
             return std::nullopt;
         case FieldKind::Array:
         case FieldKind::Vec: {
+            if (is_byte_array(f)) return encode_bytes(t, f.capacity, v, p);
             if (v.kind != Value::Kind::Array) return where + ": expected an array";
             const bool is_vec = f.kind == FieldKind::Vec;
             if (!is_vec && v.items.size() != f.capacity) {
                 return fmt::format("{}: expected {} values, got {}", where, f.capacity, v.items.size());
             }
             if (is_vec && v.items.size() > f.capacity) {
-                return fmt::format("{}: {} values do not fit its capacity {}", where, v.items.size(), f.capacity);
+                return too_long(where, v.items.size(), f.capacity);
             }
             std::byte* data = p;
             if (is_vec) {
@@ -288,10 +444,7 @@ std::optional<std::string> encode_field(const std::string& where, const Field& f
                 data += schema::FIXED_HEADER_SIZE;
             }
             for (std::size_t i = 0; i < v.items.size(); ++i) {
-                if (auto e = encode_scalar(fmt::format("{}[{}]", where, i), f.element, v.items[i],
-                                           data + i * schema::scalar_size(f.element))) {
-                    return e;
-                }
+                if (auto e = encode_element(t.at(i), f, v.items[i], data + i * f.element_size)) return e;
             }
             return std::nullopt;
         }
@@ -310,6 +463,7 @@ std::string to_json(const schema::MessageSchema& schema, std::span<const std::by
         out += (i == 0 ? "" : ", ") + json_quote(f.name) + ": ";
         switch (f.kind) {
             case FieldKind::Scalar: out += scalar_json(f.element, p); break;
+            case FieldKind::U256: out += u256_json(p); break;
             case FieldKind::String: {
                 const std::size_t n = std::min<std::size_t>(load<std::uint16_t>(p), f.capacity);
                 out += json_quote(utf8::sanitize({reinterpret_cast<const char*>(p + schema::FIXED_HEADER_SIZE), n}));
@@ -317,6 +471,10 @@ std::string to_json(const schema::MessageSchema& schema, std::span<const std::by
             }
             case FieldKind::Array:
             case FieldKind::Vec: {
+                if (is_byte_array(f)) {
+                    out += hex_json(p, f.capacity);
+                    break;
+                }
                 std::size_t n = f.capacity;
                 const std::byte* data = p;
                 if (f.kind == FieldKind::Vec) {
@@ -325,7 +483,7 @@ std::string to_json(const schema::MessageSchema& schema, std::span<const std::by
                 }
                 out += "[";
                 for (std::size_t k = 0; k < n; ++k) {
-                    out += (k == 0 ? "" : ", ") + scalar_json(f.element, data + k * schema::scalar_size(f.element));
+                    out += (k == 0 ? "" : ", ") + element_json(f, data + k * f.element_size);
                 }
                 out += "]";
                 break;
@@ -342,7 +500,9 @@ Result<std::vector<std::byte>, std::string> from_json(const schema::MessageSchem
     for (const auto& [name, value] : *parsed) {
         const Field* f = schema.find_field(name);
         if (f == nullptr) return Err{fmt::format("{} has no field '{}'", schema.name, name)};
-        if (auto error = encode_field(schema.name + "." + name, *f, value, payload.data())) return Err{*error};
+        if (auto error = encode_field(Target{schema.name + "." + name, schema.sensitive}, *f, value, payload.data())) {
+            return Err{*error};
+        }
     }
     return payload;
 }

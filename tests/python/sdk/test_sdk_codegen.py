@@ -145,7 +145,7 @@ def test_sdk_publishes_what_the_host_decodes(all_types_host, host_binary, codege
     for name, value in fields.items():
         expected = getattr(msg, name)
         if isinstance(expected, bytes):
-            expected = list(expected)
+            expected = "0x" + expected.hex()  # tap prints [u8; N] as hex
         assert same(value, expected), (name, value, expected)
 
 
