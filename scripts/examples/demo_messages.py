@@ -2,7 +2,10 @@
 # Regenerate when the contracts change; SCHEMA_DIGEST records the file it came from.
 """Message classes for the contracts with digest 7b7624a876ab4818d6a74d610ce53beec24a9a8c15a864710615cbca3fcb8628."""
 
-import struct
+from __future__ import annotations
+
+import dataclasses as _dataclasses
+import struct as _struct
 
 SCHEMA_DIGEST = bytes.fromhex('7b7624a876ab4818d6a74d610ce53beec24a9a8c15a864710615cbca3fcb8628')
 
@@ -15,10 +18,16 @@ class ValidationError(ValueError):
         self.message = message
         self.field = field
         self.rule = rule
+        self.detail = detail
 
 
 class DecodeError(ValueError):
     """Bytes that are not a valid encoding of the message."""
+
+
+_F32 = _struct.Struct('<f')
+_ZERO_U256 = bytes(32)
+_U256_LIMIT = 1 << 256
 
 
 def _pack_str(value):
@@ -35,30 +44,59 @@ def _unpack_str(length, data, where, capacity):
         raise DecodeError(f'{where}: not valid UTF-8 ({e.reason})') from None
 
 
-class TextMessage:
-    """A chat line, Mycelium's example message"""
+def _number_text(value):
+    """A float as the registry's error texts spell it: the shortest repr, '5' for 5.0."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith('.0') else text
 
-    __slots__ = ('sender', 'content', 'timestamp', )
+
+def _u256(value, message, field, index, sensitive):
+    """A U256 as its 32 big-endian bytes: from 32 bytes, or from an int in [0, 2**256)."""
+    if value.__class__ is bytes and len(value) == 32:
+        return value
+    where = '' if index < 0 else f'element {index}: '
+    if isinstance(value, int):
+        if 0 <= value < _U256_LIMIT:
+            return value.to_bytes(32, 'big')
+        text = 'value' if sensitive else str(value)
+        if len(text) > 80:
+            text = text[:77] + '...'
+        raise ValidationError(message, field, 'range', f'{where}{text} is outside the range of U256 (0 to 2**256-1)')
+    try:
+        data = bytes(memoryview(value))
+    except TypeError:
+        raise ValidationError(message, field, 'type',
+                              f'{where}expected 32 bytes or an int, got {type(value).__name__}') from None
+    if len(data) != 32:
+        raise ValidationError(message, field, 'size', f'{where}expected 32 bytes, got {len(data)}')
+    return data
+
+
+@_dataclasses.dataclass(slots=True)
+class TextMessage:
+    'A chat line, Mycelium\'s example message'
+
     TYPE_ID = 1001
     NAME = 'TextMessage'
     TOPIC = 'demo'
     SIZE = 312
-    _STRUCT = struct.Struct('<H6x32sH6x256sQ')
-    FIELDS = __slots__
+    FIELDS = ('sender', 'content', 'timestamp', )
+    _STRUCT = _struct.Struct('<H6x32sH6x256sQ')
 
-    def __init__(self, sender='', content='', timestamp=0):
-        self.sender = sender
-        self.content = content
-        self.timestamp = timestamp
+    sender: str = ''
+    content: str = ''
+    timestamp: int = 0
 
     def validate(self):
         """Raises ValidationError naming the field and the rule."""
-        n = len(self.sender.encode('utf-8'))
+        data = self.sender.encode('utf-8')
+        n = len(data)
         if n > 32:
             raise ValidationError('TextMessage', 'sender', 'max_length', f'length {n} is above 32')
         if n == 0:
             raise ValidationError('TextMessage', 'sender', 'not_empty', 'must not be empty')
-        n = len(self.content.encode('utf-8'))
+        data = self.content.encode('utf-8')
+        n = len(data)
         if n > 256:
             raise ValidationError('TextMessage', 'content', 'max_length', f'length {n} is above 256')
         v = self.timestamp
@@ -84,32 +122,20 @@ class TextMessage:
         self.timestamp = v[4]
         return self
 
-    def __eq__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
 
-    __hash__ = None
-
-    def __repr__(self):
-        body = ', '.join(f'{f}={getattr(self, f)!r}' for f in self.__slots__)
-        return f'{type(self).__name__}({body})'
-
-
+@_dataclasses.dataclass(slots=True)
 class CounterUpdate:
-    """A counter value, Mycelium's example message"""
+    'A counter value, Mycelium\'s example message'
 
-    __slots__ = ('counter_id', 'value', )
     TYPE_ID = 1002
     NAME = 'CounterUpdate'
     TOPIC = 'demo'
     SIZE = 16
-    _STRUCT = struct.Struct('<I4xQ')
-    FIELDS = __slots__
+    FIELDS = ('counter_id', 'value', )
+    _STRUCT = _struct.Struct('<I4xQ')
 
-    def __init__(self, counter_id=0, value=0):
-        self.counter_id = counter_id
-        self.value = value
+    counter_id: int = 0
+    value: int = 0
 
     def validate(self):
         """Raises ValidationError naming the field and the rule."""
@@ -140,39 +166,28 @@ class CounterUpdate:
         self.value = v[1]
         return self
 
-    def __eq__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
 
-    __hash__ = None
-
-    def __repr__(self):
-        body = ', '.join(f'{f}={getattr(self, f)!r}' for f in self.__slots__)
-        return f'{type(self).__name__}({body})'
-
-
+@_dataclasses.dataclass(slots=True)
 class TradeTick:
-    """One trade print from the synthetic feed"""
+    'One trade print from the synthetic feed'
 
-    __slots__ = ('symbol', 'price', 'size', 'seq', 'ts_ns', )
     TYPE_ID = 1100
     NAME = 'TradeTick'
     TOPIC = 'market_data'
     SIZE = 56
-    _STRUCT = struct.Struct('<H6x16sddQQ')
-    FIELDS = __slots__
+    FIELDS = ('symbol', 'price', 'size', 'seq', 'ts_ns', )
+    _STRUCT = _struct.Struct('<H6x16sddQQ')
 
-    def __init__(self, symbol='', price=0.0, size=0.0, seq=0, ts_ns=0):
-        self.symbol = symbol
-        self.price = price
-        self.size = size
-        self.seq = seq
-        self.ts_ns = ts_ns
+    symbol: str = ''
+    price: float = 0.0
+    size: float = 0.0
+    seq: int = 0
+    ts_ns: int = 0
 
     def validate(self):
         """Raises ValidationError naming the field and the rule."""
-        n = len(self.symbol.encode('utf-8'))
+        data = self.symbol.encode('utf-8')
+        n = len(data)
         if n > 16:
             raise ValidationError('TradeTick', 'symbol', 'max_length', f'length {n} is above 16')
         if n == 0:
@@ -207,40 +222,29 @@ class TradeTick:
         self.ts_ns = v[5]
         return self
 
-    def __eq__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
 
-    __hash__ = None
-
-    def __repr__(self):
-        body = ', '.join(f'{f}={getattr(self, f)!r}' for f in self.__slots__)
-        return f'{type(self).__name__}({body})'
-
-
+@_dataclasses.dataclass(slots=True)
 class Signal:
-    """A trading signal computed from ticks"""
+    'A trading signal computed from ticks'
 
-    __slots__ = ('symbol', 'fast_ema', 'slow_ema', 'direction', 'tick_seq', 'ts_ns', )
     TYPE_ID = 1200
     NAME = 'Signal'
     TOPIC = 'strategy'
     SIZE = 64
-    _STRUCT = struct.Struct('<H6x16sddb7xQQ')
-    FIELDS = __slots__
+    FIELDS = ('symbol', 'fast_ema', 'slow_ema', 'direction', 'tick_seq', 'ts_ns', )
+    _STRUCT = _struct.Struct('<H6x16sddb7xQQ')
 
-    def __init__(self, symbol='', fast_ema=0.0, slow_ema=0.0, direction=0, tick_seq=0, ts_ns=0):
-        self.symbol = symbol
-        self.fast_ema = fast_ema
-        self.slow_ema = slow_ema
-        self.direction = direction
-        self.tick_seq = tick_seq
-        self.ts_ns = ts_ns
+    symbol: str = ''
+    fast_ema: float = 0.0
+    slow_ema: float = 0.0
+    direction: int = 0
+    tick_seq: int = 0
+    ts_ns: int = 0
 
     def validate(self):
         """Raises ValidationError naming the field and the rule."""
-        n = len(self.symbol.encode('utf-8'))
+        data = self.symbol.encode('utf-8')
+        n = len(data)
         if n > 16:
             raise ValidationError('Signal', 'symbol', 'max_length', f'length {n} is above 16')
         if n == 0:
@@ -280,34 +284,26 @@ class Signal:
         self.ts_ns = v[6]
         return self
 
-    def __eq__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
 
-    __hash__ = None
-
-    def __repr__(self):
-        body = ', '.join(f'{f}={getattr(self, f)!r}' for f in self.__slots__)
-        return f'{type(self).__name__}({body})'
-
-
+@_dataclasses.dataclass(slots=True)
 class FeatureVector:
-    """Model inputs, a fixed array and a bounded vector"""
+    'Model inputs, a fixed array and a bounded vector'
 
-    __slots__ = ('model_id', 'weights', 'values', 'tag', )
     TYPE_ID = 1300
     NAME = 'FeatureVector'
     TOPIC = 'ml'
     SIZE = 312
-    _STRUCT = struct.Struct('<H2x8f4xH6x32d4s4x')
-    FIELDS = __slots__
+    FIELDS = ('model_id', 'weights', 'values', 'tag', )
+    _STRUCT = _struct.Struct('<H2x8f4xH6x32d4s4x')
 
-    def __init__(self, model_id=0, weights=None, values=(), tag=bytes(4)):
-        self.model_id = model_id
-        self.weights = (0.0,) * 8 if weights is None else tuple(weights)
-        self.values = tuple(values)
-        self.tag = tag
+    model_id: int = 0
+    weights: list[float] = _dataclasses.field(default_factory=lambda: [0.0] * 8)
+    values: list[float] = _dataclasses.field(default_factory=lambda: [])
+    tag: bytes = b'\x00' * 4
+
+    def __post_init__(self):
+        self.weights = list(self.weights)
+        self.values = list(self.values)
 
     def validate(self):
         """Raises ValidationError naming the field and the rule."""
@@ -338,24 +334,13 @@ class FeatureVector:
         v = cls._STRUCT.unpack(data)
         self = cls.__new__(cls)
         self.model_id = v[0]
-        self.weights = v[1:9]
+        self.weights = list(v[1:9])
         n = v[9]
         if n > 32:
             raise DecodeError(f'FeatureVector.values: count {n} exceeds the capacity 32')
-        self.values = v[10:10 + n]
+        self.values = list(v[10:10 + n])
         self.tag = v[42]
         return self
-
-    def __eq__(self, other):
-        if type(other) is not type(self):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
-
-    __hash__ = None
-
-    def __repr__(self):
-        body = ', '.join(f'{f}={getattr(self, f)!r}' for f in self.__slots__)
-        return f'{type(self).__name__}({body})'
 
 
 MESSAGES = {

@@ -18,14 +18,19 @@ constexpr std::array PYTHON_KEYWORDS = {
     "lambda"sv, "nonlocal"sv, "not"sv,   "or"sv,     "pass"sv,     "raise"sv,  "return"sv, "try"sv,
     "while"sv, "with"sv,   "yield"sv};
 
-// What a generated or in-host message class defines besides its fields.
-constexpr std::array PYTHON_CLASS_ATTRIBUTES = {"TYPE_ID"sv, "TOPIC"sv,     "NAME"sv,       "SIZE"sv,
-                                                "FIELDS"sv,  "to_bytes"sv,  "from_bytes"sv, "validate"sv};
+// What a generated or in-host message class defines besides its fields, and the module
+// names a generated class body reads (a field of the same name would shadow them there).
+constexpr std::array PYTHON_CLASS_ATTRIBUTES = {"TYPE_ID"sv,  "TOPIC"sv,         "NAME"sv,     "SIZE"sv,
+                                                "FIELDS"sv,   "to_bytes"sv,      "from_bytes"sv, "validate"sv,
+                                                "_dataclasses"sv, "_struct"sv};
 
-// What a generated Python module defines besides its classes.
-constexpr std::array PYTHON_MODULE_NAMES = {"ValidationError"sv, "DecodeError"sv,    "MESSAGES"sv,
-                                            "SCHEMA_DIGEST"sv,   "SCHEMA_ID"sv,      "SCHEMA_VERSION"sv,
-                                            "SCHEMA_MIN_COMPATIBLE"sv};
+// What a generated Python module defines besides its classes (names with `_` and a
+// capital letter are refused for everything: is_reserved_identifier).
+constexpr std::array PYTHON_MODULE_NAMES = {"ValidationError"sv, "DecodeError"sv,  "MESSAGES"sv,
+                                            "SCHEMA_DIGEST"sv,   "SCHEMA_ID"sv,    "SCHEMA_VERSION"sv,
+                                            "SCHEMA_MIN_COMPATIBLE"sv, "annotations"sv, "_dataclasses"sv,
+                                            "_struct"sv,         "_pack_str"sv,    "_unpack_str"sv,
+                                            "_number_text"sv,    "_u256"sv};
 
 // C++20 keywords and alternative tokens, and the macros of the C library a generated
 // header may meet (a member named `errno` would expand).
