@@ -1,8 +1,12 @@
 """The runtime Mycelium-generated message modules import (see the package docstring).
 
-Field encoders pack fields one after another with no padding, as Mycelium's generator
-laid them out; `MessageDef.size` is the sum of the field sizes. Each generated class gets
-`TYPE_ID`, `to_bytes()` and `from_bytes()`, which is all the SDK's transports need.
+Such a module lists each message's fields with their encoders (`Primitive.U64`,
+`FixedBytes(20)`, `FixedStr(32)`, `FixedVecBytes(element_size, capacity)`). The bytes
+on the wire are the message's C layout, Rust's `repr(C)`, as this host and Mycelium's
+Rust side lay it out: each field at its alignment, zero padding between fields, and the
+size rounded up to the largest alignment. (Mycelium's own runtime packed fields back to
+back, so a message with padding did not match its Rust struct.) Each generated class
+gets `TYPE_ID`, `to_bytes()` and `from_bytes()`, which is all the SDK's transports need.
 """
 
 import struct
@@ -10,11 +14,20 @@ import struct
 __all__ = ["FieldDef", "FixedBytes", "FixedStr", "FixedVecBytes", "MessageDef", "Primitive", "get_message_definition",
            "register_message"]
 
+_HEADER_SIZE = 8  # a FixedStr's or FixedVec's u16 length, then 6 zero bytes
+_U16 = struct.Struct("<H")
+
+
+def _round_up(value, alignment):
+    return (value + alignment - 1) // alignment * alignment
+
 
 class FieldType:
-    """A field's encoder: `size`, `encode(value, buffer, offset) -> end`, `decode(view, offset) -> (value, end)`."""
+    """A field's encoder: `size` and `align` (its C layout), `encode(value, buffer, offset)`
+    into a zeroed buffer, `decode(view, offset) -> value`."""
 
     size = 0
+    align = 1
 
     def encode(self, value, buffer, offset):
         raise NotImplementedError
@@ -26,17 +39,18 @@ class FieldType:
 class PrimitiveField(FieldType):
     def __init__(self, fmt):
         self._struct = struct.Struct(fmt)
-        self.size = self._struct.size
+        self.size = self.align = self._struct.size
 
     def encode(self, value, buffer, offset):
         self._struct.pack_into(buffer, offset, value)
-        return offset + self.size
 
     def decode(self, view, offset):
-        return self._struct.unpack_from(view, offset)[0], offset + self.size
+        return self._struct.unpack_from(view, offset)[0]
 
 
 class FixedBytesField(FieldType):
+    """`[u8; N]`, and Mycelium's U256 (32 bytes, big-endian): alignment 1."""
+
     def __init__(self, length):
         self.size = length
 
@@ -45,52 +59,52 @@ class FixedBytesField(FieldType):
         if len(data) != self.size:
             raise ValueError(f"expected {self.size} bytes, got {len(data)}")
         buffer[offset:offset + self.size] = data
-        return offset + self.size
 
     def decode(self, view, offset):
-        return bytes(view[offset:offset + self.size]), offset + self.size
-
-
-_U16 = struct.Struct("<H")
+        return bytes(view[offset:offset + self.size])
 
 
 class FixedStrField(FieldType):
-    """u16 length, 6 zero bytes, `capacity` bytes of UTF-8, zero-padded."""
+    """u16 length, 6 zero bytes, `capacity` bytes of UTF-8, zero-padded to alignment 2."""
+
+    align = 2
 
     def __init__(self, capacity):
         self.capacity = capacity
-        self.size = 8 + capacity
+        self.size = _round_up(_HEADER_SIZE + capacity, self.align)
 
     def encode(self, value, buffer, offset):
         data = value.encode("utf-8")
         if len(data) > self.capacity:
             raise ValueError(f"string exceeds capacity {self.capacity}")
         _U16.pack_into(buffer, offset, len(data))
-        buffer[offset + 2:offset + self.size] = bytes(6 + self.capacity)
-        buffer[offset + 8:offset + 8 + len(data)] = data
-        return offset + self.size
+        start = offset + _HEADER_SIZE
+        buffer[start:start + len(data)] = data
 
     def decode(self, view, offset):
         length = _U16.unpack_from(view, offset)[0]
         if length > self.capacity:
             raise ValueError(f"string length {length} exceeds capacity {self.capacity}")
-        return bytes(view[offset + 8:offset + 8 + length]).decode("utf-8"), offset + self.size
+        start = offset + _HEADER_SIZE
+        return bytes(view[start:start + length]).decode("utf-8")
 
 
 class FixedVecBytesField(FieldType):
-    """u16 count, 6 zero bytes, `capacity` elements of `element_size` bytes (ints for size 1)."""
+    """u16 count, 6 zero bytes, `capacity` elements of `element_size` bytes (ints for
+    size 1, as `Vec<u8>`; bytes otherwise, as `Vec<[u8; N]>`), zero-filled to alignment 2."""
+
+    align = 2
 
     def __init__(self, element_size, capacity):
         self.element_size = element_size
         self.capacity = capacity
-        self.size = 8 + element_size * capacity
+        self.size = _round_up(_HEADER_SIZE + element_size * capacity, self.align)
 
     def encode(self, value, buffer, offset):
         if len(value) > self.capacity:
             raise ValueError(f"vector exceeds capacity {self.capacity}: attempted {len(value)}")
         _U16.pack_into(buffer, offset, len(value))
-        buffer[offset + 2:offset + self.size] = bytes(self.size - 2)
-        start = offset + 8
+        start = offset + _HEADER_SIZE
         for index, element in enumerate(value):
             at = start + index * self.element_size
             if self.element_size == 1:
@@ -100,18 +114,15 @@ class FixedVecBytesField(FieldType):
                 if len(chunk) != self.element_size:
                     raise ValueError(f"element {index} must be {self.element_size} bytes, got {len(chunk)}")
                 buffer[at:at + self.element_size] = chunk
-        return offset + self.size
 
     def decode(self, view, offset):
         count = _U16.unpack_from(view, offset)[0]
         if count > self.capacity:
             raise ValueError(f"vector count {count} exceeds capacity {self.capacity}")
-        start = offset + 8
-        values = []
-        for index in range(count):
-            chunk = bytes(view[start + index * self.element_size:start + (index + 1) * self.element_size])
-            values.append(chunk[0] if self.element_size == 1 else chunk)
-        return values, offset + self.size
+        start = offset + _HEADER_SIZE
+        if self.element_size == 1:
+            return list(view[start:start + count])
+        return [bytes(view[start + i * self.element_size:start + (i + 1) * self.element_size]) for i in range(count)]
 
 
 class _Primitives:
@@ -152,7 +163,8 @@ class FieldDef:
 
 
 class MessageDef:
-    """A message: name, type id, topic, fields, and the class instances are made of."""
+    """A message: name, type id, topic, fields, and the class instances are made of.
+    `offsets`, `size` and `align` are its C layout."""
 
     def __init__(self, name, type_id, topic, fields, dataclass):
         self.name = name
@@ -160,24 +172,30 @@ class MessageDef:
         self.topic = topic
         self.fields = tuple(fields)
         self.dataclass = dataclass
-        self.size = sum(field.field_type.size for field in self.fields)
+        offsets = []
+        end = 0
+        self.align = 1
+        for field in self.fields:
+            field_type = field.field_type
+            offset = _round_up(end, field_type.align)
+            offsets.append(offset)
+            end = offset + field_type.size
+            self.align = max(self.align, field_type.align)
+        self.offsets = tuple(offsets)
+        self.size = _round_up(end, self.align)
+        self._placed = tuple((field.name, field.field_type, offset) for field, offset in zip(self.fields, offsets))
 
     def encode(self, obj):
-        buffer = bytearray(self.size)
-        offset = 0
-        for field in self.fields:
-            offset = field.field_type.encode(getattr(obj, field.name), buffer, offset)
+        buffer = bytearray(self.size)  # zeroed: padding and unused capacity stay zero
+        for name, field_type, offset in self._placed:
+            field_type.encode(getattr(obj, name), buffer, offset)
         return bytes(buffer)
 
     def decode(self, cls, payload):
         if len(payload) != self.size:
             raise ValueError(f"payload size mismatch: expected {self.size}, got {len(payload)}")
         view = memoryview(payload)
-        offset = 0
-        values = {}
-        for field in self.fields:
-            values[field.name], offset = field.field_type.decode(view, offset)
-        return cls(**values)
+        return cls(**{name: field_type.decode(view, offset) for name, field_type, offset in self._placed})
 
 
 _BY_TYPE_ID = {}
