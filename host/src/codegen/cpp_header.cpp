@@ -5,6 +5,8 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+
 #include <filesystem>
 
 #include "mycelium/codegen.hpp"
@@ -118,10 +120,16 @@ void emit_struct(std::string& out, const MessageSchema& m) {
 
     std::size_t cursor = 0;
     int pad_index = 0;
-    const auto pad_to = [&](std::size_t offset) {
-        if (offset > cursor) {
-            out += fmt::format("    std::uint8_t padding_{}_[{}]{{}};\n", pad_index++, offset - cursor);
+    // Padding members are named padding_N_, with more underscores if a field has that name.
+    const auto padding_name = [&] {
+        std::string name = fmt::format("padding_{}_", pad_index++);
+        while (std::any_of(m.fields.begin(), m.fields.end(), [&](const Field& f) { return f.cpp_name == name; })) {
+            name.push_back('_');
         }
+        return name;
+    };
+    const auto pad_to = [&](std::size_t offset) {
+        if (offset > cursor) out += fmt::format("    std::uint8_t {}[{}]{{}};\n", padding_name(), offset - cursor);
         cursor = offset;
     };
     for (const Field& f : m.fields) {

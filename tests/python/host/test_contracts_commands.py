@@ -127,6 +127,7 @@ def test_committed_generated_files_are_current(run_host, repo):
 
 
 def test_text_from_the_contracts_cannot_break_the_cpp_header(run_host, repo, tmp_path):
+    """Hostile descriptions, keyword names, and a field named like the padding members."""
     contracts = tmp_path / "hostile.yaml"
     contracts.write_text(f"""messages:
   None:
@@ -140,6 +141,8 @@ def test_text_from_the_contracts_cannot_break_the_cpp_header(run_host, repo, tmp
       errno:
         type: "Vec<[u8; 20]>"
       siblings: "[[u8; 32]; 6]"
+      tag: u8
+      padding_0_: u64
 """)
     header = tmp_path / "hostile.hpp"
     result = run_host("codegen", "--contracts", contracts, "--cpp", header)
@@ -148,7 +151,7 @@ def test_text_from_the_contracts_cannot_break_the_cpp_header(run_host, repo, tmp
     assert all(line.lstrip().startswith("///") for line in text.splitlines() if "injected" in line)
     source = tmp_path / "use.cpp"
     source.write_text('#include "hostile.hpp"\n'
-                      "int main() { mycelium::messages::None m{}; m.class_[0] = 1; m.errno_.push_back({});"
+                      "int main() { mycelium::messages::None m{}; m.class_[0] = 1; m.errno_.push_back({}); m.padding_0_ = 7;"
                       " return m.siblings.size() == 6 && mycelium::messages::None::TOPIC.size() > 0 ? 0 : 1; }\n")
     compiled = subprocess.run(["g++", "-std=c++20", "-Wall", "-Werror", "-I", str(repo / "host" / "include"),
                                "-I", str(tmp_path), "-o", str(tmp_path / "use"), str(source)],
