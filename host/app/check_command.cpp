@@ -21,6 +21,7 @@ namespace topo = mycelium::topology;
 
 struct CheckFlags {
     std::string topology;
+    bool strict = false;
 };
 
 std::string join(const std::vector<std::string>& items) {
@@ -110,9 +111,12 @@ Command add_check_command(CLI::App& app) {
     auto flags = std::make_shared<CheckFlags>();
     CLI::App* cmd = app.add_subcommand("check", "Validate a topology and print its nodes and routes");
     cmd->add_option("--topology", flags->topology, "topology.toml to check")->required();
+    cmd->add_flag("--strict", flags->strict, "Unknown keys in the topology are errors, not warnings");
     return [flags]() {
         try {
-            const topo::Spec spec = topo::load_file(flags->topology);
+            const topo::Spec spec = topo::load_file(flags->topology, {.strict = flags->strict});
+            for (const topo::TopologyWarning& warning : spec.warnings)
+                std::fprintf(stderr, "mycelium-host: warning: %s\n", warning.text().c_str());
             std::string out = fmt::format("topology {}: {} node{}\n", spec.source_name, spec.nodes.size(),
                                           spec.nodes.size() == 1 ? "" : "s");
             for (const auto& node : spec.nodes) out += "\n" + describe_node(spec, node);

@@ -92,7 +92,8 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         ->check(CLI::ExistingFile);
     app.add_option("--contracts", flags->contracts, "contracts.yaml (default: the bundled demo contracts)")
         ->check(CLI::ExistingFile);
-    app.add_flag("--strict", flags->strict_contracts, "Unknown keys in the contracts are errors, not warnings");
+    app.add_flag("--strict", flags->strict_contracts,
+                 "Unknown keys in the contracts and the topology are errors, not warnings");
     app.add_option("--duration", flags->duration, "Stop after this many seconds")->check(CLI::PositiveNumber);
     app.add_flag("--fail-fast", flags->fail_fast, "Stop with exit 1 when a Python callback raises");
     app.add_option("--demo-feed", flags->demo_feed, "Run the built-in market feed at RATE ticks/s")
@@ -186,7 +187,9 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                 return EXIT_BAD_INPUT;
             }
             try {
-                spec = topology::load_file(flags->topology);
+                spec = topology::load_file(flags->topology, {.strict = flags->strict_contracts});
+                for (const topology::TopologyWarning& warning : spec->warnings)
+                    std::fprintf(stderr, "mycelium-host: warning: %s\n", warning.text().c_str());
             } catch (const topology::TopologyError& e) {
                 std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
                 return EXIT_BAD_INPUT;

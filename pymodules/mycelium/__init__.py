@@ -48,7 +48,7 @@ from .runtime import (
 )
 from .shm_transport import SharedMemoryTransport
 from .subscriber import Subscriber
-from .topology import EndpointConfig, EndpointKind, Node, Route, Topology, TopologyError, TransportType
+from .topology import EndpointConfig, EndpointKind, Node, Route, Topology, TopologyError, TopologyWarning, TransportType
 from .transport import TcpTransport, UnixTransport
 
 __version__ = "0.1.0"
@@ -63,6 +63,7 @@ __all__ = [
     "EndpointKind",
     "EndpointConfig",
     "TopologyError",
+    "TopologyWarning",
     "UnixTransport",
     "TcpTransport",
     "SharedMemoryTransport",

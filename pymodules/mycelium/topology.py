@@ -6,10 +6,12 @@ answers with the host's route rules ("Routes" in docs/topology.md):
 | condition | TransportType |
 |---|---|
 | same node | LOCAL (the host's `in_process`) |
-| destination has a tcp `endpoint` | TCP, the endpoint's host and port |
 | same host, both nodes `shm.enabled` | SHM (set up over the Unix socket) |
 | same host | UNIX: the unix endpoint, else `socket_dir/<node>.sock` |
-| another host | TCP: the destination's `host` and `port` |
+| another host | TCP: the destination's `host` and `port` (its tcp endpoint without a port) |
+
+As in Mycelium, a node's `endpoint` is where clients connect (`connection_info`); routes
+between nodes follow `host`.
 
 Names: wherever a node is expected, a node name or a service name (which stands for its
 node) is accepted; a node name wins over a service of the same name, as in the host.
@@ -27,6 +29,7 @@ import os
 import pathlib
 import re
 import tomllib
+import warnings as _warnings
 
 from . import _wire
 
@@ -45,6 +48,22 @@ class TopologyError(ValueError):
         self.file = file
 
 
+class TopologyWarning(UserWarning):
+    """An unknown key, ignored (as Mycelium ignores it); an error with `strict=True`."""
+
+
+# Keys accepted in each table, in the order suggestions prefer them (topology/src/parser.cpp).
+_TOP_KEYS = ("socket_dir", "nodes", "contracts", "socket_mode", "limits")
+_NODE_KEYS = ("name", "services", "host", "port", "endpoint", "bind", "socket_mode", "scripts", "contracts",
+              "metrics", "queues", "shm", "workers")
+_ENDPOINT_KEYS = ("kind", "addr")
+_QUEUE_KEYS = ("capacity", "policy", "link_capacity")
+_SHM_KEYS = ("enabled", "ring_bytes", "spin_us", "wait_ms")
+_WORKER_KEYS = ("name", "script", "args", "restart", "backoff_initial_ms", "backoff_max_ms", "backoff_multiplier",
+                "max_restarts", "restart_window_s", "stop_grace_ms")
+_LIMIT_KEYS = ("max_payload", "handshake_timeout_ms", "max_connections")
+
+
 class TransportType(enum.Enum):
     """How a frame travels between two nodes (Mycelium's names; SHM is this project's)."""
 
@@ -61,10 +80,11 @@ class EndpointKind(enum.Enum):
 
 @dataclasses.dataclass
 class EndpointConfig:
-    """`endpoint = { kind, addr }`: `path` (unix, resolved) or `host`/`port` (tcp)."""
+    """`endpoint = { kind, addr }`: `path` (unix, resolved; None without `addr`, which
+    means `socket_dir/<node>.sock`) or `host`/`port` (tcp)."""
 
     kind: EndpointKind
-    addr: str
+    addr: str = None
     path: pathlib.Path = None
     host: str = None
     port: int = None
@@ -131,30 +151,39 @@ class Topology:
     socket_dir: pathlib.Path = pathlib.Path(DEFAULT_SOCKET_DIR)
     contracts: pathlib.Path = None
     path: pathlib.Path = None
+    warnings: list = dataclasses.field(default_factory=list)  # texts of the unknown keys, in file order
 
     @classmethod
-    def load(cls, path):
-        """Parses and checks `path`; raises TopologyError (a ValueError), FileNotFoundError."""
+    def load(cls, path, strict=False):
+        """Parses and checks `path`; raises TopologyError (a ValueError), FileNotFoundError.
+        An unknown key is a TopologyWarning (and listed in `warnings`), or with
+        `strict=True` a TopologyError, as `mycelium-host check --strict`."""
         path = pathlib.Path(path)
         with open(path, "rb") as f:
             try:
                 data = tomllib.load(f)
             except tomllib.TOMLDecodeError as e:
                 raise TopologyError(str(e), str(path)) from None
-        return cls.from_dict(data, base_dir=path.resolve().parent, source=str(path))
+        return cls.from_dict(data, base_dir=path.resolve().parent, source=str(path), strict=strict)
 
     @classmethod
-    def loads(cls, text, base_dir=None, source="<string>"):
+    def loads(cls, text, base_dir=None, source="<string>", strict=False):
         """Parses TOML text; relative paths resolve against `base_dir` (kept as written when None)."""
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
             raise TopologyError(str(e), source) from None
-        return cls.from_dict(data, base_dir=None if base_dir is None else pathlib.Path(base_dir), source=source)
+        return cls.from_dict(data, base_dir=None if base_dir is None else pathlib.Path(base_dir), source=source,
+                             strict=strict)
 
     @classmethod
-    def from_dict(cls, data, base_dir=None, source="<dict>"):
-        return _Parser(data, base_dir, source).topology(cls)
+    def from_dict(cls, data, base_dir=None, source="<dict>", strict=False):
+        return _Parser(data, base_dir, source, strict).topology(cls)
+
+    def validate(self):
+        """Mycelium's check of a loaded topology; `load` has made every check already, so
+        this only confirms it (and keeps code written for Mycelium working)."""
+        return None
 
     # ---------------------------------------------------------------- lookups
 
@@ -176,7 +205,7 @@ class Topology:
     def socket_path(self, node_name):
         """The Unix socket of a node: its unix endpoint, else `socket_dir/<node>.sock`."""
         node = self._resolve(node_name)
-        if node.endpoint is not None and node.endpoint.kind is EndpointKind.UNIX:
+        if node.endpoint is not None and node.endpoint.kind is EndpointKind.UNIX and node.endpoint.path is not None:
             return node.endpoint.path
         return self.socket_dir / f"{node.name}.sock"
 
@@ -188,14 +217,14 @@ class Topology:
         src, dst = self._resolve(source), self._resolve(target)
         if src is dst:
             return Route(TransportType.LOCAL, dst.name)
-        if dst.endpoint is not None and dst.endpoint.kind is EndpointKind.TCP:
-            return Route(TransportType.TCP, dst.name, host=dst.endpoint.host, port=dst.endpoint.port)
         if _same_host(src, dst):
             kind = TransportType.SHM if src.shm.enabled and dst.shm.enabled else TransportType.UNIX
             return Route(kind, dst.name, socket_path=self.socket_path(dst.name))
-        if dst.is_local or dst.port is None:
+        if dst.is_local:
             raise ValueError(f"node '{dst.name}' has no host and port that node '{src.name}' on host "
                              f"'{src.host or ''}' can reach; give it 'host' and 'port'")
+        if dst.port is None:  # the parser lets a remote node give a tcp endpoint instead
+            return Route(TransportType.TCP, dst.name, host=dst.endpoint.host, port=dst.endpoint.port)
         return Route(TransportType.TCP, dst.name, host=dst.host, port=dst.port)
 
     def transport_between(self, source, target):
@@ -254,16 +283,82 @@ def _type_name(value):
     return type(value).__name__
 
 
-class _Parser:
-    """The checks routing needs, with the host's texts (topology/src/parser.cpp)."""
+def _edit_distance(a, b):
+    """Levenshtein distance with transpositions, as topology/src/suggest.cpp computes it."""
+    d = [[0] * (len(b) + 1) for _ in range(len(a) + 1)]
+    for i in range(len(a) + 1):
+        d[i][0] = i
+    for j in range(len(b) + 1):
+        d[0][j] = j
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[len(a)][len(b)]
 
-    def __init__(self, data, base_dir, source):
+
+def _closest_match(word, candidates):
+    """The host's did-you-mean: the nearest key within a few edits, else a prefix match."""
+    budget = 3 if len(word) >= 8 else 2
+    best, best_distance = None, budget + 1
+    for candidate in candidates:
+        distance = _edit_distance(word, candidate)
+        if distance < best_distance and distance < len(candidate):
+            best, best_distance = candidate, distance
+    if best is not None:
+        return best
+    for candidate in candidates:
+        if min(len(word), len(candidate)) >= 3 and (word.startswith(candidate) or candidate.startswith(word)):
+            return candidate
+    return None
+
+
+class _Parser:
+    """The checks routing needs, with the host's texts (topology/src/parser.cpp), and the
+    host's rule for unknown keys in every table."""
+
+    def __init__(self, data, base_dir, source, strict=False):
         self.data = data
         self.base_dir = base_dir
         self.source = source
+        self.strict = strict
+        self.warnings = []
 
     def fail(self, description):
         raise TopologyError(description, self.source)
+
+    def check_keys(self, table, allowed, context=None):
+        if not isinstance(table, dict):
+            return  # the type error is the reader's to report
+        for key in table:
+            if key in allowed:
+                continue
+            message = f"unknown key '{key}'" + (f" in {context}" if context else "")
+            suggestion = _closest_match(key, allowed)
+            if suggestion is not None:
+                message += f", did you mean '{suggestion}'?"
+            if self.strict:
+                self.fail(message)
+            text = f"{message} (in '{self.source}')"
+            self.warnings.append(text)
+            _warnings.warn(text, TopologyWarning, stacklevel=5)
+
+    def check_all_keys(self, data):
+        self.check_keys(data, _TOP_KEYS)
+        self.check_keys(data.get("limits"), _LIMIT_KEYS, "[limits]")
+        nodes = data.get("nodes")
+        for node in nodes if isinstance(nodes, list) else ():
+            if not isinstance(node, dict):
+                continue
+            self.check_keys(node, _NODE_KEYS, "[[nodes]]")
+            self.check_keys(node.get("endpoint"), _ENDPOINT_KEYS, "endpoint")
+            self.check_keys(node.get("queues"), _QUEUE_KEYS, "[nodes.queues]")
+            self.check_keys(node.get("shm"), _SHM_KEYS, "[nodes.shm]")
+            workers = node.get("workers")
+            for worker in workers if isinstance(workers, list) else ():
+                self.check_keys(worker, _WORKER_KEYS, "[[nodes.workers]]")
 
     def path(self, text):
         p = pathlib.Path(text)
@@ -279,6 +374,7 @@ class _Parser:
 
     def topology(self, cls):
         data = self.data
+        self.check_all_keys(data)
         socket_dir = self.path(self.string(data, "socket_dir", DEFAULT_SOCKET_DIR))
         contracts = self.string(data, "contracts")
         if contracts is not None and not contracts:
@@ -296,7 +392,8 @@ class _Parser:
         nodes = [self.node(n) for n in nodes_data]
         topology = cls(nodes=nodes, socket_dir=socket_dir,
                        contracts=None if contracts is None else self.path(contracts),
-                       path=None if self.source.startswith("<") else pathlib.Path(self.source))
+                       path=None if self.source.startswith("<") else pathlib.Path(self.source),
+                       warnings=self.warnings)
         self.across(topology)
         return topology
 
@@ -354,19 +451,21 @@ class _Parser:
             self.fail(f"'endpoint' must be a table, not {_type_name(table)}")
         if "kind" not in table:
             self.fail("endpoint is missing 'kind'")
-        if "addr" not in table:
-            self.fail("endpoint is missing 'addr'")
         kind = self.string(table, "kind")
+        if kind not in ("unix", "tcp"):
+            self.fail(f"bad endpoint kind '{kind}', expected 'unix' or 'tcp'")
+        if "addr" not in table:
+            if kind == "unix":  # Mycelium's unix endpoint: socket_dir/<node>.sock
+                return EndpointConfig(EndpointKind.UNIX)
+            self.fail("endpoint is missing 'addr'")
         addr = self.string(table, "addr")
         if kind == "unix":
             return EndpointConfig(EndpointKind.UNIX, addr, path=self.path(addr))
-        if kind == "tcp":
-            try:
-                host, port = _wire.parse_host_port(addr)
-            except ValueError:
-                self.fail(f"bad address '{addr}' for 'addr': expected host:port")
-            return EndpointConfig(EndpointKind.TCP, addr, host=host, port=port)
-        self.fail(f"bad endpoint kind '{kind}', expected 'unix' or 'tcp'")
+        try:
+            host, port = _wire.parse_host_port(addr)
+        except ValueError:
+            self.fail(f"bad address '{addr}' for 'addr': expected host:port")
+        return EndpointConfig(EndpointKind.TCP, addr, host=host, port=port)
 
     def across(self, topology):
         first = {}
@@ -390,4 +489,4 @@ class _Parser:
 
 
 __all__ = ["EndpointConfig", "EndpointKind", "Node", "Route", "ShmConfig", "Topology", "TopologyError",
-           "TransportType"]
+           "TopologyWarning", "TransportType"]

@@ -25,4 +25,6 @@ TopologyError::TopologyError(std::string description, SourceLocation where)
       description_(std::move(description)),
       where_(std::move(where)) {}
 
+std::string TopologyWarning::text() const { return format_error(description, where); }
+
 }  // namespace mycelium::topology

@@ -121,8 +121,8 @@ struct NodeMarks {
 
 class Parser {
 public:
-    Parser(std::string source_name, fs::path base_dir)
-        : source_name_(std::move(source_name)), base_dir_(std::move(base_dir)) {}
+    Parser(std::string source_name, fs::path base_dir, LoadOptions options)
+        : source_name_(std::move(source_name)), base_dir_(std::move(base_dir)), options_(options) {}
 
     Spec parse(std::string_view text) {
         toml::table root;
@@ -136,6 +136,7 @@ public:
         spec.base_dir = base_dir_;
         read_top(root, spec);
         check_across_nodes(spec);
+        spec.warnings = std::move(warnings_);
         return spec;
     }
 
@@ -158,6 +159,11 @@ private:
             if (!context.empty()) message += " in " + std::string(context);
             const std::string_view suggestion = closest_match(key.str(), allowed);
             if (!suggestion.empty()) message += ", did you mean " + in_quotes(suggestion) + "?";
+            // Mycelium ignores keys it does not know, and files written for it carry some.
+            if (!options_.strict) {
+                warnings_.push_back(TopologyWarning{std::move(message), at(key.source())});
+                continue;
+            }
             fail(std::move(message), key.source());
         }
     }
@@ -388,7 +394,6 @@ private:
         const toml::node* kind = table.get("kind");
         if (kind == nullptr) fail("endpoint is missing 'kind'", table.source());
         const toml::node* addr = table.get("addr");
-        if (addr == nullptr) fail("endpoint is missing 'addr'", table.source());
         Endpoint endpoint;
         const std::string kind_text = string_of("kind", *kind);
         if (kind_text == "unix") {
@@ -398,6 +403,12 @@ private:
         } else {
             fail("bad endpoint kind " + in_quotes(kind_text) + ", expected 'unix' or 'tcp'",
                  kind->source());
+        }
+        // Mycelium ignores `addr` for unix endpoints: the socket is socket_dir/<node>.sock,
+        // which socket_path() gives for an empty path.
+        if (addr == nullptr) {
+            if (endpoint.kind == EndpointKind::Unix) return endpoint;
+            fail("endpoint is missing 'addr'", table.source());
         }
         endpoint.addr = non_empty_string("addr", *addr);
         if (endpoint.kind == EndpointKind::Unix) {
@@ -644,16 +655,21 @@ private:
 
     std::string source_name_;
     fs::path base_dir_;
+    LoadOptions options_;
     std::vector<NodeMarks> marks_;  // parallel to Spec::nodes
+    // Filled by check_keys, which the const readers call: warnings are the parse's
+    // output, not the parser's state.
+    mutable std::vector<TopologyWarning> warnings_;
 };
 
 }  // namespace
 
-Spec load_string(std::string_view toml, std::string source_name, std::filesystem::path base_dir) {
-    return Parser(std::move(source_name), std::move(base_dir)).parse(toml);
+Spec load_string(std::string_view toml, std::string source_name, std::filesystem::path base_dir,
+                 const LoadOptions& options) {
+    return Parser(std::move(source_name), std::move(base_dir), options).parse(toml);
 }
 
-Spec load_file(const std::filesystem::path& path) {
+Spec load_file(const std::filesystem::path& path, const LoadOptions& options) {
     const SourceLocation whole_file{path.string(), 0, 0};
     std::error_code ec;
     const fs::file_status status = fs::status(path, ec);
@@ -668,7 +684,7 @@ Spec load_file(const std::filesystem::path& path) {
     if (in.bad()) throw TopologyError("cannot read topology file", whole_file);
     fs::path base = fs::absolute(path, ec).parent_path();
     if (ec) base = path.parent_path();
-    return load_string(text.str(), path.string(), base);
+    return load_string(text.str(), path.string(), base, options);
 }
 
 }  // namespace mycelium::topology

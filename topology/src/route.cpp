@@ -41,7 +41,8 @@ const Node* node_of_service(const Spec& spec, std::string_view service) noexcept
 }
 
 std::filesystem::path socket_path(const Spec& spec, const Node& node) {
-    if (node.endpoint && node.endpoint->kind == EndpointKind::Unix) return node.endpoint->path;
+    if (node.endpoint && node.endpoint->kind == EndpointKind::Unix && !node.endpoint->path.empty())
+        return node.endpoint->path;
     return spec.socket_dir / (node.name + ".sock");
 }
 
@@ -67,14 +68,7 @@ Route route_between(const Spec& spec, std::string_view from, std::string_view to
         route.kind = RouteKind::InProcess;
         return route;
     }
-    // An explicit tcp endpoint is the only way the destination accepts peers, wherever
-    // they run.
-    if (target.endpoint && target.endpoint->kind == EndpointKind::Tcp) {
-        route.kind = RouteKind::Tcp;
-        route.host = target.endpoint->address.host;
-        route.port = target.endpoint->address.port;
-        return route;
-    }
+    // As in Mycelium, `endpoint` is where clients connect; nodes follow `host`.
     if (same_host(source, target)) {
         route.kind = source.shm.enabled && target.shm.enabled ? RouteKind::Shm : RouteKind::Unix;
         route.socket_path = socket_path(spec, target);
@@ -82,13 +76,18 @@ Route route_between(const Spec& spec, std::string_view from, std::string_view to
     }
     // A local node's host is "this host" only from this host's point of view: a peer on
     // another machine cannot use it.
-    if (target.is_local() || !target.port)
+    if (target.is_local())
         throw std::invalid_argument("node '" + target.name + "' has no host and port that node '" +
                                     source.name + "' on host '" + source.host +
                                     "' can reach; give it 'host' and 'port'");
     route.kind = RouteKind::Tcp;
-    route.host = target.host;
-    route.port = *target.port;
+    if (target.port) {
+        route.host = target.host;
+        route.port = *target.port;
+    } else {  // the parser lets a remote node give a tcp endpoint instead of a port
+        route.host = target.endpoint->address.host;
+        route.port = target.endpoint->address.port;
+    }
     return route;
 }
 

@@ -51,9 +51,9 @@ TopologyError parsing_should_fail(const fs::path& path) {
     throw std::logic_error("unreachable");
 }
 
-TopologyError string_should_fail(std::string_view text) {
+TopologyError string_should_fail(std::string_view text, const LoadOptions& options = {}) {
     try {
-        (void)load_string(text, "mesh.toml");
+        (void)load_string(text, "mesh.toml", {}, options);
     } catch (const TopologyError& e) {
         return e;
     }
@@ -98,6 +98,42 @@ TEST_SUITE("topology") {
             CHECK(std::string(e.what()) == expected_error(path));
             CHECK(e.file() == path.string());
         }
+    }
+
+    TEST_CASE("an unknown key is a warning with its place, and an error with strict") {
+        const std::vector<fs::path> files = toml_files(FIXTURES / "strict");
+        CHECK(files.size() >= 5);
+        for (const fs::path& path : files) {
+            CAPTURE(path);
+            const Spec spec = parsing_should_succeed(path);
+            REQUIRE(spec.warnings.size() == 1);
+            CHECK(spec.warnings[0].text() == expected_error(path));
+            CHECK(spec.warnings[0].where.file == path.string());
+            try {
+                (void)load_file(path, LoadOptions{.strict = true});
+                FAIL(path.string() << " loaded with strict, but should have failed");
+            } catch (const TopologyError& e) {
+                CHECK(std::string(e.what()) == expected_error(path));
+            }
+        }
+    }
+
+    TEST_CASE("a unix endpoint without addr is socket_dir/<node>.sock, as in Mycelium") {
+        const Spec spec = parsing_should_succeed(FIXTURES / "valid" / "mycelium_unix_endpoint.toml");
+        const Node& adapters = node_named(spec, "adapters");
+        REQUIRE(adapters.endpoint.has_value());
+        CHECK(adapters.endpoint->kind == EndpointKind::Unix);
+        CHECK(adapters.endpoint->addr.empty());
+        CHECK(socket_path(spec, adapters) == "/tmp/mycelium-unix-endpoint/adapters.sock");
+        CHECK(spec.warnings.empty());
+        // Node-to-node routes follow `host`: a tcp endpoint is where clients connect.
+        const Route to_strategies = route_between(spec, "adapters", "strategies");
+        CHECK(to_strategies.kind == RouteKind::Unix);
+        CHECK(to_strategies.socket_path == "/tmp/mycelium-unix-endpoint/strategies.sock");
+        const Route to_remote = route_between(spec, "strategies", "remote");
+        CHECK(to_remote.kind == RouteKind::Tcp);
+        CHECK(to_remote.host == "10.0.3.30");
+        CHECK(to_remote.port == 9300);
     }
 
     TEST_CASE("Mycelium's topology shape loads with Mycelium's meaning") {
@@ -286,10 +322,10 @@ port = 7201
         CHECK(to_b.socket_path == "/tmp/other/b.sock");
         CHECK(route_between(spec, "b", "a").socket_path == "/tmp/m/a.sock");
 
+        // c's tcp endpoint is for clients; a node on the same host uses its Unix socket.
         const Route to_c = route_between(spec, "a", "c");
-        CHECK(to_c.kind == RouteKind::Tcp);
-        CHECK(to_c.host == "127.0.0.1");
-        CHECK(to_c.port == 7100);
+        CHECK(to_c.kind == RouteKind::Unix);
+        CHECK(to_c.socket_path == "/tmp/m/c.sock");
 
         const Route d_to_e = route_between(spec, "d", "e");
         CHECK(d_to_e.kind == RouteKind::Unix);
@@ -312,8 +348,9 @@ port = 7201
     }
 
     TEST_CASE("an unknown key suggests the closest known key") {
+        const LoadOptions strict{.strict = true};
         const TopologyError e =
-            string_should_fail("sokcet_dir = \"/tmp\"\n[[nodes]]\nname = \"a\"\n");
+            string_should_fail("sokcet_dir = \"/tmp\"\n[[nodes]]\nname = \"a\"\n", strict);
         CHECK(std::string(e.what()) ==
               "unknown key 'sokcet_dir', did you mean 'socket_dir'? (at line 1, column 1 of "
               "'mesh.toml')");
@@ -324,7 +361,7 @@ port = 7201
 
         const TopologyError worker = string_should_fail(
             "[[nodes]]\nname = \"a\"\n[[nodes.workers]]\nname = \"w\"\nscript = "
-            "\"w.py\"\nrestart_windows_s = 5\n");
+            "\"w.py\"\nrestart_windows_s = 5\n", strict);
         CHECK(worker.description() ==
               "unknown key 'restart_windows_s' in [[nodes.workers]], did you mean "
               "'restart_window_s'?");

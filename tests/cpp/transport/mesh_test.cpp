@@ -307,9 +307,12 @@ services = ["a"]
 [[nodes]]
 name = "beta"
 services = ["b"]
-endpoint = { kind = "tcp", addr = "127.0.0.1:0" }
+host = "127.0.0.2"
+endpoint = { kind = "tcp", addr = "127.0.0.2:0" }
 )",
                                             "tcp.toml");
+    // beta's host is another address of this machine (127/8 is loopback): to alpha it is
+    // another host, so the link is TCP; on one host it would be the Unix socket.
     CHECK_THROWS_WITH_AS(Node(spec, "alpha"), doctest::Contains("its TCP port is 0"), std::invalid_argument);
     Node beta(spec, "beta");
     const auto endpoints = beta.mesh->endpoints();

@@ -45,14 +45,18 @@ import json
 
 
 def write_topology(tmp_path, nodes):
-    """nodes: {name: {"scripts": [...], "tcp": bool}}; a tcp node listens on 127.0.0.1:0."""
+    """nodes: {name: {"scripts": [...], "tcp": bool, "host": str}}; a tcp node listens on
+    <host>:0, 127.0.0.1 by default. Nodes on one host link over the Unix socket unless
+    --peer names a TCP address; another host (127.0.0.2 is one too) is reached over TCP."""
     lines = [f'socket_dir = "{tmp_path}"']
     for name, spec in nodes.items():
         lines += ["[[nodes]]", f'name = "{name}"', f'services = ["{name}-service"]']
         scripts = ", ".join(f'"{s}"' for s in spec.get("scripts", []))
         lines.append(f"scripts = [{scripts}]")
+        if spec.get("host"):
+            lines.append(f'host = "{spec["host"]}"')
         if spec.get("tcp"):
-            lines.append('endpoint = { kind = "tcp", addr = "127.0.0.1:0" }')
+            lines.append(f'endpoint = {{ kind = "tcp", addr = "{spec.get("host", "127.0.0.1")}:0" }}')
     path = tmp_path / "topology.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -171,7 +175,7 @@ def test_the_link_comes_back_after_the_far_node_is_killed_and_restarted(host_bin
 
 
 def test_node_mode_refuses_bad_flags_with_the_reason(run_host, tmp_path):
-    topology = write_topology(tmp_path, {"alpha": {}, "beta": {"tcp": True}})
+    topology = write_topology(tmp_path, {"alpha": {}, "beta": {"tcp": True, "host": "127.0.0.2"}})
     cases = [
         (["--topology", topology, "--node", "gamma"], r"--node gamma: .* has no such node \(it has: alpha, beta\)"),
         (["--topology", topology], r"--topology and --node go together"),

@@ -14,6 +14,7 @@ FIXTURES = pathlib.Path(__file__).resolve().parents[2] / "fixtures" / "topologie
 EXAMPLES = pathlib.Path(__file__).resolve().parents[3] / "topology" / "examples"
 VALID = sorted(FIXTURES.glob("valid/*.toml")) + sorted(EXAMPLES.glob("*.toml"))
 INVALID = sorted(FIXTURES.glob("invalid/*.toml"))
+STRICT = sorted(FIXTURES.glob("strict/*.toml"))  # unknown keys: warnings, errors with strict
 
 # Invalid fixtures whose problem is in a section the SDK does not read (the host checks
 # them; routing does not depend on them): the SDK loads these files.
@@ -22,12 +23,10 @@ NOT_CHECKED_BY_THE_SDK = {
     "bad_socket_mode", "bind_bad_port", "bind_without_port", "duplicate_worker", "limits_zero_timeout",
     "max_payload_too_large", "metrics_ipv6_unbracketed", "metrics_no_port", "negative_link_capacity",
     "port_conflict", "ring_not_power_of_two", "ring_too_small", "scripts_empty_entry", "socket_mode_integer",
-    "spin_too_long", "unknown_key_far", "unknown_node_key", "unknown_queue_key",
-    "unknown_top_key", "worker_missing_script", "zero_capacity",
+    "spin_too_long", "worker_missing_script", "zero_capacity",
 }
-# Refused by both, in other words: TOML syntax (tomllib and toml++ word it differently), and
-# an endpoint key the SDK reports as the missing 'addr' rather than the unknown 'address'.
-OTHER_WORDS = {"duplicate_key", "toml_syntax", "unknown_endpoint_key"}
+# Refused by both, in other words: TOML syntax (tomllib and toml++ word it differently).
+OTHER_WORDS = {"duplicate_key", "toml_syntax"}
 
 
 def host_routes(run_host, path):
@@ -66,6 +65,28 @@ def test_routes_match_the_host(run_host, path):
         assert text.startswith(ours), f"{source} -> {target}: host says {text!r}, the SDK {ours!r}"
 
 
+def host_nodes(run_host, path):
+    """{name: {"services": [...], "host": str, "unix": path}} from `mycelium-host check`."""
+    result = run_host("check", "--topology", path)
+    assert result.returncode == 0, result.stderr
+    nodes = {}
+    for block in result.stdout.split("\nroutes\n", 1)[0].split("\nnode ")[1:]:
+        name, *lines = block.splitlines()
+        fields = dict(re.match(r"^  (\w+): +(.*)$", line).groups() for line in lines if line.strip())
+        services = [] if fields["services"] == "(none)" else fields["services"].split(", ")
+        host = "" if fields["host"] == "(this host)" else fields["host"]
+        nodes[name] = {"services": services, "host": host, "unix": fields["unix"].split(" (mode")[0]}
+    return nodes
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: p.stem)
+def test_nodes_match_the_host(run_host, path):
+    topology = Topology.load(path)
+    ours = {n.name: {"services": n.services, "host": n.host or "", "unix": str(topology.socket_path(n.name))}
+            for n in topology.nodes}
+    assert ours == host_nodes(run_host, path)
+
+
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
 def test_invalid_fixtures(path):
     expected = re.match(r"^# error: (.*?)(?: \((?:at line \d+, column \d+ of|in) '\{file\}'\))?$",
@@ -80,6 +101,38 @@ def test_invalid_fixtures(path):
     # The host's description; the SDK may stop before the host's "(first defined at ...)".
     assert expected.startswith(caught.value.description), (expected, caught.value.description)
     assert str(path) in str(caught.value)
+
+
+def expected_description(path):
+    return re.match(r"^# error: (.*?)(?: \((?:at line \d+, column \d+ of|in) '\{file\}'\))?$",
+                    path.read_text().splitlines()[0]).group(1)
+
+
+@pytest.mark.parametrize("path", STRICT, ids=lambda p: p.stem)
+def test_unknown_keys_warn_as_the_host_does_and_fail_with_strict(run_host, path):
+    description = expected_description(path)
+    with pytest.warns(mycelium.TopologyWarning) as caught:
+        topology = Topology.load(path)
+    assert [str(w.message) for w in caught] == [f"{description} (in '{path}')"]
+    assert topology.warnings == [f"{description} (in '{path}')"]
+    with pytest.raises(TopologyError) as err:
+        Topology.load(path, strict=True)
+    assert err.value.description == description
+    # The host says the same: a warning, and an error with --strict.
+    loose = run_host("check", "--topology", path)
+    assert loose.returncode == 0 and f"mycelium-host: warning: {description} (at line" in loose.stderr
+    strict = run_host("check", "--strict", "--topology", path)
+    assert strict.returncode == 2 and f"mycelium-host: error: {description} (at line" in strict.stderr
+
+
+def test_a_unix_endpoint_without_addr_and_routes_that_follow_host():
+    t = Topology.load(FIXTURES / "valid" / "mycelium_unix_endpoint.toml")
+    assert t.socket_path("adapters") == pathlib.Path("/tmp/mycelium-unix-endpoint/adapters.sock")
+    assert t.find_node("adapters").endpoint == mycelium.EndpointConfig(mycelium.EndpointKind.UNIX)
+    # strategies gives clients a TCP endpoint; a node on its host still uses the Unix socket.
+    assert t.transport_between("polygon-adapter", "flash-arbitrage") is TransportType.UNIX
+    assert t.connection_info("flash-arbitrage")["endpoint"] == "tcp:127.0.0.1:9091"
+    assert t.route_between("strategies", "remote").endpoint == "tcp:10.0.3.30:9300"
 
 
 def test_mycelium_shaped_topology(repo):

@@ -77,6 +77,23 @@ private:
     SourceLocation where_;
 };
 
+/// A problem that does not stop the load: an unknown key (a typo, or a key of a newer
+/// version), ignored. text() reads like TopologyError::what():
+/// `unknown key 'sokcet_dir', did you mean 'socket_dir'? (at line 1, column 1 of 'mesh.toml')`.
+struct TopologyWarning {
+    std::string description;
+    SourceLocation where;
+
+    /// The description and the position, as one line.
+    std::string text() const;
+};
+
+/// How a topology file is loaded.
+struct LoadOptions {
+    /// Unknown keys are errors instead of warnings (`--strict`, `Topology.load(strict=True)`).
+    bool strict = false;
+};
+
 /// A host and a port: `127.0.0.1:9000`, `[::1]:9000`, `db.internal:9100`.
 struct SocketAddress {
     std::string host;        ///< without IPv6 brackets
@@ -108,7 +125,7 @@ enum class EndpointKind : std::uint8_t {
 struct Endpoint {
     EndpointKind kind = EndpointKind::Unix;  ///< `kind`
     std::string addr;            ///< as written
-    std::filesystem::path path;  ///< Unix: the socket path, relative paths resolved
+    std::filesystem::path path;  ///< Unix: the socket path, relative paths resolved; empty without `addr` (socket_dir/<node>.sock)
     SocketAddress address;       ///< Tcp: `addr` parsed
 };
 
@@ -200,20 +217,22 @@ struct Spec {
     std::uint32_t socket_mode = DEFAULT_SOCKET_MODE;         ///< top-level default
     Limits limits;                                           ///< `[limits]`
     std::vector<Node> nodes;                                 ///< in file order, at least one
+    std::vector<TopologyWarning> warnings;                   ///< unknown keys, in file order (none when strict)
 };
 
 /// Reads and validates a topology file. Relative paths inside it resolve against the
 /// file's folder (made absolute). Throws TopologyError on an unreadable file, a TOML
 /// syntax error (with toml++'s position) or any validation failure (docs/topology.md).
+/// An unknown key is a warning in Spec::warnings, or an error with `options.strict`.
 /// Thread safety: reentrant.
-Spec load_file(const std::filesystem::path& path);
+Spec load_file(const std::filesystem::path& path, const LoadOptions& options = {});
 
 /// Parses and validates topology text. `source_name` stands for the file in errors;
 /// relative paths resolve against `base_dir` (left relative when it is empty).
 /// Throws TopologyError like load_file.
 /// Thread safety: reentrant.
 Spec load_string(std::string_view toml, std::string source_name,
-                 std::filesystem::path base_dir = {});
+                 std::filesystem::path base_dir = {}, const LoadOptions& options = {});
 
 /// The node called `name`, or nullptr. The pointer lives as long as `spec`.
 /// Thread safety: reentrant; safe on a shared const Spec.
@@ -239,7 +258,7 @@ enum class RouteKind : std::uint8_t {
     InProcess,  ///< same node: the bus
     Shm,        ///< same host, both sides enable shm: rings set up over `socket_path`
     Unix,       ///< same host: the destination's Unix socket
-    Tcp,        ///< another host (or an explicit tcp endpoint): `host`:`port`
+    Tcp,        ///< another host: `host`:`port`
 };
 
 /// Where and how to reach a destination node.
@@ -255,9 +274,10 @@ struct Route {
 };
 
 /// Chooses the route from `from` to `to`, each a node name or, failing that, a service
-/// name. Same node: InProcess. Same host: Tcp if the destination's endpoint is tcp, else
-/// Shm when both nodes enable shm, else Unix. Another host: Tcp to the destination's tcp
-/// endpoint, or its `host` and `port`.
+/// name. Routes follow `host`, as in Mycelium (a node's `endpoint` is where clients
+/// connect): same node: InProcess; same host: Shm when both nodes enable shm, else Unix
+/// (the destination's unix endpoint, else socket_dir/<node>.sock); another host: Tcp to
+/// the destination's `host` and `port` (its tcp endpoint when it gives no port).
 /// Throws std::out_of_range for an unknown node or service, and std::invalid_argument
 /// when the destination is on another host but has no address reachable from there (a
 /// local node without an explicit `host`).
