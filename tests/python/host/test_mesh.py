@@ -190,3 +190,15 @@ def test_node_mode_refuses_bad_flags_with_the_reason(run_host, tmp_path):
         result = run_host(*args, "--duration", "5", timeout=30)
         assert result.returncode == 2, (args, result.stderr)
         assert re.search(message, result.stderr), (args, result.stderr)
+
+
+def test_node_mode_warns_about_an_unknown_topology_key_and_strict_refuses_it(run_host, tmp_path):
+    topology = tmp_path / "typo.toml"
+    topology.write_text(f'socket_dir = "{tmp_path}"\n[[nodes]]\nname = "alpha"\nservice = ["a"]\n')
+    text = "unknown key 'service' in [[nodes]], did you mean 'services'? (at line 4, column 1 of"
+    loose = run_host("--topology", topology, "--node", "alpha", "--duration", "0.2", timeout=30)
+    assert loose.returncode == 0, loose.stderr
+    assert f"mycelium-host: warning: {text}" in loose.stderr
+    strict = run_host("--topology", topology, "--node", "alpha", "--strict", "--duration", "0.2", timeout=30)
+    assert strict.returncode == 2
+    assert f"mycelium-host: error: {text}" in strict.stderr
