@@ -5,7 +5,8 @@ built-in one; scripts import from `mycelium`.
 Where a Runtime connects (first match):
 
 1. `endpoint=` given to Runtime (an SDK extension): `unix:PATH`, `shm:PATH` or `tcp:HOST:PORT`;
-2. `MYCELIUM_SOCKET` (same syntax);
+2. `MYCELIUM_ENDPOINT` (same syntax, set by the host for its workers), else
+   `MYCELIUM_SOCKET` (a path, as Mycelium's bridge sets it, or the same syntax);
 3. the topology: `topology_path=` or `MYCELIUM_TOPOLOGY`, and the node of `service_name=` or
    `MYCELIUM_SERVICE`: on this host its shared-memory rings when the node enables them
    (`[nodes.shm] enabled = true`), else its Unix socket; on another host its TCP address.
@@ -333,10 +334,12 @@ class Stream:
 
 
 def _endpoint_from_environment(topology_path, service_name):
-    socket_spec = os.environ.get("MYCELIUM_SOCKET")
+    # The host sets MYCELIUM_ENDPOINT (unix:PATH) and MYCELIUM_SOCKET (the PATH, as
+    # Mycelium's bridge did); an endpoint in MYCELIUM_SOCKET works too.
+    socket_spec = os.environ.get("MYCELIUM_ENDPOINT") or os.environ.get("MYCELIUM_SOCKET")
     if socket_spec:
-        if not socket_spec.startswith(("unix:", "tcp:")):
-            socket_spec = "unix:" + socket_spec  # a bare path, as Mycelium's bridge exported it
+        if not socket_spec.startswith(("unix:", "tcp:", "shm:")):
+            socket_spec = "unix:" + socket_spec  # a bare path
         return socket_spec
     topology_path = topology_path or os.environ.get("MYCELIUM_TOPOLOGY")
     if topology_path:

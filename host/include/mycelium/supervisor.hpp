@@ -7,7 +7,8 @@
 ///   /dev/null, every other descriptor of the host closed, signal mask and ignored
 ///   signals reset, and PR_SET_PDEATHSIG SIGKILL so that a host that dies without
 ///   stopping its workers takes them along. Environment: the host's, plus
-///   MYCELIUM_SOCKET, MYCELIUM_SCHEMA_DIGEST, MYCELIUM_TOPOLOGY (when there is one),
+///   MYCELIUM_SOCKET (the Unix socket's path, as Mycelium sets it), MYCELIUM_ENDPOINT
+///   (the same as `unix:PATH`), MYCELIUM_SCHEMA_DIGEST, MYCELIUM_TOPOLOGY (when there is one),
 ///   MYCELIUM_SERVICE (the worker's name), MYCELIUM_TRACE_ID (fresh per start),
 ///   PYTHONPATH (SupervisorOptions::python_path first) and PYTHONUNBUFFERED=1.
 /// - Output: every line a worker writes becomes a log line of the logger
@@ -66,8 +67,8 @@ void check_workers(const std::vector<topology::Worker>& workers);
 struct SupervisorOptions {
     /// The interpreter each worker runs with.
     std::filesystem::path python = default_python();
-    /// MYCELIUM_SOCKET: the node's endpoint as `mycelium-host` prints it after
-    /// "listening on" (`unix:PATH`). Empty: not set.
+    /// The node's endpoint as `mycelium-host` prints it after "listening on" (`unix:PATH`):
+    /// MYCELIUM_ENDPOINT, and its path MYCELIUM_SOCKET. Empty: neither is set.
     std::string socket;
     /// MYCELIUM_SCHEMA_DIGEST: the schema digest in lowercase hex. Empty: not set.
     std::string schema_digest;

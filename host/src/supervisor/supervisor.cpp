@@ -58,8 +58,8 @@ constexpr double JITTER = 0.2;
 /// Poll period for children whose pidfd could not be opened (kernels before 5.3).
 constexpr milliseconds FALLBACK_POLL{50};
 /// The variables the supervisor sets; inherited values of them are dropped.
-constexpr std::array<std::string_view, 7> OWN_VARIABLES = {
-    "MYCELIUM_SOCKET", "MYCELIUM_SCHEMA_DIGEST", "MYCELIUM_TOPOLOGY", "MYCELIUM_SERVICE",
+constexpr std::array<std::string_view, 8> OWN_VARIABLES = {
+    "MYCELIUM_SOCKET", "MYCELIUM_ENDPOINT", "MYCELIUM_SCHEMA_DIGEST", "MYCELIUM_TOPOLOGY", "MYCELIUM_SERVICE",
     "MYCELIUM_TRACE_ID", "PYTHONPATH", "PYTHONUNBUFFERED"};
 
 /// An owned file descriptor.
@@ -396,7 +396,14 @@ void Supervisor::Impl::spawn(Slot& slot) noexcept {
         std::vector<std::string> args{options.python.string(), w.script.string()};
         args.insert(args.end(), w.args.begin(), w.args.end());
         std::vector<std::string> env = base_env;
-        if (!options.socket.empty()) env.push_back("MYCELIUM_SOCKET=" + options.socket);
+        if (!options.socket.empty()) {
+            // Mycelium's workers hand MYCELIUM_SOCKET to UnixTransport as a path; the
+            // endpoint, scheme and all, is MYCELIUM_ENDPOINT.
+            const std::string_view endpoint = options.socket;
+            env.push_back("MYCELIUM_ENDPOINT=" + options.socket);
+            env.push_back("MYCELIUM_SOCKET=" +
+                          std::string(endpoint.starts_with("unix:") ? endpoint.substr(5) : endpoint));
+        }
         if (!options.schema_digest.empty()) env.push_back("MYCELIUM_SCHEMA_DIGEST=" + options.schema_digest);
         if (options.topology) env.push_back("MYCELIUM_TOPOLOGY=" + options.topology->string());
         env.push_back("MYCELIUM_SERVICE=" + w.name);

@@ -174,6 +174,7 @@ TEST_SUITE("supervisor") {
         auto sink = std::make_shared<RecordingSink>();
         Attach attach(sink, {"worker.env-test"});
         const auto script = dir.write("env.sh", R"(echo "socket=$MYCELIUM_SOCKET"
+echo "endpoint=$MYCELIUM_ENDPOINT"
 echo "digest=$MYCELIUM_SCHEMA_DIGEST"
 echo "topology=$MYCELIUM_TOPOLOGY"
 echo "service=$MYCELIUM_SERVICE"
@@ -198,7 +199,8 @@ echo "args=$*"
         CHECK(status_of(sup).restarts == 1);
 
         const std::string logger = "worker.env-test";
-        CHECK(value_after(*sink, logger, "socket=") == options.socket);
+        CHECK(value_after(*sink, logger, "socket=") == (dir.path / "node.sock").string());  // a path, as Mycelium's
+        CHECK(value_after(*sink, logger, "endpoint=") == options.socket);
         CHECK(value_after(*sink, logger, "digest=") == options.schema_digest);
         CHECK(value_after(*sink, logger, "topology=") == options.topology->string());
         CHECK(value_after(*sink, logger, "service=") == "env-test");
@@ -474,7 +476,7 @@ print("SIGUSR2 ignored", bool(int(status["SigIgn"], 16) & (1 << 11)))
         auto sink = std::make_shared<RecordingSink>();
         Attach attach(sink, {"worker.ready-test", "supervisor"});
         const auto script = dir.write("client.py", R"(import os, socket, struct, time
-path = os.environ["MYCELIUM_SOCKET"].removeprefix("unix:")
+path = os.environ["MYCELIUM_SOCKET"]
 digest = bytes.fromhex(os.environ["MYCELIUM_SCHEMA_DIGEST"])
 name = os.environ["MYCELIUM_SERVICE"].encode()
 time.sleep(0.2)  # long enough to see the worker up but not yet ready

@@ -27,7 +27,7 @@ TEXT_MESSAGE, COUNTER_UPDATE = 1001, 1002
 
 
 def connect(subscribe=()):
-    path = os.environ["MYCELIUM_SOCKET"].removeprefix("unix:")
+    path = os.environ["MYCELIUM_SOCKET"]  # a plain path, as Mycelium's workers expect
     digest = bytes.fromhex(os.environ["MYCELIUM_SCHEMA_DIGEST"])
     name = os.environ["MYCELIUM_SERVICE"].encode()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -74,7 +74,7 @@ def on_text(msg):
 
 # Asks the script in the host a question and prints the answer, then stays connected.
 PINGER = WORKER_PRELUDE + """
-for key in ("MYCELIUM_SOCKET", "MYCELIUM_SCHEMA_DIGEST", "MYCELIUM_TOPOLOGY", "MYCELIUM_SERVICE",
+for key in ("MYCELIUM_SOCKET", "MYCELIUM_ENDPOINT", "MYCELIUM_SCHEMA_DIGEST", "MYCELIUM_TOPOLOGY", "MYCELIUM_SERVICE",
             "MYCELIUM_TRACE_ID"):
     print(f"env {key}={os.environ.get(key, '<unset>')}")
 print(f"env PYTHONPATH={os.environ['PYTHONPATH']}")
@@ -187,7 +187,8 @@ def test_a_worker_publishes_to_and_receives_from_a_script_in_the_host(host_binar
             match = re.search(r"\[worker\.pinger\] env (\w+)=(.*)$", line)
             if match:
                 env[match.group(1)] = match.group(2)
-        assert env["MYCELIUM_SOCKET"] == host.addresses[0] == f"unix:{tmp_path / 'node.sock'}"
+        assert env["MYCELIUM_SOCKET"] == str(tmp_path / "node.sock")  # a path, as Mycelium's workers expect
+        assert env["MYCELIUM_ENDPOINT"] == host.addresses[0] == f"unix:{tmp_path / 'node.sock'}"
         assert re.fullmatch(r"[0-9a-f]{64}", env["MYCELIUM_SCHEMA_DIGEST"])
         assert env["MYCELIUM_TOPOLOGY"] == "<unset>"
         assert env["MYCELIUM_SERVICE"] == "pinger"
@@ -234,6 +235,94 @@ def test_an_sdk_worker_needs_nothing_but_its_environment(host_binary, repo, tmp_
     assert code == 0, err
     assert "[worker.sdk-worker] sdk worker stopping" in err  # its on_stop hook ran on SIGTERM
     assert "worker 'sdk-worker' (pid" in err and "stopped: exit status 0" in err
+
+
+# A worker written exactly as Mycelium's bridge fixture is: MYCELIUM_SOCKET handed to
+# UnixTransport as a path, messages from a `mycelium_protocol` module, publish, then wait
+# for a TextMessage that is not its own, and write both to MYCELIUM_TEST_OUTPUT.
+MYCELIUM_BRIDGE_WORKER = """
+import json
+import os
+import queue
+import sys
+import time
+
+from mycelium import UnixTransport
+from mycelium_protocol import TextMessage
+
+
+def as_dict(message):
+    if message is None:
+        return None
+    return {"sender": message.sender, "content": message.content, "timestamp": int(message.timestamp)}
+
+
+def main():
+    transport = UnixTransport(os.environ["MYCELIUM_SOCKET"], bytes.fromhex(os.environ["MYCELIUM_SCHEMA_DIGEST"]))
+    transport.connect()
+    publisher = transport.publisher(TextMessage)
+    subscriber = transport.subscriber(TextMessage)
+    outbound = TextMessage(sender="python-writer", content="hello-from-python", timestamp=int(time.time()))
+    publisher.publish(outbound)
+    inbound = None
+    deadline = time.time() + 5.0
+    while time.time() < deadline:
+        try:
+            candidate = subscriber.recv(timeout=1.0)
+        except queue.Empty:
+            continue
+        if as_dict(candidate) == as_dict(outbound):
+            continue
+        inbound = candidate
+        break
+    with open(os.environ["MYCELIUM_TEST_OUTPUT"], "w", encoding="utf-8") as handle:
+        json.dump({"outbound": as_dict(outbound), "inbound": as_dict(inbound)}, handle)
+    transport.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+"""
+
+# The host's side: answers the writer; again every 50 ms, since the fixture subscribes
+# only after it has published.
+BRIDGE_REPLIER = """
+import mycelium_native as mn
+from mycelium_native.messages import TextMessage
+
+heard = []
+
+@mn.subscribe(TextMessage)
+def on_text(msg):
+    if msg.sender == "python-writer":
+        heard.append(msg)
+
+@mn.every(0.05)
+def answer():
+    for msg in heard[-1:]:
+        mn.publish(TextMessage(sender="host", content="echo:" + msg.content, timestamp=msg.timestamp + 1))
+"""
+
+
+def test_a_worker_written_like_myceliums_bridge_fixture_gets_the_reply(host_binary, repo, tmp_path, monkeypatch):
+    subprocess.run([str(host_binary), "codegen", "--contracts", repo / "scripts" / "contracts.yaml",
+                    "--python", tmp_path / "mycelium_protocol.py"], check=True, timeout=30)
+    worker = write(tmp_path, "python_bridge_echo.py", MYCELIUM_BRIDGE_WORKER)
+    replier = write(tmp_path, "replier.py", BRIDGE_REPLIER)
+    output = tmp_path / "bridge.json"
+    monkeypatch.setenv("MYCELIUM_TEST_OUTPUT", str(output))
+    host = HostProcess(host_binary, "--script", replier, "--listen", f"unix:{tmp_path / 'node.sock'}",
+                       "--worker", f"bridge={worker}")
+    try:
+        host.wait_for(r"worker 'bridge' \(pid \d+\) .*exit status 0", stream="stderr", timeout=30)
+    finally:
+        code, _, err = host.stop()
+    assert code == 0, err
+    result = json.loads(output.read_text())
+    assert result["outbound"]["content"] == "hello-from-python"
+    assert result["inbound"] == {"sender": "host", "content": "echo:hello-from-python",
+                                 "timestamp": result["outbound"]["timestamp"] + 1}, err
 
 
 def test_a_worker_killed_with_sigkill_comes_back_after_its_backoff(host_binary, tmp_path):

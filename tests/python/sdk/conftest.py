@@ -108,6 +108,7 @@ def sdk_env():
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PYMODULES), env.get("PYTHONPATH")]))
     env.pop("MYCELIUM_SOCKET", None)
+    env.pop("MYCELIUM_ENDPOINT", None)
     env.pop("MYCELIUM_TOPOLOGY", None)
     env.pop("MYCELIUM_SERVICE", None)
     env.pop("MYCELIUM_SCHEMA_DIGEST", None)
