@@ -187,19 +187,22 @@ class Topology:
 
     # ---------------------------------------------------------------- lookups
 
-    def find_node(self, name):
-        """The node named `name`, else the node hosting service `name`, else None."""
+    # Parameter names are Mycelium's, so its keyword calls work: find_node(service_name=...),
+    # transport_between(from_service=..., to_service=...).
+
+    def find_node(self, service_name):
+        """The node named `service_name`, else the node hosting that service, else None."""
         for node in self.nodes:
-            if node.name == name:
+            if node.name == service_name:
                 return node
         for node in self.nodes:
-            if name in node.services:
+            if service_name in node.services:
                 return node
         return None
 
-    def same_node(self, a, b):
+    def same_node(self, service1, service2):
         """True when both names (services or nodes) resolve to the same node."""
-        node_a, node_b = self.find_node(a), self.find_node(b)
+        node_a, node_b = self.find_node(service1), self.find_node(service2)
         return node_a is not None and node_a is node_b
 
     def socket_path(self, node_name):
@@ -209,12 +212,12 @@ class Topology:
             return node.endpoint.path
         return self.socket_dir / f"{node.name}.sock"
 
-    def route_between(self, source, target):
+    def route_between(self, from_service, to_service):
         """The Route from one node (or service) to another, by the host's rules.
 
-        Raises ValueError for an unknown name, or when `target` is only reachable from its
-        own host and `source` runs elsewhere."""
-        src, dst = self._resolve(source), self._resolve(target)
+        Raises ValueError for an unknown name, or when `to_service` is only reachable from
+        its own host and `from_service` runs elsewhere."""
+        src, dst = self._resolve(from_service), self._resolve(to_service)
         if src is dst:
             return Route(TransportType.LOCAL, dst.name)
         if _same_host(src, dst):
@@ -227,19 +230,19 @@ class Topology:
             return Route(TransportType.TCP, dst.name, host=dst.endpoint.host, port=dst.endpoint.port)
         return Route(TransportType.TCP, dst.name, host=dst.host, port=dst.port)
 
-    def transport_between(self, source, target):
+    def transport_between(self, from_service, to_service):
         """The TransportType between two services (or nodes)."""
-        return self.route_between(source, target).kind
+        return self.route_between(from_service, to_service).kind
 
-    def connection_info(self, target, shm=False):
-        """How a process on this host reaches `target` (a service or node), as Mycelium's dict:
+    def connection_info(self, target_service, shm=False):
+        """How a process on this host reaches `target_service` (a service or node), as Mycelium's dict:
         `transport` (TransportType.UNIX or TCP; SHM only when `shm=True` and the node enables
         it), `node`, `endpoint` ('unix:...'/'tcp:...') and `path` or `host` and `port`.
 
-        Raises ValueError when `target` is unknown or cannot be reached from here."""
-        node = self.find_node(target)
+        Raises ValueError when `target_service` is unknown or cannot be reached from here."""
+        node = self.find_node(target_service)
         if node is None:
-            raise ValueError(f"Service '{target}' not found in topology")
+            raise ValueError(f"Service '{target_service}' not found in topology")
         if node.endpoint is not None and node.endpoint.kind is EndpointKind.TCP:
             route = Route(TransportType.TCP, node.name, host=node.endpoint.host, port=node.endpoint.port)
         elif node.is_local:

@@ -162,6 +162,20 @@ def test_mycelium_shaped_topology(repo):
         t.transport_between("strategy", "nope")
 
 
+def test_myceliums_keyword_names_and_constructors():
+    """Calls as Mycelium's SDK docs write them."""
+    t = Topology.load(FIXTURES / "valid" / "mycelium.toml")
+    assert t.find_node(service_name="strategy").name == "trading"
+    assert t.same_node(service1="market_data", service2="strategy")
+    assert t.transport_between(from_service="strategy", to_service="order_router") is TransportType.UNIX
+    assert t.connection_info(target_service="reporting")["port"] == 9000
+    assert t.socket_path(node_name="trading") == pathlib.Path("/tmp/mycelium/trading.sock")
+    assert t.validate() is None
+    assert mycelium.EndpointConfig(mycelium.EndpointKind.TCP).addr is None
+    node = mycelium.Node("n", ["s"], "10.0.0.9", 9100, mycelium.EndpointConfig(mycelium.EndpointKind.UNIX))
+    assert (node.name, node.services, node.host, node.port) == ("n", ["s"], "10.0.0.9", 9100)
+
+
 def test_shm_and_tcp_endpoints():
     t = Topology.load(FIXTURES / "valid" / "three_nodes.toml")
     assert t.transport_between("strategy", "risk_check") is TransportType.SHM
