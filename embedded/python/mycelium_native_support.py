@@ -2,8 +2,8 @@
 
 Compiled into mycelium-host and executed in the module's namespace when the module is
 first imported. The C++ half (embedded/src/native_module.cpp) provides the names with a
-leading underscore used here: _log, _doorbell_fd, _dispatch_ready, _next_timer_delay.
-Everything here runs on the host's Python thread.
+leading underscore used here: _log. Callbacks (Stream._push among them) run on the
+host's dispatcher thread; the rest runs on whichever thread calls it.
 """
 
 import asyncio
@@ -64,54 +64,11 @@ def _install_log_handler(level):
     root.setLevel(level)
 
 
-# ---------------------------------------------------------------- asyncio integration
+# ---------------------------------------------------------------- asyncio
 #
-# The host's Python thread normally waits in C++ for messages. While a script runs an
-# asyncio loop on that thread, the loop waits instead: the mailbox's doorbell eventfd is
-# registered with add_reader, so a message wakes the loop (no polling), and the next
-# timer deadline is a call_at on the loop.
-
-_attached = {"loop": None, "timer": None}
-
-
-def _pump():
-    loop = _attached["loop"]
-    if loop is None or loop.is_closed():
-        return
-    if _dispatch_ready():  # noqa: F821 - delivers a batch and due timers; True if more waits
-        loop.call_soon(_pump)
-    _schedule_timers(loop)
-
-
-def _schedule_timers(loop):
-    handle = _attached["timer"]
-    if handle is not None:
-        handle.cancel()
-        _attached["timer"] = None
-    delay = _next_timer_delay()  # noqa: F821 - seconds, or None without timers
-    if delay is not None and not loop.is_closed():
-        _attached["timer"] = loop.call_later(delay, _pump)
-
-
-def _attach_running_loop():
-    """Lets the running asyncio loop deliver messages and timers. Idempotent."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-    if _attached["loop"] is loop and not loop.is_closed():
-        return loop
-    _attached["loop"] = loop
-    loop.add_reader(_doorbell_fd(), _pump)  # noqa: F821
-    _schedule_timers(loop)
-    loop.call_soon(_pump)  # deliver what queued up before the loop started
-    return loop
-
-
-def _timers_changed():
-    loop = _attached["loop"]
-    if loop is not None and not loop.is_closed():
-        _schedule_timers(loop)
+# Callbacks run on the host's dispatcher thread, not in the script's event loop. A
+# stream's callback queues the message and, when a coroutine waits for one, wakes it
+# with call_soon_threadsafe: the loop's own thread-safe door, no polling.
 
 
 class Stream:
@@ -128,29 +85,32 @@ class Stream:
         self._closed = False
         self.dropped = 0
         self._subscription = runtime.subscribe(cls, self._push)
-        _attach_running_loop()
 
     def _push(self, message):
+        """The callback, on the dispatcher thread."""
         if len(self._queue) >= self._maxsize:
             self._queue.popleft()
             self.dropped += 1
         self._queue.append(message)
+        # After the append: a consumer that set its waiter before it sees the message
+        # is woken here; one that sets it after sees the message (see __anext__).
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            loop = waiter.get_loop()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_wake, waiter)
 
     def __aiter__(self):
-        _attach_running_loop()
         return self
 
     async def __anext__(self):
         while not self._queue:
             if self._closed:
                 raise StopAsyncIteration
-            loop = _attach_running_loop()
-            self._waiter = loop.create_future()
+            self._waiter = waiter = asyncio.get_running_loop().create_future()
             try:
-                await self._waiter
+                if not self._queue:  # a message queued before the waiter was visible
+                    await waiter
             finally:
                 self._waiter = None
         return self._queue.popleft()
@@ -165,14 +125,21 @@ class Stream:
         self._closed = True
         self._subscription.close()
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            loop = waiter.get_loop()
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_wake, waiter)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _wake(waiter):
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 async def _recv(runtime, cls, timeout):

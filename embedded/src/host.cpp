@@ -1,8 +1,9 @@
 // Host: wires the registry, the bus, the interpreter and the Python runtime together,
-// and owns shutdown. A watchdog thread turns SIGINT/SIGTERM and --duration into a stop
-// request, interrupts a callback that does not return (KeyboardInterrupt in the Python
-// thread), and as a last resort ends the process when the shutdown timeout passes, so
-// the host never hangs on exit.
+// and owns start-up and shutdown. A watchdog thread turns SIGINT/SIGTERM and --duration
+// into a stop request, sees when a top level that never returns has settled into
+// waiting (so the host's services start), interrupts the top level at a stop as Ctrl-C
+// would, interrupts a callback that does not return, and as a last resort ends the
+// process when the shutdown timeout passes, so the host never hangs on exit.
 
 #include "mycelium/host.hpp"
 
@@ -20,6 +21,7 @@
 #include "python_runtime.hpp"
 #include "runtime_metrics.hpp"
 #include "script_metrics.hpp"
+#include "top_level.hpp"
 
 namespace mycelium::embedded_files {
 extern const std::string_view demo_contracts;
@@ -63,6 +65,7 @@ struct Host::Impl {
     Bus bus{BusOptions{registry->max_payload()}};
     std::unique_ptr<embedded::Interpreter> interpreter;
     std::unique_ptr<embedded::PythonRuntime> runtime;
+    std::unique_ptr<embedded::TopLevel> top_level;
     std::vector<std::function<void()>> started;
     std::vector<std::function<void()>> stopping;
     std::shared_ptr<spdlog::logger> log = log::get("host");
@@ -73,10 +76,13 @@ struct Host::Impl {
 
     // Watchdog state.
     std::atomic<bool> run_finished{false};
+    std::atomic<int> stop_signal{0};  ///< the signal that asked for the stop, if one did
     std::thread watchdog;
 
     void watch(std::chrono::steady_clock::time_point run_started);
-    void interrupt_python();
+    void interrupt_busy_python();
+    void mark_loaded();
+    void shut_down();
 };
 
 Host::Host(HostOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
@@ -101,11 +107,13 @@ Host::Host(HostOptions options) : impl_(std::make_unique<Impl>(std::move(options
     runtime_options.spin = self.options.spin;
     runtime_options.fail_fast = self.options.fail_fast;
     self.runtime = std::make_unique<embedded::PythonRuntime>(self.bus, self.registry, runtime_options);
+    self.top_level = std::make_unique<embedded::TopLevel>(self.options.handle_signals);
     py::module_::import("mycelium_native").attr("_install_log_handler")(python_level_of(log::get("py")->level()));
 }
 
 Host::~Host() {
     auto& self = *impl_;
+    self.top_level.reset();
     self.runtime.reset();      // Python objects first, with the interpreter alive
     self.interpreter.reset();  // then CPython itself
     self.bus.shutdown();
@@ -162,25 +170,36 @@ HostStats Host::stats() const noexcept {
     return HostStats{s.delivered, s.callback_errors, s.decode_errors};
 }
 
-void Host::Impl::interrupt_python() {
+void Host::Impl::interrupt_busy_python() {
     // Taking the GIL from here waits at most one switch interval (5 ms) for the
-    // Python thread to hand it over; the exception then fires in its running code.
+    // running thread to hand it over; the exception then fires in its running code.
     PyGILState_STATE gil = PyGILState_Ensure();
-    if (runtime->in_python()) {
-        PyThreadState_SetAsyncExc(runtime->python_thread_id(), PyExc_KeyboardInterrupt);
+    if (const unsigned long busy = runtime->busy_thread(); busy != 0) {
+        PyThreadState_SetAsyncExc(busy, PyExc_KeyboardInterrupt);
     }
     PyGILState_Release(gil);
+}
+
+void Host::Impl::mark_loaded() {
+    // The dispatcher runs the scripts' on_start hooks, then the host's own start
+    // functions (listeners announced, workers and feeds started).
+    runtime->mark_loaded([this] {
+        for (auto& fn : started) fn();
+    });
 }
 
 void Host::Impl::watch(std::chrono::steady_clock::time_point run_started) {
     std::optional<std::chrono::steady_clock::time_point> stop_seen;
     bool interrupted = false;
+    bool top_level_interrupted = false;
     while (!run_finished.load()) {
         if (signals_blocked) {
             timespec slice{0, 20'000'000};
             const int signal = sigtimedwait(&signals, nullptr, &slice);
             if (signal > 0) {
                 log->info("received {}, stopping", signal == SIGINT ? "SIGINT" : "SIGTERM");
+                stop_signal = signal;
+                top_level_interrupted = false;  // a second Ctrl-C interrupts again
                 runtime->request_stop(HOST_EXIT_OK);
             }
         } else {
@@ -190,14 +209,27 @@ void Host::Impl::watch(std::chrono::steady_clock::time_point run_started) {
         if (options.duration && now - run_started >= *options.duration && !runtime->stop_requested()) {
             runtime->request_stop(HOST_EXIT_OK);
         }
-        if (!runtime->stop_requested()) continue;
+        if (!runtime->stop_requested()) {
+            if (!runtime->loaded() && top_level->sample_waiting()) {
+                log->info("the scripts' top level is waiting; starting the host's services");
+                mark_loaded();
+            }
+            continue;
+        }
+        // A top level still running at a stop is interrupted at once, as Ctrl-C
+        // interrupts `python3 script.py`: its `except KeyboardInterrupt:` and `finally:`
+        // blocks run, and shutdown goes on when it returns.
+        if (!top_level_interrupted && top_level->running()) {
+            top_level_interrupted = true;
+            top_level->interrupt(stop_signal.load());
+        }
         if (!stop_seen) stop_seen = now;
         const auto waited = now - *stop_seen;
-        if (!interrupted && waited >= options.shutdown_timeout / 2 && runtime->in_python()) {
+        if (!interrupted && waited >= options.shutdown_timeout / 2 && runtime->busy_thread() != 0) {
             log->warn("Python code still running {} ms after the stop request; interrupting it",
                       std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
             interrupted = true;
-            interrupt_python();
+            interrupt_busy_python();
         }
         if (waited >= options.shutdown_timeout) {
             log->critical("shutdown did not finish within {} ms; exiting now", options.shutdown_timeout.count());
@@ -214,59 +246,57 @@ int Host::run() {
     self.run_finished = false;
     self.watchdog = std::thread([&self, started] { self.watch(started); });
 
+    // Callbacks run from the first subscription on, while the top level runs.
+    runtime.start_dispatcher();
     int exit_code = HOST_EXIT_OK;
     try {
-        for (const auto& script : self.options.scripts) {
+        for (std::size_t i = 0; i < self.options.scripts.size(); ++i) {
             if (runtime.stop_requested()) break;
-            runtime.run_script(script);
-        }
-        std::optional<std::chrono::steady_clock::time_point> deadline;
-        if (self.options.duration) {
-            deadline = started + std::chrono::duration_cast<std::chrono::steady_clock::duration>(*self.options.duration);
-        }
-        if (!runtime.stop_requested()) {
-            runtime.run_start_hooks();
-            for (auto& fn : self.started) fn();
-            runtime.dispatch_until_stopped(deadline);
+            if (i > 0 && runtime.loaded()) {
+                self.log->warn("{} ran only after {}'s top level returned", self.options.scripts[i].string(),
+                               self.options.scripts[i - 1].string());
+            }
+            self.top_level->begin();
+            try {
+                runtime.run_script(self.options.scripts[i]);
+            } catch (...) {
+                self.top_level->end();
+                throw;
+            }
+            self.top_level->end();
         }
     } catch (const embedded::ScriptError&) {
         exit_code = HOST_EXIT_FAILURE;
         runtime.request_stop(HOST_EXIT_FAILURE);
     }
-    runtime.request_stop();
+    if (!runtime.stop_requested()) self.mark_loaded();
+    runtime.wait_for_stop();
+    self.shut_down();
 
-    // Stop intake: C++ producers stop on another thread while this one keeps
-    // delivering, since a producer blocked on a full Python queue needs us to drain.
-    const auto shutdown_deadline = std::chrono::steady_clock::now() + self.options.shutdown_timeout * 3 / 4;
-    std::atomic<bool> producers_stopped{false};
-    std::thread stopper([&] {
-        for (auto& fn : self.stopping) fn();
-        producers_stopped = true;
-    });
-    while (!producers_stopped.load() && std::chrono::steady_clock::now() < shutdown_deadline) {
-        runtime.drain(shutdown_deadline);
-        py::gil_scoped_release release;
-        std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-    if (!producers_stopped.load()) {
-        // A producer is still blocked on a full Python queue: closing the Python
-        // subscriptions releases it (its publish returns Closed).
-        self.log->warn("producers did not stop in time; closing the Python subscriptions");
-        runtime.close_all();
-    }
+    self.run_finished = true;
+    self.watchdog.join();
+    if (exit_code == HOST_EXIT_OK) exit_code = runtime.exit_code();
+    return exit_code;
+}
+
+void Host::Impl::shut_down() {
+    // Stop intake first: C++ producers stop while the dispatcher keeps delivering, since
+    // a producer blocked on a full Python queue needs it to drain.
+    const auto deadline = std::chrono::steady_clock::now() + options.shutdown_timeout * 3 / 4;
     {
         py::gil_scoped_release release;
-        stopper.join();
+        for (auto& fn : stopping) fn();
     }
-    runtime.drain(shutdown_deadline);
-    runtime.run_stop_hooks();
-    runtime.close_all();
+    runtime->stop_dispatcher(deadline);
+    runtime->run_stop_hooks();
+    runtime->drain(deadline);  // what the stop hooks published to the scripts
+    runtime->close_all();
     {
-        const auto left = std::chrono::duration<double>(self.options.shutdown_timeout) / 4;
+        const auto left = std::chrono::duration<double>(options.shutdown_timeout) / 4;
         try {
             py::module_::import("mycelium_native").attr("_join_script_threads")(left.count());
         } catch (const py::error_already_set& e) {
-            self.log->warn("joining the scripts' threads failed: {}", e.what());
+            log->warn("joining the scripts' threads failed: {}", e.what());
         }
     }
 
@@ -279,13 +309,8 @@ int Host::run() {
             if (!s.is_none()) s.attr("flush")();
         }
     } catch (const py::error_already_set& e) {
-        self.log->warn("flushing the scripts' output failed: {}", e.what());
+        log->warn("flushing the scripts' output failed: {}", e.what());
     }
-
-    self.run_finished = true;
-    self.watchdog.join();
-    if (exit_code == HOST_EXIT_OK) exit_code = runtime.exit_code();
-    return exit_code;
 }
 
 }  // namespace mycelium

@@ -216,9 +216,7 @@ PYBIND11_EMBEDDED_MODULE(mycelium_native, m) {
     m.doc() = "The mycelium-host bus, inside the host: publish and subscribe at function-call latency.";
 
     m.def("_log", &host_log);
-    m.def("_doorbell_fd", [] { return PythonRuntime::current().doorbell_fd(); });
-    m.def("_dispatch_ready", [] { PythonRuntime::current().dispatch_ready(); });
-    m.def("_next_timer_delay", [] { return PythonRuntime::current().next_timer_delay(); });
+    m.def("_exit_code", [] { return PythonRuntime::current().exit_code(); });
     m.def_submodule("messages", "Message classes built from the host's contracts.");
     add_metrics_submodule(m);
 
@@ -269,9 +267,9 @@ PYBIND11_EMBEDDED_MODULE(mycelium_native, m) {
           py::arg("message_cls"), py::arg("callback") = py::none(),
           "Subscribe a callback (or, without one, return a decorator).");
     m.def("every", &every, py::arg("seconds"), py::arg("fn") = py::none(),
-          "Call fn every `seconds` on the Python thread (or, without fn, return a decorator).");
+          "Call fn every `seconds` on the dispatcher thread (or, without fn, return a decorator).");
     m.def("on_start", [](py::object fn) { PythonRuntime::current().add_start_hook(fn); return fn; },
-          "Run fn once the scripts have loaded, before messages are delivered.");
+          "Run fn once the scripts have loaded (each top level returned or is waiting).");
     m.def("on_stop", [](py::object fn) { PythonRuntime::current().add_stop_hook(fn); return fn; },
           "Run fn at shutdown, after the queues have drained.");
     m.def("stop", [](int code) { PythonRuntime::current().request_stop(code); }, py::arg("exit_code") = 0,

@@ -1,13 +1,10 @@
-// The Python thread's loop. Messages for Python subscriptions all land in one Mailbox;
-// the loop drains it in batches, decodes each message in C++ (MessageTypes) and calls
-// the callback with the GIL already held, so a delivery costs a decode and a call, not
-// a GIL hand-over. Between batches it waits with the GIL released: a bounded spin,
-// then a park on the mailbox's doorbell.
+// What scripts do with the runtime: subscribe, publish, timers, hooks, and how one
+// queued message becomes a callback. Messages for Python subscriptions all land in one
+// Mailbox; delivery decodes each in C++ (MessageTypes) and calls the callback with the
+// GIL already held, so a delivery costs a decode and a call, not a GIL hand-over. The
+// thread that drains the mailbox is in dispatcher.cpp.
 
 #include "python_runtime.hpp"
-
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -20,22 +17,16 @@ namespace {
 
 PythonRuntime* g_current = nullptr;
 
-/// Deliveries per batch before timers get a turn: keeps timers on time under load.
-constexpr std::size_t BATCH = 256;
-/// Longest single park: the loop re-checks its deadline at least this often.
-constexpr auto MAX_PARK = std::chrono::milliseconds(100);
-/// How deep a publish on the Python thread may deliver in place before it gives up.
-constexpr int MAX_DISPATCH_DEPTH = 16;
+py::object support_attr(const char* name) { return py::module_::import("mycelium_native").attr(name); }
 
-std::shared_ptr<spdlog::logger> python_log() {
-    static auto logger = log::get("python");
+}  // namespace
+
+const std::shared_ptr<spdlog::logger>& PythonRuntime::python_log() {
+    static const auto logger = log::get("python");
     return logger;
 }
 
-py::object support_attr(const char* name) { return py::module_::import("mycelium_native").attr(name); }
-
-/// The text of the pending Python exception with its traceback; clears it.
-std::string format_pending_exception() {
+std::string PythonRuntime::pending_exception_text() {
     py::error_already_set error;
     try {
         py::object format = py::module_::import("traceback").attr("format_exception");
@@ -49,24 +40,12 @@ std::string format_pending_exception() {
     }
 }
 
-/// RAII flag: the Python thread is inside Python code (a stuck call can be interrupted).
-class InPython {
-public:
-    // Only the Python thread writes the flag (the watchdog reads it), so plain relaxed
-    // loads and stores do: no locked instruction per callback.
-    explicit InPython(std::atomic<bool>& flag) : flag_(flag), previous_(flag.load(std::memory_order_relaxed)) {
-        flag_.store(true, std::memory_order_relaxed);
-    }
-    ~InPython() { flag_.store(previous_, std::memory_order_relaxed); }
-    InPython(const InPython&) = delete;
-    InPython& operator=(const InPython&) = delete;
-
-private:
-    std::atomic<bool>& flag_;
-    bool previous_;
-};
-
-}  // namespace
+PythonRuntime::Busy::Busy(std::atomic<unsigned long>& slot)
+    : slot_(slot), previous_(slot.load(std::memory_order_relaxed)) {
+    // One store per callback, no locked instruction: only this thread writes the slot
+    // while it is set (the watchdog reads it).
+    slot_.store(PyThread_get_thread_ident(), std::memory_order_release);
+}
 
 struct PythonRuntime::PySubscription {
     std::uint16_t type_id = 0;
@@ -98,10 +77,6 @@ PythonRuntime::PythonRuntime(Bus& bus, std::shared_ptr<const schema::Registry> r
     mailbox_options.inline_bytes = std::min<std::size_t>(largest, 256);
     mailbox_ = std::make_shared<Mailbox>(mailbox_options);
 
-    doorbell_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (doorbell_fd_ < 0) throw std::runtime_error("cannot create the Python dispatcher's eventfd");
-    mailbox_->set_doorbell_fd(doorbell_fd_);
-    python_thread_id_ = PyThread_get_thread_ident();
     py::object native = py::module_::import("mycelium_native");
     types_ = std::make_unique<MessageTypes>(registry_, native.attr("ValidationError").ptr(),
                                             native.attr("DecodeError").ptr());
@@ -110,21 +85,21 @@ PythonRuntime::PythonRuntime(Bus& bus, std::shared_ptr<const schema::Registry> r
     native.attr("SCHEMA_DIGEST") = py::bytes(reinterpret_cast<const char*>(digest.data()), digest.size());
     if (!types_->add_to(messages_.ptr())) throw py::error_already_set();
 
-    // Last, once nothing above can throw: the hooks point at this object.
-    blocking_hooks_.on_full = &PythonRuntime::on_mailbox_full;
-    blocking_hooks_.before_park = &PythonRuntime::release_gil_to_park;
-    blocking_hooks_.after_park = &PythonRuntime::retake_gil_after_park;
-    blocking_hooks_.context = this;
-    Mailbox::set_blocking_hooks(&blocking_hooks_);
+    // Last, once nothing above can throw: the policy points at this object.
+    wait_policy_.on_full = &PythonRuntime::on_mailbox_full;
+    wait_policy_.before_park = &PythonRuntime::release_gil_to_park;
+    wait_policy_.after_park = &PythonRuntime::retake_gil_after_park;
+    wait_policy_.context = this;
+    bus_.set_wait_policy(&wait_policy_);
+    consumer_thread_ = PyThread_get_thread_ident();  // until the dispatcher starts
     g_current = this;
 }
 
 PythonRuntime::~PythonRuntime() {
+    if (dispatcher_.joinable()) stop_dispatcher(std::chrono::steady_clock::now());
     close_all();
     if (g_current == this) g_current = nullptr;
-    Mailbox::set_blocking_hooks(nullptr);
-    mailbox_->set_doorbell_fd(-1);
-    ::close(doorbell_fd_);
+    bus_.set_wait_policy(nullptr);
 }
 
 PythonRuntime* PythonRuntime::current_or_null() noexcept { return g_current; }
@@ -260,7 +235,7 @@ std::uint64_t PythonRuntime::add_timer(double seconds, py::object fn) {
     timer->fn = std::move(fn);
     const auto id = timer->id;
     timers_.push_back(std::move(timer));
-    support_attr("_timers_changed")();
+    mailbox_->wake();  // the dispatcher re-computes how long it may park
     return id;
 }
 
@@ -281,12 +256,6 @@ std::optional<std::chrono::steady_clock::time_point> PythonRuntime::next_timer_d
     return next;
 }
 
-std::optional<double> PythonRuntime::next_timer_delay() const {
-    const auto next = next_timer_deadline();
-    if (!next) return std::nullopt;
-    return std::max(0.0, std::chrono::duration<double>(*next - std::chrono::steady_clock::now()).count());
-}
-
 void PythonRuntime::run_due_timers() {
     const auto now = std::chrono::steady_clock::now();
     // Index loop: a timer callback may add timers.
@@ -297,7 +266,7 @@ void PythonRuntime::run_due_timers() {
         t.due += t.interval;
         if (t.due <= now) t.due = now + t.interval;
         py::object fn = t.fn;
-        InPython guard(in_python_);
+        Busy busy(busy_thread_);
         PyObject* result = PyObject_CallNoArgs(fn.ptr());
         if (result == nullptr) {
             report_exception("timer " + py::repr(fn).cast<std::string>());
@@ -308,7 +277,7 @@ void PythonRuntime::run_due_timers() {
     std::erase_if(timers_, [](const std::unique_ptr<Timer>& t) { return !t->active; });
 }
 
-// ---------------------------------------------------------------- delivery
+// ---------------------------------------------------------------- errors
 
 void PythonRuntime::report_exception(const std::string& where) {
     if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) && stop_requested()) {
@@ -317,12 +286,14 @@ void PythonRuntime::report_exception(const std::string& where) {
         return;
     }
     callback_errors_.fetch_add(1, std::memory_order_relaxed);
-    python_log()->error("{} raised:\n{}", where, format_pending_exception());
+    python_log()->error("{} raised:\n{}", where, pending_exception_text());
     if (options_.fail_fast) {
         python_log()->error("--fail-fast: stopping the host");
         request_stop(1);
     }
 }
+
+// ---------------------------------------------------------------- delivery
 
 void PythonRuntime::deliver(const MailboxView& view) {
     const auto it = subscriptions_.find(view.token);
@@ -350,7 +321,7 @@ void PythonRuntime::deliver(const MailboxView& view) {
         decode_errors_.fetch_add(1, std::memory_order_relaxed);
         bump(stats.decode_errors);
         const log::ScopedFields fields{{"type", sub.type_name}};
-        python_log()->warn("dropped a {} that did not decode: {}", sub.type_name, format_pending_exception());
+        python_log()->warn("dropped a {} that did not decode: {}", sub.type_name, pending_exception_text());
         return;
     }
 
@@ -363,7 +334,7 @@ void PythonRuntime::deliver(const MailboxView& view) {
     const auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     PyObject* result;
     {
-        InPython guard(in_python_);
+        Busy busy(busy_thread_);
         result = PyObject_CallOneArg(callback.ptr(), message);
     }
     if (timed) {
@@ -418,43 +389,13 @@ std::size_t PythonRuntime::deliver_batch(std::size_t max) {
     return total;
 }
 
-FullAction PythonRuntime::on_mailbox_full(Mailbox& mailbox, void* context) {
-    auto* self = static_cast<PythonRuntime*>(context);
-    if (&mailbox != self->mailbox_.get() || PyThread_get_thread_ident() != self->python_thread_id_) {
-        return FullAction::Park;  // the Python thread will make room
-    }
-    // The Python thread publishes into its own full queue: waiting would wait for
-    // itself. Deliver queued messages here instead, in place, a bounded number deep.
-    if (!PyGILState_Check() || self->dispatch_depth_ >= MAX_DISPATCH_DEPTH) return FullAction::Refuse;
-    return self->deliver_batch(64) > 0 ? FullAction::Retry : FullAction::Refuse;
-}
-
-void* PythonRuntime::release_gil_to_park(void*) {
-    // A publisher holding the GIL must not park with it: the Python thread may need it
-    // to drain the very queue the publisher waits on.
-    if (Py_IsInitialized() && PyGILState_Check()) return PyEval_SaveThread();
-    return nullptr;
-}
-
-void PythonRuntime::retake_gil_after_park(void*, void* token) {
-    if (token != nullptr) PyEval_RestoreThread(static_cast<PyThreadState*>(token));
-}
-
-bool PythonRuntime::dispatch_ready() {
-    eventfd_t ignored;
-    (void)::eventfd_read(doorbell_fd_, &ignored);  // clear the doorbell; EAGAIN when not rung
-    mailbox_->end_external_wait();
-    const std::size_t delivered = deliver_batch(BATCH);
-    run_due_timers();
-    // Asleep again for the event loop, unless more is already waiting.
-    return delivered == BATCH || !mailbox_->begin_external_wait();
-}
+// ---------------------------------------------------------------- hooks
 
 void PythonRuntime::run_start_hooks() {
     auto hooks = std::move(start_hooks_);
     start_hooks_.clear();
     for (auto& hook : hooks) {
-        InPython guard(in_python_);
+        Busy busy(busy_thread_);
         if (PyObject* r = PyObject_CallNoArgs(hook.ptr())) {
             Py_DECREF(r);
         } else {
@@ -463,42 +404,11 @@ void PythonRuntime::run_start_hooks() {
     }
 }
 
-void PythonRuntime::dispatch_until_stopped(std::optional<std::chrono::steady_clock::time_point> deadline) {
-    while (!stop_requested()) {
-        const std::size_t delivered = deliver_batch(BATCH);
-        run_due_timers();
-        if (delivered == BATCH) continue;  // more is waiting
-
-        auto now = std::chrono::steady_clock::now();
-        if (deadline && now >= *deadline) break;
-        auto wake_at = now + MAX_PARK;
-        if (const auto next = next_timer_deadline()) wake_at = std::min(wake_at, *next);
-        if (deadline) wake_at = std::min(wake_at, *deadline);
-        if (wake_at <= now) continue;
-        std::chrono::steady_clock::time_point woke;
-        {
-            py::gil_scoped_release release;  // the thread state persists: ~70 ns, not ~5 µs
-            mailbox_->wait(wake_at - now);
-            woke = std::chrono::steady_clock::now();
-        }
-        // The time a script's own threads took to hand the GIL back.
-        const auto waited = std::chrono::steady_clock::now() - woke;
-        gil_wait_ns_.fetch_add(
-            static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(waited).count()),
-            std::memory_order_relaxed);
-    }
-}
-
-void PythonRuntime::drain(std::chrono::steady_clock::time_point deadline) {
-    while (std::chrono::steady_clock::now() < deadline && deliver_batch(BATCH) > 0) {
-    }
-}
-
 void PythonRuntime::run_stop_hooks() {
     auto hooks = std::move(stop_hooks_);
     stop_hooks_.clear();
     for (auto& hook : hooks) {
-        InPython guard(in_python_);
+        Busy busy(busy_thread_);
         if (PyObject* r = PyObject_CallNoArgs(hook.ptr())) {
             Py_DECREF(r);
         } else {
@@ -512,13 +422,6 @@ void PythonRuntime::close_all() {
     timers_.clear();
     start_hooks_.clear();
     stop_hooks_.clear();
-}
-
-void PythonRuntime::request_stop(int exit_code) noexcept {
-    int expected = 0;
-    if (exit_code != 0) exit_code_.compare_exchange_strong(expected, exit_code);
-    stop_.store(true, std::memory_order_release);
-    mailbox_->wake();
 }
 
 RuntimeStats PythonRuntime::stats() const noexcept {
@@ -556,7 +459,6 @@ void PythonRuntime::run_script(const std::filesystem::path& path) {
     script_modules_.push_back(module);
 
     python_log()->info("running {}", path.string());
-    InPython guard(in_python_);
     PyObject* code = Py_CompileString(source.str().c_str(), absolute.string().c_str(), Py_file_input);
     PyObject* result = code != nullptr ? PyEval_EvalCode(code, module.attr("__dict__").ptr(),
                                                          module.attr("__dict__").ptr())
@@ -581,7 +483,7 @@ void PythonRuntime::run_script(const std::filesystem::path& path) {
         python_log()->warn("{} interrupted by shutdown", path.string());
         return;
     }
-    const std::string traceback = format_pending_exception();
+    const std::string traceback = pending_exception_text();
     python_log()->error("{} failed at import:\n{}", path.string(), traceback);
     throw ScriptError(path.string() + " failed at import");
 }

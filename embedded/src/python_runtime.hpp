@@ -1,11 +1,14 @@
 #pragma once
-// The Python side of a host: the one Python thread's dispatch loop, Python
-// subscriptions, timers, hooks and script execution (DESIGN.md section 5).
+// The Python side of a host: Python subscriptions, timers, hooks, script execution and
+// the dispatcher thread that runs the callbacks (docs/architecture.md, "The GIL").
 //
-// Threading: one thread (the "Python thread", the one that calls run()) owns all
-// Python work. Other threads never take the GIL to deliver: the bus pushes into this
-// runtime's Mailbox and rings its doorbell. The Python thread keeps its thread state for
-// its whole life, releases the GIL while it waits, and spins briefly before it parks.
+// Threading: two threads run Python. The host's main thread runs the scripts' top level;
+// the dispatcher thread runs every callback, timer and on_start hook, one at a time and
+// in order, interleaved with the top level through the GIL. So a script whose top level
+// sleeps, waits on an Event, runs asyncio or blocks on a socket still gets its
+// callbacks. Other threads never take the GIL to deliver: the bus pushes into this
+// runtime's Mailbox and rings its doorbell. The dispatcher keeps its thread state for its
+// whole life, releases the GIL while it waits, and spins briefly before it parks.
 
 #include <pybind11/pybind11.h>
 
@@ -19,12 +22,14 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
 #include "message_types.hpp"
 #include "mycelium/bus.hpp"
 #include "mycelium/latency_histogram.hpp"
+#include "mycelium/log.hpp"
 #include "mycelium/schema.hpp"
 
 namespace py = pybind11;
@@ -58,8 +63,8 @@ class ScriptError : public std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-/// Thread safety: request_stop() and stop_requested() from any thread; everything else
-/// on the Python thread (or a Python thread of a script) with the GIL held.
+/// Thread safety: the functions marked "any thread" need no GIL; everything else runs on
+/// a thread that holds the GIL (the main thread, the dispatcher, a script's own thread).
 class PythonRuntime {
 public:
     PythonRuntime(Bus& bus, std::shared_ptr<const schema::Registry> registry, RuntimeOptions options);
@@ -80,20 +85,11 @@ public:
     void unsubscribe(std::uint64_t token);
     /// Publishes a message object (ours, or any object with TYPE_ID and to_bytes()).
     void publish(py::handle message);
-    /// Calls `fn()` every `seconds` on the Python thread; returns the timer's id.
+    /// Calls `fn()` every `seconds` on the dispatcher thread; returns the timer's id.
     std::uint64_t add_timer(double seconds, py::object fn);
     void cancel_timer(std::uint64_t id);
     void add_start_hook(py::object fn);
     void add_stop_hook(py::object fn);
-
-    /// The eventfd rung when messages wait and the Python thread is not in run()'s wait
-    /// (an asyncio loop watches it).
-    int doorbell_fd() const noexcept { return doorbell_fd_; }
-    /// The asyncio pump: delivers a batch and runs due timers without waiting, then
-    /// arms the doorbell fd. Returns true when more is ready (call again soon).
-    bool dispatch_ready();
-    /// Seconds until the next timer is due, or nullopt without timers.
-    std::optional<double> next_timer_delay() const;
 
     const schema::Registry& registry() const noexcept { return *registry_; }
     const MessageTypes& message_types() const noexcept { return *types_; }
@@ -101,15 +97,24 @@ public:
 
     // ------------------------------------------------------------ from the host
 
-    /// Runs a script's top level as __main__ with its folder first on sys.path. Throws
-    /// ScriptError (traceback logged) when it raises, unless a stop was requested.
+    /// Starts the dispatcher thread (called once, by the main thread, with the GIL held;
+    /// the dispatcher takes the GIL whenever the main thread lets it go).
+    void start_dispatcher();
+    /// Runs a script's top level as __main__ with its folder first on sys.path, on the
+    /// calling (main) thread. Throws ScriptError (traceback logged) when it raises,
+    /// unless a stop was requested.
     void run_script(const std::filesystem::path& path);
-    /// Runs the on_start hooks (each once), logging their exceptions.
-    void run_start_hooks();
-    /// Delivers messages and timers until request_stop() or `deadline`. Returns with
-    /// the GIL held.
-    void dispatch_until_stopped(std::optional<std::chrono::steady_clock::time_point> deadline);
-    /// Delivers what is still queued, until empty or `deadline`.
+    /// The scripts are loaded: the dispatcher runs the on_start hooks (each once), then
+    /// `then` with the GIL released. Idempotent. Thread safety: any thread.
+    void mark_loaded(std::function<void()> then);
+    bool loaded() const noexcept { return loaded_.load(std::memory_order_acquire); }
+    /// Returns once request_stop() has been called; waits with the GIL released.
+    void wait_for_stop();
+    /// Lets the dispatcher deliver what is queued until the mailbox is empty or
+    /// `deadline` passes, then joins it (GIL released meanwhile). From then on the
+    /// calling thread is the consumer: drain() and in-place delivery run on it.
+    void stop_dispatcher(std::chrono::steady_clock::time_point deadline);
+    /// Delivers what is still queued, until empty or `deadline` (after stop_dispatcher).
     void drain(std::chrono::steady_clock::time_point deadline);
     /// Runs on_stop hooks (each once), logging their exceptions.
     void run_stop_hooks();
@@ -121,10 +126,9 @@ public:
     void request_stop(int exit_code = 0) noexcept;
     bool stop_requested() const noexcept { return stop_.load(std::memory_order_acquire); }
     int exit_code() const noexcept { return exit_code_.load(std::memory_order_acquire); }
-    /// Whether the Python thread is running Python code now (a script, a callback).
-    bool in_python() const noexcept { return in_python_.load(std::memory_order_acquire); }
-    /// The Python thread's id for PyThreadState_SetAsyncExc.
-    unsigned long python_thread_id() const noexcept { return python_thread_id_; }
+    /// The thread running a callback, timer or hook now, or 0: the watchdog interrupts it
+    /// (PyThreadState_SetAsyncExc) when it does not return at shutdown. Any thread.
+    unsigned long busy_thread() const noexcept { return busy_thread_.load(std::memory_order_acquire); }
 
     RuntimeStats stats() const noexcept;
     /// Calls `visit(type_id, stats)` for every type a script has subscribed to.
@@ -142,10 +146,32 @@ private:
     struct PySubscription;
     struct Timer;
 
+    enum class Phase : std::uint8_t { Running, Draining };
+
+    /// Marks the calling thread as running Python code for the runtime (busy_thread()).
+    class Busy {
+    public:
+        explicit Busy(std::atomic<unsigned long>& slot);
+        ~Busy() { slot_.store(previous_, std::memory_order_release); }
+        Busy(const Busy&) = delete;
+        Busy& operator=(const Busy&) = delete;
+
+    private:
+        std::atomic<unsigned long>& slot_;
+        unsigned long previous_;
+    };
+
+    static const std::shared_ptr<spdlog::logger>& python_log();
+    /// The text of the pending Python exception with its traceback; clears it.
+    static std::string pending_exception_text();
     static FullAction on_mailbox_full(Mailbox& mailbox, void* context);
     static void* release_gil_to_park(void* context);
     static void retake_gil_after_park(void* context, void* token);
 
+    void dispatcher_main();
+    void dispatch_loop();
+    void run_loaded_hooks();
+    void run_start_hooks();
     void deliver(const MailboxView& view);
     std::size_t deliver_batch(std::size_t max);
     void run_due_timers();
@@ -156,8 +182,7 @@ private:
     std::shared_ptr<const schema::Registry> registry_;
     RuntimeOptions options_;
     std::shared_ptr<Mailbox> mailbox_;
-    int doorbell_fd_ = -1;
-    BlockingHooks blocking_hooks_;
+    WaitPolicy wait_policy_;
     std::unique_ptr<MessageTypes> types_;
     py::module_ messages_;
 
@@ -171,8 +196,16 @@ private:
 
     std::atomic<bool> stop_{false};
     std::atomic<int> exit_code_{0};
-    std::atomic<bool> in_python_{false};
-    unsigned long python_thread_id_ = 0;
+    std::thread dispatcher_;
+    std::atomic<Phase> phase_{Phase::Running};
+    std::chrono::steady_clock::time_point drain_deadline_;  ///< set before Draining
+    /// The thread that drains the mailbox: the dispatcher while it runs, then the thread
+    /// that stopped it. A Block publish from it delivers in place instead of waiting.
+    std::atomic<unsigned long> consumer_thread_{0};
+    std::atomic<unsigned long> busy_thread_{0};
+    std::atomic<bool> loaded_{false};
+    std::atomic<bool> loaded_hooks_pending_{false};
+    std::function<void()> after_loaded_;  ///< written before loaded_hooks_pending_ is set
     int dispatch_depth_ = 0;
     std::uint64_t timing_counter_ = 0;  ///< which deliveries are timed (one in 16)
 

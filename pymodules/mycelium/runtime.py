@@ -8,9 +8,9 @@ publish costs what it costs there); in any other process they come from
 |---|---|---|
 | `Runtime(schema_digest=None, topology_path=None, service_name=None)` | attaches to the host's bus | connects (MYCELIUM_SOCKET, or the topology) |
 | `publish(msg)`, `subscribe(Cls, cb)`, `@subscribe(Cls)` | the default Runtime | the same |
-| `every(s, fn)`, `@every(s)`, `on_start`, `on_stop`, `stop(code)` | the host's Python thread | the SDK's dispatcher thread |
+| `every(s, fn)`, `@every(s)`, `on_start`, `on_stop`, `stop(code)` | the host's dispatcher thread | the SDK's dispatcher thread |
 | `stream(Cls)`, `await recv(Cls, timeout)` | asyncio, on the default Runtime | the same |
-| `run()` | returns 0 at once: the host dispatches after the top level | serves until stop() or SIGINT/SIGTERM |
+| `run()` | serves until the host stops, returns its exit code | serves until stop() or SIGINT/SIGTERM |
 | `INSIDE_HOST` | True | False |
 """
 
@@ -47,8 +47,16 @@ if _native is not None:
         return await _default().recv(message_cls, timeout)
 
     def run():
-        """Inside the host: returns 0 at once; the host delivers after the scripts' top level."""
-        return 0
+        """Serves until the host stops (stop(), SIGINT/SIGTERM, --duration); returns its
+        exit code. Callbacks run meanwhile on the host's dispatcher thread."""
+        import time
+
+        try:
+            while True:  # the host interrupts the top level when it stops
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        return _native._exit_code()
 
 else:
     INSIDE_HOST = False

@@ -4,6 +4,8 @@
 //   embedded.cpp_to_py_throughput_32B C++ publisher -> Python callback (decoded message), M msg/s
 //                                     floor: the same callback called from C++ with the GIL held
 //   embedded.cpp_to_py_one_way_32B    C++ publish -> Python callback, one way, dispatcher spinning
+//   embedded.cpp_to_py_one_way_sleeping_top_level_32B
+//                                     the same while the script's top level sleeps in a loop
 //                                     floor: bare SPSC ring handoff between the same two CPUs
 //   embedded.py_to_py_one_way_32B     Python -> bus -> Python ping-pong in one host, one way
 //                                     peer: pyzmq PAIR over inproc, same interpreter and thread
@@ -218,7 +220,7 @@ bench::Entry case_cpp_to_py_throughput(bool quick) {
     std::atomic<bool> stop{false};
     std::thread publisher;
     host.on_started([&] {
-        bench::pin_this_thread(PY_CPU);  // on the Python thread, after run() started the watchdog
+        bench::pin_this_thread(PY_CPU);  // on the dispatcher thread, which runs the callbacks
         publisher = std::thread([&] {
             bench::pin_this_thread(PUB_CPU);
             Ping32 m{0, 0, 1, 2};
@@ -294,22 +296,23 @@ void ring_round(int count, std::vector<double>& out) {
     for (std::size_t i = WARMUP; i < got.size(); ++i) out.push_back(got[i]);
 }
 
-bench::Entry case_cpp_to_py_one_way(bool quick) {
+/// C++ publish -> Python callback, one way, with `script` subscribing (and perhaps
+/// keeping its top level running).
+bench::Entry cpp_to_py_one_way(bool quick, const char* name, const char* script, const char* target) {
     const int rounds = quick ? 6 : 20;
     const int per_round = quick ? 1000 : 2000;  // measured messages per round
     Scratch scratch;
-    HostOptions options = host_options(scratch, "embedded_latency.py", quick);
+    HostOptions options = host_options(scratch, script, quick);
     options.spin = std::chrono::milliseconds(5);  // the dispatcher spins between messages
     Host host(options);
     check_layout(host);
 
-    bench::Entry e{"embedded.cpp_to_py_one_way_32B", "ns", bench::Better::Lower, {},
-                   "bare SPSC ring handoff, consumer spinning on the other CPU", {},
-                   "<= 1500 (median), <= 10000 (p99)"};
+    bench::Entry e{name, "ns", bench::Better::Lower, {},
+                   "bare SPSC ring handoff, consumer spinning on the other CPU", {}, target};
     std::atomic<bool> stop{false};
     std::thread driver;
     host.on_started([&] {
-        bench::pin_this_thread(PY_CPU);  // on the Python thread, after run() started the watchdog
+        bench::pin_this_thread(PY_CPU);  // on the dispatcher thread, which runs the callbacks
         driver = std::thread([&] {
             bench::pin_this_thread(PUB_CPU);
             Ping32 m{0, 0, 1, 2};
@@ -358,6 +361,19 @@ bench::Entry case_cpp_to_py_one_way(bool quick) {
     return e;
 }
 
+bench::Entry case_cpp_to_py_one_way(bool quick) {
+    return cpp_to_py_one_way(quick, "embedded.cpp_to_py_one_way_32B", "embedded_latency.py",
+                             "<= 1500 (median), <= 10000 (p99)");
+}
+
+// The same with a Mycelium-shaped script: its top level sleeps in a loop, the dispatcher
+// thread delivers meanwhile.
+bench::Entry case_cpp_to_py_one_way_sleeping(bool quick) {
+    return cpp_to_py_one_way(quick, "embedded.cpp_to_py_one_way_sleeping_top_level_32B",
+                             "embedded_latency_sleeping.py",
+                             "<= 1.5 x embedded.cpp_to_py_one_way_32B (median)");
+}
+
 // ---------------------------------------------------------------- (4) Python -> Python ping-pong
 
 bench::Entry case_py_to_py_one_way(bool quick) {
@@ -385,6 +401,7 @@ constexpr Case CASES[] = {
     {"py_publish", case_py_publish},
     {"cpp_to_py_throughput", case_cpp_to_py_throughput},
     {"cpp_to_py_one_way", case_cpp_to_py_one_way},
+    {"cpp_to_py_one_way_sleeping", case_cpp_to_py_one_way_sleeping},
     {"py_to_py_one_way", case_py_to_py_one_way},
 };
 

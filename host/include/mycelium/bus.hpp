@@ -367,6 +367,13 @@ public:
     /// The payload limit in effect.
     std::size_t max_payload() const noexcept;
 
+    /// How a publisher on this bus waits for room (see WaitPolicy): consulted by full
+    /// Block pushes into mailboxes and by links that make a publisher wait. nullptr
+    /// removes it; the policy must outlive every publish that may use it.
+    /// Thread safety: any thread, while no publisher is waiting.
+    void set_wait_policy(const WaitPolicy* policy) noexcept;
+    const WaitPolicy* wait_policy() const noexcept;
+
     /// Listener of the bus's interest: called `fn(type_id, true)` when `type_id` gains
     /// its first subscriber that counts as interest and `fn(type_id, false)` when it
     /// loses its last one. The first calls report the current set (`true` for each type

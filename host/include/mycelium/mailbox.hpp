@@ -102,9 +102,9 @@ struct MailboxView {
     std::span<const std::byte> payload;
 };
 
-/// What a blocking hook tells a Block push that found the mailbox full.
+/// What a wait policy tells a Block push that found the mailbox full.
 enum class FullAction : std::uint8_t {
-    /// Park until there is room (the default without hooks).
+    /// Park until there is room (the default without a policy).
     Park,
     /// The hook made room (the caller drained the mailbox itself): try again at once.
     Retry,
@@ -114,10 +114,12 @@ enum class FullAction : std::uint8_t {
 
 class Mailbox;
 
-/// Process-wide hooks for an embedding runtime (the embedded Python host): a thread
-/// that is itself the consumer of a full mailbox must drain it rather than wait for
-/// itself, and a thread holding the GIL must release it while it parks.
-struct BlockingHooks {
+/// How a publisher waits on one bus, set by the runtime that embeds the bus
+/// (Bus::set_wait_policy; the embedded Python host installs one): a thread that is
+/// itself the consumer of a full mailbox must drain it rather than wait for itself, and
+/// a thread holding the GIL must release it while it parks. Without a policy a full
+/// Block push simply parks. The functions run on the publishing thread.
+struct WaitPolicy {
     /// Called when a Block push finds `mailbox` full after spinning.
     FullAction (*on_full)(Mailbox& mailbox, void* context) = nullptr;
     /// Called before each park; the result is passed to after_park.
@@ -143,7 +145,8 @@ public:
 
     /// Enqueues a copy of `payload` under `policy`. Block waits for room until there is
     /// room, the mailbox closes (Closed) or `*keep_going` becomes false (Cancelled).
-    /// DropOldest evicts the oldest messages, calling `on_drop` for each.
+    /// DropOldest evicts the oldest messages, calling `on_drop` for each. A full Block
+    /// push consults `wait` (its bus's wait policy) before it parks.
     /// Errors: Full (Fail policy), TooLarge, Closed, Cancelled. Allocates only for a
     /// payload larger than inline_bytes. Thread safety: any thread.
     Result<void, MailboxError> push(std::uint16_t type_id, std::uint64_t token,
@@ -151,7 +154,8 @@ public:
                                     QueuePolicy policy = QueuePolicy::Block,
                                     const std::atomic<bool>* keep_going = nullptr,
                                     MailboxDropFn on_drop = nullptr,
-                                    void* drop_context = nullptr);
+                                    void* drop_context = nullptr,
+                                    const WaitPolicy* wait = nullptr);
 
     /// Moves the oldest message into `out` (reusing its buffer); false if none is ready.
     /// Consumer thread only.
@@ -184,25 +188,6 @@ public:
     /// stop requests and the like). Thread safety: any thread.
     void wake() noexcept;
 
-    /// Also signals this eventfd (writes 1) whenever the consumer's doorbell rings, so an
-    /// event loop can watch the mailbox; -1 removes it. Thread safety: any thread.
-    void set_doorbell_fd(int fd) noexcept { doorbell_fd_.store(fd, std::memory_order_release); }
-
-    /// For a consumer that waits in an event loop on the doorbell fd instead of wait():
-    /// declares it asleep so producers ring. Returns false (and stays awake) when a
-    /// message is already ready: drain first. Consumer thread only.
-    bool begin_external_wait() noexcept;
-    /// Declares the consumer awake again (producers stop ringing). Consumer thread only.
-    void end_external_wait() noexcept { sleeping_.store(0, std::memory_order_relaxed); }
-
-    /// Installs process-wide blocking hooks (nullptr removes them); the hooks object
-    /// must outlive every push. Thread safety: call while no push is blocked.
-    static void set_blocking_hooks(const BlockingHooks* hooks) noexcept;
-    /// The hooks set_blocking_hooks installed, or nullptr: for other code that makes a
-    /// publisher wait (a shared-memory link under SlowConsumerPolicy::Block calls
-    /// before_park / after_park around its wait). Thread safety: any thread.
-    static const BlockingHooks* blocking_hooks() noexcept;
-
     /// Refuses further pushes (Closed), releases blocked producers and wakes the
     /// consumer. Queued messages stay poppable. Thread safety: any thread.
     void close() noexcept;
@@ -233,7 +218,7 @@ private:
     void publish_released(std::uint64_t end) noexcept;
     bool discard_oldest(MailboxDropFn on_drop, void* drop_context) noexcept;
     bool queue_full_at_tail() const noexcept;
-    void wait_for_space(std::uint32_t observed) noexcept;
+    void wait_for_space(std::uint32_t observed, const WaitPolicy* wait) noexcept;
     bool nonempty() const noexcept;
     bool head_ready() const noexcept;
     bool take_wake_request() noexcept;
@@ -250,7 +235,6 @@ private:
     alignas(64) std::atomic<std::uint64_t> released_{0};  // every cell below is free
     alignas(64) std::atomic<std::uint32_t> sleeping_{0};     // consumer parked or parking
     std::atomic<std::uint32_t> doorbell_{0};                 // futex word for the consumer
-    std::atomic<int> doorbell_fd_{-1};                       // eventfd rung with the doorbell
     std::atomic<bool> wake_requested_{false};
     alignas(64) std::atomic<std::uint32_t> waiting_producers_{0};
     std::atomic<std::uint32_t> space_word_{0};               // futex word for producers

@@ -298,6 +298,7 @@ struct BusImpl {
     void remove_listener(std::uint64_t id) noexcept;
 
     BusOptions options;
+    std::atomic<const WaitPolicy*> wait_policy{nullptr};  ///< Bus::set_wait_policy
     const std::uint64_t uid;
     std::atomic<bool> closed{false};
     std::atomic<TypePage*> pages[256]{};
@@ -461,7 +462,8 @@ void report_callback_exception(std::uint16_t type_id) {
                 }
                 for (const MessageView& view : run) {
                     auto r = e->mailbox->push(type_id, e->token, view.payload, e->policy, &e->alive,
-                                              &BusImpl::on_evicted, this);
+                                              &BusImpl::on_evicted, this,
+                                              wait_policy.load(std::memory_order_acquire));
                     if (r) {
                         ++delivered;
                     } else {
@@ -951,6 +953,12 @@ Subscription Bus::subscribe_mailbox(std::uint16_t type_id, std::shared_ptr<Mailb
 TypeCounters Bus::counters(std::uint16_t type_id) const { return impl_->counters(type_id); }
 
 void Bus::shutdown() noexcept { impl_->shutdown(); }
+
+void Bus::set_wait_policy(const WaitPolicy* policy) noexcept {
+    impl_->wait_policy.store(policy, std::memory_order_release);
+}
+
+const WaitPolicy* Bus::wait_policy() const noexcept { return impl_->wait_policy.load(std::memory_order_acquire); }
 
 std::size_t Bus::max_payload() const noexcept { return impl_->options.max_payload; }
 

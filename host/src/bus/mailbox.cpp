@@ -14,7 +14,6 @@
 #include <new>
 #include <thread>
 
-#include <sys/eventfd.h>
 
 #include "sync.hpp"
 
@@ -32,7 +31,6 @@ struct Mailbox::Cell {
 };
 
 namespace {
-std::atomic<const BlockingHooks*> g_blocking_hooks{nullptr};
 constexpr std::size_t CACHE_LINE = 64;
 constexpr auto PARK_SLICE = std::chrono::milliseconds(1);
 }  // namespace
@@ -96,7 +94,8 @@ std::size_t Mailbox::size_approx() const noexcept {
 Result<void, MailboxError> Mailbox::push(std::uint16_t type_id, std::uint64_t token,
                                          std::span<const std::byte> payload, QueuePolicy policy,
                                          const std::atomic<bool>* keep_going,
-                                         MailboxDropFn on_drop, void* drop_context) {
+                                         MailboxDropFn on_drop, void* drop_context,
+                                         const WaitPolicy* wait) {
     const std::size_t size = payload.size();
     if (size > options_.max_payload) return Err{MailboxError::TooLarge};
     const bool spills = size > options_.inline_bytes;
@@ -188,9 +187,8 @@ Result<void, MailboxError> Mailbox::push(std::uint16_t type_id, std::uint64_t to
                     for (int k = 0; k < 16; ++k) detail::cpu_relax();
                     break;
                 }
-                if (const BlockingHooks* hooks = g_blocking_hooks.load(std::memory_order_acquire);
-                    hooks != nullptr && hooks->on_full != nullptr) {
-                    const FullAction action = hooks->on_full(*this, hooks->context);
+                if (wait != nullptr && wait->on_full != nullptr) {
+                    const FullAction action = wait->on_full(*this, wait->context);
                     if (action == FullAction::Retry) break;
                     if (action == FullAction::Refuse) {
                         dropped_.fetch_add(1, std::memory_order_relaxed);
@@ -204,7 +202,7 @@ Result<void, MailboxError> Mailbox::push(std::uint16_t type_id, std::uint64_t to
                                                            size > options_.spill_budget);
                 if (still_full && !closed_.load(std::memory_order_seq_cst) &&
                     (!keep_going || keep_going->load(std::memory_order_seq_cst)))
-                    wait_for_space(observed);
+                    wait_for_space(observed, wait);
                 waiting_producers_.fetch_sub(1, std::memory_order_relaxed);
                 break;
             }
@@ -212,36 +210,17 @@ Result<void, MailboxError> Mailbox::push(std::uint16_t type_id, std::uint64_t to
     }
 }
 
-void Mailbox::wait_for_space(std::uint32_t observed) noexcept {
+void Mailbox::wait_for_space(std::uint32_t observed, const WaitPolicy* wait) noexcept {
     // A bounded slice: a lost wake-up (or a cancelled keep_going flag whose owner did not
     // call notify_producers) costs at most one slice, never a hang.
-    const BlockingHooks* hooks = g_blocking_hooks.load(std::memory_order_acquire);
-    void* token = hooks != nullptr && hooks->before_park != nullptr ? hooks->before_park(hooks->context) : nullptr;
+    void* token = wait != nullptr && wait->before_park != nullptr ? wait->before_park(wait->context) : nullptr;
     detail::futex_wait(&space_word_, observed, PARK_SLICE);
-    if (hooks != nullptr && hooks->after_park != nullptr) hooks->after_park(hooks->context, token);
+    if (wait != nullptr && wait->after_park != nullptr) wait->after_park(wait->context, token);
 }
-
-void Mailbox::set_blocking_hooks(const BlockingHooks* hooks) noexcept {
-    g_blocking_hooks.store(hooks, std::memory_order_release);
-}
-
-const BlockingHooks* Mailbox::blocking_hooks() noexcept { return g_blocking_hooks.load(std::memory_order_acquire); }
 
 void Mailbox::ring_doorbell() noexcept {
     doorbell_.fetch_add(1, std::memory_order_seq_cst);
     detail::futex_wake(&doorbell_, 1);
-    const int fd = doorbell_fd_.load(std::memory_order_acquire);
-    if (fd >= 0) (void)::eventfd_write(fd, 1);
-}
-
-bool Mailbox::begin_external_wait() noexcept {
-    sleeping_.store(1, std::memory_order_seq_cst);
-    // Dekker with push(), as in wait().
-    if (nonempty()) {
-        sleeping_.store(0, std::memory_order_relaxed);
-        return false;
-    }
-    return true;
 }
 
 void Mailbox::notify_producers() noexcept {

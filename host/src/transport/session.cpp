@@ -1022,7 +1022,7 @@ Result<void, shm::WriteError> Session::wait_and_stage_locked(std::uint16_t type_
     // An embedded Python publisher must not hold the GIL for the whole wait; it takes it
     // back once the lock is released (Parked).
     if (parked.hooks == nullptr) {
-        if (const BlockingHooks* hooks = Mailbox::blocking_hooks(); hooks != nullptr && hooks->before_park != nullptr) {
+        if (const WaitPolicy* hooks = state_.bus.wait_policy(); hooks != nullptr && hooks->before_park != nullptr) {
             parked.token = hooks->before_park(hooks->context);
             parked.hooks = hooks;
         }

@@ -314,11 +314,11 @@ private:
     void warn_unsendable(const MessageView& view, const schema::MessageSchema* message);
     /// What enqueue_shm_locked leaves its caller to do once send_mutex_ is released.
     enum class ShmAfter : std::uint8_t { Nothing, SlowConsumer, Corrupt };
-    /// A waiting publisher's GIL (or whatever Mailbox::blocking_hooks() releases to park),
+    /// A waiting publisher's GIL (or whatever the bus's wait policy releases to park),
     /// handed back only once send_mutex_ is released: taking the GIL while holding the
     /// lock would deadlock against a Python thread that holds the GIL and wants the lock.
     struct Parked {
-        const BlockingHooks* hooks = nullptr;
+        const WaitPolicy* hooks = nullptr;
         void* token = nullptr;
         ~Parked() {
             if (hooks != nullptr && hooks->after_park != nullptr) hooks->after_park(hooks->context, token);

@@ -355,18 +355,22 @@ def test_a_callback_exception_logs_its_message_type_as_a_json_field(run_host, tm
     assert "RuntimeError: bad update" in raised[0]["message"]
 
 
-def test_timers_run_on_the_python_thread(run_host, tmp_path):
+def test_timers_run_on_the_dispatcher_thread_with_the_callbacks(run_host, tmp_path):
     script = write_script(tmp_path, "timers.py", """
         import threading, time
         import mycelium_native as mn
+        from mycelium_native.messages import CounterUpdate
         main = threading.get_ident()
+        callback_thread = []
+        mn.subscribe(CounterUpdate, lambda m: callback_thread.append(threading.get_ident()))
+        mn.publish(CounterUpdate(counter_id=1, value=1))
         ticks = []
 
         @mn.every(0.02)
         def tick():
             ticks.append(time.monotonic())
             if len(ticks) == 5:
-                same = threading.get_ident() == main
+                same = callback_thread == [threading.get_ident()] and main != callback_thread[0]
                 spacing = min(b - a for a, b in zip(ticks, ticks[1:]))
                 print("same thread", same, "spacing ok", spacing > 0.015, flush=True)
                 timer.cancel()
