@@ -263,6 +263,15 @@ public:
     /// (the bus shut down; the runs before were delivered), QueueFull (as publish()).
     Result<void, PublishError> publish_batch(std::span<const MessageView> messages);
 
+    /// publish_batch() for a thread that must never wait (a link's io thread serves many
+    /// clients): publishes the runs of one type in order, up to the first run that a
+    /// Block-policy queue subscribed to its type has no room for, and returns how many
+    /// messages it published. The caller holds the rest and offers it again later; that
+    /// run was neither delivered nor counted. A queue counts as full an eighth before its
+    /// end, so that io threads racing each other past the check still never wait.
+    /// Errors: TooLarge (nothing delivered), Closed (the runs before were delivered).
+    Result<std::size_t, PublishError> publish_batch_if_room(std::span<const MessageView> messages);
+
     /// Publishes generated structs of one type, PUBLISH_BATCH_RUN at a time. Same errors
     /// as publish_batch() (QueueFull once every message has been offered).
     template <TypedMessage T>

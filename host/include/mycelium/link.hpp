@@ -195,6 +195,9 @@ struct LinkStats {
     std::uint64_t protocol_errors = 0;
     /// Connections closed because their send queue overflowed.
     std::uint64_t slow_consumers = 0;
+    /// Times a connection's reading was paused because a queue its frames go to (the
+    /// scripts' queue) was full: flow control, the frames wait in the client's socket.
+    std::uint64_t flow_pauses = 0;
     /// Frames evicted from send queues under SlowConsumerPolicy::DropOldest.
     std::uint64_t dropped_frames = 0;
     /// Frames published on this node's bus that were not sent because their payload size

@@ -260,7 +260,11 @@ struct BusImpl {
 
     Result<void, PublishError> publish(std::uint16_t type_id, std::span<const std::byte> payload);
     Result<void, PublishError> publish_batch(std::span<const MessageView> messages);
-    Result<void, PublishError> deliver(std::uint16_t type_id, std::span<const MessageView> run);
+    /// With `no_room`, delivers nothing and sets it when a Block queue subscribed to the
+    /// type has no room for the run (see Bus::publish_batch_if_room).
+    Result<void, PublishError> deliver(std::uint16_t type_id, std::span<const MessageView> run,
+                                       bool* no_room = nullptr);
+    Result<std::size_t, PublishError> publish_batch_if_room(std::span<const MessageView> messages);
     std::uint64_t add(std::uint16_t type_id, std::shared_ptr<Record> rec);
     std::uint64_t add_locked(std::uint16_t type_id, std::shared_ptr<Record> rec);
     void remove(std::uint64_t id) noexcept;
@@ -413,8 +417,22 @@ void report_callback_exception(std::uint16_t type_id) {
 // the counters bumped once for the whole run. Inlined so that publish(), a run of one,
 // costs what it did before runs existed (bus.publish_inline_32B: 10.2-10.4 ns called,
 // 9.3-10.0 inlined).
+namespace {
+
+/// Whether a Block queue can take `frames` more without its publisher waiting, keeping an
+/// eighth of it free: io threads check first and never fill a queue the last cells of
+/// which other publishers (and their races with each other) would make them wait for.
+bool has_room(const Mailbox& mailbox, std::size_t frames) noexcept {
+    const std::size_t capacity = mailbox.capacity();
+    const std::size_t wanted = std::min(frames, capacity / 2) + capacity / 8;
+    return mailbox.size_approx() + wanted <= capacity;
+}
+
+}  // namespace
+
 [[gnu::always_inline]] inline Result<void, PublishError> BusImpl::deliver(std::uint16_t type_id,
-                                                                         std::span<const MessageView> run) {
+                                                                         std::span<const MessageView> run,
+                                                                         bool* no_room) {
     if (closed.load(std::memory_order_relaxed)) [[unlikely]]
         return Err{PublishError::Closed};
 
@@ -433,7 +451,16 @@ void report_callback_exception(std::uint16_t type_id) {
         else if (level >= EXEC_DEPTH)
             announce(s->deep, s->deep.load(std::memory_order_relaxed) + 1);
 
-        if (Snapshot* snap = page->snap[type_id & 255].load(std::memory_order_seq_cst)) {
+        Snapshot* snap = page->snap[type_id & 255].load(std::memory_order_seq_cst);
+        if (no_room != nullptr && snap != nullptr) [[unlikely]] {
+            for (std::uint32_t i = 0, n = snap->count; i < n && !*no_room; ++i) {
+                const Entry* e = snap->entries[i];
+                *no_room = e->queued && e->policy == QueuePolicy::Block && e->alive.load(std::memory_order_relaxed) &&
+                           !has_room(*e->mailbox, run.size());
+            }
+            if (*no_room) snap = nullptr;  // deliver nothing, count nothing
+        }
+        if (snap != nullptr) {
             for (std::uint32_t i = 0, n = snap->count; i < n; ++i) {
                 Entry* e = snap->entries[i];
                 if (level < EXEC_DEPTH) announce<const void*>(s->exec[level], e);
@@ -482,6 +509,8 @@ void report_callback_exception(std::uint16_t type_id) {
             s->ctr.store(s->ctr.load(std::memory_order_relaxed) + 1, std::memory_order_release);
     }
 
+    if (no_room != nullptr && *no_room) [[unlikely]]
+        return {};
     if (!shared) [[likely]] {
         bump(cell->published, run.size());
         if (delivered) bump(cell->delivered, delivered);
@@ -526,6 +555,25 @@ Result<void, PublishError> BusImpl::publish_batch(std::span<const MessageView> m
     }
     if (queue_full) return Err{PublishError::QueueFull};
     return {};
+}
+
+Result<std::size_t, PublishError> BusImpl::publish_batch_if_room(std::span<const MessageView> messages) {
+    for (const MessageView& m : messages) {
+        if (m.payload.size() > options.max_payload) [[unlikely]]
+            return Err{PublishError::TooLarge};
+    }
+    std::size_t published = 0;
+    while (published < messages.size()) {
+        const std::uint16_t type_id = messages[published].type_id;
+        std::size_t end = published + 1;
+        while (end < messages.size() && messages[end].type_id == type_id) ++end;
+        bool no_room = false;
+        const auto r = deliver(type_id, messages.subspan(published, end - published), &no_room);
+        if (!r && r.error() == PublishError::Closed) return Err{PublishError::Closed};
+        if (no_room) break;
+        published = end;
+    }
+    return published;
 }
 
 // Called with mu held, right after a snapshot swap (or alive flag clear).
@@ -953,6 +1001,10 @@ Subscription Bus::subscribe_mailbox(std::uint16_t type_id, std::shared_ptr<Mailb
 TypeCounters Bus::counters(std::uint16_t type_id) const { return impl_->counters(type_id); }
 
 void Bus::shutdown() noexcept { impl_->shutdown(); }
+
+Result<std::size_t, PublishError> Bus::publish_batch_if_room(std::span<const MessageView> messages) {
+    return impl_->publish_batch_if_room(messages);
+}
 
 void Bus::set_wait_policy(const WaitPolicy* policy) noexcept {
     impl_->wait_policy.store(policy, std::memory_order_release);

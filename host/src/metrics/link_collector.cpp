@@ -50,6 +50,9 @@ std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> li
                   {{"slow_consumer", &S::slow_consumers},
                    {"max_connections", &S::rejected_max_connections},
                    {"truncated", &S::truncated}});
+        counter("mycelium_link_flow_pauses_total",
+                "Times a connection's reading was paused until a full queue its frames go to had room",
+                [](const S& s) { return s.flow_pauses; });
         counter("mycelium_link_dropped_frames_total", "Frames evicted from send queues (drop_oldest)",
                 [](const S& s) { return s.dropped_frames; });
         counter("mycelium_link_unsendable_frames_total",

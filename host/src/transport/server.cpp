@@ -414,6 +414,7 @@ LinkStats LinkServer::stats() const noexcept {
     out.size_mismatch = get(c.size_mismatch);
     out.protocol_errors = get(c.protocol_errors);
     out.slow_consumers = get(c.slow_consumers);
+    out.flow_pauses = get(c.flow_pauses);
     out.dropped_frames = get(c.dropped_frames);
     out.unsendable = get(c.unsendable);
     out.frames_received = get(c.frames_received);

@@ -247,6 +247,7 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       id_(id),
       handshake_timer_(socket_.get_executor()),
       linger_timer_(socket_.get_executor()),
+      resume_timer_(socket_.get_executor()),
       decoder_(codec::DecoderOptions{state.options.max_payload, codec::TypeSizes::of(state.registry)}),
       read_buf_(READ_BUFFER_SIZE),
       outbound_(std::move(outbound)),
@@ -366,6 +367,8 @@ void Session::finish() noexcept {
     asio::error_code ignored;
     handshake_timer_.cancel();
     linger_timer_.cancel();
+    resume_timer_.cancel();
+    held_.clear();
     socket_.shutdown(asio::socket_base::shutdown_both, ignored);
     socket_.close(ignored);
     state_.log->debug("{}: closed (link {})", peer_, id_);
@@ -443,7 +446,7 @@ void Session::on_read(const asio::error_code& ec, std::size_t n) {
             // is a legacy client: from now on it receives every application type.
             if (!closing_ && phase_ == Phase::Undecided) become_legacy();
         }
-        if (finished_) return;
+        if (finished_ || !keep_reading(false)) return;
         do_read();  // while closing, this discards input until the client closes
     } catch (const std::exception& e) {
         state_.log->error("{}: closing after an internal error: {}", peer_, e.what());
@@ -456,6 +459,10 @@ void Session::on_end_of_stream() {
     // bytes written before a FIN do.
     if (shm_state_ == ShmState::Active && !closing_) drain_shm_now();
     if (finished_) return;
+    if (paused_) {
+        end_of_stream_held_ = true;  // ends once the held frames are published
+        return;
+    }
     if (phase_ == Phase::Handshake) {
         Counters::add(state_.counters.truncated);
         state_.log->warn("{}: connection closed inside the handshake ({} of {} bytes received)", peer_,
@@ -551,6 +558,7 @@ void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload
         return fail(ErrorCode::ProtocolViolation,
                     fmt::format("frame of type {} on the socket after SHM_READY: it must go through the ring", type_id));
     }
+    if (paused_) return held_.push(type_id, payload);  // in order with the held frames
     if (type_id < schema::MIN_APP_TYPE_ID) {
         on_control(type_id, payload);
         frames_seen_ = true;
@@ -563,14 +571,21 @@ void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload
 void Session::publish_from_link(std::span<const MessageView> run) {
     if (closing_ || run.empty()) return;
     frames_seen_ = true;
+    if (paused_) return hold_run(run);  // after the frames held before them
     const OriginScope origin(
         Origin{id_, role_.load(std::memory_order_relaxed), run.front().payload.data(), run.back().payload.data()});
-    const auto published = state_.bus.publish_batch(run);
-    if (!published && published.error() == PublishError::Closed) {
-        close_with_error(ErrorCode::ShuttingDown, "the bus is shut down");
+    // Never publish_batch(): its wait for a full Block queue would stop this io thread,
+    // and with it every other connection it serves.
+    const auto published = state_.bus.publish_batch_if_room(run);
+    if (!published) {
+        if (published.error() == PublishError::Closed) close_with_error(ErrorCode::ShuttingDown, "the bus is shut down");
+        return;  // TooLarge: the limit was enforced when the frame was read
     }
-    // QueueFull (a Fail subscriber) and TooLarge (limit already enforced) are counted by
-    // the bus; the frames were accepted from this client.
+    if (*published < run.size()) {
+        Counters::add(state_.counters.flow_pauses);
+        hold_run(run.subspan(*published));
+    }
+    // QueueFull (a Fail subscriber) is counted by the bus; the frames were accepted.
 }
 
 void Session::on_metrics(std::span<const std::byte> payload) {
@@ -1544,6 +1559,7 @@ void Session::drain_shm() {
         for (;;) {
             std::size_t visited = 0;
             if (!read_ring(SHM_BATCH, visited) || finished_ || closing_) return;
+            if (!keep_reading(true)) return count_spinning(false);
             if (visited == SHM_BATCH) {
                 // More may be waiting: let the strand's other handlers (the socket) run first.
                 asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });

@@ -26,6 +26,7 @@
 
 #include <spdlog/logger.h>
 
+#include "held_frames.hpp"
 #include "mycelium/bus.hpp"
 #include "mycelium/codec.hpp"
 #include "mycelium/link.hpp"
@@ -70,7 +71,7 @@ struct Counters {
         bad_digest_length{0}, digest_mismatch{0}, handshake_timeout{0}, truncated{0}, oversize{0},
         unknown_type{0}, size_mismatch{0}, protocol_errors{0}, slow_consumers{0}, dropped_frames{0}, unsendable{0},
         frames_received{0}, frames_sent{0}, bytes_received{0}, bytes_sent{0}, writes{0}, shm_links{0},
-        shm_refused{0}, shm_corrupt{0}, shm_frames_received{0}, shm_frames_sent{0};
+        shm_refused{0}, shm_corrupt{0}, shm_frames_received{0}, shm_frames_sent{0}, flow_pauses{0};
 
     static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
         c.fetch_add(n, std::memory_order_relaxed);
@@ -354,6 +355,16 @@ private:
     void on_written(const asio::error_code& ec, std::size_t n);
     void on_slow_consumer();
 
+    // Flow control (inbound_pause.cpp): an io thread never waits for a full queue.
+    /// Holds `run` (and, while paused, every later frame) and pauses reading.
+    void hold_run(std::span<const MessageView> run);
+    /// Where reading would go on: false when paused, after arming the resume.
+    bool keep_reading(bool from_ring);
+    void schedule_resume();
+    void on_resume();
+    /// Offers the held frames again, in order; true once none is left.
+    bool publish_held();
+
     void fail(ErrorCode code, const std::string& reason);
     void close_with_error(ErrorCode code, const std::string& reason);
     void drop_oldest_locked() noexcept;
@@ -364,6 +375,7 @@ private:
     const std::uint64_t id_;
     asio::steady_timer handshake_timer_;
     asio::steady_timer linger_timer_;
+    asio::steady_timer resume_timer_;
 
     // Strand-only state.
     Phase phase_ = Phase::Handshake;
@@ -396,6 +408,13 @@ private:
     std::vector<std::byte> offer_frame_;     // the SHM_OFFER waiting for send_offer()
     bool reading_ring_ = false;              // on_frame is fed from the ring now
     std::vector<shm::UniqueFd> received_fds_;  // descriptors read with the socket's bytes
+    // Flow control (strand only): paused while held_ has frames the bus had no room for.
+    HeldFrames held_;
+    bool paused_ = false;
+    bool resume_armed_ = false;
+    bool resume_socket_ = false;     // the socket read loop stopped for the pause
+    bool resume_ring_ = false;       // the ring reader stopped for the pause
+    bool end_of_stream_held_ = false;  // the client closed while frames were held
 
     // Read by bus callbacks on any thread.
     std::atomic<Role> role_{Role::Client};

@@ -476,3 +476,56 @@ def test_a_corrupt_ring_closes_the_connection_with_the_rule_and_reconnects(fake,
         assert ring_mappings() == 0 or link.t.shm_active is False
     finally:
         link.cleanup()
+
+
+SLOW_COUNTER_SCRIPT = """
+import time
+import mycelium_native as mn
+from mycelium_native.messages import TextMessage
+seen = []
+
+@mn.subscribe(TextMessage)
+def slow(msg):
+    seen.append(msg.timestamp)
+    time.sleep(0.001)          # a 1 ms model
+
+@mn.on_stop
+def report():
+    print(f"callbacks {len(seen)} ordered {seen == sorted(seen)}", flush=True)
+"""
+
+
+def test_a_ring_flooding_a_slow_callback_pauses_only_its_own_link(start_host, sock_dir, messages, digest):
+    script = write_script(sock_dir, "slow.py", SLOW_COUNTER_SCRIPT)
+    host = start_host("--script", script, "--listen", f"unix:{sock_dir / 'a.sock'}", "--shm",
+                      "--queue-capacity", "256", "--shutdown-timeout", "60")
+    flooder = mycelium.SharedMemoryTransport.open(str(sock_dir / "a.sock"), digest)
+    other = mycelium.UnixTransport(str(sock_dir / "a.sock"), digest)
+    other.connect()
+    sent = 2000
+    try:
+        assert flooder.shm_active
+        done = threading.Event()
+
+        def flood():
+            pub = flooder.publisher(messages.TextMessage)
+            for i in range(sent):
+                pub.publish(messages.TextMessage(sender="sdk", content="x", timestamp=i))
+            done.set()
+
+        threading.Thread(target=flood, daemon=True).start()
+        time.sleep(0.3)  # the scripts' queue is full by now
+        worst = 0.0
+        for _ in range(20):
+            begun = time.monotonic()
+            other.sync()  # a PING and its PONG
+            worst = max(worst, time.monotonic() - begun)
+        assert worst < 0.25, f"a PING round trip took {worst * 1000:.0f} ms while a ring flooded"
+        assert done.wait(30)
+        flooder.sync(timeout=60)  # its PONG: everything it published reached the bus
+    finally:
+        flooder.close()
+        other.close()
+    code, out, err = host.stop(timeout=60)
+    assert code == 0, err
+    assert f"callbacks {sent} ordered True" in out, out + err
