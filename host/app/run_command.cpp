@@ -39,6 +39,7 @@ struct RunFlags {
     std::vector<std::string> peers;  // NAME=ENDPOINT
     std::string metrics;             // HOST:PORT
     double handshake_timeout = 5.0;
+    double log_interval = 10.0;
     std::size_t max_connections = 1024;
     bool shm = false;                       // offer shared memory on --listen unix:PATH
     std::size_t shm_ring_bytes = 1u << 20;  // per direction
@@ -138,6 +139,9 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                                                         : "bad address '" + text + "': expected HOST:PORT, e.g. 127.0.0.1:9100";
         });
     app.add_option("--handshake-timeout", flags->handshake_timeout, "Seconds a client has to send its handshake")
+        ->check(CLI::PositiveNumber);
+    app.add_option("--log-interval", flags->log_interval,
+                   "Seconds between two log lines about the same repeated bad input of one client (default 10)")
         ->capture_default_str()->check(CLI::PositiveNumber);
     app.add_option("--max-connections", flags->max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
@@ -266,6 +270,7 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         link::ServerOptions server_options;
         server_options.max_payload = host->registry().max_payload();
         server_options.handshake_timeout = std::chrono::milliseconds(static_cast<long>(flags->handshake_timeout * 1000));
+        server_options.log_interval = std::chrono::milliseconds(static_cast<long>(flags->log_interval * 1000));
         server_options.max_connections = flags->max_connections;
         server_options.shm_enabled = flags->shm;
         server_options.shm_ring_bytes = flags->shm_ring_bytes;

@@ -143,6 +143,7 @@ class _SocketTransport:
         self._delay = backoff_initial  # the next reconnect delay (grows while attempts fail)
         self.reconnects = 0
         self.decode_errors = 0
+        self.dropped_by_host = 0  # frames the host answered with ERROR unknown_type / size_mismatch
 
     # ------------------------------------------------------------------ public API
 
@@ -277,7 +278,7 @@ class _SocketTransport:
     def stats(self):
         """Counters: reconnects, decode errors, the state and the last connection error."""
         return {"state": self._state, "reconnects": self.reconnects, "decode_errors": self.decode_errors,
-                "last_error": self._last_error}
+                "dropped_by_host": self.dropped_by_host, "last_error": self._last_error}
 
     def __enter__(self):
         self.connect()
@@ -695,6 +696,14 @@ class _SocketTransport:
                     event.set()
         elif type_id == _wire.ERROR:
             code, name, reason = _wire.decode_error(payload)
+            if code in (_wire.CODE_UNKNOWN_TYPE, _wire.CODE_SIZE_MISMATCH):
+                # The host dropped one frame and keeps the connection (another contracts
+                # version, a hand-made frame): count it, log the first and every 1000th.
+                self.dropped_by_host += 1
+                if self.dropped_by_host % 1000 == 1:
+                    log.warning("%s: the host dropped a frame (%d so far): %s: %s", self.describe(),
+                                self.dropped_by_host, name, reason)
+                return
             if code in (_wire.CODE_DIGEST_MISMATCH, _wire.CODE_BAD_DIGEST_LENGTH):
                 error = SchemaMismatch(f"{self.describe()}: the host refused the schema digest: {reason}")
                 error.code, error.reason = code, reason

@@ -156,6 +156,10 @@ struct ServerOptions {
     /// How long the host's ring reader spins on an empty ring before it parks on its
     /// doorbell (it spins on an io thread: keep it short; 0 = park at once).
     std::chrono::microseconds shm_spin{50};
+    /// Bad input a connection repeats (a frame of an unknown type or the wrong size) is
+    /// logged at most once per connection, reason and interval, with a count of the
+    /// lines held back.
+    std::chrono::milliseconds log_interval{10'000};
     /// SlowConsumerPolicy::Block: how long a publisher waits for room in a full
     /// shared-memory ring before the connection is disconnected as a slow consumer.
     std::chrono::milliseconds shm_wait{1'000};
@@ -164,6 +168,13 @@ struct ServerOptions {
     /// traffic as a peer nor displace a real peer's link. Empty: no peers (a host serving
     /// only clients). A Mesh sets it to the nodes of its topology that dial this one.
     std::vector<std::string> accepted_peers;
+};
+
+/// Frames one connection sent that the host dropped as bad input (the connection stays).
+struct ClientBadFrames {
+    std::string client;
+    std::uint64_t unknown_type = 0;
+    std::uint64_t size_mismatch = 0;
 };
 
 /// Counters of a LinkServer, summed over its lifetime (`active` is current).
@@ -187,9 +198,10 @@ struct LinkStats {
     std::uint64_t truncated = 0;
     /// Frames whose header declared a payload above the limit.
     std::uint64_t oversize = 0;
-    /// Frames with type id 0, an unknown application type or an unserved control type.
+    /// Frames of an unknown application type or an unserved control type, dropped (the
+    /// connection stays), and type id 0 (the connection closes).
     std::uint64_t unknown_type = 0;
-    /// Application frames whose payload size did not match their type.
+    /// Application frames whose payload size did not match their type, dropped.
     std::uint64_t size_mismatch = 0;
     /// Malformed or misplaced control frames (including an ERROR frame from the client).
     std::uint64_t protocol_errors = 0;
@@ -335,6 +347,9 @@ public:
     /// the client's HELLO name (docs/wire-protocol.md "METRICS"; metrics::append_reported
     /// turns them into Prometheus families).
     std::vector<std::pair<std::string, std::vector<ReportedFamily>>> client_metrics() const;
+    /// Frames each open connection sent that were dropped as bad input (an unknown type,
+    /// the wrong size), by client (its HELLO name, else its address). Any thread.
+    std::vector<ClientBadFrames> client_bad_frames() const;
 
     /// Told when a client connection says HELLO role=client (`connected` true) and when
     /// that connection closes (false): once each per connection, with the HELLO's name.

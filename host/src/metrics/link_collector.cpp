@@ -40,11 +40,27 @@ std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> li
                   {{"bad_digest_length", &S::bad_digest_length},
                    {"digest_mismatch", &S::digest_mismatch},
                    {"handshake_timeout", &S::handshake_timeout}});
-        by_reason("mycelium_link_decode_errors_total", "Connections closed over a bad frame, by reason",
+        by_reason("mycelium_link_decode_errors_total",
+                  "Bad frames, by reason: oversize and protocol_error close the connection, unknown_type and "
+                  "size_mismatch drop the frame",
                   {{"oversize", &S::oversize},
                    {"unknown_type", &S::unknown_type},
                    {"size_mismatch", &S::size_mismatch},
                    {"protocol_error", &S::protocol_errors}});
+        {
+            auto f = family("mycelium_link_client_bad_frames_total",
+                            "Frames an open connection sent that were dropped as bad input, by client and reason",
+                            MetricType::Counter);
+            for (const auto& [server, listener] : listeners) {
+                for (const link::ClientBadFrames& bad : server->client_bad_frames()) {
+                    add_sample(f, n(bad.unknown_type),
+                               {{"listener", listener}, {"client", bad.client}, {"reason", "unknown_type"}});
+                    add_sample(f, n(bad.size_mismatch),
+                               {{"listener", listener}, {"client", bad.client}, {"reason", "size_mismatch"}});
+                }
+            }
+            out.push_back(std::move(f));
+        }
         by_reason("mycelium_link_disconnects_total",
                   "Connections the host closed, by reason (besides bad frames and handshakes)",
                   {{"slow_consumer", &S::slow_consumers},

@@ -359,6 +359,22 @@ std::vector<std::pair<std::string, std::vector<ReportedFamily>>> LinkServer::cli
     return out;
 }
 
+std::vector<ClientBadFrames> LinkServer::client_bad_frames() const {
+    std::vector<std::shared_ptr<detail::Session>> sessions;
+    {
+        std::lock_guard lock(state_->mutex);
+        for (const auto& [id, weak] : state_->sessions)
+            if (auto session = weak.lock()) sessions.push_back(std::move(session));
+    }
+    std::vector<ClientBadFrames> out;
+    for (const auto& session : sessions) {
+        ClientBadFrames bad = session->bad_frames();
+        if (bad.unknown_type != 0 || bad.size_mismatch != 0) out.push_back(std::move(bad));
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.client < b.client; });
+    return out;
+}
+
 std::vector<PeerStatus> LinkServer::peers() const {
     std::vector<std::shared_ptr<detail::PeerRecord>> records;
     {

@@ -248,7 +248,12 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       handshake_timer_(socket_.get_executor()),
       linger_timer_(socket_.get_executor()),
       resume_timer_(socket_.get_executor()),
-      decoder_(codec::DecoderOptions{state.options.max_payload, codec::TypeSizes::of(state.registry)}),
+      client_label_(peer_),
+      unknown_type_log_(state.options.log_interval),
+      size_mismatch_log_(state.options.log_interval),
+      // Only the payload limit breaks the stream; types and sizes are checked per frame
+      // (acceptable()), so that one bad frame costs that frame, not the connection.
+      decoder_(codec::DecoderOptions{state.options.max_payload, std::nullopt}),
       read_buf_(READ_BUFFER_SIZE),
       outbound_(std::move(outbound)),
       is_unix_(is_unix_socket(socket_.native_handle())) {}
@@ -317,6 +322,10 @@ void Session::start_outbound() {
         // The dialer has already written the digest handshake and HELLO role=peer.
         phase_ = Phase::Hello;
         name_ = outbound_->record->name;
+        {
+            std::lock_guard lock(metrics_mutex_);
+            client_label_ = name_;
+        }
         role_.store(Role::Peer, std::memory_order_relaxed);
         become_peer();
         if (outbound_->request_shm && is_unix_) {
@@ -564,8 +573,49 @@ void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload
         frames_seen_ = true;
         return;
     }
+    if (!acceptable(type_id, payload)) return;
     const MessageView message{type_id, payload};
     publish_from_link(std::span<const MessageView>(&message, 1));
+}
+
+bool Session::acceptable(std::uint16_t type_id, std::span<const std::byte> payload) {
+    // A stream of one type pays the schema look-up once.
+    if (type_id == accepted_type_ && payload.size() == accepted_size_) [[likely]] return true;
+    const schema::MessageSchema* message = state_.registry.find(type_id);
+    if (message == nullptr) [[unlikely]] {
+        bad_frame(ErrorCode::UnknownType,
+                  fmt::format("type {} is not in the contracts ({} bytes dropped)", type_id, payload.size()));
+        return false;
+    }
+    if (message->size != payload.size()) [[unlikely]] {
+        bad_frame(ErrorCode::SizeMismatch, fmt::format("{} (type {}) of {} bytes, expected {}; dropped", message->name,
+                                                       type_id, payload.size(), message->size));
+        return false;
+    }
+    accepted_type_ = type_id;
+    accepted_size_ = payload.size();
+    return true;
+}
+
+void Session::bad_frame(ErrorCode code, const std::string& reason) {
+    const bool unknown = code == ErrorCode::UnknownType;
+    Counters::add(unknown ? state_.counters.unknown_type : state_.counters.size_mismatch);
+    (unknown ? bad_unknown_type_ : bad_size_mismatch_).fetch_add(1, std::memory_order_relaxed);
+    if (const auto held_back = (unknown ? unknown_type_log_ : size_mismatch_log_).admit()) {
+        if (*held_back == 0) {
+            state_.log->warn("{}: bad frame: {}", peer_, reason);
+        } else {
+            state_.log->warn("{}: bad frame: {} (and {} more like it since the last line)", peer_, reason, *held_back);
+        }
+    }
+    // A legacy client does not know control frames; HELLO clients and peers are told.
+    if (phase_ == Phase::Hello) enqueue(control::ERROR, encode_error(code, reason));
+}
+
+ClientBadFrames Session::bad_frames() const {
+    std::lock_guard lock(metrics_mutex_);
+    return ClientBadFrames{client_label_, bad_unknown_type_.load(std::memory_order_relaxed),
+                           bad_size_mismatch_.load(std::memory_order_relaxed)};
 }
 
 void Session::publish_from_link(std::span<const MessageView> run) {
@@ -643,6 +693,15 @@ void Session::on_control(std::uint16_t type_id, std::span<const std::byte> paylo
             return;  // the host sends no PING yet; a stray PONG is harmless
         case control::ERROR: {
             const auto error = decode_error(payload);
+            if (error && (error->code == ErrorCode::UnknownType || error->code == ErrorCode::SizeMismatch)) {
+                // The far side dropped one of our frames and goes on (a peer of another
+                // contracts version): worth a line, not the link.
+                if (const auto held_back = unknown_type_log_.admit()) {
+                    state_.log->warn("{}: the far side dropped a frame: {} {} ({} more since the last line)", peer_,
+                                     to_string(error->code), error->reason, *held_back);
+                }
+                return;
+            }
             if (role_.load(std::memory_order_relaxed) == Role::Peer && error) {
                 // A peer node that stops (or replaces this link) says so; one that refuses
                 // this node (another digest, too many connections) is worth a warning.
@@ -672,11 +731,11 @@ void Session::on_control(std::uint16_t type_id, std::span<const std::byte> paylo
         case control::SHM_SWITCH:
             return on_shm_switch(payload);
         default:
-            Counters::add(state_.counters.unknown_type);
-            return fail(ErrorCode::UnknownType,
-                        type_id >= control::SHM_FIRST && type_id <= control::SHM_LAST
-                            ? fmt::format("control type {} (shared-memory setup) is not served by this host", type_id)
-                            : fmt::format("unknown control type {}", type_id));
+            return bad_frame(ErrorCode::UnknownType,
+                             type_id >= control::SHM_FIRST && type_id <= control::SHM_LAST
+                                 ? fmt::format("control type {} (shared-memory setup) is not served by this host; "
+                                               "dropped", type_id)
+                                 : fmt::format("unknown control type {}; dropped", type_id));
     }
 }
 
@@ -706,6 +765,10 @@ void Session::on_hello(std::span<const std::byte> payload) {
     }
     subs_.clear();  // a legacy client whose HELLO came in a later read
     name_ = hello->name;
+    {
+        std::lock_guard lock(metrics_mutex_);
+        client_label_ = name_;
+    }
     role_.store(hello->role, std::memory_order_relaxed);
     phase_ = Phase::Hello;
     state_.log->info("{}: {} '{}' connected (link {})", peer_, to_string(hello->role), name_, id_);
@@ -1386,7 +1449,7 @@ bool Session::start_shm_ends() {
     // is a host, which never waits, so no barrier is paid for it.
     shm::ConsumerOptions co;
     co.max_payload = state_.options.max_payload;
-    co.type_sizes = codec::TypeSizes::of(state_.registry);
+    // Types and sizes are checked per frame (acceptable()), as on the socket.
     co.wait_fd = link.own_bell.fd();
     co.notify_fd = outbound_ ? -1 : link.peer_bell.fd();
     co.spin = state_.options.shm_spin;
@@ -1517,6 +1580,10 @@ bool Session::read_ring(std::size_t max, std::size_t& visited) {
                 publish_run(true);
                 cork.set_more(more);
                 return on_frame(frame.type_id, frame.payload);
+            }
+            if (!acceptable(frame.type_id, frame.payload)) {
+                if (!more) publish_run(false);
+                return;
             }
             if (in_run == run.size() || (in_run != 0 && frame.payload.data() < run[in_run - 1].payload.data()))
                 publish_run(true);

@@ -27,6 +27,7 @@
 #include <spdlog/logger.h>
 
 #include "held_frames.hpp"
+#include "mycelium/log_limiter.hpp"
 #include "mycelium/bus.hpp"
 #include "mycelium/codec.hpp"
 #include "mycelium/link.hpp"
@@ -250,6 +251,8 @@ public:
     std::size_t queued_frames() const;
     /// The client's name and its last METRICS snapshot (null before the first). Any thread.
     std::pair<std::string, std::shared_ptr<const std::vector<ReportedFamily>>> reported_metrics() const;
+    /// The bad frames this connection sent, under its name. Any thread.
+    ClientBadFrames bad_frames() const;
 
 private:
     enum class Phase : std::uint8_t { Handshake, Undecided, Legacy, Hello };
@@ -365,6 +368,13 @@ private:
     /// Offers the held frames again, in order; true once none is left.
     bool publish_held();
 
+    /// Whether an application frame is one of the contracts' types at its size; a bad one
+    /// is dropped (bad_frame) and the connection goes on.
+    bool acceptable(std::uint16_t type_id, std::span<const std::byte> payload);
+    /// Drops one bad frame: counts it, logs it (rate-limited), answers ERROR to a client
+    /// that speaks control frames. The connection stays open.
+    void bad_frame(ErrorCode code, const std::string& reason);
+
     void fail(ErrorCode code, const std::string& reason);
     void close_with_error(ErrorCode code, const std::string& reason);
     void drop_oldest_locked() noexcept;
@@ -388,6 +398,7 @@ private:
     mutable std::mutex metrics_mutex_;  // guards the two below (read by scrapes)
     std::string metrics_client_;
     std::shared_ptr<const std::vector<ReportedFamily>> metrics_;
+    std::string client_label_;  // its HELLO name, else its address (for bad_frames())
     bool frames_seen_ = false;    // a frame arrived after the handshake (HELLO must be first)
     bool closing_ = false;        // an ERROR is being flushed; input is discarded
     bool close_after_flush_ = false;
@@ -408,6 +419,13 @@ private:
     std::vector<std::byte> offer_frame_;     // the SHM_OFFER waiting for send_offer()
     bool reading_ring_ = false;              // on_frame is fed from the ring now
     std::vector<shm::UniqueFd> received_fds_;  // descriptors read with the socket's bytes
+    // Bad frames this connection sent (read by scrapes) and their log limiters (strand).
+    std::atomic<std::uint64_t> bad_unknown_type_{0};
+    std::atomic<std::uint64_t> bad_size_mismatch_{0};
+    std::uint16_t accepted_type_ = 0;  // the last frame acceptable() passed (none yet)
+    std::size_t accepted_size_ = 0;
+    log::LogLimiter unknown_type_log_;
+    log::LogLimiter size_mismatch_log_;
     // Flow control (strand only): paused while held_ has frames the bus had no room for.
     HeldFrames held_;
     bool paused_ = false;

@@ -180,6 +180,7 @@ struct BadCase {
     std::function<void(LinkClient&)> send;
     std::optional<ErrorCode> error;  // nullopt: the connection just closes
     std::uint64_t LinkStats::*counter;
+    bool dropped = false;  // only the frame is dropped: the connection stays open
 };
 
 std::vector<BadCase> bad_cases() {
@@ -219,7 +220,7 @@ std::vector<BadCase> bad_cases() {
                      ErrorCode::Oversize, &LinkStats::oversize});
     cases.push_back({"unknown type id", true,
                      [&](LinkClient& c) { (void)c.send(1500, counter(1, 1)); }, ErrorCode::UnknownType,
-                     &LinkStats::unknown_type});
+                     &LinkStats::unknown_type, true});
     cases.push_back({"type id zero", true,
                      [&](LinkClient& c) { (void)c.send_raw(header(0, 0)); }, ErrorCode::UnknownType,
                      &LinkStats::unknown_type});
@@ -229,7 +230,7 @@ std::vector<BadCase> bad_cases() {
                          payload.pop_back();
                          (void)c.send(COUNTER, payload);
                      },
-                     ErrorCode::SizeMismatch, &LinkStats::size_mismatch});
+                     ErrorCode::SizeMismatch, &LinkStats::size_mismatch, true});
     cases.push_back({"truncated frame", true,
                      [&](LinkClient& c) {
                          auto bytes = header(COUNTER, 16);
@@ -256,7 +257,7 @@ std::vector<BadCase> bad_cases() {
                      ErrorCode::ProtocolViolation, &LinkStats::protocol_errors});
     cases.push_back({"a shared-memory control type that is not defined", true,
                      [&](LinkClient& c) { (void)c.send(control::SHM_LAST, raw({0})); }, ErrorCode::UnknownType,
-                     &LinkStats::unknown_type});
+                     &LinkStats::unknown_type, true});
     cases.push_back({"SHM_REQUEST before HELLO", true,
                      [&](LinkClient& c) { (void)c.send(control::SHM_REQUEST, encode_shm_request({})); },
                      ErrorCode::ProtocolViolation, &LinkStats::protocol_errors});
@@ -285,6 +286,14 @@ void bad_input_closes_only_that_connection(const std::string& where) {
         const std::uint64_t before = node.server.stats().*c.counter;
         LinkClient bad = c.handshake ? LinkClient::connect(node.ep, registry().digest()) : LinkClient::open(node.ep);
         c.send(bad);
+        if (c.dropped) {
+            // A legacy client is not told (it does not know control frames) and goes on.
+            CHECK(wait_until([&] { return node.server.stats().*c.counter == before + 1; }));
+            REQUIRE(bad.sync());  // still connected
+            CHECK(node.server.stats().active == 3);
+            witnesses.exchange();
+            continue;
+        }
         if (c.error) {
             expect_error_then_close(bad, *c.error);
         } else {
@@ -294,6 +303,32 @@ void bad_input_closes_only_that_connection(const std::string& where) {
         witnesses.exchange();
     }
     CHECK(wait_until([&] { return node.server.stats().active == 2; }));
+}
+
+void bad_frames_are_dropped_and_a_hello_client_is_told(const std::string& where) {
+    Node node(where, bad_input_options());
+    LinkClient tool = hello(node.ep, Role::Client, "tool", {COUNTER});
+    REQUIRE(tool.send(1500, counter(1, 1)));  // not in the contracts
+    auto payload = counter(1, 1);
+    payload.pop_back();
+    REQUIRE(tool.send(COUNTER, payload));  // one byte short
+    for (const ErrorCode code : {ErrorCode::UnknownType, ErrorCode::SizeMismatch}) {
+        auto f = tool.receive(5s);
+        REQUIRE(f);
+        REQUIRE(f->type_id == control::ERROR);
+        const auto e = decode_error(f->payload);
+        REQUIRE(e);
+        CHECK(e->code == code);
+    }
+    // Still connected, still served.
+    REQUIRE(tool.sync());
+    REQUIRE(node.bus.publish(COUNTER, counter(8, 8)));
+    expect_counter(tool, 8);
+    const auto bad = node.server.client_bad_frames();
+    REQUIRE(bad.size() == 1);
+    CHECK(bad[0].client == "tool");
+    CHECK(bad[0].unknown_type == 1);
+    CHECK(bad[0].size_mismatch == 1);
 }
 
 void legacy_fan_out_excludes_the_sender(const std::string& where) {
@@ -339,6 +374,11 @@ TEST_SUITE("transport.unix") {
     TEST_CASE("every kind of bad input closes only that connection while others keep exchanging") {
         TempDir dir;
         bad_input_closes_only_that_connection(dir.socket());
+    }
+
+    TEST_CASE("a frame of an unknown type or the wrong size is dropped and a HELLO client is told") {
+        TempDir dir;
+        bad_frames_are_dropped_and_a_hello_client_is_told(dir.socket());
     }
 
     TEST_CASE("after HELLO a client receives only the types it subscribed to") {
@@ -620,6 +660,10 @@ TEST_SUITE("transport.tcp") {
 
     TEST_CASE("every kind of bad input closes only that connection while others keep exchanging") {
         bad_input_closes_only_that_connection("tcp:127.0.0.1:0");
+    }
+
+    TEST_CASE("a frame of an unknown type or the wrong size is dropped and a HELLO client is told") {
+        bad_frames_are_dropped_and_a_hello_client_is_told("tcp:127.0.0.1:0");
     }
 
     TEST_CASE("one server listens on Unix and TCP at once and relays between them") {

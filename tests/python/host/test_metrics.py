@@ -4,6 +4,7 @@ prometheus_client accept, with counters that match the traffic the test sent."""
 import json
 import shutil
 import socket
+import struct
 import subprocess
 import textwrap
 import time
@@ -212,3 +213,27 @@ def test_supervised_workers_are_reported(host_binary, tmp_path):
         assert value(parsed, "mycelium_worker_given_up", worker="idler") == 0
     finally:
         host.stop()
+
+
+def test_bad_frames_are_counted_per_client_and_logged_once_per_interval(metered_node, digest):
+    host, url = metered_node
+    client = RawClient(host.addresses[0], digest)
+    name = b"noisy"
+    client.send(2, struct.pack("<BBH", 1, 0, len(name)) + name)  # HELLO v1, role 0 (client)
+    for _ in range(50):
+        client.send(4321, bytes(8))                # not in the contracts
+    client.send(COUNTER_UPDATE, bytes(15))         # one byte short
+    client.send(COUNTER_UPDATE, counter_update(1, 1))
+    parsed = wait_for_value(url, "mycelium_link_client_bad_frames_total", 50,
+                            listener="listen", client="noisy", reason="unknown_type")
+    assert value(parsed, "mycelium_link_client_bad_frames_total",
+                 listener="listen", client="noisy", reason="unknown_type") == 50
+    assert value(parsed, "mycelium_link_client_bad_frames_total",
+                 listener="listen", client="noisy", reason="size_mismatch") == 1
+    # The good frame after them was published: the connection stayed.
+    wait_for_value(url, "mycelium_bus_published_total", 1, type="CounterUpdate")
+    assert value(samples(scrape(url)), "mycelium_bus_published_total", type="CounterUpdate") == 1
+    # One line per reason within the interval (10 s), not 51.
+    lines = [line for line in host.lines("stderr") if "bad frame" in line]
+    assert len(lines) == 2, lines
+    client.close()

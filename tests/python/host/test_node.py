@@ -89,8 +89,6 @@ BAD_INPUTS = {
     "digest length 31": (lambda d: struct.pack("<H", 31) + d[:31], 1),
     "oversize length": (lambda d: struct.pack("<H", 32) + d + struct.pack("<HI", TEXT_MESSAGE, 5_000_000), 4),
     "garbage": (lambda d: struct.pack("<H", 32) + d + b"\x00" * 64, 5),
-    "unknown type id": (lambda d: struct.pack("<H", 32) + d + struct.pack("<HI", 4321, 8) + bytes(8), 5),
-    "payload size mismatch": (lambda d: struct.pack("<H", 32) + d + struct.pack("<HI", COUNTER_UPDATE, 8) + bytes(8), 6),
 }
 
 
@@ -107,6 +105,36 @@ def test_bad_input_closes_only_that_connection(echo_node, digest, case):
     bad.close()
     round_trip(good, 4)         # the other client is still served
     good.close()
+
+
+BAD_FRAMES = {
+    "unknown type id": (struct.pack("<HI", 4321, 8) + bytes(8), 5),
+    "payload size mismatch": (struct.pack("<HI", COUNTER_UPDATE, 8) + bytes(8), 6),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FRAMES))
+def test_a_bad_frame_is_dropped_and_the_connection_stays(echo_node, digest, case):
+    """As Mycelium's bridge does: the frame is dropped and the client goes on. A legacy
+    client is not told; a HELLO client gets an ERROR and stays connected."""
+    unix, tcp = echo_node.addresses
+    frame, code = BAD_FRAMES[case]
+    legacy = RawClient(tcp, digest)
+    legacy.send_raw(frame)
+    round_trip(legacy, 6)  # its next frame is served
+
+    hello = RawClient(unix, digest)
+    name = b"sdk-client"
+    hello.send(2, struct.pack("<BBH", 1, 0, len(name)) + name)  # HELLO v1, role 0 (client)
+    hello.send(3, struct.pack("<H", COUNTER_UPDATE))            # SUBSCRIBE CounterUpdate
+    hello.send_raw(frame)
+    type_id, payload = hello.recv_type(1)
+    assert struct.unpack_from("<H", payload)[0] == code, payload
+    hello.send(TEXT_MESSAGE, text_message("sdk", "hello", 7))
+    reply = hello.recv_type(COUNTER_UPDATE)
+    assert reply is not None and struct.unpack("<I4xQ", reply[1]) == (5, 14)
+    legacy.close()
+    hello.close()
 
 
 @pytest.mark.parametrize("case", ["truncated handshake", "slow handshake"])

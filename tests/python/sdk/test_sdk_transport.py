@@ -37,6 +37,22 @@ def test_publish_to_a_script_and_receive_its_answer(echo_host, messages, digest,
     assert not t.connected
 
 
+def test_a_frame_the_host_drops_costs_that_frame_not_the_connection(echo_host, messages, digest, kind):
+    from mycelium import _wire
+
+    t = make_transport(echo_host, kind, digest)
+    sub = t.subscriber(messages.CounterUpdate)
+    t.connect()
+    t._write_control(_wire.frame(4321, bytes(8)))  # a type the host's contracts lack
+    t.sync()  # the ERROR came before the PONG
+    assert t.stats()["dropped_by_host"] == 1
+    pub = t.publisher(messages.TextMessage)
+    pub.publish(messages.TextMessage(sender="sdk", content="abc", timestamp=5))
+    assert sub.recv(timeout=10) == messages.CounterUpdate(counter_id=3, value=10)
+    assert t.connected and t.reconnects == 0
+    t.close()
+
+
 def test_digest_as_hex_string_and_the_api_names(echo_host, messages, digest):
     t = mycelium.UnixTransport(address_of(echo_host, "unix")[5:], digest.hex())
     t.connect()
