@@ -31,18 +31,16 @@ std::string join(const std::vector<std::string>& items) {
 }
 
 
-// What a publisher meets at a full shared-memory ring of the node (queues.policy and
-// [nodes.shm] wait_ms; host/src/transport/mesh.cpp maps them).
-std::string full_ring_rule(const topo::Node& node) {
-    switch (node.queues.policy) {
-        case topo::QueuePolicy::Block:
-            return fmt::format("wait up to {} ms, then disconnect the reader", node.shm.wait.count());
-        case topo::QueuePolicy::DropOldest:
-            return "drop the new frame (counted)";
-        case topo::QueuePolicy::Fail:
-            break;
-    }
-    return "disconnect the reader";
+// What a connection of each kind gets when it falls behind ([nodes.slow_consumer];
+// host/src/transport/mesh.cpp maps it).
+std::string slow_consumer_rule(const topo::Node& node) {
+    const topo::SlowConsumerConfig& s = node.slow_consumer;
+    std::string out = fmt::format("legacy {}, client {}, peer {}", topo::to_string(s.legacy),
+                                  topo::to_string(s.client), topo::to_string(s.peer));
+    const auto blocks = [](topo::SlowConsumer p) { return p == topo::SlowConsumer::Block; };
+    if (blocks(s.legacy) || blocks(s.client) || blocks(s.peer))
+        out += fmt::format(" (block: pause producers up to {} ms, then disconnect)", s.wait.count());
+    return out;
 }
 
 std::string describe_node(const topo::Spec& spec, const topo::Node& node) {
@@ -57,9 +55,10 @@ std::string describe_node(const topo::Spec& spec, const topo::Node& node) {
         out += fmt::format("  port:     {}\n", *node.port);
     }
     if (node.shm.enabled) {
-        out += fmt::format("  shm:      enabled, {}-byte rings, spin {} us, full ring: {}\n", node.shm.ring_bytes,
-                           node.shm.spin.count(), full_ring_rule(node));
+        out += fmt::format("  shm:      enabled, {}-byte rings, spin {} us\n", node.shm.ring_bytes,
+                           node.shm.spin.count());
     }
+    out += fmt::format("  slow:     {}\n", slow_consumer_rule(node));
     return out;
 }
 

@@ -41,6 +41,8 @@ struct RunFlags {
     double handshake_timeout = 5.0;
     double log_interval = 10.0;
     std::size_t max_connections = 1024;
+    std::string slow_consumer;  // empty: each kind's default
+    long slow_consumer_wait_ms = 1000;
     bool shm = false;                       // offer shared memory on --listen unix:PATH
     std::size_t shm_ring_bytes = 1u << 20;  // per direction
     std::vector<std::string> workers;  // NAME=SCRIPT[:ARG,...] (supervised workers)
@@ -143,6 +145,17 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
     app.add_option("--log-interval", flags->log_interval,
                    "Seconds between two log lines about the same repeated bad input of one client (default 10)")
         ->capture_default_str()->check(CLI::PositiveNumber);
+    app.add_option("--slow-consumer", flags->slow_consumer,
+                   "What a --listen client that falls behind gets: drop_oldest, disconnect or block (default: "
+                   "drop_oldest for legacy clients, disconnect for HELLO clients and peers)")
+        ->check([](const std::string& text) {
+            return link::parse_slow_consumer_policy(text)
+                       ? std::string()
+                       : "bad slow-consumer policy '" + text + "': expected drop_oldest, disconnect or block";
+        });
+    app.add_option("--slow-consumer-wait-ms", flags->slow_consumer_wait_ms,
+                   "block: milliseconds a full client may pause its producers before it is disconnected")
+        ->capture_default_str()->check(CLI::Range(0L, 600'000L));
     app.add_option("--max-connections", flags->max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
     app.add_flag("--shm", flags->shm,
@@ -272,6 +285,9 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         server_options.handshake_timeout = std::chrono::milliseconds(static_cast<long>(flags->handshake_timeout * 1000));
         server_options.log_interval = std::chrono::milliseconds(static_cast<long>(flags->log_interval * 1000));
         server_options.max_connections = flags->max_connections;
+        if (!flags->slow_consumer.empty())
+            server_options.slow_consumer = link::SlowConsumerPolicies::all(*link::parse_slow_consumer_policy(flags->slow_consumer));
+        server_options.slow_consumer_wait = std::chrono::milliseconds(flags->slow_consumer_wait_ms);
         server_options.shm_enabled = flags->shm;
         server_options.shm_ring_bytes = flags->shm_ring_bytes;
         server_options.shm_spin = std::chrono::microseconds(static_cast<long>(flags->spin_us));

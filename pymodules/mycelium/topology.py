@@ -55,10 +55,11 @@ class TopologyWarning(UserWarning):
 # Keys accepted in each table, in the order suggestions prefer them (topology/src/parser.cpp).
 _TOP_KEYS = ("socket_dir", "nodes", "contracts", "socket_mode", "limits")
 _NODE_KEYS = ("name", "services", "host", "port", "endpoint", "bind", "socket_mode", "scripts", "contracts",
-              "metrics", "queues", "shm", "workers")
+              "metrics", "queues", "shm", "workers", "slow_consumer")
 _ENDPOINT_KEYS = ("kind", "addr")
 _QUEUE_KEYS = ("capacity", "policy", "link_capacity")
 _SHM_KEYS = ("enabled", "ring_bytes", "spin_us", "wait_ms")
+_SLOW_CONSUMER_KEYS = ("legacy", "client", "peer", "wait_ms")
 _WORKER_KEYS = ("name", "script", "args", "restart", "backoff_initial_ms", "backoff_max_ms", "backoff_multiplier",
                 "max_restarts", "restart_window_s", "stop_grace_ms")
 _LIMIT_KEYS = ("max_payload", "handshake_timeout_ms", "max_connections")
@@ -359,6 +360,7 @@ class _Parser:
             self.check_keys(node.get("endpoint"), _ENDPOINT_KEYS, "endpoint")
             self.check_keys(node.get("queues"), _QUEUE_KEYS, "[nodes.queues]")
             self.check_keys(node.get("shm"), _SHM_KEYS, "[nodes.shm]")
+            self.check_keys(node.get("slow_consumer"), _SLOW_CONSUMER_KEYS, "[nodes.slow_consumer]")
             workers = node.get("workers")
             for worker in workers if isinstance(workers, list) else ():
                 self.check_keys(worker, _WORKER_KEYS, "[[nodes.workers]]")

@@ -786,7 +786,7 @@ std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir
     // The rings keep their default size (1 MiB): a publisher that gets ahead waits for
     // room (Block), as a stream's publisher should, and the frames stay in the caches.
     link::ServerOptions shm_options = options;
-    shm_options.slow_consumer = link::SlowConsumerPolicy::Block;
+    shm_options.slow_consumer = link::SlowConsumerPolicies::all(link::SlowConsumerPolicy::Block);
     Side shm(Transport::Shm, dir, shm_options);
     Side sock(Transport::Unix, dir, options);
     std::uint64_t seq_shm = 1'000'000'000;

@@ -32,9 +32,10 @@ constexpr std::array TOP_KEYS = {"socket_dir"sv, "nodes"sv, "contracts"sv, "sock
                                  "limits"sv};
 constexpr std::array NODE_KEYS = {
     "name"sv,    "services"sv,  "host"sv,    "port"sv,   "endpoint"sv, "bind"sv,   "socket_mode"sv,
-    "scripts"sv, "contracts"sv, "metrics"sv, "queues"sv, "shm"sv,      "workers"sv};
+    "scripts"sv, "contracts"sv, "metrics"sv, "queues"sv, "shm"sv,      "workers"sv, "slow_consumer"sv};
 constexpr std::array ENDPOINT_KEYS = {"kind"sv, "addr"sv};
 constexpr std::array QUEUE_KEYS = {"capacity"sv, "policy"sv, "link_capacity"sv};
+constexpr std::array SLOW_CONSUMER_KEYS = {"legacy"sv, "client"sv, "peer"sv, "wait_ms"sv};
 constexpr std::array SHM_KEYS = {"enabled"sv, "ring_bytes"sv, "spin_us"sv, "wait_ms"sv};
 constexpr std::array WORKER_KEYS = {"name"sv,
                                     "script"sv,
@@ -374,6 +375,7 @@ private:
         if (const toml::node* v = table.get("queues"))
             read_queues(table_of("queues", *v), node.queues);
         if (const toml::node* v = table.get("shm")) read_shm(table_of("shm", *v), node.shm);
+        read_slow_consumer(table, node);
         if (const toml::node* v = table.get("workers")) read_workers(*v, node);
 
         if (!node.is_local() && !node.port &&
@@ -479,6 +481,51 @@ private:
                      v->source());
             }
         }
+    }
+
+    // `[nodes.slow_consumer]`, after `[nodes.queues]` and `[nodes.shm]`: their older keys
+    // `policy` and `wait_ms` give the defaults it overrides.
+    void read_slow_consumer(const toml::table& node_table, Node& node) const {
+        SlowConsumerConfig& config = node.slow_consumer;
+        config.wait = node.shm.wait;
+        if (const toml::table* queues = node_table["queues"].as_table()) {
+            if (const toml::node* v = queues->get("policy")) {
+                const SlowConsumer policy = node.queues.policy == QueuePolicy::Block        ? SlowConsumer::Block
+                                            : node.queues.policy == QueuePolicy::DropOldest ? SlowConsumer::DropOldest
+                                                                                            : SlowConsumer::Disconnect;
+                if (node.queues.policy == QueuePolicy::Fail) warn_fail_policy("[nodes.queues] policy", *v);
+                config.client = config.peer = policy;
+            }
+        }
+        const toml::node* v = node_table.get("slow_consumer");
+        if (v == nullptr) return;
+        const toml::table& table = table_of("slow_consumer", *v);
+        check_keys(table, SLOW_CONSUMER_KEYS, "[nodes.slow_consumer]");
+        if (const toml::node* p = table.get("legacy")) config.legacy = slow_consumer_of("legacy", *p);
+        if (const toml::node* p = table.get("client")) config.client = slow_consumer_of("client", *p);
+        if (const toml::node* p = table.get("peer")) config.peer = slow_consumer_of("peer", *p);
+        if (const toml::node* w = table.get("wait_ms"))
+            config.wait = std::chrono::milliseconds(integer_of("wait_ms", *w, 0, MAX_SHM_WAIT.count()));
+    }
+
+    SlowConsumer slow_consumer_of(std::string_view key, const toml::node& value) const {
+        const std::string text = string_of(key, value);
+        if (text == "drop_oldest") return SlowConsumer::DropOldest;
+        if (text == "disconnect") return SlowConsumer::Disconnect;
+        if (text == "block") return SlowConsumer::Block;
+        if (text == "fail") {
+            warn_fail_policy("[nodes.slow_consumer] " + std::string(key), value);
+            return SlowConsumer::Disconnect;
+        }
+        fail("bad slow-consumer policy " + in_quotes(text) + " for " + in_quotes(key) +
+                 ", expected 'drop_oldest', 'disconnect' or 'block'",
+             value.source());
+    }
+
+    void warn_fail_policy(const std::string& where, const toml::node& value) const {
+        warnings_.push_back(TopologyWarning{
+            where + " = \"fail\" reads as \"disconnect\" for links (a slow client or peer is disconnected)",
+            at(value.source())});
     }
 
     void read_shm(const toml::table& table, ShmConfig& shm) const {

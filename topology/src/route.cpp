@@ -107,6 +107,18 @@ std::string_view to_string(QueuePolicy policy) noexcept {
     return "?";
 }
 
+std::string_view to_string(SlowConsumer policy) noexcept {
+    switch (policy) {
+        case SlowConsumer::DropOldest:
+            return "drop_oldest";
+        case SlowConsumer::Disconnect:
+            return "disconnect";
+        case SlowConsumer::Block:
+            return "block";
+    }
+    return "?";
+}
+
 std::string_view to_string(RestartPolicy policy) noexcept {
     switch (policy) {
         case RestartPolicy::Always:

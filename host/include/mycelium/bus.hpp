@@ -149,6 +149,14 @@ struct SubscribeOptions {
     /// connections count; a node-to-node link subscribes with false, so that what one
     /// peer wants is never declared to another peer.
     bool counts_as_interest = true;
+    /// For an inline subscriber that queues what it is given (a link's send queue under
+    /// the `block` slow-consumer policy): whether it can take `frames` more now.
+    /// publish_batch_if_room() asks it as it looks at a Block queue's fill, and holds the
+    /// run back when it answers no, so the producer is paused rather than the consumer
+    /// dropped. Called on publishing threads, concurrently; must not wait or publish.
+    /// nullptr: always room.
+    bool (*has_room)(const void* context, std::size_t frames) = nullptr;
+    const void* room_context = nullptr;
 };
 
 /// Trivially copyable generated message structs with `static constexpr uint16_t TYPE_ID`.
@@ -265,8 +273,9 @@ public:
 
     /// publish_batch() for a thread that must never wait (a link's io thread serves many
     /// clients): publishes the runs of one type in order, up to the first run that a
-    /// Block-policy queue subscribed to its type has no room for, and returns how many
-    /// messages it published. The caller holds the rest and offers it again later; that
+    /// Block-policy queue subscribed to its type has no room for (or an inline subscriber's
+    /// SubscribeOptions::has_room refuses), and returns how many messages it published.
+    /// The caller holds the rest and offers it again later; that
     /// run was neither delivered nor counted. A queue counts as full an eighth before its
     /// end, so that io threads racing each other past the check still never wait.
     /// Errors: TooLarge (nothing delivered), Closed (the runs before were delivered).
@@ -327,7 +336,8 @@ public:
         auto holder = std::make_unique<detail::BatchHolder<std::decay_t<F>>>(std::forward<F>(fn));
         auto* raw = holder.get();
         return subscribe_inline_raw(type_id, nullptr, raw, std::move(holder), options.counts_as_interest,
-                                    &detail::BatchHolder<std::decay_t<F>>::invoke);
+                                    &detail::BatchHolder<std::decay_t<F>>::invoke, options.has_room,
+                                    options.room_context);
     }
 
     /// Typed inline subscriber: `fn(const T&)` for messages of T::TYPE_ID whose payload is
@@ -409,6 +419,7 @@ private:
     using HolderBase = detail::CallbackHolder;
     using InvokeFn = void (*)(void*, const MessageView&);
     using InvokeBatchFn = void (*)(void*, std::span<const MessageView>);
+    using RoomFn = bool (*)(const void*, std::size_t);
 
     template <class T, class F>
     static auto typed_adapter(F&& fn) {
@@ -422,7 +433,8 @@ private:
 
     Subscription subscribe_inline_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
                                       std::unique_ptr<HolderBase> owner,
-                                      bool counts_as_interest = true, InvokeBatchFn invoke_batch = nullptr);
+                                      bool counts_as_interest = true, InvokeBatchFn invoke_batch = nullptr,
+                                      RoomFn has_room = nullptr, const void* room_context = nullptr);
     Subscription subscribe_queued_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
                                       std::unique_ptr<HolderBase> owner,
                                       const QueueOptions& options);

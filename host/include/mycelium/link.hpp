@@ -35,6 +35,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -104,22 +105,45 @@ private:
 // Server
 // ---------------------------------------------------------------------------------------
 
-/// What a full per-connection send queue does with one more frame.
+/// What a full per-connection send queue (or shared-memory ring) does with one more
+/// frame: the slow-consumer policy (docs/wire-protocol.md, "Slow consumers").
 enum class SlowConsumerPolicy : std::uint8_t {
-    /// Default (like NATS slow consumers): close the connection, log it, count it.
+    /// Discard the queue, write ERROR slow_consumer if the socket takes it within
+    /// SLOW_CONSUMER_LINGER, close; logged and counted (as NATS treats slow consumers).
     Disconnect,
-    /// Evict the oldest queued frames to make room, counting each as dropped. On a
-    /// shared-memory ring, which never overwrites unread frames, the new frame is dropped
-    /// and counted instead.
+    /// Keep the connection: evict the oldest queued frames to make room, counting each as
+    /// dropped for that client. On a shared-memory ring, which never takes back a frame
+    /// it has shown, the new frame is dropped and counted instead.
     DropOldest,
-    /// Backpressure (the topology's `queues.policy = "block"`): a publisher that finds a
-    /// connection's shared-memory ring full waits for room, up to ServerOptions::shm_wait,
-    /// and only then disconnects the connection as Disconnect does. Publishes made on an
-    /// io thread (frames relayed from another connection) never wait: for them, and for
-    /// a full socket send queue, Block is Disconnect. docs/wire-protocol.md, "After the
-    /// switch".
+    /// Backpressure: pause the producers feeding the consumer for at most
+    /// ServerOptions::slow_consumer_wait, then Disconnect. A publisher on its own thread
+    /// (a script, a C++ feed) waits for room; frames relayed from another connection are
+    /// held by that connection, which stops reading its socket meanwhile (flow control),
+    /// so no io thread ever waits.
     Block,
 };
+
+/// "drop_oldest", "disconnect" or "block".
+std::string_view to_string(SlowConsumerPolicy policy) noexcept;
+/// The policy named `text` ("drop_oldest", "disconnect", "block"); nullopt for others.
+std::optional<SlowConsumerPolicy> parse_slow_consumer_policy(std::string_view text) noexcept;
+
+/// The slow-consumer policy for each kind of connection a server serves.
+/// Thread safety: a value type; distinct objects safe, shared objects unsafe.
+struct SlowConsumerPolicies {
+    /// Handshake only, no HELLO (Mycelium's SDK): it lags and skips, as with Mycelium.
+    SlowConsumerPolicy legacy = SlowConsumerPolicy::DropOldest;
+    /// HELLO role=client.
+    SlowConsumerPolicy client = SlowConsumerPolicy::Disconnect;
+    /// Another node (HELLO role=peer, and the links this node dials).
+    SlowConsumerPolicy peer = SlowConsumerPolicy::Disconnect;
+
+    /// One policy for every kind (`--slow-consumer`).
+    static constexpr SlowConsumerPolicies all(SlowConsumerPolicy policy) noexcept { return {policy, policy, policy}; }
+};
+
+/// How long a slow consumer being disconnected may take to accept its ERROR frame.
+inline constexpr std::chrono::milliseconds SLOW_CONSUMER_LINGER{100};
 
 /// Limits and knobs of a LinkServer.
 /// Thread safety: a value type; distinct objects safe, shared objects unsafe.
@@ -137,8 +161,8 @@ struct ServerOptions {
     /// Bytes (headers included) a send queue holds before SlowConsumerPolicy applies;
     /// raised to one frame of max_payload if lower.
     std::size_t send_queue_bytes = 8u * 1024u * 1024u;
-    /// What a full send queue does.
-    SlowConsumerPolicy slow_consumer = SlowConsumerPolicy::Disconnect;
+    /// What a full send queue does, per kind of connection.
+    SlowConsumerPolicies slow_consumer;
     /// Permissions of the Unix sockets the server creates.
     std::uint32_t socket_mode = 0660;
     /// Io threads (at least 1). Connections are served on strands, so any number works.
@@ -160,9 +184,9 @@ struct ServerOptions {
     /// logged at most once per connection, reason and interval, with a count of the
     /// lines held back.
     std::chrono::milliseconds log_interval{10'000};
-    /// SlowConsumerPolicy::Block: how long a publisher waits for room in a full
-    /// shared-memory ring before the connection is disconnected as a slow consumer.
-    std::chrono::milliseconds shm_wait{1'000};
+    /// SlowConsumerPolicy::Block: how long a consumer's full send queue or ring may pause
+    /// its producers before it is disconnected as a slow consumer (0: at once).
+    std::chrono::milliseconds slow_consumer_wait{1'000};
     /// The node names that may connect as peers (HELLO role=peer); anyone else claiming to
     /// be a peer is refused (protocol_violation), so a client can neither receive a node's
     /// traffic as a peer nor displace a real peer's link. Empty: no peers (a host serving
@@ -170,11 +194,13 @@ struct ServerOptions {
     std::vector<std::string> accepted_peers;
 };
 
-/// Frames one connection sent that the host dropped as bad input (the connection stays).
-struct ClientBadFrames {
-    std::string client;
-    std::uint64_t unknown_type = 0;
-    std::uint64_t size_mismatch = 0;
+/// Frames the host dropped on one open connection without closing it: bad input it sent
+/// (an unknown type, the wrong size) and frames to it evicted as it fell behind.
+struct ClientDrops {
+    std::string client;              ///< its HELLO name, else its address
+    std::uint64_t unknown_type = 0;  ///< sent by it, dropped
+    std::uint64_t size_mismatch = 0; ///< sent by it, dropped
+    std::uint64_t slow_consumer = 0; ///< meant for it, dropped under DropOldest
 };
 
 /// Counters of a LinkServer, summed over its lifetime (`active` is current).
@@ -205,7 +231,7 @@ struct LinkStats {
     std::uint64_t size_mismatch = 0;
     /// Malformed or misplaced control frames (including an ERROR frame from the client).
     std::uint64_t protocol_errors = 0;
-    /// Connections closed because their send queue overflowed.
+    /// Connections closed as slow consumers (Disconnect, or Block after its wait).
     std::uint64_t slow_consumers = 0;
     /// Times a connection's reading was paused because a queue its frames go to (the
     /// scripts' queue) was full: flow control, the frames wait in the client's socket.
@@ -347,9 +373,9 @@ public:
     /// the client's HELLO name (docs/wire-protocol.md "METRICS"; metrics::append_reported
     /// turns them into Prometheus families).
     std::vector<std::pair<std::string, std::vector<ReportedFamily>>> client_metrics() const;
-    /// Frames each open connection sent that were dropped as bad input (an unknown type,
-    /// the wrong size), by client (its HELLO name, else its address). Any thread.
-    std::vector<ClientBadFrames> client_bad_frames() const;
+    /// What was dropped on each open connection that has dropped anything (ClientDrops),
+    /// by client. Any thread.
+    std::vector<ClientDrops> client_drops() const;
 
     /// Told when a client connection says HELLO role=client (`connected` true) and when
     /// that connection closes (false): once each per connection, with the HELLO's name.

@@ -41,9 +41,9 @@ namespace mycelium::mesh {
 struct MeshOptions {
     /// Server knobs. max_payload, handshake_timeout and max_connections are taken from
     /// the topology's `[limits]`, socket_mode from the node, send_queue_frames from its
-    /// `queues.link_capacity`, slow_consumer from `queues.policy` (drop_oldest:
-    /// DropOldest, block: Block, fail: Disconnect), shm_enabled, shm_ring_bytes, shm_spin
-    /// and shm_wait from `[nodes.shm]`; the other fields are used as given.
+    /// `queues.link_capacity`, slow_consumer and slow_consumer_wait from
+    /// `[nodes.slow_consumer]`, shm_enabled, shm_ring_bytes and shm_spin from
+    /// `[nodes.shm]`; the other fields are used as given.
     link::ServerOptions server;
     /// First redial delay (doubles per failure, with jitter).
     std::chrono::milliseconds backoff_initial{100};

@@ -417,6 +417,11 @@ public:
     /// consumer: it will consume what is left and then see RingWait::Closed. Idempotent.
     void close() noexcept;
 
+    /// Bytes of the data area the consumer has released, as of now (its index is read
+    /// again): what more frames could take. The whole capacity once the producer is
+    /// poisoned or closed (try_reserve reports those). Never blocks.
+    std::size_t free_bytes() noexcept;
+
     /// Bytes staged (written by try_reserve / try_stage) and not yet published.
     std::uint64_t staged_bytes() const noexcept { return write_ - published_; }
 

@@ -210,6 +210,8 @@ struct Entry {
     void (*invoke)(void*, const MessageView&) = nullptr;  // inline, one message per call
     void (*invoke_batch)(void*, std::span<const MessageView>) = nullptr;  // inline, a run per call
     void* context = nullptr;
+    bool (*has_room)(const void*, std::size_t) = nullptr;  // inline, queues what it gets
+    const void* room_context = nullptr;
     Mailbox* mailbox = nullptr;  // queued
     std::uint64_t token = 0;
 };
@@ -455,8 +457,9 @@ bool has_room(const Mailbox& mailbox, std::size_t frames) noexcept {
         if (no_room != nullptr && snap != nullptr) [[unlikely]] {
             for (std::uint32_t i = 0, n = snap->count; i < n && !*no_room; ++i) {
                 const Entry* e = snap->entries[i];
-                *no_room = e->queued && e->policy == QueuePolicy::Block && e->alive.load(std::memory_order_relaxed) &&
-                           !has_room(*e->mailbox, run.size());
+                if (!e->alive.load(std::memory_order_relaxed)) continue;
+                *no_room = e->queued ? e->policy == QueuePolicy::Block && !has_room(*e->mailbox, run.size())
+                                     : e->has_room != nullptr && !e->has_room(e->room_context, run.size());
             }
             if (*no_room) snap = nullptr;  // deliver nothing, count nothing
         }
@@ -937,13 +940,15 @@ Result<void, PublishError> Bus::publish_batch(std::span<const MessageView> messa
 
 Subscription Bus::subscribe_inline_raw(std::uint16_t type_id, InvokeFn invoke, void* context,
                                        std::unique_ptr<HolderBase> owner, bool counts_as_interest,
-                                       InvokeBatchFn invoke_batch) {
+                                       InvokeBatchFn invoke_batch, RoomFn has_room, const void* room_context) {
     auto rec = std::make_shared<detail::Record>();
     rec->interest = counts_as_interest;
     rec->entry.type_id = type_id;
     rec->entry.invoke = invoke;
     rec->entry.invoke_batch = invoke_batch;
     rec->entry.context = context;
+    rec->entry.has_room = has_room;
+    rec->entry.room_context = room_context;
     rec->holder = std::move(owner);
     const std::uint64_t id = impl_->add(type_id, std::move(rec));
     return id ? Subscription(impl_, id) : Subscription();

@@ -52,13 +52,25 @@ std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> li
                             "Frames an open connection sent that were dropped as bad input, by client and reason",
                             MetricType::Counter);
             for (const auto& [server, listener] : listeners) {
-                for (const link::ClientBadFrames& bad : server->client_bad_frames()) {
+                for (const link::ClientDrops& bad : server->client_drops()) {
+                    if (bad.unknown_type == 0 && bad.size_mismatch == 0) continue;
                     add_sample(f, n(bad.unknown_type),
                                {{"listener", listener}, {"client", bad.client}, {"reason", "unknown_type"}});
                     add_sample(f, n(bad.size_mismatch),
                                {{"listener", listener}, {"client", bad.client}, {"reason", "size_mismatch"}});
                 }
             }
+            out.push_back(std::move(f));
+        }
+        {
+            auto f = family("mycelium_link_client_dropped_frames_total",
+                            "Frames meant for an open connection that fell behind, dropped (slow consumer "
+                            "policy drop_oldest), by client",
+                            MetricType::Counter);
+            for (const auto& [server, listener] : listeners)
+                for (const link::ClientDrops& drops : server->client_drops())
+                    if (drops.slow_consumer != 0)
+                        add_sample(f, n(drops.slow_consumer), {{"listener", listener}, {"client", drops.client}});
             out.push_back(std::move(f));
         }
         by_reason("mycelium_link_disconnects_total",

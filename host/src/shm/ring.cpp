@@ -308,6 +308,11 @@ bool RingProducer::room_for(std::size_t payload_length, std::memory_order order)
     return free >= (size <= tail ? size : tail);
 }
 
+std::size_t RingProducer::free_bytes() noexcept {
+    if (state_ != State::Open || !refresh_consumer()) return static_cast<std::size_t>(capacity_);
+    return static_cast<std::size_t>(capacity_ - (write_ - consumer_));
+}
+
 bool RingProducer::consumer_closed(std::memory_order order) const noexcept {
     return detail::word32(header_ + offsets::CONSUMER_CLOSED).load(order) != 0;
 }

@@ -45,6 +45,15 @@ bool dials(const topology::Spec& spec, std::string_view a, std::string_view b) {
     return dialer == na.name;
 }
 
+link::SlowConsumerPolicy link_policy(topology::SlowConsumer policy) noexcept {
+    switch (policy) {
+        case topology::SlowConsumer::DropOldest: return link::SlowConsumerPolicy::DropOldest;
+        case topology::SlowConsumer::Block: return link::SlowConsumerPolicy::Block;
+        case topology::SlowConsumer::Disconnect: break;
+    }
+    return link::SlowConsumerPolicy::Disconnect;
+}
+
 link::Endpoint dial_endpoint(const topology::Spec& spec, std::string_view from, std::string_view to) {
     const topology::Route route = topology::route_between(spec, from, to);
     link::Endpoint ep;
@@ -78,18 +87,14 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
     so.max_connections = spec.limits.max_connections;
     so.socket_mode = self->socket_mode;
     so.send_queue_frames = self->queues.link_capacity;
-    // block: a publisher waits for room in a full shared-memory ring (shm.wait_ms), then
-    // disconnects; fail: disconnect at once. A full socket send queue disconnects under both.
-    switch (self->queues.policy) {
-        case topology::QueuePolicy::DropOldest: so.slow_consumer = link::SlowConsumerPolicy::DropOldest; break;
-        case topology::QueuePolicy::Block: so.slow_consumer = link::SlowConsumerPolicy::Block; break;
-        case topology::QueuePolicy::Fail: so.slow_consumer = link::SlowConsumerPolicy::Disconnect; break;
-    }
+    so.slow_consumer = {.legacy = link_policy(self->slow_consumer.legacy),
+                        .client = link_policy(self->slow_consumer.client),
+                        .peer = link_policy(self->slow_consumer.peer)};
+    so.slow_consumer_wait = self->slow_consumer.wait;
     // Shared memory is offered to same-host clients and peers when this node enables it.
     so.shm_enabled = self->shm.enabled;
     so.shm_ring_bytes = self->shm.ring_bytes;
     so.shm_spin = self->shm.spin;
-    so.shm_wait = self->shm.wait;
 
     for (const auto& [name, ep] : options.peer_endpoints) {
         if (topology::find_node(spec, name) == nullptr || name == self_)

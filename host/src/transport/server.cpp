@@ -359,17 +359,17 @@ std::vector<std::pair<std::string, std::vector<ReportedFamily>>> LinkServer::cli
     return out;
 }
 
-std::vector<ClientBadFrames> LinkServer::client_bad_frames() const {
+std::vector<ClientDrops> LinkServer::client_drops() const {
     std::vector<std::shared_ptr<detail::Session>> sessions;
     {
         std::lock_guard lock(state_->mutex);
         for (const auto& [id, weak] : state_->sessions)
             if (auto session = weak.lock()) sessions.push_back(std::move(session));
     }
-    std::vector<ClientBadFrames> out;
+    std::vector<ClientDrops> out;
     for (const auto& session : sessions) {
-        ClientBadFrames bad = session->bad_frames();
-        if (bad.unknown_type != 0 || bad.size_mismatch != 0) out.push_back(std::move(bad));
+        ClientDrops bad = session->drops();
+        if (bad.unknown_type != 0 || bad.size_mismatch != 0 || bad.slow_consumer != 0) out.push_back(std::move(bad));
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.client < b.client; });
     return out;

@@ -256,7 +256,9 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       decoder_(codec::DecoderOptions{state.options.max_payload, std::nullopt}),
       read_buf_(READ_BUFFER_SIZE),
       outbound_(std::move(outbound)),
-      is_unix_(is_unix_socket(socket_.native_handle())) {}
+      is_unix_(is_unix_socket(socket_.native_handle())),
+      // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
+      slow_policy_(outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client) {}
 
 Session::~Session() {
     // Normally finish() did this already; a session destroyed with the io_context (stop()
@@ -359,6 +361,7 @@ void Session::finish() noexcept {
     // Before waiting for callbacks in flight: one of them may be waiting for room in the
     // ring (Block); it gives up within SHM_WAIT_SLICE.
     shm_wait_abort_.store(true, std::memory_order_release);
+    wake_room_waiters();
     interest_.close();  // waits for a listener call in progress on another thread
     try {
         subs_.clear();  // waits for callbacks running on other threads
@@ -612,10 +615,10 @@ void Session::bad_frame(ErrorCode code, const std::string& reason) {
     if (phase_ == Phase::Hello) enqueue(control::ERROR, encode_error(code, reason));
 }
 
-ClientBadFrames Session::bad_frames() const {
+ClientDrops Session::drops() const {
     std::lock_guard lock(metrics_mutex_);
-    return ClientBadFrames{client_label_, bad_unknown_type_.load(std::memory_order_relaxed),
-                           bad_size_mismatch_.load(std::memory_order_relaxed)};
+    return ClientDrops{client_label_, bad_unknown_type_.load(std::memory_order_relaxed),
+                       bad_size_mismatch_.load(std::memory_order_relaxed), slow_dropped_.load(std::memory_order_relaxed)};
 }
 
 void Session::publish_from_link(std::span<const MessageView> run) {
@@ -770,6 +773,7 @@ void Session::on_hello(std::span<const std::byte> payload) {
         client_label_ = name_;
     }
     role_.store(hello->role, std::memory_order_relaxed);
+    set_slow_policy(hello->role == Role::Peer ? state_.options.slow_consumer.peer : state_.options.slow_consumer.client);
     phase_ = Phase::Hello;
     state_.log->info("{}: {} '{}' connected (link {})", peer_, to_string(hello->role), name_, id_);
     if (hello->role == Role::Peer) {
@@ -841,6 +845,7 @@ void Session::on_type_list(bool subscribe, std::span<const std::byte> payload) {
 
 void Session::become_legacy() {
     phase_ = Phase::Legacy;
+    set_slow_policy(state_.options.slow_consumer.legacy);
     for (const auto& message : state_.registry.messages()) subscribe_type(message.type_id);
     state_.log->info("{}: legacy client connected (link {})", peer_, id_);
 }
@@ -851,7 +856,12 @@ void Session::subscribe_type(std::uint16_t type_id) {
     // close() waits for callbacks in flight.
     // What a peer subscribes to is not this node's interest: declaring it to other peers
     // would relay between peers.
-    const SubscribeOptions options{.counts_as_interest = role_.load(std::memory_order_relaxed) != Role::Peer};
+    SubscribeOptions options{.counts_as_interest = role_.load(std::memory_order_relaxed) != Role::Peer};
+    // Block pauses whoever feeds a full queue; the bus asks before it delivers.
+    if (slow_policy() == SlowConsumerPolicy::Block) {
+        options.has_room = &Session::room_probe;
+        options.room_context = this;
+    }
     subs_.emplace(type_id, state_.bus.subscribe_batch(
                                type_id, [this](std::span<const MessageView> run) { on_bus_messages(run); }, options));
 }
@@ -900,6 +910,7 @@ void Session::drop_oldest_locked() noexcept {
     pending_head_ += codec::frame_size(h.payload_length);
     --pending_frames_;
     Counters::add(state_.counters.dropped_frames);
+    slow_dropped_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload) {
@@ -912,7 +923,8 @@ void Session::enqueue_run(std::span<const MessageView> frames) {
     const std::size_t max_bytes = state_.options.send_queue_bytes;
     // Only Block ever waits, and never on an io thread: the reader that would make room
     // (or the session's own strand) may be stuck behind this very thread.
-    const bool block = state_.options.slow_consumer == SlowConsumerPolicy::Block;
+    const SlowConsumerPolicy policy = slow_policy();
+    const bool block = policy == SlowConsumerPolicy::Block;
     const bool io_thread = block && on_link_io_thread();
     bool kick = false;
     bool slow = false;
@@ -954,12 +966,14 @@ void Session::enqueue_run(std::span<const MessageView> frames) {
                 return pending_frames_ + 1 > max_frames || (pending_.size() - pending_head_) + size > max_bytes;
             };
             if (full()) {
-                if (state_.options.slow_consumer != SlowConsumerPolicy::DropOldest) {
+                if (policy == SlowConsumerPolicy::DropOldest) {
+                    while (pending_frames_ > 0 && full()) drop_oldest_locked();
+                } else if (!(block && !io_thread && wait_for_room_locked(lock, full, parked))) {
+                    if (send_closed_) return;  // closed while it waited
                     send_closed_ = true;
                     slow = true;
                     break;
                 }
-                while (pending_frames_ > 0 && full()) drop_oldest_locked();
             }
             if (pending_head_ == pending_.size()) {
                 pending_.clear();
@@ -1029,8 +1043,9 @@ Session::ShmAfter Session::enqueue_shm_locked(std::uint16_t type_id, std::span<c
         switch (staged.error()) {
             case shm::WriteError::Full:
                 // Never overwrite unread frames: drop this one, or give up on the client.
-                if (state_.options.slow_consumer == SlowConsumerPolicy::DropOldest) {
+                if (slow_policy() == SlowConsumerPolicy::DropOldest) {
                     Counters::add(state_.counters.dropped_frames);
+                    slow_dropped_.fetch_add(1, std::memory_order_relaxed);
                     return ShmAfter::Nothing;
                 }
                 send_closed_ = true;
@@ -1096,15 +1111,10 @@ Result<void, shm::WriteError> Session::wait_and_stage_locked(std::uint16_t type_
     // wait on one eventfd), so it never sets the producer-waiting flag of ring h->c and the
     // client never has to ring for room.
     shm::RingProducer& producer = *shm_->producer;
-    const auto deadline = std::chrono::steady_clock::now() + state_.options.shm_wait;
+    const auto deadline = std::chrono::steady_clock::now() + state_.options.slow_consumer_wait;
     // An embedded Python publisher must not hold the GIL for the whole wait; it takes it
     // back once the lock is released (Parked).
-    if (parked.hooks == nullptr) {
-        if (const WaitPolicy* hooks = state_.bus.wait_policy(); hooks != nullptr && hooks->before_park != nullptr) {
-            parked.token = hooks->before_park(hooks->context);
-            parked.hooks = hooks;
-        }
-    }
+    park_publisher(parked);
     shm_waiting_.store(true, std::memory_order_seq_cst);
     struct Done {
         std::atomic<bool>& waiting;
@@ -1207,6 +1217,7 @@ bool Session::take_pending() {
             pending_.clear();
             inflight_frames_ = pending_frames_;
             pending_frames_ = 0;
+            if (room_waiters_ != 0) wake_room_waiters();
             const std::size_t head = pending_head_;
             pending_head_ = 0;
             if (head != 0) inflight_.erase(inflight_.begin(), inflight_.begin() + static_cast<std::ptrdiff_t>(head));
@@ -1255,25 +1266,6 @@ void Session::on_written(const asio::error_code& ec, std::size_t n) {
     }
 }
 
-void Session::on_slow_consumer() {
-    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
-    try {
-        if (finished_) return;
-        Counters::add(state_.counters.slow_consumers);
-        if (shm_state_ == ShmState::Active) {
-            state_.log->warn("{}: slow consumer disconnected: its {}-byte shared-memory ring is full", peer_,
-                             shm_->out_ring.capacity());
-        } else {
-            state_.log->warn("{}: slow consumer disconnected: its send queue is full ({} frames / {} bytes)", peer_,
-                             state_.options.send_queue_frames, state_.options.send_queue_bytes);
-        }
-        // No ERROR frame: the socket's buffer is full, so it could not be delivered.
-        finish();
-    } catch (...) {
-        finish();
-    }
-}
-
 // ---------------------------------------------------------------------------------------
 // Session: closing
 // ---------------------------------------------------------------------------------------
@@ -1286,10 +1278,15 @@ void Session::fail(ErrorCode code, const std::string& reason) {
 }
 
 void Session::close_with_error(ErrorCode code, const std::string& reason) {
+    close_with_error(code, reason, state_.options.close_linger);
+}
+
+void Session::close_with_error(ErrorCode code, const std::string& reason, std::chrono::milliseconds linger) {
     if (closing_) return;
     closing_ = true;
     handshake_timer_.cancel();
     shm_wait_abort_.store(true, std::memory_order_release);  // as in finish()
+    wake_room_waiters();
     interest_.close();
     subs_.clear();
     const auto payload = encode_error(code, reason);
@@ -1311,7 +1308,7 @@ void Session::close_with_error(ErrorCode code, const std::string& reason) {
         write_scheduled_ = true;
     }
     close_after_flush_ = true;
-    linger_timer_.expires_after(state_.options.close_linger);
+    linger_timer_.expires_after(linger);
     linger_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
         if (ec != asio::error::operation_aborted) self->finish();
     });

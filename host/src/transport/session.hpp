@@ -251,8 +251,9 @@ public:
     std::size_t queued_frames() const;
     /// The client's name and its last METRICS snapshot (null before the first). Any thread.
     std::pair<std::string, std::shared_ptr<const std::vector<ReportedFamily>>> reported_metrics() const;
-    /// The bad frames this connection sent, under its name. Any thread.
-    ClientBadFrames bad_frames() const;
+    /// What was dropped on this connection (bad frames it sent, frames to it evicted),
+    /// under its name. Any thread.
+    ClientDrops drops() const;
 
 private:
     enum class Phase : std::uint8_t { Handshake, Undecided, Legacy, Hello };
@@ -356,6 +357,20 @@ private:
     void count_written(std::size_t n);
     void on_write_failed(const asio::error_code& ec);
     void on_written(const asio::error_code& ec, std::size_t n);
+    // Slow consumers (slow_consumer.cpp).
+    SlowConsumerPolicy slow_policy() const noexcept { return slow_policy_.load(std::memory_order_relaxed); }
+    void set_slow_policy(SlowConsumerPolicy policy) noexcept;
+    /// SubscribeOptions::has_room of a Block consumer: whether its queue or ring has room
+    /// for `frames` more, or it has been full for slow_consumer_wait already. Any thread.
+    static bool room_probe(const void* self, std::size_t frames) noexcept;
+    bool has_room_for(std::size_t frames) noexcept;
+    /// Releases what the bus's wait policy releases (the GIL) into `parked`.
+    void park_publisher(Parked& parked) noexcept;
+    /// Block, a publisher on its own thread: waits (releasing `lock`) while `full()`, at
+    /// most slow_consumer_wait; true when there is room now. send_mutex_ held.
+    bool wait_for_room_locked(std::unique_lock<std::mutex>& lock, const std::function<bool()>& full, Parked& parked);
+    void wake_room_waiters() noexcept;
+    /// Applies Disconnect to a consumer whose queue overflowed (Block after its wait).
     void on_slow_consumer();
 
     // Flow control (inbound_pause.cpp): an io thread never waits for a full queue.
@@ -377,6 +392,8 @@ private:
 
     void fail(ErrorCode code, const std::string& reason);
     void close_with_error(ErrorCode code, const std::string& reason);
+    /// As above, giving the ERROR `linger` to leave instead of ServerOptions::close_linger.
+    void close_with_error(ErrorCode code, const std::string& reason, std::chrono::milliseconds linger);
     void drop_oldest_locked() noexcept;
 
     ServerState& state_;
@@ -398,7 +415,7 @@ private:
     mutable std::mutex metrics_mutex_;  // guards the two below (read by scrapes)
     std::string metrics_client_;
     std::shared_ptr<const std::vector<ReportedFamily>> metrics_;
-    std::string client_label_;  // its HELLO name, else its address (for bad_frames())
+    std::string client_label_;  // its HELLO name, else its address (for drops())
     bool frames_seen_ = false;    // a frame arrived after the handshake (HELLO must be first)
     bool closing_ = false;        // an ERROR is being flushed; input is discarded
     bool close_after_flush_ = false;
@@ -453,6 +470,16 @@ private:
     std::atomic<bool> shm_waiting_{false};
     // Ends such a wait early: the session is finishing, or an io thread gave up on it.
     std::atomic<bool> shm_wait_abort_{false};
+    // Slow consumers (slow_consumer.cpp). The policy of this kind of connection, set once
+    // the kind is known (legacy, HELLO client, peer); read by publishing threads.
+    std::atomic<SlowConsumerPolicy> slow_policy_;
+    // Frames meant for this connection dropped under DropOldest (read by scrapes).
+    std::atomic<std::uint64_t> slow_dropped_{0};
+    // Block: since when (steady ns) a held producer has found it full; 0 while it is not.
+    std::atomic<std::int64_t> full_since_ns_{0};
+    // Block: publishers on their own threads waiting for room in pending_.
+    std::condition_variable room_cv_;
+    std::size_t room_waiters_ = 0;  // under send_mutex_
 };
 
 }  // namespace mycelium::link::detail

@@ -219,6 +219,10 @@ TEST_SUITE("topology") {
         CHECK(trading.shm.ring_bytes == 4194304);
         CHECK(trading.shm.spin == 0us);
         CHECK(trading.shm.wait == 1000ms);  // the default
+        // queues.policy gives clients and peers their slow-consumer policy; legacy keeps its own.
+        CHECK(trading.slow_consumer.legacy == SlowConsumer::DropOldest);
+        CHECK(trading.slow_consumer.client == SlowConsumer::DropOldest);
+        CHECK(trading.slow_consumer.peer == SlowConsumer::DropOldest);
 
         REQUIRE(trading.workers.size() == 2);
         const Worker& features = trading.workers[0];
@@ -248,7 +252,45 @@ TEST_SUITE("topology") {
         REQUIRE(edge.endpoint.has_value());
         CHECK(edge.endpoint->kind == EndpointKind::Tcp);
         CHECK(edge.endpoint->address == SocketAddress{"203.0.113.9", 19000});
-        CHECK(edge.queues.policy == QueuePolicy::Fail);
+        CHECK(edge.slow_consumer.legacy == SlowConsumer::Disconnect);
+        CHECK(edge.slow_consumer.client == SlowConsumer::Block);
+        CHECK(edge.slow_consumer.peer == SlowConsumer::Disconnect);
+        CHECK(edge.slow_consumer.wait == 500ms);
+        CHECK(spec.warnings.empty());
+    }
+
+    TEST_CASE("[nodes.slow_consumer]: defaults per kind, the old keys, and 'fail' read as disconnect") {
+        const Spec plain = load_string("[[nodes]]\nname = \"a\"\n", "inline");
+        const SlowConsumerConfig& defaults = plain.nodes.at(0).slow_consumer;
+        CHECK(defaults.legacy == SlowConsumer::DropOldest);
+        CHECK(defaults.client == SlowConsumer::Disconnect);
+        CHECK(defaults.peer == SlowConsumer::Disconnect);
+        CHECK(defaults.wait == 1000ms);
+
+        const Spec old = load_string(
+            "[[nodes]]\nname = \"a\"\n[nodes.queues]\npolicy = \"fail\"\n[nodes.shm]\nwait_ms = 250\n", "inline");
+        const SlowConsumerConfig& read_old = old.nodes.at(0).slow_consumer;
+        CHECK(read_old.client == SlowConsumer::Disconnect);
+        CHECK(read_old.peer == SlowConsumer::Disconnect);
+        CHECK(read_old.wait == 250ms);
+        REQUIRE(old.warnings.size() == 1);
+        CHECK(old.warnings[0].description ==
+              "[nodes.queues] policy = \"fail\" reads as \"disconnect\" for links (a slow client or peer is disconnected)");
+
+        const Spec table = load_string("[[nodes]]\nname = \"a\"\n[nodes.queues]\npolicy = \"block\"\n"
+                                       "[nodes.slow_consumer]\npeer = \"fail\"\nlegacy = \"block\"\nwait_ms = 20\n",
+                                       "inline");
+        const SlowConsumerConfig& read_table = table.nodes.at(0).slow_consumer;
+        CHECK(read_table.legacy == SlowConsumer::Block);
+        CHECK(read_table.client == SlowConsumer::Block);  // from queues.policy
+        CHECK(read_table.peer == SlowConsumer::Disconnect);
+        CHECK(read_table.wait == 20ms);
+        CHECK(table.warnings.size() == 1);
+
+        const TopologyError bad =
+            string_should_fail("[[nodes]]\nname = \"a\"\n[nodes.slow_consumer]\nclient = \"lag\"\n");
+        CHECK(bad.description() ==
+              "bad slow-consumer policy 'lag' for 'client', expected 'drop_oldest', 'disconnect' or 'block'");
     }
 
     TEST_CASE("bind may give only a host and takes the port from 'port'") {

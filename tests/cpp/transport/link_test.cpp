@@ -324,7 +324,7 @@ void bad_frames_are_dropped_and_a_hello_client_is_told(const std::string& where)
     REQUIRE(tool.sync());
     REQUIRE(node.bus.publish(COUNTER, counter(8, 8)));
     expect_counter(tool, 8);
-    const auto bad = node.server.client_bad_frames();
+    const auto bad = node.server.client_drops();
     REQUIRE(bad.size() == 1);
     CHECK(bad[0].client == "tool");
     CHECK(bad[0].unknown_type == 1);
@@ -520,31 +520,67 @@ TEST_SUITE("transport.unix") {
         expect_counter(again, 9);
     }
 
-    TEST_CASE("a slow consumer is disconnected and counted while others keep receiving") {
+    TEST_CASE("a slow HELLO client is disconnected with ERROR slow_consumer while others keep receiving") {
         TempDir dir;
         ServerOptions o;
         o.send_queue_frames = 4;
         Node node(dir.socket(), o);
-        LinkClient slow = legacy(node.ep);
+        LinkClient slow = hello(node.ep, Role::Client, "slow", {BLOB});
         LinkClient fast = hello(node.ep, Role::Client, "fast", {COUNTER});
 
-        // The slow client never reads: the socket buffer fills, then its send queue.
+        // The slow client does not read: the socket buffer fills, then its send queue.
         std::uint64_t seq = 0;
         REQUIRE(wait_until([&] {
             (void)node.bus.publish(BLOB, blob(seq++));
             return node.server.stats().slow_consumers == 1;
         }, 10s));
+        // It reads now, within the 100 ms the ERROR has: what was in flight, the ERROR, the end.
+        bool told = false;
+        for (;;) {
+            auto f = slow.receive(5s);
+            if (!f) {
+                CHECK(f.error() == ReceiveError::Closed);
+                break;
+            }
+            if (f->type_id != control::ERROR) continue;
+            const auto e = decode_error(f->payload);
+            REQUIRE(e);
+            CHECK(e->code == ErrorCode::SlowConsumer);
+            told = true;
+        }
+        CHECK(told);
         REQUIRE(node.bus.publish(COUNTER, counter(11, 11)));
         expect_counter(fast, 11);
-        expect_closed(slow);
         CHECK(wait_until([&] { return node.server.stats().active == 1; }));
+    }
+
+    TEST_CASE("a legacy client that falls behind lags and skips by default, as with Mycelium") {
+        TempDir dir;
+        ServerOptions o;
+        o.send_queue_frames = 4;
+        Node node(dir.socket(), o);
+        LinkClient slow = legacy(node.ep);
+        REQUIRE(wait_until([&] {
+            for (int i = 0; i < 64; ++i) (void)node.bus.publish(BLOB, blob(0));
+            return node.server.stats().dropped_frames > 0;
+        }, 10s));
+        CHECK(node.server.stats().slow_consumers == 0);
+        const auto drops = node.server.client_drops();
+        REQUIRE(drops.size() == 1);
+        CHECK(drops[0].slow_consumer == node.server.stats().dropped_frames);
+        // Still connected: it catches up and gets what comes next.
+        std::uint64_t blobs = 0;
+        while (slow.receive_message(300ms)) ++blobs;
+        CHECK(blobs > 0);
+        REQUIRE(node.bus.publish(COUNTER, counter(12, 12)));
+        expect_counter(slow, 12);
     }
 
     TEST_CASE("drop_oldest keeps a slow reader connected and counts what it lost") {
         TempDir dir;
         ServerOptions o;
         o.send_queue_frames = 4;
-        o.slow_consumer = SlowConsumerPolicy::DropOldest;
+        o.slow_consumer = SlowConsumerPolicies::all(SlowConsumerPolicy::DropOldest);
         Node node(dir.socket(), o);
         LinkClient slow = legacy(node.ep);
         for (std::uint64_t seq = 0; seq < 300; ++seq) REQUIRE(node.bus.publish(BLOB, blob(seq)));
@@ -575,7 +611,7 @@ TEST_SUITE("transport.unix") {
         TempDir dir;
         ServerOptions o;
         o.send_queue_frames = 4;
-        o.slow_consumer = SlowConsumerPolicy::DropOldest;
+        o.slow_consumer = SlowConsumerPolicies::all(SlowConsumerPolicy::DropOldest);
         Node node(dir.socket(), o);
         LinkClient stalled = legacy(node.ep);  // never reads
         REQUIRE(stalled.sync());

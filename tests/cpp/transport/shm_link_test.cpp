@@ -147,8 +147,8 @@ bool receive_counters(LinkClient& c, std::uint32_t first, std::uint32_t n, std::
 ServerOptions small_ring(SlowConsumerPolicy policy, std::chrono::milliseconds wait = 1000ms) {
     ServerOptions o = shm_options();
     o.shm_ring_bytes = 4096;
-    o.slow_consumer = policy;
-    o.shm_wait = wait;
+    o.slow_consumer = SlowConsumerPolicies::all(policy);
+    o.slow_consumer_wait = wait;
     return o;
 }
 
@@ -341,7 +341,7 @@ TEST_SUITE("transport.shm") {
 
     TEST_CASE("a full ring drops new frames under drop_oldest and never overwrites unread ones") {
         ServerOptions o = shm_options();
-        o.slow_consumer = SlowConsumerPolicy::DropOldest;
+        o.slow_consumer = SlowConsumerPolicies::all(SlowConsumerPolicy::DropOldest);
         Node node(o);
         LinkClient slow = client(node.ep, "slow");
         LinkClient fast = client(node.ep, "fast", false);
@@ -558,18 +558,27 @@ TEST_SUITE("transport.shm") {
         REQUIRE(wait_until([&] { return node.server.stats().slow_consumers == 1; }));
         REQUIRE(wait_until([&] { return node.server.stats().active == 0; }));
         CHECK(node.server.stats().dropped_frames == 0);
-        // What the ring held is still read, in order, then the end of the stream.
+        // What the ring held is still read, in order, then the ERROR on the socket, then the end.
         std::uint32_t expected = 1;
+        bool told = false;
         for (;;) {
             auto f = slow.receive_message(1s);
             if (!f) {
                 CHECK(f.error() == ReceiveError::Closed);
                 break;
             }
+            if (f->type_id == control::ERROR) {
+                const auto e = decode_error(f->payload);
+                REQUIRE(e);
+                CHECK(e->code == ErrorCode::SlowConsumer);
+                told = true;
+                continue;
+            }
             CHECK(counter_id(*f) == expected);
             ++expected;
         }
         CHECK(expected > 100);  // about a ring's worth
+        CHECK(told);
     }
 
     TEST_CASE("block: a waiting publisher lets go at once when its reader goes away") {
@@ -589,16 +598,30 @@ TEST_SUITE("transport.shm") {
         CHECK(node.server.stats().slow_consumers == 0);
     }
 
-    TEST_CASE("block: frames relayed by an io thread never wait, a full ring disconnects as before") {
-        Node node(small_ring(SlowConsumerPolicy::Block, 10'000ms));
+    TEST_CASE("block: frames relayed from another client pause that client, not the io thread, for wait_ms") {
+        Node node(small_ring(SlowConsumerPolicy::Block, 3'000ms));
         LinkClient slow = client(node.ep, "slow");
         LinkClient fast = client(node.ep, "fast", false);
-        const auto t0 = std::chrono::steady_clock::now();
-        for (std::uint32_t i = 1; i <= 2000; ++i) REQUIRE(fast.send(COUNTER, counter(i, i)));
-        REQUIRE(wait_until([&] { return node.server.stats().slow_consumers == 1; }));
-        CHECK(std::chrono::steady_clock::now() - t0 < 5s);  // no io thread sat in a 10 s wait
-        REQUIRE(wait_until([&] { return node.server.stats().active == 1; }));
-        REQUIRE(fast.sync());  // the io thread serves other connections as before
+        LinkClient other = client(node.ep, "other", false);
+        constexpr std::uint32_t N = 2000;
+        std::atomic<std::uint32_t> sent{0};
+        std::thread feeder([&] {
+            for (std::uint32_t i = 1; i <= N; ++i) {
+                if (!fast.send(COUNTER, counter(i, i))) break;
+                sent = i;
+            }
+        });
+        // The slow reader's ring fills; the host holds fast's frames and stops reading it.
+        REQUIRE(wait_until([&] { return node.server.stats().flow_pauses > 0; }));
+        // Meanwhile the io thread serves everyone else: a round trip, before wait_ms is up.
+        REQUIRE(other.sync());
+        CHECK(node.server.stats().slow_consumers == 0);
+        // After wait_ms the slow reader goes and fast is read on.
+        REQUIRE(wait_until([&] { return node.server.stats().slow_consumers == 1; }, 10s));
+        feeder.join();
+        CHECK(sent.load() == N);
+        REQUIRE(fast.sync());
+        REQUIRE(wait_until([&] { return node.server.stats().active == 2; }));
     }
 
     TEST_CASE("drop_oldest on a small ring: an application publisher drops and counts, the link stays up") {

@@ -54,7 +54,8 @@ def test_three_nodes_prints_endpoints_and_the_route_of_every_pair(run_host):
         assert f"\nnode {name}\n" in out
     assert "  unix:     /tmp/mycelium-test/trading.sock (mode 0660)\n" in out
     assert "  tcp:      10.0.0.5:9000 (listen)\n" in out
-    assert "  shm:      enabled, 1048576-byte rings, spin 50 us, full ring: wait up to 1000 ms, then disconnect the reader\n" in out
+    assert "  shm:      enabled, 1048576-byte rings, spin 50 us\n" in out
+    assert "  slow:     legacy drop_oldest, client disconnect, peer disconnect\n" in out
     routes = out.split("\nroutes\n", 1)[1].splitlines()
     assert "  trading -> risk: shm via /tmp/mycelium-test/risk.sock" in routes
     assert "  risk -> trading: shm via /tmp/mycelium-test/trading.sock" in routes
@@ -94,24 +95,32 @@ def test_topology_flag_is_required(run_host):
     assert "--topology" in result.stderr
 
 
-@pytest.mark.parametrize("queues, expected", [
-    ('policy = "block"', "wait up to 250 ms, then disconnect the reader"),
-    ('policy = "drop_oldest"', "drop the new frame (counted)"),
-    ('policy = "fail"', "disconnect the reader"),
+@pytest.mark.parametrize("tables, expected, warning", [
+    ('[nodes.queues]\npolicy = "block"',
+     "legacy drop_oldest, client block, peer block (block: pause producers up to 250 ms, then disconnect)", None),
+    ('[nodes.queues]\npolicy = "drop_oldest"', "legacy drop_oldest, client drop_oldest, peer drop_oldest", None),
+    ('[nodes.queues]\npolicy = "fail"', "legacy drop_oldest, client disconnect, peer disconnect",
+     '[nodes.queues] policy = "fail" reads as "disconnect" for links'),
+    ('[nodes.slow_consumer]\nlegacy = "disconnect"\nclient = "drop_oldest"\npeer = "block"\nwait_ms = 40',
+     "legacy disconnect, client drop_oldest, peer block (block: pause producers up to 40 ms, then disconnect)", None),
+    ('', "legacy drop_oldest, client disconnect, peer disconnect", None),
 ])
-def test_the_full_ring_rule_follows_the_queue_policy_and_wait_ms(run_host, tmp_path, queues, expected):
+def test_check_prints_the_slow_consumer_policy_of_each_kind(run_host, tmp_path, tables, expected, warning):
     topology = tmp_path / "shm.toml"
     topology.write_text(f"""
 socket_dir = "{tmp_path}"
 [[nodes]]
 name = "a"
 services = ["a"]
-[nodes.queues]
-{queues}
+{tables}
 [nodes.shm]
 enabled = true
 wait_ms = 250
 """)
     result = run_host("check", "--topology", topology)
     assert result.returncode == 0, result.stderr
-    assert f"  shm:      enabled, 1048576-byte rings, spin 50 us, full ring: {expected}\n" in result.stdout
+    assert f"  slow:     {expected}\n" in result.stdout
+    if warning is None:
+        assert result.stderr == ""
+    else:
+        assert f"mycelium-host: warning: {warning}" in result.stderr

@@ -139,7 +139,9 @@ enum class QueuePolicy : std::uint8_t {
 /// `[nodes.queues]`: bounds of a node's subscriber queues and of its per-link send queues.
 struct QueueConfig {
     std::size_t capacity = 1024;       ///< frames per subscriber queue
-    QueuePolicy policy = QueuePolicy::Block;  ///< applies to both kinds of queue
+    /// Links' slow-consumer policy for clients and peers when `[nodes.slow_consumer]`
+    /// does not say (the old way; "fail" reads as disconnect, with a warning).
+    QueuePolicy policy = QueuePolicy::Block;
     std::size_t link_capacity = 65536;  ///< frames per node-to-node (or client) send queue
 };
 
@@ -148,8 +150,23 @@ struct ShmConfig {
     bool enabled = false;                  ///< used only when both sides enable it
     std::size_t ring_bytes = 1u << 20;     ///< per direction; a power of two, >= 4096
     std::chrono::microseconds spin{50};    ///< bounded spin before parking; 0 = park at once
-    /// `queues.policy = "block"`: how long a publisher waits for room in a full ring before
-    /// the slow reader is disconnected; 0 = disconnect at once.
+    /// The old name of `[nodes.slow_consumer] wait_ms`, which wins when both are given.
+    std::chrono::milliseconds wait{1'000};
+};
+
+/// What a connection that falls behind (its send queue or ring is full) gets.
+enum class SlowConsumer : std::uint8_t {
+    DropOldest,  ///< stays connected; the oldest frames for it are dropped and counted
+    Disconnect,  ///< ERROR slow_consumer, then closed
+    Block,       ///< its producers are paused for at most `wait_ms`, then Disconnect
+};
+
+/// `[nodes.slow_consumer]`: the slow-consumer policy per kind of connection (docs/topology.md).
+struct SlowConsumerConfig {
+    SlowConsumer legacy = SlowConsumer::DropOldest;  ///< handshake only, no HELLO (Mycelium's SDK)
+    SlowConsumer client = SlowConsumer::Disconnect;  ///< HELLO role=client
+    SlowConsumer peer = SlowConsumer::Disconnect;    ///< other nodes
+    /// `wait_ms`: how long `block` pauses producers (`[nodes.shm] wait_ms` when absent).
     std::chrono::milliseconds wait{1'000};
 };
 
@@ -199,6 +216,7 @@ struct Node {
     std::optional<SocketAddress> metrics;             ///< Prometheus `/metrics` listener
     QueueConfig queues;                 ///< `[nodes.queues]`
     ShmConfig shm;                      ///< `[nodes.shm]`
+    SlowConsumerConfig slow_consumer;   ///< `[nodes.slow_consumer]` (and `queues.policy`)
     std::vector<Worker> workers;        ///< `[[nodes.workers]]`, in file order
     SourceLocation source;              ///< the `[[nodes]]` header
 
@@ -288,6 +306,8 @@ Route route_between(const Spec& spec, std::string_view from, std::string_view to
 std::string_view to_string(EndpointKind kind) noexcept;
 /// `"block"` / `"drop_oldest"` / `"fail"`.
 std::string_view to_string(QueuePolicy policy) noexcept;
+/// "drop_oldest", "disconnect" or "block".
+std::string_view to_string(SlowConsumer policy) noexcept;
 /// `"always"` / `"on-failure"` / `"never"`.
 std::string_view to_string(RestartPolicy policy) noexcept;
 /// `"in_process"` / `"shm"` / `"unix"` / `"tcp"`.
