@@ -169,9 +169,12 @@ class SharedMemoryTransport(UnixTransport):
         return transport
 
     @classmethod
-    def create(cls, path, schema_digest, ring_bytes=0, **options):
+    def create(cls, path, schema_digest, ring_bytes=0, *, capacity=None, **options):
         """As open(), asking the host for rings of `ring_bytes` per direction (rounded up to
-        a power of two and bounded by the node's `shm.ring_bytes`)."""
+        a power of two and bounded by the node's `shm.ring_bytes`). `capacity` is
+        Mycelium's name for it: there the caller made the file ring, here the host does."""
+        if capacity is not None:
+            ring_bytes = capacity
         return cls.open(path, schema_digest, ring_bytes=ring_bytes, **options)
 
     @property

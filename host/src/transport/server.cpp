@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -82,6 +83,19 @@ void clear_stale_socket(const std::string& path, spdlog::logger& log) {
     if (error != ECONNREFUSED) throw system_error(error, "cannot tell whether '" + path + "' is stale");
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw system_error(errno, "cannot remove stale '" + path + "'");
     log.info("replaced the stale socket file '{}'", path);
+}
+
+// A socket in a directory that does not exist yet (Mycelium's `/dev/shm/mycelium/NAME.shm`)
+// gets it, as Mycelium makes it: with the process's umask, as `mkdir -p` would.
+void make_socket_directory(const std::string& path, spdlog::logger& log) {
+    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+    if (parent.empty()) return;
+    std::error_code ec;
+    if (std::filesystem::create_directories(parent, ec)) {
+        log.info("created the directory '{}' for the socket '{}'", parent.string(), path);
+    } else if (ec) {
+        throw system_error(ec.value(), "cannot create the directory '" + parent.string() + "' for '" + path + "'");
+    }
 }
 
 /// An accept loop over one acceptor, for either protocol.
@@ -204,6 +218,7 @@ Endpoint LinkServer::listen(const Endpoint& endpoint) {
     std::unique_ptr<detail::Listener> listener;
     if (endpoint.kind == Endpoint::Kind::Unix) {
         using Protocol = asio::local::stream_protocol;
+        detail::make_socket_directory(endpoint.path, *s.log);
         detail::clear_stale_socket(endpoint.path, *s.log);
         Protocol::acceptor acceptor(s.io);
         acceptor.open(Protocol());

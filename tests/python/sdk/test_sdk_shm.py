@@ -529,3 +529,34 @@ def test_a_ring_flooding_a_slow_callback_pauses_only_its_own_link(start_host, so
     code, out, err = host.stop(timeout=60)
     assert code == 0, err
     assert f"callbacks {sent} ordered True" in out, out + err
+
+
+def test_mycelium_shm_call_shape_on_a_dev_shm_path(start_host, sock_dir, messages, digest):
+    """Code written for Mycelium's shared-memory transport runs unchanged: open() on a
+    /dev/shm path (whose directory the host makes), then publisher() and subscriber()."""
+    base = f"/dev/shm/myc-test-{os.getpid()}-{sock_dir.name}"
+    path = f"{base}/mycelium/service.shm"
+    script = write_script(sock_dir, "echo.py", ECHO_SCRIPT)
+    try:
+        start_host("--script", script, "--listen", f"unix:{path}", "--shm")
+        transport = mycelium.SharedMemoryTransport.open(path, schema_digest=digest)
+        try:
+            pub = transport.publisher(messages.TextMessage)
+            sub = transport.subscriber(messages.CounterUpdate)
+            assert transport.shm_active
+            pub.publish(messages.TextMessage(sender="myc", content="ring", timestamp=8))
+            assert sub.recv(timeout=10) == messages.CounterUpdate(counter_id=4, value=16)
+        finally:
+            transport.close()
+        # Its create(path, schema_digest, capacity=...) asks the host for rings that size.
+        created = mycelium.SharedMemoryTransport.create(path, schema_digest=digest, capacity=65536)
+        try:
+            assert created.shm_active
+            sub = created.subscriber(messages.CounterUpdate)
+            created.publisher(messages.TextMessage).publish(
+                messages.TextMessage(sender="myc", content="again", timestamp=1))
+            assert sub.recv(timeout=10) == messages.CounterUpdate(counter_id=5, value=2)
+        finally:
+            created.close()
+    finally:
+        subprocess.run(["rm", "-rf", base], check=False)
