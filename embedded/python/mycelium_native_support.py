@@ -20,9 +20,17 @@ class SchemaMismatch(MyceliumError):
 
 
 class ValidationError(MyceliumError, ValueError):
-    """A field breaks a rule of the contracts; names the message, the field and the rule."""
+    """A field breaks a rule of the contracts; names the message, the field and the rule.
 
-    def __init__(self, message, field, rule, detail):
+    Also made as a plain exception (no arguments, or a text), as Mycelium's code makes it:
+    the three names are then None."""
+
+    def __init__(self, *args):
+        if len(args) != 4:
+            super().__init__(*args)
+            self.message = self.field = self.rule = None
+            return
+        message, field, rule, detail = args
         super().__init__(f"{message}.{field}: {rule}: {detail}")
         self.message = message
         self.field = field

@@ -27,7 +27,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
-from . import metrics
+from . import codec, metrics
 from .message_bus import MessageBus
 from .publisher import Publisher
 from .runtime import (

@@ -46,7 +46,7 @@ class RingError(ShmError):
     """A ring broke a rule; `name` is the host's name for it (wire-protocol.md, "What a
     reader rejects"): bad_magic, bad_producer_index, frame_overrun, ..."""
 
-    def __init__(self, name, detail):
+    def __init__(self, name="ring_error", detail=""):
         super().__init__(f"shared-memory ring: {name}: {detail}")
         self.name = name
 

@@ -44,9 +44,17 @@ else:
         The text is the host's own reason when the host sent one (`ERROR digest_mismatch`)."""
 
     class ValidationError(MyceliumError, ValueError):
-        """A field breaks a rule of the contracts; names the message, the field and the rule."""
+        """A field breaks a rule of the contracts; names the message, the field and the rule.
 
-        def __init__(self, message, field, rule, detail):
+        Also made as a plain exception (no arguments, or a text), as Mycelium's code makes
+        it: the three names are then None."""
+
+        def __init__(self, *args):
+            if len(args) != 4:
+                super().__init__(*args)
+                self.message = self.field = self.rule = None
+                return
+            message, field, rule, detail = args
             super().__init__(f"{message}.{field}: {rule}: {detail}")
             self.message = message
             self.field = field
@@ -68,7 +76,7 @@ class TransportError(MyceliumError, RuntimeError):
     `code` and `reason` carry the host's ERROR frame when there was one (wire-protocol.md
     "ERROR"), else `code` is None."""
 
-    def __init__(self, text, code=None, reason=None):
+    def __init__(self, text="", code=None, reason=None):
         super().__init__(text)
         self.code = code
         self.reason = reason

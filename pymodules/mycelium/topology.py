@@ -42,7 +42,7 @@ _LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
 class TopologyError(ValueError):
     """A topology file that cannot be loaded; the text matches the host's description."""
 
-    def __init__(self, description, file=None):
+    def __init__(self, description="", file=None):
         super().__init__(description if file is None else f"{description} (in '{file}')")
         self.description = description
         self.file = file
@@ -89,6 +89,14 @@ class EndpointConfig:
     path: pathlib.Path = None
     host: str = None
     port: int = None
+
+    def __post_init__(self):
+        # EndpointConfig("unix"), as Mycelium's code may write it.
+        if not isinstance(self.kind, EndpointKind):
+            try:
+                self.kind = EndpointKind(str(self.kind).lower())
+            except ValueError:
+                raise ValueError(f"bad endpoint kind {self.kind!r}, expected 'unix' or 'tcp'") from None
 
 
 @dataclasses.dataclass

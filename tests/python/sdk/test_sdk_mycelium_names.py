@@ -1,0 +1,68 @@
+"""The names Mycelium's SDK exported, used as Mycelium's code uses them."""
+
+import socket
+import struct
+
+import pytest
+
+import mycelium
+from mycelium.codec import HEADER_SIZE, MAX_PAYLOAD_SIZE, encode_frame, read_frame
+
+
+def test_codec_frames_round_trip_over_a_socket():
+    assert HEADER_SIZE == 6 and MAX_PAYLOAD_SIZE == 4 * 1024 * 1024
+    frame = encode_frame(1002, b"\x01" * 16)
+    assert frame[:HEADER_SIZE] == struct.pack("<HI", 1002, 16)
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(frame + encode_frame(0, b""))
+        assert read_frame(b) == (1002, b"\x01" * 16)
+        assert read_frame(b) == (0, b"")
+        a.sendall(frame[:4])
+        a.shutdown(socket.SHUT_WR)
+        with pytest.raises(ConnectionError, match="ended after 4 of 6 bytes"):
+            read_frame(b)
+
+
+def test_codec_refuses_what_the_wire_refuses():
+    with pytest.raises(ValueError, match="outside 0..65535"):
+        encode_frame(70000, b"")
+    with pytest.raises(ValueError, match="above MAX_PAYLOAD_SIZE"):
+        encode_frame(1000, bytes(MAX_PAYLOAD_SIZE + 1))
+    a, b = socket.socketpair()
+    with a, b:
+        a.sendall(struct.pack("<HI", 1000, MAX_PAYLOAD_SIZE + 1))
+        with pytest.raises(ValueError, match="declared a 4194305-byte payload"):
+            read_frame(b)
+
+
+@pytest.mark.parametrize("name", ["MyceliumError", "TransportError", "ShmError", "SchemaMismatch",
+                                  "ValidationError", "DecodeError", "QueueFull", "ClosedError", "TopologyError",
+                                  "Timeout"])
+def test_every_error_class_can_be_made_with_no_arguments_or_a_text(name):
+    cls = getattr(mycelium, name)
+    for error in (cls(), cls("what went wrong")):
+        assert isinstance(error, Exception)
+        with pytest.raises(cls):
+            raise error
+    assert str(cls("what went wrong")) == "what went wrong"
+
+
+def test_validation_error_keeps_its_fields_when_made_by_the_sdk():
+    error = mycelium.ValidationError("TradeTick", "price", "finite", "nan")
+    assert (error.message, error.field, error.rule) == ("TradeTick", "price", "finite")
+    assert isinstance(error, ValueError)
+
+
+def test_endpoint_config_takes_a_kind_alone_or_as_text(tmp_path):
+    assert mycelium.EndpointConfig(mycelium.EndpointKind.UNIX).addr is None
+    assert mycelium.EndpointConfig("tcp", "127.0.0.1:9000").kind is mycelium.EndpointKind.TCP
+    with pytest.raises(ValueError, match="bad endpoint kind 'udp'"):
+        mycelium.EndpointConfig("udp")
+
+
+def test_topology_validate_accepts_a_loaded_file(tmp_path):
+    path = tmp_path / "topology.toml"
+    path.write_text(f'socket_dir = "{tmp_path}"\n[[nodes]]\nname = "a"\nservices = ["s"]\n')
+    topology = mycelium.Topology.load(path)
+    assert topology.validate() is None
