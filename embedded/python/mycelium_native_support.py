@@ -15,7 +15,7 @@ class MyceliumError(Exception):
     """Base class of every error mycelium_native raises."""
 
 
-class SchemaMismatch(MyceliumError):
+class SchemaMismatch(MyceliumError, ValueError):
     """The schema digest a script expects is not the one the host loaded."""
 
 

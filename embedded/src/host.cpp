@@ -106,6 +106,8 @@ Host::Host(HostOptions options) : impl_(std::make_unique<Impl>(std::move(options
     runtime_options.queue_capacity = self.options.python_queue_capacity;
     runtime_options.spin = self.options.spin;
     runtime_options.fail_fast = self.options.fail_fast;
+    if (self.options.topology)
+        runtime_options.node = embedded::HostNode{*self.options.topology, self.options.node};
     self.runtime = std::make_unique<embedded::PythonRuntime>(self.bus, self.registry, runtime_options);
     self.top_level = std::make_unique<embedded::TopLevel>(self.options.handle_signals);
     py::module_::import("mycelium_native").attr("_install_log_handler")(python_level_of(log::get("py")->level()));

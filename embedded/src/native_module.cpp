@@ -86,9 +86,16 @@ public:
             }
         }
         if (!topology_path.is_none()) {
-            // Inside the host the host's own topology decides the routes.
-            log::get("python")->debug("Runtime(topology_path={}) ignored inside the host",
-                                      py::str(topology_path).cast<std::string>());
+            // Inside the host the host's bus is the node: honoured when this host is the
+            // service's node (its mesh routes as the topology says), a ValueError otherwise.
+            const std::string path = py::str(topology_path).cast<std::string>();
+            const std::optional<std::string> service =
+                service_name.is_none() ? std::nullopt : std::optional<std::string>(service_name_);
+            try {
+                check_runtime_topology(runtime.options().node, path, service);
+            } catch (const std::invalid_argument& e) {
+                throw py::value_error(e.what());
+            }
         }
     }
 

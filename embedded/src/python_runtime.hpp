@@ -31,6 +31,7 @@
 #include "mycelium/latency_histogram.hpp"
 #include "mycelium/log.hpp"
 #include "mycelium/schema.hpp"
+#include "runtime_topology.hpp"
 
 namespace py = pybind11;
 
@@ -40,6 +41,7 @@ struct RuntimeOptions {
     std::size_t queue_capacity = 4096;  ///< messages waiting for Python, all subscriptions
     std::chrono::nanoseconds spin = std::chrono::microseconds(50);  ///< before parking
     bool fail_fast = false;             ///< a callback exception stops the host (exit 1)
+    std::optional<HostNode> node;       ///< the topology node the host runs as, if any
 };
 
 /// Counters the host prints at exit and exports as metrics.
@@ -92,6 +94,7 @@ public:
     void add_stop_hook(py::object fn);
 
     const schema::Registry& registry() const noexcept { return *registry_; }
+    const RuntimeOptions& options() const noexcept { return options_; }
     const MessageTypes& message_types() const noexcept { return *types_; }
     py::module_ messages_module() const { return messages_; }
 

@@ -263,6 +263,10 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         }
         HostOptions options;
         if (!flags->contracts.empty()) options.contracts = flags->contracts;
+        if (node != nullptr) {
+            options.topology = flags->topology;
+            options.node = node->name;
+        }
         options.strict_contracts = flags->strict_contracts;
         for (const auto& s : flags->scripts) options.scripts.emplace_back(s);
         if (flags->duration > 0) options.duration = std::chrono::duration<double>(flags->duration);

@@ -9,7 +9,7 @@ raises; outside the host they are defined here with the same names and bases.
     MyceliumError
      ├─ TransportError     connecting, writing, a connection that is down (RuntimeError too)
      │   └─ ShmError       shared memory
-     ├─ SchemaMismatch     the host runs other contracts (its reason text included)
+     ├─ SchemaMismatch     the host runs other contracts (ValueError too, as in Mycelium)
      ├─ ValidationError    a field breaks a rule; .message .field .rule (ValueError too)
      ├─ DecodeError        bytes that are not a valid encoding (ValueError too)
      ├─ QueueFull          a bounded queue refused a message
@@ -38,7 +38,7 @@ else:
     class MyceliumError(Exception):
         """Base class of every error the SDK raises."""
 
-    class SchemaMismatch(MyceliumError):
+    class SchemaMismatch(MyceliumError, ValueError):
         """The host loaded other contracts than the ones this process was built from.
 
         The text is the host's own reason when the host sent one (`ERROR digest_mismatch`)."""

@@ -45,6 +45,10 @@ struct HostOptions {
     std::chrono::nanoseconds spin = std::chrono::microseconds(50);
     /// SIGINT and SIGTERM stop the host during run().
     bool handle_signals = true;
+    /// The topology file and node this host runs as (`--topology --node`): a script's
+    /// Runtime(topology_path=..., service_name=...) is checked against them.
+    std::optional<std::filesystem::path> topology;
+    std::string node;
     /// Folders put on sys.path after each script's own folder (the bundled pymodules/).
     std::vector<std::filesystem::path> python_path;
 };
