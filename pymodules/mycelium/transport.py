@@ -726,7 +726,9 @@ class UnixTransport(_SocketTransport):
 
     def __init__(self, path, schema_digest, **options):
         super().__init__(schema_digest, **options)
-        self._path = os.fspath(path)
+        path = os.fspath(path)
+        # A path, or the endpoint 'unix:PATH' (what MYCELIUM_ENDPOINT holds) alike.
+        self._path = path[len("unix:"):] if isinstance(path, str) and path.startswith("unix:") else path
 
     @property
     def path(self):

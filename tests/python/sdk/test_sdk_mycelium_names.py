@@ -66,3 +66,10 @@ def test_topology_validate_accepts_a_loaded_file(tmp_path):
     path.write_text(f'socket_dir = "{tmp_path}"\n[[nodes]]\nname = "a"\nservices = ["s"]\n')
     topology = mycelium.Topology.load(path)
     assert topology.validate() is None
+
+
+def test_unix_transport_takes_a_path_or_a_unix_endpoint(tmp_path):
+    digest = bytes(32)
+    assert mycelium.UnixTransport(str(tmp_path / "n.sock"), digest).path == str(tmp_path / "n.sock")
+    assert mycelium.UnixTransport(f"unix:{tmp_path / 'n.sock'}", digest).path == str(tmp_path / "n.sock")
+    assert mycelium.UnixTransport(tmp_path / "n.sock", digest).path == str(tmp_path / "n.sock")
