@@ -7,7 +7,8 @@
 //   the send queue and, for the first frame of a burst, post one write to the strand.
 //   After the shared-memory switch they stage the frame in the ring and publish once per
 //   burst (enqueue_shm_locked); only SlowConsumerPolicy::Block, on a thread that is not an
-//   io thread, ever waits there (for room in a full ring, bounded by shm_wait).
+//   io thread, ever waits (for room in the ring or the send queue, bounded by
+//   slow_consumer_wait; slow_consumer.cpp).
 
 #include "session.hpp"
 
