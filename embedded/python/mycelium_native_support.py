@@ -37,6 +37,11 @@ class ValidationError(MyceliumError, ValueError):
         self.rule = rule
 
 
+class NotAMessageError(MyceliumError, TypeError, ValueError):
+    """An object that is not a message (or a class that is not a message class) where one
+    is expected. A TypeError, and a ValueError as Mycelium raised, so either except works."""
+
+
 class DecodeError(MyceliumError, ValueError):
     """Bytes that are not a valid encoding of the message."""
 

@@ -128,8 +128,10 @@ std::uint64_t PythonRuntime::subscribe(py::handle cls, py::object callback) {
     }
     if (sub->native == nullptr) {
         if (!py::hasattr(cls, "TYPE_ID") || !py::hasattr(cls, "from_bytes")) {
-            throw py::type_error("subscribe: expected a message class with TYPE_ID and from_bytes, got " +
-                                 py::repr(cls).cast<std::string>());
+            const std::string text = "subscribe: expected a message class with TYPE_ID and from_bytes, got " +
+                                     py::repr(cls).cast<std::string>();
+            PyErr_SetString(support_attr("NotAMessageError").ptr(), text.c_str());
+            throw py::error_already_set();
         }
         sub->type_id = cls.attr("TYPE_ID").cast<std::uint16_t>();
         const auto* schema = registry_->find(sub->type_id);
@@ -193,8 +195,10 @@ void PythonRuntime::publish(py::handle message) {
 
     // Any other message object: TYPE_ID and to_bytes(), as Mycelium's generated classes.
     if (!py::hasattr(message, "TYPE_ID") || !py::hasattr(message, "to_bytes")) {
-        throw py::type_error("publish: expected a message with TYPE_ID and to_bytes(), got " +
-                             std::string(type->tp_name));
+        const std::string text =
+            std::string("publish: expected a message with TYPE_ID and to_bytes(), got ") + type->tp_name;
+        PyErr_SetString(support_attr("NotAMessageError").ptr(), text.c_str());
+        throw py::error_already_set();
     }
     const auto type_id = message.attr("TYPE_ID").cast<std::uint16_t>();
     const auto* schema = registry_->find(type_id);

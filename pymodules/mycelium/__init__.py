@@ -20,6 +20,7 @@ from .errors import (
     ClosedError,
     DecodeError,
     MyceliumError,
+    NotAMessageError,
     QueueFull,
     SchemaMismatch,
     ShmError,
@@ -86,6 +87,7 @@ __all__ = [
     "run",
     # errors
     "MyceliumError",
+    "NotAMessageError",
     "TransportError",
     "ShmError",
     "SchemaMismatch",

@@ -13,20 +13,22 @@ Any class with an integer `TYPE_ID`, `to_bytes()` and a `from_bytes(data)` class
 import sys
 
 from . import _wire
+from .errors import NotAMessageError
 
 
 def type_id_of(cls):
-    """The wire type id of a message class; TypeError when it has none."""
+    """The wire type id of a message class; NotAMessageError (a TypeError and a ValueError)
+    when it has none."""
     type_id = getattr(cls, "TYPE_ID", None)
     if type_id is None:
         definition = getattr(cls, "__definition__", None)
         type_id = getattr(definition, "type_id", None)
     if not isinstance(type_id, int) or isinstance(type_id, bool):
-        raise TypeError(f"{getattr(cls, '__name__', cls)!r} is not a message class: it has no integer TYPE_ID")
+        raise NotAMessageError(f"{getattr(cls, '__name__', cls)!r} is not a message class: it has no integer TYPE_ID")
     if not _wire.FIRST_APPLICATION_TYPE <= type_id <= 0xFFFF:
-        raise TypeError(f"{cls.__name__}.TYPE_ID {type_id} is outside the application range 1000-65535")
+        raise NotAMessageError(f"{cls.__name__}.TYPE_ID {type_id} is outside the application range 1000-65535")
     if not callable(getattr(cls, "from_bytes", None)):
-        raise TypeError(f"{cls.__name__} is not a message class: it has no from_bytes()")
+        raise NotAMessageError(f"{cls.__name__} is not a message class: it has no from_bytes()")
     return type_id
 
 

@@ -2,7 +2,7 @@
 
 Every error the SDK raises derives from `MyceliumError`. Inside `mycelium-host` the names
 shared with the built-in module (`MyceliumError`, `SchemaMismatch`, `ValidationError`,
-`DecodeError`, `QueueFull`, `ClosedError`) are `mycelium_native`'s own classes, so one
+`DecodeError`, `NotAMessageError`, `QueueFull`, `ClosedError`) are `mycelium_native`'s own classes, so one
 `except mycelium.SchemaMismatch:` catches what the host raises as well as what the SDK
 raises; outside the host they are defined here with the same names and bases.
 
@@ -12,6 +12,7 @@ raises; outside the host they are defined here with the same names and bases.
      ├─ SchemaMismatch     the host runs other contracts (ValueError too, as in Mycelium)
      ├─ ValidationError    a field breaks a rule; .message .field .rule (ValueError too)
      ├─ DecodeError        bytes that are not a valid encoding (ValueError too)
+     ├─ NotAMessageError   not a message where one is expected (TypeError and ValueError)
      ├─ QueueFull          a bounded queue refused a message
      └─ ClosedError        the transport, Runtime or subscription is closed (RuntimeError too)
 
@@ -31,6 +32,7 @@ if _native_module is not None:
     SchemaMismatch = _native_module.SchemaMismatch
     ValidationError = _native_module.ValidationError
     DecodeError = _native_module.DecodeError
+    NotAMessageError = _native_module.NotAMessageError
     QueueFull = _native_module.QueueFull
     ClosedError = _native_module.ClosedError
 else:
@@ -62,6 +64,10 @@ else:
 
     class DecodeError(MyceliumError, ValueError):
         """Bytes that are not a valid encoding of the message."""
+
+    class NotAMessageError(MyceliumError, TypeError, ValueError):
+        """An object that is not a message, or a class that is not a message class, where
+        one is expected: a TypeError, and a ValueError as Mycelium raised."""
 
     class QueueFull(MyceliumError):
         """A bounded queue is full and its policy is to refuse."""
@@ -112,6 +118,7 @@ __all__ = [
     "ClosedError",
     "DecodeError",
     "MyceliumError",
+    "NotAMessageError",
     "QueueFull",
     "SchemaMismatch",
     "ShmError",

@@ -4,7 +4,7 @@ import struct
 
 from . import _wire
 from ._classes import name_of, size_of, type_id_of
-from .errors import ValidationError, validation_error_from
+from .errors import NotAMessageError, ValidationError, validation_error_from
 
 # What a value can raise while a message packs itself (a str where a number goes, an int
 # where a str goes, out of range): reported as ValidationError.
@@ -15,7 +15,7 @@ class Publisher:
     """`publish(msg)` encodes `msg` (validating it) and queues its frame on the transport.
 
     Raises `ValidationError` for a message that breaks a rule or does not encode (nothing
-    is sent), `TypeError` for an object of another class, and the transport's errors
+    is sent), `NotAMessageError` (a TypeError and a ValueError) for an object of another class, and the transport's errors
     (`TransportError` while disconnected, `SchemaMismatch`, `ClosedError`).
 
     Thread safety: distinct objects safe; one publisher may be shared by threads.
@@ -38,7 +38,7 @@ class Publisher:
 
     def publish(self, message):
         if type(message) is not self._cls and not isinstance(message, self._cls):
-            raise TypeError(f"publisher for {name_of(self._cls)} received {type(message).__name__}")
+            raise NotAMessageError(f"publisher for {name_of(self._cls)} received {type(message).__name__}")
         try:
             payload = message.to_bytes()
         except _ENCODE_ERRORS as e:

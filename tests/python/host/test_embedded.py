@@ -305,7 +305,7 @@ def test_publish_errors_name_the_message_field_and_rule(run_host, tmp_path):
     result = run_host("--script", script, timeout=30)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "TypeError: publish: expected a message with TYPE_ID and to_bytes(), got str"
+    assert lines[0] == "NotAMessageError: publish: expected a message with TYPE_ID and to_bytes(), got str"
     assert lines[1] == "ValidationError: TextMessage.sender: not_empty: must not be empty"
     assert lines[2] == "ValidationError: TextMessage.sender: max_length: length 33 is above 32"
     assert lines[3] == "ValidationError: TradeTick.price: type: expected a number, got str"
@@ -531,3 +531,27 @@ def test_a_script_thread_that_never_ends_does_not_hang_the_exit(run_host, tmp_pa
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 5
     assert "thread 'forever' is still running at shutdown" in result.stderr
+
+
+def test_a_non_message_is_a_value_error_and_a_type_error(run_host, tmp_path):
+    # Mycelium's mycelium_native raised ValueError for an object that is not a message;
+    # scripts written against it catch ValueError, ours catch TypeError: both must work.
+    script = write_script(tmp_path, "not_a_message.py", """
+        import mycelium_native as mn
+        rt = mn.Runtime()
+        for name, case in [("publish", lambda: rt.publish(object())),
+                           ("module publish", lambda: mn.publish(42)),
+                           ("subscribe", lambda: rt.subscribe(int, print))]:
+            for kind in (ValueError, TypeError, mn.MyceliumError):
+                try:
+                    case()
+                    print(name, "no error")
+                except kind as e:
+                    print(name, kind.__name__, type(e).__name__)
+        mn.stop()
+        """)
+    result = run_host("--script", script, timeout=30)
+    assert result.returncode == 0, result.stderr
+    expected = [f"{name} {kind} NotAMessageError" for name in ("publish", "module publish", "subscribe")
+                for kind in ("ValueError", "TypeError", "MyceliumError")]
+    assert result.stdout.splitlines()[:len(expected)] == expected

@@ -128,6 +128,9 @@ def test_validation_error_names_message_field_and_rule(echo_host, messages, dige
             pub.publish(messages.TextMessage(sender="a", content=5, timestamp=1))
         with pytest.raises(TypeError, match="publisher for TextMessage received CounterUpdate"):
             pub.publish(messages.CounterUpdate())
+        # Mycelium raised ValueError here: `except ValueError` keeps working.
+        with pytest.raises(ValueError, match="publisher for TextMessage received str"):
+            pub.publish("not a message")
         # Nothing bad was sent: the connection still works.
         pub.publish(messages.TextMessage(sender="a", content="ok", timestamp=4))
         assert sub.recv(timeout=10) == messages.CounterUpdate(counter_id=2, value=8)
