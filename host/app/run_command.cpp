@@ -43,6 +43,7 @@ struct RunFlags {
     std::size_t max_connections = 1024;
     std::string slow_consumer;  // empty: each kind's default
     long slow_consumer_wait_ms = 1000;
+    std::string legacy_layout = "packed";
     bool shm = false;                       // offer shared memory on --listen unix:PATH
     std::size_t shm_ring_bytes = 1u << 20;  // per direction
     std::vector<std::string> workers;  // NAME=SCRIPT[:ARG,...] (supervised workers)
@@ -156,6 +157,14 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
     app.add_option("--slow-consumer-wait-ms", flags->slow_consumer_wait_ms,
                    "block: milliseconds a full client may pause its producers before it is disconnected")
         ->capture_default_str()->check(CLI::Range(0L, 600'000L));
+    app.add_option("--legacy-layout", flags->legacy_layout,
+                   "How --listen legacy clients (no HELLO) get types with C padding: packed, as Mycelium's "
+                   "Python SDK reads them, or c; a legacy client that sends one at its C size gets c")
+        ->capture_default_str()
+        ->check([](const std::string& text) {
+            return link::parse_legacy_layout(text) ? std::string()
+                                                   : "bad legacy layout '" + text + "': expected packed or c";
+        });
     app.add_option("--max-connections", flags->max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
     app.add_flag("--shm", flags->shm,
@@ -292,6 +301,7 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
         if (!flags->slow_consumer.empty())
             server_options.slow_consumer = link::SlowConsumerPolicies::all(*link::parse_slow_consumer_policy(flags->slow_consumer));
         server_options.slow_consumer_wait = std::chrono::milliseconds(flags->slow_consumer_wait_ms);
+        server_options.legacy_layout = *link::parse_legacy_layout(flags->legacy_layout);
         server_options.shm_enabled = flags->shm;
         server_options.shm_ring_bytes = flags->shm_ring_bytes;
         server_options.shm_spin = std::chrono::microseconds(static_cast<long>(flags->spin_us));

@@ -50,11 +50,13 @@ Command add_tap_command(CLI::App& app) {
         link::LinkClient client;
         try {
             client = connect_tool(flags->connect, *registry);
-            if (!ids.empty()) {
-                // A named client that subscribed gets only those types.
-                if (!client.hello(link::Role::Client, "tap") || !client.subscribe(ids) || !client.sync()) {
-                    throw std::runtime_error("the node closed the connection during set-up");
-                }
+            // A named client, subscribed to the --type types or to all: it gets every type in
+            // the C layout (a legacy client would get padded types packed, as Mycelium's
+            // Python reads them).
+            if (ids.empty())
+                for (const auto& message : registry->messages()) ids.push_back(message.type_id);
+            if (!client.hello(link::Role::Client, "tap") || !client.subscribe(ids) || !client.sync()) {
+                throw std::runtime_error("the node closed the connection during set-up");
             }
         } catch (const std::exception& e) {
             std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());

@@ -32,7 +32,8 @@ constexpr std::array TOP_KEYS = {"socket_dir"sv, "nodes"sv, "contracts"sv, "sock
                                  "limits"sv};
 constexpr std::array NODE_KEYS = {
     "name"sv,    "services"sv,  "host"sv,    "port"sv,   "endpoint"sv, "bind"sv,   "socket_mode"sv,
-    "scripts"sv, "contracts"sv, "metrics"sv, "queues"sv, "shm"sv,      "workers"sv, "slow_consumer"sv};
+    "scripts"sv, "contracts"sv, "metrics"sv, "queues"sv, "shm"sv,      "workers"sv, "slow_consumer"sv,
+    "legacy_layout"sv};
 constexpr std::array ENDPOINT_KEYS = {"kind"sv, "addr"sv};
 constexpr std::array QUEUE_KEYS = {"capacity"sv, "policy"sv, "link_capacity"sv};
 constexpr std::array SLOW_CONSUMER_KEYS = {"legacy"sv, "client"sv, "peer"sv, "wait_ms"sv};
@@ -376,6 +377,7 @@ private:
             read_queues(table_of("queues", *v), node.queues);
         if (const toml::node* v = table.get("shm")) read_shm(table_of("shm", *v), node.shm);
         read_slow_consumer(table, node);
+        if (const toml::node* v = table.get("legacy_layout")) node.legacy_layout = legacy_layout_of(*v);
         if (const toml::node* v = table.get("workers")) read_workers(*v, node);
 
         if (!node.is_local() && !node.port &&
@@ -506,6 +508,13 @@ private:
         if (const toml::node* p = table.get("peer")) config.peer = slow_consumer_of("peer", *p);
         if (const toml::node* w = table.get("wait_ms"))
             config.wait = std::chrono::milliseconds(integer_of("wait_ms", *w, 0, MAX_SHM_WAIT.count()));
+    }
+
+    LegacyLayout legacy_layout_of(const toml::node& value) const {
+        const std::string text = string_of("legacy_layout", value);
+        if (text == "packed") return LegacyLayout::Packed;
+        if (text == "c") return LegacyLayout::C;
+        fail("bad legacy_layout " + in_quotes(text) + ", expected 'packed' or 'c'", value.source());
     }
 
     SlowConsumer slow_consumer_of(std::string_view key, const toml::node& value) const {

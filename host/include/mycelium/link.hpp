@@ -142,6 +142,22 @@ struct SlowConsumerPolicies {
     static constexpr SlowConsumerPolicies all(SlowConsumerPolicy policy) noexcept { return {policy, policy, policy}; }
 };
 
+/// How a legacy client (handshake only, no HELLO) gets the types whose C layout has
+/// padding (docs/wire-protocol.md "Legacy clients and padded types"). Whatever the
+/// setting, the host accepts a padded type from a legacy client at either size.
+enum class LegacyLayout : std::uint8_t {
+    /// Fields packed with no padding, as Mycelium's Python SDK encodes and decodes them.
+    /// A legacy client that sends a padded type at its C size is switched to C.
+    Packed,
+    /// The C layout, as every other connection gets it (Mycelium's Rust SDK).
+    C,
+};
+
+/// "packed" or "c".
+std::string_view to_string(LegacyLayout layout) noexcept;
+/// The layout named `text` ("packed", "c"); nullopt for others.
+std::optional<LegacyLayout> parse_legacy_layout(std::string_view text) noexcept;
+
 /// How long a slow consumer being disconnected may take to accept its ERROR frame.
 inline constexpr std::chrono::milliseconds SLOW_CONSUMER_LINGER{100};
 
@@ -163,6 +179,8 @@ struct ServerOptions {
     std::size_t send_queue_bytes = 8u * 1024u * 1024u;
     /// What a full send queue does, per kind of connection.
     SlowConsumerPolicies slow_consumer;
+    /// How legacy clients get padded types, until one shows it speaks C.
+    LegacyLayout legacy_layout = LegacyLayout::Packed;
     /// Permissions of the Unix sockets the server creates.
     std::uint32_t socket_mode = 0660;
     /// Io threads (at least 1). Connections are served on strands, so any number works.
@@ -238,6 +256,12 @@ struct LinkStats {
     std::uint64_t flow_pauses = 0;
     /// Frames evicted from send queues under SlowConsumerPolicy::DropOldest.
     std::uint64_t dropped_frames = 0;
+    /// Padded-type frames legacy clients sent packed, converted to the C layout.
+    std::uint64_t legacy_packed_in = 0;
+    /// Padded-type frames sent packed to legacy clients (LegacyLayout::Packed).
+    std::uint64_t legacy_packed_out = 0;
+    /// Legacy connections switched from Packed to C by a padded type sent at its C size.
+    std::uint64_t legacy_layout_switches = 0;
     /// Frames published on this node's bus that were not sent because their payload size
     /// does not match their type: the far side would close the link over them.
     std::uint64_t unsendable = 0;

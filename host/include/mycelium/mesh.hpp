@@ -42,7 +42,7 @@ struct MeshOptions {
     /// Server knobs. max_payload, handshake_timeout and max_connections are taken from
     /// the topology's `[limits]`, socket_mode from the node, send_queue_frames from its
     /// `queues.link_capacity`, slow_consumer and slow_consumer_wait from
-    /// `[nodes.slow_consumer]`, shm_enabled, shm_ring_bytes and shm_spin from
+    /// `[nodes.slow_consumer]`, legacy_layout from the node's `legacy_layout`, shm_enabled, shm_ring_bytes and shm_spin from
     /// `[nodes.shm]`; the other fields are used as given.
     link::ServerOptions server;
     /// First redial delay (doubles per failure, with jitter).

@@ -81,6 +81,21 @@ std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> li
         counter("mycelium_link_flow_pauses_total",
                 "Times a connection's reading was paused until a full queue its frames go to had room",
                 [](const S& s) { return s.flow_pauses; });
+        {
+            auto f = family("mycelium_link_legacy_packed_frames_total",
+                            "Padded-type frames converted between Mycelium's packed encoding and the C layout "
+                            "for legacy clients: in (received packed), out (sent packed)",
+                            MetricType::Counter);
+            for (const auto& [server, listener] : listeners) {
+                const link::LinkStats s = server->stats();
+                add_sample(f, n(s.legacy_packed_in), {{"listener", listener}, {"direction", "in"}});
+                add_sample(f, n(s.legacy_packed_out), {{"listener", listener}, {"direction", "out"}});
+            }
+            out.push_back(std::move(f));
+        }
+        counter("mycelium_link_legacy_layout_switches_total",
+                "Legacy connections switched to the C layout by a padded type sent at its C size",
+                [](const S& s) { return s.legacy_layout_switches; });
         counter("mycelium_link_dropped_frames_total", "Frames evicted from send queues (drop_oldest)",
                 [](const S& s) { return s.dropped_frames; });
         counter("mycelium_link_unsendable_frames_total",

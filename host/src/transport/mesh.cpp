@@ -91,6 +91,8 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
                         .client = link_policy(self->slow_consumer.client),
                         .peer = link_policy(self->slow_consumer.peer)};
     so.slow_consumer_wait = self->slow_consumer.wait;
+    so.legacy_layout =
+        self->legacy_layout == topology::LegacyLayout::Packed ? link::LegacyLayout::Packed : link::LegacyLayout::C;
     // Shared memory is offered to same-host clients and peers when this node enables it.
     so.shm_enabled = self->shm.enabled;
     so.shm_ring_bytes = self->shm.ring_bytes;

@@ -447,6 +447,9 @@ LinkStats LinkServer::stats() const noexcept {
     out.slow_consumers = get(c.slow_consumers);
     out.flow_pauses = get(c.flow_pauses);
     out.dropped_frames = get(c.dropped_frames);
+    out.legacy_packed_in = get(c.legacy_packed_in);
+    out.legacy_packed_out = get(c.legacy_packed_out);
+    out.legacy_layout_switches = get(c.legacy_layout_switches);
     out.unsendable = get(c.unsendable);
     out.frames_received = get(c.frames_received);
     out.frames_sent = get(c.frames_sent);

@@ -185,7 +185,7 @@ namespace mycelium::link::detail {
 // ---------------------------------------------------------------------------------------
 
 ServerState::ServerState(Bus& b, const schema::Registry& r, ServerOptions o)
-    : bus(b), registry(r), options(o), log(mycelium::log::get("link")), mesh_log(mycelium::log::get("mesh")) {
+    : bus(b), registry(r), packed_layouts(r), options(o), log(mycelium::log::get("link")), mesh_log(mycelium::log::get("mesh")) {
     options.max_payload = std::min({options.max_payload, schema::DEFAULT_MAX_PAYLOAD, bus.max_payload()});
     options.threads = std::max<std::size_t>(options.threads, 1);
     options.send_queue_frames = std::max<std::size_t>(options.send_queue_frames, 1);
@@ -571,15 +571,18 @@ void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload
         return fail(ErrorCode::ProtocolViolation,
                     fmt::format("frame of type {} on the socket after SHM_READY: it must go through the ring", type_id));
     }
-    if (paused_) return held_.push(type_id, payload);  // in order with the held frames
     if (type_id < schema::MIN_APP_TYPE_ID) {
+        if (paused_) return held_.push(type_id, payload);  // in order with the held frames
         on_control(type_id, payload);
         frames_seen_ = true;
         return;
     }
+    if (phase_ == Phase::Legacy && !state_.packed_layouts.empty()) [[unlikely]]
+        return on_legacy_frame(type_id, payload);
+    // Checked before it is held: held frames are published as they are.
     if (!acceptable(type_id, payload)) return;
     const MessageView message{type_id, payload};
-    publish_from_link(std::span<const MessageView>(&message, 1));
+    publish_from_link(std::span<const MessageView>(&message, 1));  // held while paused
 }
 
 bool Session::acceptable(std::uint16_t type_id, std::span<const std::byte> payload) {
@@ -847,6 +850,7 @@ void Session::on_type_list(bool subscribe, std::span<const std::byte> payload) {
 void Session::become_legacy() {
     phase_ = Phase::Legacy;
     set_slow_policy(state_.options.slow_consumer.legacy);
+    send_packed_.store(state_.options.legacy_layout == LegacyLayout::Packed, std::memory_order_relaxed);
     for (const auto& message : state_.registry.messages()) subscribe_type(message.type_id);
     state_.log->info("{}: legacy client connected (link {})", peer_, id_);
 }
@@ -883,6 +887,13 @@ void Session::on_bus_messages(std::span<const MessageView> run) {
     // of one type: one look-up.
     const std::uint16_t type_id = run.front().type_id;
     const schema::MessageSchema* message = state_.registry.find(type_id);
+    // A legacy client reading with Mycelium's Python gets a padded type packed.
+    const schema::PackedLayout* packed =
+        send_packed_.load(std::memory_order_relaxed) ? state_.packed_layouts.find(type_id) : nullptr;
+    const auto send = [&](std::span<const MessageView> piece) {
+        if (packed == nullptr) [[likely]] return enqueue_run(piece);
+        enqueue_packed_run(piece, *packed);
+    };
     // Sends the run in pieces between the frames it must not send.
     std::size_t from = 0;
     for (std::size_t i = 0; i < run.size(); ++i) {
@@ -890,11 +901,11 @@ void Session::on_bus_messages(std::span<const MessageView> run) {
         const bool echo = skip_from_origin && origin.describes(view);
         const bool sendable = message != nullptr && message->size == view.payload.size();
         if (!echo && sendable) [[likely]] continue;
-        if (i > from) enqueue_run(run.subspan(from, i - from));
+        if (i > from) send(run.subspan(from, i - from));
         from = i + 1;
         if (!echo) warn_unsendable(view, message);
     }
-    if (from < run.size()) enqueue_run(run.subspan(from));
+    if (from < run.size()) send(run.subspan(from));
 }
 
 void Session::warn_unsendable(const MessageView& view, const schema::MessageSchema* message) {

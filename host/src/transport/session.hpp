@@ -33,6 +33,7 @@
 #include "mycelium/link.hpp"
 #include "mycelium/mailbox.hpp"
 #include "mycelium/metrics_report.hpp"
+#include "mycelium/packed_layout.hpp"
 #include "mycelium/schema.hpp"
 #include "mycelium/shm_ring.hpp"
 
@@ -72,7 +73,8 @@ struct Counters {
         bad_digest_length{0}, digest_mismatch{0}, handshake_timeout{0}, truncated{0}, oversize{0},
         unknown_type{0}, size_mismatch{0}, protocol_errors{0}, slow_consumers{0}, dropped_frames{0}, unsendable{0},
         frames_received{0}, frames_sent{0}, bytes_received{0}, bytes_sent{0}, writes{0}, shm_links{0},
-        shm_refused{0}, shm_corrupt{0}, shm_frames_received{0}, shm_frames_sent{0}, flow_pauses{0};
+        shm_refused{0}, shm_corrupt{0}, shm_frames_received{0}, shm_frames_sent{0}, flow_pauses{0},
+        legacy_packed_in{0}, legacy_packed_out{0}, legacy_layout_switches{0};
 
     static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
         c.fetch_add(n, std::memory_order_relaxed);
@@ -102,6 +104,7 @@ struct ServerState {
 
     Bus& bus;
     const schema::Registry& registry;
+    const schema::PackedLayouts packed_layouts;  // the registry's padded types
     ServerOptions options;
     std::shared_ptr<spdlog::logger> log;
     std::shared_ptr<spdlog::logger> mesh_log;  // peer links' state changes
@@ -383,6 +386,13 @@ private:
     /// Offers the held frames again, in order; true once none is left.
     bool publish_held();
 
+    // Legacy clients and padded types (legacy_layout.cpp).
+    /// An application frame from a legacy client: a padded type's packed encoding is
+    /// converted to C and published; its C size switches the connection to C.
+    void on_legacy_frame(std::uint16_t type_id, std::span<const std::byte> payload);
+    /// Queues `run` (one padded type, C layout) packed for a legacy client.
+    void enqueue_packed_run(std::span<const MessageView> run, const schema::PackedLayout& layout);
+
     /// Whether an application frame is one of the contracts' types at its size; a bad one
     /// is dropped (bad_frame) and the connection goes on.
     bool acceptable(std::uint16_t type_id, std::span<const std::byte> payload);
@@ -453,6 +463,10 @@ private:
 
     // Read by bus callbacks on any thread.
     std::atomic<Role> role_{Role::Client};
+    // Whether padded types go out packed: set for a legacy client only (become_legacy),
+    // cleared when it shows it speaks C.
+    std::atomic<bool> send_packed_{false};
+    std::vector<std::byte> unpacked_;  // a packed frame converted to C (strand only)
 
     // The send queue, shared with publishing threads. Frames are appended encoded into
     // `pending_`; bytes before `pending_head_` were evicted (DropOldest). start_write()

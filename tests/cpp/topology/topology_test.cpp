@@ -256,6 +256,8 @@ TEST_SUITE("topology") {
         CHECK(edge.slow_consumer.client == SlowConsumer::Block);
         CHECK(edge.slow_consumer.peer == SlowConsumer::Disconnect);
         CHECK(edge.slow_consumer.wait == 500ms);
+        CHECK(edge.legacy_layout == LegacyLayout::C);
+        CHECK(node_named(spec, "trading").legacy_layout == LegacyLayout::Packed);  // the default
         CHECK(spec.warnings.empty());
     }
 

@@ -1,5 +1,6 @@
 """Shared fixtures: the mycelium-host binary and the build folder, from CTest's environment."""
 
+import json
 import os
 import pathlib
 import subprocess
@@ -40,3 +41,10 @@ def run_host(host_binary):
                               timeout=timeout, **kwargs)
 
     return run
+
+
+@pytest.fixture
+def digest(run_host, repo):
+    """The schema digest of the bundled contracts (scripts/contracts.yaml)."""
+    result = run_host("schema", "--contracts", repo / "scripts" / "contracts.yaml", "--json")
+    return bytes.fromhex(json.loads(result.stdout)["digest"])

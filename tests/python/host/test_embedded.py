@@ -1,15 +1,12 @@
 """The embedded host: real mycelium-host processes running real scripts."""
 
 import json
-import os
 import re
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 
-import pytest
 
 
 def write_script(tmp_path, name, body):

@@ -1,13 +1,11 @@
 """Flow control per connection: a client that feeds a slow in-host callback is paused,
 not the io thread, so every other client keeps being served; and nothing it sent is lost."""
 
-import json
 import struct
 import textwrap
 import threading
 import time
 
-import pytest
 
 from wire import HostProcess, RawClient, counter_update
 
@@ -30,12 +28,6 @@ def report():
     ordered = seen == sorted(seen)
     print(f"callbacks {len(seen)} ordered {ordered} last {seen[-1] if seen else None}", flush=True)
 """
-
-
-@pytest.fixture
-def digest(run_host, repo):
-    result = run_host("schema", "--contracts", repo / "scripts" / "contracts.yaml", "--json")
-    return bytes.fromhex(json.loads(result.stdout)["digest"])
 
 
 def ping(client, nonce, timeout=10.0):

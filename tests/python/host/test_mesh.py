@@ -3,14 +3,12 @@
 import json
 import re
 import signal
-import socket
-import struct
 import textwrap
 import time
 
 import pytest
 
-from wire import HostProcess, RawClient
+from wire import HostProcess, RawClient, unpack_counter_update
 
 COUNTER_UPDATE = 1002
 
@@ -143,7 +141,7 @@ def test_a_legacy_client_on_one_node_gets_frames_published_on_another(host_binar
         client = RawClient(f"unix:{tmp_path / 'beta.sock'}", digest)
         frame = client.recv_type(COUNTER_UPDATE, timeout=10)
         assert frame is not None, "no CounterUpdate reached the legacy client on beta"
-        counter_id, value = struct.unpack("<I4xQ", frame[1])
+        counter_id, value = unpack_counter_update(frame[1])
         assert counter_id == 7 and value >= 1
         client.close()
     finally:

@@ -1,7 +1,6 @@
 """Prometheus metrics of a real mycelium-host: a live scrape that promtool and
 prometheus_client accept, with counters that match the traffic the test sent."""
 
-import json
 import shutil
 import socket
 import struct
@@ -68,12 +67,6 @@ def samples(text):
 
 def value(parsed, name, **labels):
     return parsed[(name, frozenset(labels.items()))]
-
-
-@pytest.fixture
-def digest(run_host, repo):
-    result = run_host("schema", "--contracts", repo / "scripts" / "contracts.yaml", "--json")
-    return bytes.fromhex(json.loads(result.stdout)["digest"])
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from wire import ERROR, HostProcess, RawClient, counter_update, text_message
+from wire import HostProcess, RawClient, counter_update, text_message, unpack_counter_update
 
 TEXT_MESSAGE, COUNTER_UPDATE, TRADE_TICK, SIGNAL = 1001, 1002, 1100, 1200
 
@@ -56,7 +56,7 @@ def round_trip(client, value, timeout=5.0):
     while True:
         frame = client.recv_type(COUNTER_UPDATE, timeout=max(0.01, deadline - time.monotonic()))
         assert frame is not None, "the node closed a good client"
-        if struct.unpack("<I4xQ", frame[1]) == (5, value * 2):
+        if unpack_counter_update(frame[1]) == (5, value * 2):
             return
 
 
@@ -74,10 +74,10 @@ def test_legacy_clients_get_everything_but_their_own_frames(echo_node, digest):
     round_trip(b, 1)             # b is served (a legacy client gets no other acknowledgement)
     round_trip(a, 2)             # a too; the script's reply to a goes to b as well
     round_trip_seen = b.recv_type(COUNTER_UPDATE)
-    assert struct.unpack("<I4xQ", round_trip_seen[1]) == (5, 4)  # b saw the script's reply to a
+    assert unpack_counter_update(round_trip_seen[1]) == (5, 4)  # b saw the script's reply to a
     a.send(COUNTER_UPDATE, counter_update(9, 99))
     frame = b.recv_type(COUNTER_UPDATE)
-    assert struct.unpack("<I4xQ", frame[1]) == (9, 99)
+    assert unpack_counter_update(frame[1]) == (9, 99)
     with pytest.raises(TimeoutError):
         a.recv_type(COUNTER_UPDATE, timeout=0.3)  # a does not get its own frame back
     a.close()
@@ -132,7 +132,7 @@ def test_a_bad_frame_is_dropped_and_the_connection_stays(echo_node, digest, case
     assert struct.unpack_from("<H", payload)[0] == code, payload
     hello.send(TEXT_MESSAGE, text_message("sdk", "hello", 7))
     reply = hello.recv_type(COUNTER_UPDATE)
-    assert reply is not None and struct.unpack("<I4xQ", reply[1]) == (5, 14)
+    assert reply is not None and unpack_counter_update(reply[1]) == (5, 14)
     legacy.close()
     hello.close()
 

@@ -3,9 +3,7 @@ host: a legacy client lags and skips by default, as with Mycelium; `disconnect` 
 client that falls behind and no one else notices; `block` pauses the producer for at most
 --slow-consumer-wait-ms, so another subscriber stalls that long at most and loses nothing."""
 
-import json
 import struct
-import textwrap
 import threading
 import time
 import urllib.request
@@ -13,17 +11,11 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from wire import HostProcess, RawClient, counter_update
+from wire import HostProcess, RawClient, counter_update, unpack_counter_update
 
 COUNTER_UPDATE = 1002
 HELLO, SUBSCRIBE, PING, PONG = 2, 3, 5, 6
 FRAME = struct.Struct("<HI")
-
-
-@pytest.fixture
-def digest(run_host, repo):
-    result = run_host("schema", "--contracts", repo / "scripts" / "contracts.yaml", "--json")
-    return bytes.fromhex(json.loads(result.stdout)["digest"])
 
 
 @pytest.fixture
@@ -68,7 +60,7 @@ def counters(values):
 
 
 def value_of(payload):
-    return struct.unpack("<QQ", payload)[1]
+    return unpack_counter_update(payload)[1]
 
 
 def metric(url, name, **labels):
@@ -110,7 +102,8 @@ def read_counters(client, last, out, timeout=60):
             if len(buffer) - at < FRAME.size + length:
                 break
             if type_id == COUNTER_UPDATE:
-                out.append(struct.unpack_from("<Q", buffer, at + FRAME.size + 8)[0])
+                # The value follows the u32 id: at 8 in C, at 4 packed (a legacy client's default).
+                out.append(struct.unpack_from("<Q", buffer, at + FRAME.size + (8 if length == 16 else 4))[0])
                 if out[-1] == last:
                     return
             at += FRAME.size + length

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from wire import HostProcess, RawClient
+from wire import HostProcess, RawClient, unpack_counter_update
 
 TEXT_MESSAGE, COUNTER_UPDATE = 1001, 1002
 
@@ -87,7 +87,7 @@ while True:
     if frame is None:
         sys.exit(1)
     if frame[0] == COUNTER_UPDATE:
-        counter_id, value = struct.unpack("<I4xQ", frame[1])
+        counter_id, value = struct.unpack("<I4xQ", frame[1])  # HELLO: the C layout
         print(f"worker got CounterUpdate {counter_id} {value}")
         break
 while True:
@@ -405,7 +405,7 @@ def test_a_crash_looping_worker_stops_after_the_limit_and_the_host_keeps_running
         payload = struct.pack("<H6x32s", 6, b"legacy") + struct.pack("<H6x256s", 5, b"hello") + struct.pack("<Q", 7)
         client.send(TEXT_MESSAGE, payload)
         frame = client.recv_type(COUNTER_UPDATE)
-        assert frame is not None and struct.unpack("<I4xQ", frame[1]) == (5, 14)
+        assert frame is not None and unpack_counter_update(frame[1]) == (5, 14)
         client.close()
     finally:
         code, _, err = host.stop()

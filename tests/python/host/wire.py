@@ -28,6 +28,19 @@ def counter_update(counter_id, value):
     return struct.pack("<I4xQ", counter_id, value)
 
 
+def counter_update_packed(counter_id, value):
+    """CounterUpdate as Mycelium's Python SDK packs it, without the C padding: what a
+    legacy client sends and, by default, receives (wire-protocol.md "Legacy clients and
+    padded types")."""
+    return struct.pack("<IQ", counter_id, value)
+
+
+def unpack_counter_update(payload):
+    """(counter_id, value) of a CounterUpdate in either layout: packed (12 bytes, what a
+    legacy client gets by default) or C (16 bytes)."""
+    return struct.unpack("<IQ" if len(payload) == 12 else "<I4xQ", payload)
+
+
 class RawClient:
     def __init__(self, address, digest=None, timeout=5.0, handshake=True):
         if address.startswith("unix:"):

@@ -170,6 +170,12 @@ struct SlowConsumerConfig {
     std::chrono::milliseconds wait{1'000};
 };
 
+/// `legacy_layout`: how the node's legacy clients (no HELLO) get types with C padding.
+enum class LegacyLayout : std::uint8_t {
+    Packed,  ///< fields packed with no padding, as Mycelium's Python SDK reads them
+    C,       ///< the C layout
+};
+
 /// When the supervisor restarts a worker process.
 enum class RestartPolicy : std::uint8_t {
     Always,     ///< after any exit
@@ -217,6 +223,7 @@ struct Node {
     QueueConfig queues;                 ///< `[nodes.queues]`
     ShmConfig shm;                      ///< `[nodes.shm]`
     SlowConsumerConfig slow_consumer;   ///< `[nodes.slow_consumer]` (and `queues.policy`)
+    LegacyLayout legacy_layout = LegacyLayout::Packed;  ///< `legacy_layout`
     std::vector<Worker> workers;        ///< `[[nodes.workers]]`, in file order
     SourceLocation source;              ///< the `[[nodes]]` header
 
