@@ -479,7 +479,7 @@ class Runtime:
             if entries is not None:
                 deliver(entries, payload)
 
-        publisher = Publisher(cls, write_and_loop_back)
+        publisher = Publisher._writing_to(cls, write_and_loop_back)
         self._publishers[cls] = publisher
         return publisher
 

@@ -18,12 +18,28 @@ class Publisher:
     is sent), `NotAMessageError` (a TypeError and a ValueError) for an object of another class, and the transport's errors
     (`TransportError` while disconnected, `SchemaMismatch`, `ClosedError`).
 
+    Made by `transport.publisher(cls)`. `Publisher(message_cls, sender)`, Mycelium's own
+    signature, works too: `sender(frame)` gets each whole frame (header and payload) as
+    bytes.
+
     Thread safety: distinct objects safe; one publisher may be shared by threads.
     """
 
     __slots__ = ("_cls", "_write", "_type_id", "_size", "_header", "_max_payload")
 
-    def __init__(self, message_cls, write, max_payload=_wire.MAX_PAYLOAD):
+    def __init__(self, message_cls, sender, max_payload=_wire.MAX_PAYLOAD):
+        """Mycelium's signature: `sender(frame: bytes)` is called once per message."""
+        self._setup(message_cls, lambda header, payload: sender(header + payload), max_payload)
+
+    @classmethod
+    def _writing_to(cls, message_cls, write, max_payload=_wire.MAX_PAYLOAD):
+        """A publisher that calls `write(header, payload)`: a transport's queue takes both
+        parts without joining them first."""
+        publisher = cls.__new__(cls)
+        publisher._setup(message_cls, write, max_payload)
+        return publisher
+
+    def _setup(self, message_cls, write, max_payload):
         self._cls = message_cls
         self._write = write
         self._type_id = type_id_of(message_cls)

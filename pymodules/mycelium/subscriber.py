@@ -29,14 +29,29 @@ class Subscriber:
     By default the queue is unbounded, as in Mycelium's SDK. With `maxsize=N` it keeps the
     newest N messages and counts the ones it dropped in `dropped`.
 
+    Made by `transport.subscriber(cls)`. `Subscriber(message_cls, message_queue)`,
+    Mycelium's own signature, works too: it receives what its owner puts in that
+    `queue.Queue` (decoded messages).
+
     Thread safety: any number of threads (and event loops) may receive from one
     subscriber; each message goes to one of them.
     """
 
-    def __init__(self, transport, message_cls, maxsize=0):
+    def __init__(self, message_cls, message_queue):
+        """Mycelium's signature: the messages come from `message_queue`, filled by its owner."""
+        self._setup(None, message_cls, message_queue, 0)
+
+    @classmethod
+    def _on_transport(cls, transport, message_cls, maxsize=0):
+        """The subscriber a transport feeds (through _push) from its reader thread."""
+        sub = cls.__new__(cls)
+        sub._setup(transport, message_cls, queue.SimpleQueue(), maxsize)
+        return sub
+
+    def _setup(self, transport, message_cls, message_queue, maxsize):
         self._transport = transport
         self._cls = message_cls
-        self._queue = queue.SimpleQueue()
+        self._queue = message_queue
         self._maxsize = maxsize
         self._waiters = []
         self._failure = None
@@ -119,6 +134,10 @@ class Subscriber:
     async def recv_async(self, timeout=None):
         """The next message, awaited on the running event loop; `Timeout` after `timeout` s."""
         loop = asyncio.get_running_loop()
+        if self._transport is None:
+            # A queue someone else fills wakes no event loop: wait in an executor thread,
+            # as Mycelium's Subscriber does.
+            return await loop.run_in_executor(None, self.recv, timeout)
         deadline = None if timeout is None else loop.time() + timeout
         while True:
             try:
@@ -166,7 +185,8 @@ class Subscriber:
     def close(self):
         """Stops delivery to this subscriber (UNSUBSCRIBE when it was the type's last one);
         queued messages can still be received, then ClosedError. Idempotent."""
-        self._transport._remove_sink(self._cls, self)
+        if self._transport is not None:
+            self._transport._remove_sink(self._cls, self)
         self._fail(ClosedError(f"the {name_of(self._cls)} subscriber is closed"))
 
     def __enter__(self):

@@ -205,17 +205,17 @@ class _SocketTransport:
 
     def publisher(self, message_cls):
         """A Publisher of `message_cls` on this transport."""
-        return Publisher(message_cls, self._write, self._max_payload)
+        return Publisher._writing_to(message_cls, self._write, self._max_payload)
 
     def subscriber(self, message_cls, maxsize=0):
         """A Subscriber of `message_cls`; declares interest to the host (`SUBSCRIBE`)."""
-        sub = Subscriber(self, message_cls, maxsize)
+        sub = Subscriber._on_transport(self, message_cls, maxsize)
         self._add_sink(message_cls, sub)
         return sub
 
     def publish(self, message):
         """Publishes one message (a Publisher made on the fly; keep a Publisher in loops)."""
-        Publisher(type(message), self._write, self._max_payload).publish(message)
+        Publisher._writing_to(type(message), self._write, self._max_payload).publish(message)
 
     def flush(self):
         """Writes everything queued now, from this thread."""

@@ -73,3 +73,37 @@ def test_unix_transport_takes_a_path_or_a_unix_endpoint(tmp_path):
     assert mycelium.UnixTransport(str(tmp_path / "n.sock"), digest).path == str(tmp_path / "n.sock")
     assert mycelium.UnixTransport(f"unix:{tmp_path / 'n.sock'}", digest).path == str(tmp_path / "n.sock")
     assert mycelium.UnixTransport(tmp_path / "n.sock", digest).path == str(tmp_path / "n.sock")
+
+
+def test_publisher_with_mycelium_signature_sends_whole_frames(messages):
+    # Mycelium's Publisher(message_cls, sender): sender gets header and payload as one bytes.
+    frames = []
+    publisher = mycelium.Publisher(messages.CounterUpdate, frames.append)
+    assert publisher.message_cls is messages.CounterUpdate
+    message = messages.CounterUpdate(counter_id=3, value=9)
+    publisher.publish(message)
+    assert frames == [encode_frame(messages.CounterUpdate.TYPE_ID, message.to_bytes())]
+    with pytest.raises(TypeError, match="publisher for CounterUpdate received str"):
+        publisher.publish("not a message")
+    assert len(frames) == 1
+
+
+def test_subscriber_with_mycelium_signature_reads_its_queue(messages):
+    # Mycelium's Subscriber(message_cls, message_queue): its owner fills the queue.
+    import asyncio
+    import queue
+
+    q = queue.Queue()
+    subscriber = mycelium.Subscriber(messages.CounterUpdate, q)
+    assert subscriber.message_cls is messages.CounterUpdate
+    with pytest.raises(queue.Empty):
+        subscriber.recv_nowait()
+    with pytest.raises(queue.Empty):
+        subscriber.recv(timeout=0.01)
+    q.put(messages.CounterUpdate(counter_id=1, value=2))
+    assert subscriber.recv(timeout=1) == messages.CounterUpdate(counter_id=1, value=2)
+    q.put(messages.CounterUpdate(counter_id=4, value=5))
+    assert asyncio.run(subscriber.recv_async()) == messages.CounterUpdate(counter_id=4, value=5)
+    subscriber.close()
+    with pytest.raises(mycelium.ClosedError):
+        subscriber.recv(timeout=1)
