@@ -249,15 +249,15 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       handshake_timer_(socket_.get_executor()),
       linger_timer_(socket_.get_executor()),
       resume_timer_(socket_.get_executor()),
-      client_label_(peer_),
-      unknown_type_log_(state.options.log_interval),
-      size_mismatch_log_(state.options.log_interval),
       // Only the payload limit breaks the stream; types and sizes are checked per frame
       // (acceptable()), so that one bad frame costs that frame, not the connection.
       decoder_(codec::DecoderOptions{state.options.max_payload, std::nullopt}),
       read_buf_(READ_BUFFER_SIZE),
+      client_label_(peer_),
       outbound_(std::move(outbound)),
       is_unix_(is_unix_socket(socket_.native_handle())),
+      unknown_type_log_(state.options.log_interval),
+      size_mismatch_log_(state.options.log_interval),
       // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
       slow_policy_(outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client) {}
 
@@ -770,7 +770,10 @@ void Session::on_hello(std::span<const std::byte> payload) {
                     fmt::format("'{}' is not a peer node of this host{}", hello->name,
                                 state_.options.accepted_peers.empty() ? " (it accepts no peers)" : ""));
     }
-    subs_.clear();  // a legacy client whose HELLO came in a later read
+    // A client whose HELLO came in a later read than its handshake was taken for a
+    // legacy client: undo what that set up (its subscriptions, the packed layout).
+    subs_.clear();
+    send_packed_.store(false, std::memory_order_relaxed);
     name_ = hello->name;
     {
         std::lock_guard lock(metrics_mutex_);

@@ -464,7 +464,7 @@ private:
     // Read by bus callbacks on any thread.
     std::atomic<Role> role_{Role::Client};
     // Whether padded types go out packed: set for a legacy client only (become_legacy),
-    // cleared when it shows it speaks C.
+    // cleared when it shows it speaks C or says HELLO after all (on_hello).
     std::atomic<bool> send_packed_{false};
     std::vector<std::byte> unpacked_;  // a packed frame converted to C (strand only)
 
