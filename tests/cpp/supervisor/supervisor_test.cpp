@@ -70,6 +70,15 @@ std::string value_after(RecordingSink& sink, const std::string& logger, const st
 
 double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
 
+/// Waits until the worker runs as a process other than `old_pid`. One snapshot per look:
+/// two reads could see the old pid, then the 0 of the gap between two runs.
+bool wait_for_new_pid(const Supervisor& sup, int old_pid) {
+    return wait_until([&] {
+        const auto s = status_of(sup);
+        return s.pid != 0 && s.pid != old_pid;
+    });
+}
+
 /// SIGKILLs the worker's current process and returns how long it took to come back
 /// (a new pid reported by status()), in milliseconds.
 double kill_and_time_restart(const Supervisor& sup) {
@@ -77,10 +86,7 @@ double kill_and_time_restart(const Supervisor& sup) {
     REQUIRE(old_pid > 0);
     const auto killed = Clock::now();
     REQUIRE(::kill(old_pid, SIGKILL) == 0);
-    REQUIRE(wait_until([&] {
-        const auto s = status_of(sup);
-        return s.pid != 0 && s.pid != old_pid;
-    }));
+    REQUIRE(wait_for_new_pid(sup, old_pid));
     return ms_since(killed);
 }
 
@@ -445,7 +451,7 @@ print("SIGUSR2 ignored", bool(int(status["SigIgn"], 16) & (1 << 11)))
         // for the status, the supervisor must see the end and carry on.
         int wstatus = 0;
         const bool stolen = ::waitpid(first, &wstatus, 0) == first;
-        REQUIRE(wait_until([&] { return status_of(sup).pid != 0 && status_of(sup).pid != first; }));
+        REQUIRE(wait_for_new_pid(sup, first));
         CHECK(status_of(sup).restarts >= 1);
         if (stolen) {
             CHECK(sink->wait_for("supervisor", "was reaped by someone else: its exit status is unknown"));
@@ -508,7 +514,7 @@ time.sleep(30)
 
         const int old_pid = status_of(sup).pid;
         REQUIRE(::kill(old_pid, SIGKILL) == 0);
-        REQUIRE(wait_until([&] { return status_of(sup).pid != 0 && status_of(sup).pid != old_pid; }));
+        REQUIRE(wait_for_new_pid(sup, old_pid));
         CHECK_FALSE(status_of(sup).ready);  // the new process has not said HELLO yet
         REQUIRE(wait_until([&] { return status_of(sup).ready; }));
         CHECK(sink->matching("supervisor", "is ready").size() == 2);
