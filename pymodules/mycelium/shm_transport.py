@@ -1,6 +1,6 @@
 """SharedMemoryTransport: a node's shared-memory rings, from pure Python.
 
-`SharedMemoryTransport.open(path_or_endpoint, schema_digest)` connects to the node's Unix
+`SharedMemoryTransport.open(path, schema_digest)` connects to the node's Unix
 socket as UnixTransport does, then moves the connection's frames to two rings in shared
 memory (docs/wire-protocol.md, "Shared-memory setup" and "Shared-memory rings"):
 
@@ -161,10 +161,10 @@ class SharedMemoryTransport(UnixTransport):
         self.shm_status = "not connected yet"
 
     @classmethod
-    def open(cls, path_or_endpoint, schema_digest, **options):
-        """Connects to the node at `path_or_endpoint` (a socket path, or 'unix:PATH' /
+    def open(cls, path, schema_digest, **options):
+        """Connects to the node at `path` (a socket path, or 'unix:PATH' /
         'shm:PATH') and moves to shared memory; returns the connected transport."""
-        transport = cls(path_or_endpoint, schema_digest, **options)
+        transport = cls(path, schema_digest, **options)
         transport.connect()
         return transport
 

@@ -107,3 +107,88 @@ def test_subscriber_with_mycelium_signature_reads_its_queue(messages):
     subscriber.close()
     with pytest.raises(mycelium.ClosedError):
         subscriber.recv(timeout=1)
+
+
+# Each callable Mycelium's SDK exports, with its parameters there (dawsh2/Mycelium,
+# python-sdk/mycelium). Code written for Mycelium calls these positionally or by keyword.
+MYCELIUM_SIGNATURES = [
+    ("codec.encode_frame", ["type_id", "payload"]),
+    ("codec.read_frame", ["sock"]),
+    ("publisher.Publisher", ["message_cls", "sender"]),
+    ("subscriber.Subscriber", ["message_cls", "message_queue"]),
+    ("transport.UnixTransport", ["path", "schema_digest"]),
+    ("transport.TcpTransport", ["host", "port", "schema_digest"]),
+    ("shm_transport.SharedMemoryTransport.create", ["path", "schema_digest", "capacity"]),
+    ("shm_transport.SharedMemoryTransport.open", ["path", "schema_digest"]),
+    ("message_bus.MessageBus", ["topology", "service_name", "schema_digest"]),
+    ("message_bus.MessageBus.from_topology", ["topology_path", "service_name", "schema_digest"]),
+    ("message_bus.MessageBus.publisher_to", ["self", "target_service", "message_cls"]),
+    ("message_bus.MessageBus.subscriber", ["self", "message_cls"]),
+    ("topology.Topology", ["nodes", "socket_dir"]),
+    ("topology.Topology.load", ["path"]),
+    ("topology.Topology.find_node", ["self", "service_name"]),
+    ("topology.Topology.same_node", ["self", "service1", "service2"]),
+    ("topology.Topology.transport_between", ["self", "from_service", "to_service"]),
+    ("topology.Topology.socket_path", ["self", "node_name"]),
+    ("topology.Topology.connection_info", ["self", "target_service"]),
+    ("topology.Node", ["name", "services", "host", "port", "endpoint"]),
+    ("topology.EndpointConfig", ["kind", "addr"]),
+    ("protocol.runtime.PrimitiveField", ["fmt"]),
+    ("protocol.runtime.FixedBytes", ["length"]),
+    ("protocol.runtime.FixedStr", ["capacity"]),
+    ("protocol.runtime.FixedVecBytes", ["element_size", "capacity"]),
+    ("protocol.runtime.FieldDef", ["name", "field_type"]),
+    ("protocol.runtime.MessageDef", ["name", "type_id", "topic", "fields", "dataclass"]),
+    ("protocol.runtime.register_message", ["definition"]),
+    ("protocol.runtime.get_message_definition", ["type_id"]),
+]
+
+
+def _resolve(dotted):
+    import importlib
+
+    parts = dotted.split(".")
+    for split in range(len(parts), 0, -1):
+        try:
+            target = importlib.import_module("mycelium." + ".".join(parts[:split]))
+        except ImportError:
+            continue
+        for name in parts[split:]:
+            target = getattr(target, name)
+        return target
+    raise ImportError(dotted)
+
+
+@pytest.mark.parametrize("dotted, mycelium_params", MYCELIUM_SIGNATURES, ids=[s[0] for s in MYCELIUM_SIGNATURES])
+def test_a_mycelium_callable_takes_mycelium_parameters_in_mycelium_order(dotted, mycelium_params):
+    import inspect
+
+    params = list(inspect.signature(_resolve(dotted)).parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    named = {p.name: p for p in params}
+    # Every one of Mycelium's parameters is here by its name; the leading ones keep their place.
+    for place, name in enumerate(mycelium_params):
+        assert name in named, f"{dotted} has no parameter '{name}'"
+        if place < len(positional) and positional[place].name == name:
+            continue
+        # Only a parameter Mycelium's callers could not have passed positionally may move: a
+        # trailing one with a default that is keyword here (create's `capacity`).
+        assert named[name].default is not inspect.Parameter.empty, f"{dotted}: '{name}' moved from place {place}"
+    # What this SDK adds can be left out: Mycelium's calls still bind.
+    for p in params:
+        if p.name in mycelium_params or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        assert p.default is not inspect.Parameter.empty, f"{dotted}: added parameter '{p.name}' has no default"
+
+
+def test_mycelium_enums_and_constants_have_its_members():
+    from mycelium import shm_transport, topology
+
+    assert {m.name: m.value for m in topology.TransportType}.items() >= {
+        "LOCAL": "local", "UNIX": "unix", "TCP": "tcp"}.items()
+    assert {m.name: m.value for m in topology.EndpointKind} == {"TCP": "tcp", "UNIX": "unix"}
+    assert issubclass(shm_transport.ShmError, Exception)
+    from mycelium.protocol.runtime import Primitive
+
+    for name, size in {"U8": 1, "U16": 2, "U32": 4, "U64": 8, "I32": 4, "F64": 8}.items():
+        assert getattr(Primitive, name).size == size
