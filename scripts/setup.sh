@@ -80,6 +80,13 @@ case "$mode" in
       cmake --build "$build_dir-tsan" -j "$jobs" --target mycelium_cpp_tests
       TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" "$build_dir-tsan/tests/mycelium_cpp_tests"
     fi
+    # Each transport but unix: is optional (host/src/transport/CMakeLists.txt): the host
+    # must build and serve without them, and name what is missing.
+    log "building the host without the optional transports (MYCELIUM_TRANSPORT_TCP=OFF)"
+    cmake -S "$repo" -B "$build_dir-minimal" -G Ninja -DPython_EXECUTABLE=/usr/bin/python3 \
+      -DMYCELIUM_TRANSPORT_TCP=OFF -DMYCELIUM_BUILD_TESTS=OFF -DMYCELIUM_BUILD_BENCH=OFF >/dev/null
+    cmake --build "$build_dir-minimal" -j "$jobs" --target mycelium-host
+    bash "$repo/scripts/check-minimal-build.sh" "$build_dir-minimal/host/app/mycelium-host"
     log "running the test suite"
     ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" --timeout 900
     if [ "${MYCELIUM_SKIP_IMAGE:-0}" != 1 ]; then

@@ -122,11 +122,11 @@ void emit_struct(std::string& out, const MessageSchema& m) {
     int pad_index = 0;
     // Padding members are named padding_N_, with more underscores if a field has that name.
     const auto padding_name = [&] {
-        std::string name = fmt::format("padding_{}_", pad_index++);
-        while (std::any_of(m.fields.begin(), m.fields.end(), [&](const Field& f) { return f.cpp_name == name; })) {
-            name.push_back('_');
+        std::string padding = fmt::format("padding_{}_", pad_index++);
+        while (std::any_of(m.fields.begin(), m.fields.end(), [&](const Field& f) { return f.cpp_name == padding; })) {
+            padding.push_back('_');
         }
-        return name;
+        return padding;
     };
     const auto pad_to = [&](std::size_t offset) {
         if (offset > cursor) out += fmt::format("    std::uint8_t {}[{}]{{}};\n", padding_name(), offset - cursor);

@@ -5,14 +5,11 @@
 #include "mycelium/link_client.hpp"
 
 #include "mycelium/shm_ring.hpp"
+#include "transport.hpp"
 
 #include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <array>
@@ -50,38 +47,6 @@ int remaining_ms(Clock::time_point deadline) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
     if (left <= 0) return 0;
     return left > 1'000'000 ? 1'000'000 : static_cast<int>(left);
-}
-
-// Non-blocking connect with a deadline; returns the connected (blocking) socket.
-int connect_with_timeout(int family, const sockaddr* addr, socklen_t length, Clock::time_point deadline,
-                         const std::string& what) {
-    const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket() for " + what);
-    if (::connect(fd, addr, length) != 0) {
-        if (errno != EINPROGRESS && errno != EAGAIN) {
-            const int error = errno;
-            ::close(fd);
-            throw std::system_error(error, std::generic_category(), "cannot connect to " + what);
-        }
-        pollfd p{fd, POLLOUT, 0};
-        const int ready = ::poll(&p, 1, remaining_ms(deadline));
-        int error = ETIMEDOUT;
-        if (ready > 0) {
-            socklen_t len = sizeof error;
-            if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
-        }
-        if (error != 0) {
-            ::close(fd);
-            throw std::system_error(error, std::generic_category(), "cannot connect to " + what);
-        }
-    }
-    const int flags = ::fcntl(fd, F_GETFL);
-    ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-    if (family != AF_UNIX) {
-        const int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    return fd;
 }
 
 }  // namespace
@@ -129,37 +94,7 @@ LinkClient& LinkClient::operator=(LinkClient&& other) noexcept {
 }
 
 LinkClient LinkClient::open(const Endpoint& endpoint, std::chrono::milliseconds timeout) {
-    const auto deadline = Clock::now() + timeout;
-    const std::string what = to_string(endpoint);
-    if (endpoint.kind == Endpoint::Kind::Unix) {
-        sockaddr_un addr{};
-        addr.sun_family = AF_UNIX;
-        if (endpoint.path.size() >= sizeof addr.sun_path) throw std::invalid_argument("socket path too long: " + what);
-        std::memcpy(addr.sun_path, endpoint.path.data(), endpoint.path.size());
-        return LinkClient(connect_with_timeout(AF_UNIX, reinterpret_cast<const sockaddr*>(&addr), sizeof addr,
-                                               deadline, what));
-    }
-    addrinfo hints{};
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    addrinfo* found = nullptr;
-    const std::string port = std::to_string(endpoint.port);
-    if (const int rc = ::getaddrinfo(endpoint.host.c_str(), port.c_str(), &hints, &found); rc != 0) {
-        throw std::invalid_argument("cannot resolve " + what + ": " + ::gai_strerror(rc));
-    }
-    std::system_error last(ECONNREFUSED, std::generic_category(), "cannot connect to " + what);
-    for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
-        try {
-            const int fd = connect_with_timeout(a->ai_family, a->ai_addr, a->ai_addrlen, deadline, what);
-            ::freeaddrinfo(found);
-            return LinkClient(fd);
-        } catch (const std::system_error& e) {
-            last = e;
-        }
-    }
-    ::freeaddrinfo(found);
-    throw last;
+    return LinkClient(detail::transport_of(endpoint).connect(endpoint, Clock::now() + timeout));
 }
 
 LinkClient LinkClient::connect(const Endpoint& endpoint, std::span<const std::uint8_t> digest,

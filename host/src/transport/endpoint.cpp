@@ -1,12 +1,11 @@
-// Parsing of `unix:PATH` / `tcp:HOST:PORT`. The host:port grammar is the topology's
-// (parse_socket_address), so a listener and a topology file accept the same spellings.
+// Endpoints as text: `SCHEME:ADDRESS`, the scheme naming a transport that parses the rest.
 
 #include "mycelium/endpoint.hpp"
 
 #include <stdexcept>
 #include <string>
 
-#include "mycelium/topology/topology.hpp"
+#include "transport.hpp"
 
 namespace mycelium::link {
 
@@ -14,31 +13,29 @@ Endpoint parse_endpoint(std::string_view text) {
     const auto fail = [&](std::string_view why) {
         return std::invalid_argument("bad endpoint '" + std::string(text) + "': " + std::string(why));
     };
+    const auto colon = text.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+        throw fail("expected SCHEME:ADDRESS, one of " + detail::known_schemes());
+    }
+    const std::string_view scheme = text.substr(0, colon);
+    const detail::Transport* transport = detail::find_transport(scheme);
+    if (transport == nullptr) {
+        throw fail("this build has no '" + std::string(scheme) + "' transport (it has " + detail::known_schemes() + ")");
+    }
     Endpoint e;
-    if (text.starts_with("unix:")) {
-        e.kind = Endpoint::Kind::Unix;
-        e.path = std::string(text.substr(5));
-        if (e.path.empty()) throw fail("the socket path is empty");
-        if (e.path.size() > topology::MAX_UNIX_PATH) {
-            throw fail("the socket path is longer than " + std::to_string(topology::MAX_UNIX_PATH) + " bytes");
-        }
-        if (e.path.find('\0') != std::string::npos) throw fail("the socket path contains a NUL byte");
-        return e;
+    e.scheme = std::string(scheme);
+    try {
+        transport->parse(text.substr(colon + 1), e);
+    } catch (const std::invalid_argument& why) {
+        throw fail(why.what());
     }
-    if (text.starts_with("tcp:")) {
-        const auto address = topology::parse_socket_address(text.substr(4));
-        if (!address) throw fail("expected tcp:HOST:PORT with a port in 0-65535");
-        e.kind = Endpoint::Kind::Tcp;
-        e.host = address->host;
-        e.port = address->port;
-        return e;
-    }
-    throw fail("expected unix:PATH or tcp:HOST:PORT");
+    return e;
 }
 
 std::string to_string(const Endpoint& endpoint) {
-    if (endpoint.kind == Endpoint::Kind::Unix) return "unix:" + endpoint.path;
-    return "tcp:" + topology::to_string(topology::SocketAddress{endpoint.host, endpoint.port});
+    const detail::Transport* transport = detail::find_transport(endpoint.scheme);
+    if (transport == nullptr) return endpoint.scheme + ":?";
+    return endpoint.scheme + ":" + transport->format(endpoint);
 }
 
 }  // namespace mycelium::link

@@ -62,11 +62,11 @@ link::Endpoint dial_endpoint(const topology::Spec& spec, std::string_view from, 
             throw std::invalid_argument("node '" + std::string(from) + "' does not dial itself");
         case topology::RouteKind::Shm:  // shared memory is set up over the Unix socket
         case topology::RouteKind::Unix:
-            ep.kind = link::Endpoint::Kind::Unix;
+            ep.scheme = "unix";
             ep.path = route.socket_path.string();
             break;
         case topology::RouteKind::Tcp:
-            ep.kind = link::Endpoint::Kind::Tcp;
+            ep.scheme = "tcp";
             ep.host = route.host;
             ep.port = route.port;
             break;
@@ -112,7 +112,7 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
         } else {
             ep = dial_endpoint(spec, self_, other.name);
         }
-        if (ep.kind == link::Endpoint::Kind::Tcp && ep.port == 0)
+        if (ep.scheme == "tcp" && ep.port == 0)
             throw std::invalid_argument("node '" + self_ + "' cannot dial node '" + other.name +
                                         "': its TCP port is 0 (give the address it bound with --peer NAME=ENDPOINT)");
         dialing_.emplace_back(other.name, std::move(ep));
@@ -128,12 +128,12 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
         const std::filesystem::path path = topology::socket_path(spec, *self);
         if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
         link::Endpoint unix_ep;
-        unix_ep.kind = link::Endpoint::Kind::Unix;
+        unix_ep.scheme = "unix";
         unix_ep.path = path.string();
         server_->listen(unix_ep);
         if (self->bind) {
             link::Endpoint tcp_ep;
-            tcp_ep.kind = link::Endpoint::Kind::Tcp;
+            tcp_ep.scheme = "tcp";
             tcp_ep.host = self->bind->host;
             tcp_ep.port = self->bind->port;
             server_->listen(tcp_ep);

@@ -9,8 +9,6 @@
 #include "peer_dialer.hpp"
 
 #include <asio/bind_executor.hpp>
-#include <asio/connect.hpp>
-#include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
 #include <asio/write.hpp>
 
@@ -50,7 +48,7 @@ PeerDialer::PeerDialer(ServerState& state, std::shared_ptr<PeerRecord> record, E
       strand_(asio::make_strand(state.io)),
       backoff_timer_(strand_),
       connect_timer_(strand_),
-      resolver_(strand_),
+      transport_(transport_of(endpoint_)),
       backoff_(std::max(options_.backoff_initial, std::chrono::milliseconds(1))),
       rng_(static_cast<std::minstd_rand::result_type>(
           std::hash<std::string>{}(options_.self_name + "/" + record_->name) ^
@@ -79,10 +77,10 @@ void PeerDialer::close_now() noexcept {
 void PeerDialer::cancel_all() noexcept {
     backoff_timer_.cancel();
     connect_timer_.cancel();
-    resolver_.cancel();
-    if (socket_) {
+    if (dial_) dial_->cancel();
+    if (pipe_) {
         asio::error_code ignored;
-        socket_->close(ignored);
+        pipe_->close(ignored);
     }
 }
 
@@ -109,63 +107,34 @@ void PeerDialer::dial() {
     if (stopped_.load(std::memory_order_relaxed)) return;
     const std::uint64_t attempt = ++attempt_;
     timed_out_ = false;
-    targets_.clear();
-    next_target_ = 0;
     connect_timer_.expires_after(options_.connect_timeout);
     connect_timer_.async_wait(asio::bind_executor(strand_, [this, attempt](const asio::error_code& ec) {
-        if (ec || stopped_.load(std::memory_order_relaxed) || attempt != attempt_ || !socket_) return;
+        if (ec || stopped_.load(std::memory_order_relaxed) || attempt != attempt_) return;
         timed_out_ = true;
-        resolver_.cancel();
-        asio::error_code ignored;
-        socket_->close(ignored);
+        if (dial_) dial_->cancel();
+        if (pipe_) {
+            asio::error_code ignored;
+            pipe_->close(ignored);
+        }
     }));
-    if (endpoint_.kind == Endpoint::Kind::Unix) {
-        targets_.emplace_back(asio::local::stream_protocol::endpoint(endpoint_.path));
-        return try_next();
-    }
-    // A placeholder socket marks "dialing" for the timeout handler while resolving.
-    socket_ = std::make_unique<Session::Socket>(asio::make_strand(state_.io));
-    resolver_.async_resolve(
-        endpoint_.host, std::to_string(endpoint_.port), asio::ip::resolver_base::numeric_service,
-        asio::bind_executor(strand_, [this, attempt](const asio::error_code& ec,
-                                                     const asio::ip::tcp::resolver::results_type& results) {
-            try {
-                if (stopped_.load(std::memory_order_relaxed) || attempt != attempt_) return;
-                if (ec) return fail(timed_out_ ? "timed out resolving the host" : "cannot resolve: " + ec.message());
-                for (const auto& entry : results) targets_.emplace_back(entry.endpoint());
-                try_next();
-            } catch (const std::exception& e) {
-                fail(e.what());
-            }
-        }));
+    dial_ = transport_.dial(strand_, endpoint_, [this, attempt](std::optional<Pipe> pipe, std::string error) {
+        on_connect(attempt, std::move(pipe), error);
+    });
 }
 
-void PeerDialer::try_next() {
-    if (next_target_ >= targets_.size()) return fail(last_error_.empty() ? "no address to connect to" : last_error_);
-    socket_ = std::make_unique<Session::Socket>(asio::make_strand(state_.io));
-    const std::uint64_t attempt = attempt_;
-    socket_->async_connect(targets_[next_target_], asio::bind_executor(strand_, [this, attempt](const asio::error_code& ec) {
-                               on_connect(attempt, ec);
-                           }));
-}
-
-void PeerDialer::on_connect(std::uint64_t attempt, const asio::error_code& ec) {
+void PeerDialer::on_connect(std::uint64_t attempt, std::optional<Pipe> pipe, const std::string& error) {
     try {
         if (stopped_.load(std::memory_order_relaxed) || attempt != attempt_) return;
-        if (ec) {
+        dial_.reset();
+        if (!pipe) {
             if (timed_out_) return fail(fmt::format("no connection within {} ms", options_.connect_timeout.count()));
-            last_error_ = ec.message();
-            ++next_target_;
-            return try_next();
+            return fail(error);
         }
-        connect_timer_.cancel();
-        if (endpoint_.kind == Endpoint::Kind::Tcp) {
-            asio::error_code ignored;
-            socket_->set_option(asio::ip::tcp::no_delay(true), ignored);
-        }
+        pipe_ = std::move(pipe);
         // The handshake and HELLO go out before the Session exists, so its send queue only
-        // ever holds whole frames.
-        asio::async_write(*socket_, asio::buffer(hello_),
+        // ever holds whole frames. The connect timeout still runs: a peer that accepts but
+        // never reads is given up on.
+        asio::async_write(*pipe_, asio::buffer(hello_),
                           asio::bind_executor(strand_, [this, attempt](const asio::error_code& wec, std::size_t n) {
                               on_hello_written(attempt, wec, n);
                           }));
@@ -177,22 +146,26 @@ void PeerDialer::on_connect(std::uint64_t attempt, const asio::error_code& ec) {
 void PeerDialer::on_hello_written(std::uint64_t attempt, const asio::error_code& ec, std::size_t n) {
     try {
         if (stopped_.load(std::memory_order_relaxed) || attempt != attempt_) return;
-        if (ec) return fail("cannot send the handshake: " + ec.message());
+        if (ec) {
+            if (timed_out_) return fail(fmt::format("the handshake was not taken within {} ms", options_.connect_timeout.count()));
+            return fail("cannot send the handshake: " + ec.message());
+        }
+        connect_timer_.cancel();
         Counters::add(state_.counters.bytes_sent, n);
         Counters::add(record_->bytes_out, n);
         const std::uint64_t id = state_.next_id.fetch_add(1, std::memory_order_relaxed);
         Outbound outbound;
         outbound.self_name = options_.self_name;
         outbound.record = record_;
-        outbound.request_shm = options_.shm && endpoint_.kind == Endpoint::Kind::Unix;
+        outbound.request_shm = options_.shm && transport_.passes_descriptors;
         outbound.shm_capacity = options_.shm_ring_bytes;
         outbound.on_closed = [weak = weak_from_this()] {
             if (auto self = weak.lock()) self->on_session_closed();
         };
-        auto session = std::make_shared<Session>(state_, std::move(*socket_),
+        auto session = std::make_shared<Session>(state_, std::move(*pipe_),
                                                  fmt::format("peer '{}' at {}", record_->name, where_), id,
                                                  std::move(outbound));
-        socket_.reset();
+        pipe_.reset();
         up_since_ = std::chrono::steady_clock::now();
         const std::uint64_t before = record_->connects.load(std::memory_order_relaxed);
         if (failures_in_a_row_ > 0 || before > 0) {
@@ -202,7 +175,6 @@ void PeerDialer::on_hello_written(std::uint64_t attempt, const asio::error_code&
             state_.mesh_log->info("peer '{}': connected to {} (link {})", record_->name, where_, id);
         }
         failures_in_a_row_ = 0;
-        last_error_.clear();
         asio::post(session->socket_executor(), [session] { session->start(); });
     } catch (const std::exception& e) {
         fail(e.what());
@@ -212,10 +184,11 @@ void PeerDialer::on_hello_written(std::uint64_t attempt, const asio::error_code&
 void PeerDialer::fail(const std::string& why) {
     if (stopped_.load(std::memory_order_relaxed)) return;
     connect_timer_.cancel();
-    if (socket_) {
+    dial_.reset();
+    if (pipe_) {
         asio::error_code ignored;
-        socket_->close(ignored);
-        socket_.reset();
+        pipe_->close(ignored);
+        pipe_.reset();
     }
     Counters::add(record_->connect_failures);
     ++failures_in_a_row_;

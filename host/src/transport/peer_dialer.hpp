@@ -4,8 +4,6 @@
 // socket to a Session (which then runs the symmetric peer protocol), and redials with
 // exponential backoff and jitter whenever the dial fails or the link drops.
 
-#include <asio/generic/stream_protocol.hpp>
-#include <asio/ip/tcp.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 
@@ -21,6 +19,7 @@
 #include "mycelium/endpoint.hpp"
 #include "mycelium/link.hpp"
 #include "session.hpp"
+#include "transport.hpp"
 
 namespace mycelium::link::detail {
 
@@ -50,8 +49,7 @@ public:
 
 private:
     void dial();
-    void try_next();
-    void on_connect(std::uint64_t attempt, const asio::error_code& ec);
+    void on_connect(std::uint64_t attempt, std::optional<Pipe> pipe, const std::string& error);
     void on_hello_written(std::uint64_t attempt, const asio::error_code& ec, std::size_t n);
     void fail(const std::string& why);
     void schedule();
@@ -67,16 +65,14 @@ private:
     asio::strand<asio::io_context::executor_type> strand_;
     asio::steady_timer backoff_timer_;
     asio::steady_timer connect_timer_;
-    asio::ip::tcp::resolver resolver_;
+    const Transport& transport_;
     std::atomic<bool> stopped_{false};
 
     // Strand-only state.
-    std::unique_ptr<Session::Socket> socket_;  // the socket being connected
-    std::vector<asio::generic::stream_protocol::endpoint> targets_;
-    std::size_t next_target_ = 0;
+    std::unique_ptr<Dial> dial_;         // the transport's connect in progress
+    std::optional<Pipe> pipe_;           // connected, while the handshake is written
     std::uint64_t attempt_ = 0;  // tells a stale handler from the current dial
     bool timed_out_ = false;
-    std::string last_error_;
     std::chrono::milliseconds backoff_;
     std::uint64_t failures_in_a_row_ = 0;
     std::chrono::steady_clock::time_point up_since_{};

@@ -1,22 +1,9 @@
-// LinkServer: io threads, Unix and TCP listeners, accept loops, orderly stop.
+// LinkServer: io threads, listeners (one per endpoint, made by its transport), orderly stop.
 
-#include <asio/ip/tcp.hpp>
-#include <asio/local/stream_protocol.hpp>
 #include <asio/post.hpp>
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
 #include <stdexcept>
-#include <system_error>
 #include <thread>
 
 #include <fmt/format.h>
@@ -24,143 +11,9 @@
 #include "mycelium/link.hpp"
 #include "peer_dialer.hpp"
 #include "session.hpp"
+#include "transport.hpp"
 
 namespace mycelium::link {
-
-namespace detail {
-
-namespace {
-
-std::system_error system_error(int error, const std::string& what) {
-    return std::system_error(error, std::generic_category(), what);
-}
-
-// "tcp:127.0.0.1:53211" for TCP peers; for Unix peers, which are usually unnamed, the
-// listening path and the peer's pid (SO_PEERCRED), so a log line points at a process.
-std::string describe_peer(Session::Socket& socket, const std::string& listener) {
-    sockaddr_storage addr{};
-    socklen_t length = sizeof addr;
-    const int fd = socket.native_handle();
-    if (::getpeername(fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0) {
-        char text[INET6_ADDRSTRLEN] = {};
-        if (addr.ss_family == AF_INET) {
-            const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
-            ::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
-            return fmt::format("tcp:{}:{}", text, ntohs(in->sin_port));
-        }
-        if (addr.ss_family == AF_INET6) {
-            const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
-            ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-            return fmt::format("tcp:[{}]:{}", text, ntohs(in6->sin6_port));
-        }
-    }
-    ucred cred{};
-    socklen_t cred_length = sizeof cred;
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_length) == 0) {
-        return fmt::format("{} (pid {})", listener, cred.pid);
-    }
-    return listener;
-}
-
-// An existing file at a Unix socket path is replaced only when it is a socket nobody
-// answers on: connecting tells a stale file (ECONNREFUSED) from a live server.
-void clear_stale_socket(const std::string& path, spdlog::logger& log) {
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) != 0) {
-        if (errno == ENOENT) return;
-        throw system_error(errno, "cannot inspect '" + path + "'");
-    }
-    if (!S_ISSOCK(st.st_mode)) throw system_error(EEXIST, "'" + path + "' exists and is not a socket");
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) throw system_error(errno, "socket()");
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.data(), path.size());
-    const int rc = ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
-    const int error = errno;
-    ::close(fd);
-    if (rc == 0) throw system_error(EADDRINUSE, "a server is answering on '" + path + "'");
-    if (error != ECONNREFUSED) throw system_error(error, "cannot tell whether '" + path + "' is stale");
-    if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw system_error(errno, "cannot remove stale '" + path + "'");
-    log.info("replaced the stale socket file '{}'", path);
-}
-
-// A socket in a directory that does not exist yet (Mycelium's `/dev/shm/mycelium/NAME.shm`)
-// gets it, as Mycelium makes it: with the process's umask, as `mkdir -p` would.
-void make_socket_directory(const std::string& path, spdlog::logger& log) {
-    const std::filesystem::path parent = std::filesystem::path(path).parent_path();
-    if (parent.empty()) return;
-    std::error_code ec;
-    if (std::filesystem::create_directories(parent, ec)) {
-        log.info("created the directory '{}' for the socket '{}'", parent.string(), path);
-    } else if (ec) {
-        throw system_error(ec.value(), "cannot create the directory '" + parent.string() + "' for '" + path + "'");
-    }
-}
-
-/// An accept loop over one acceptor, for either protocol.
-template <class Protocol>
-class AcceptorListener final : public Listener {
-public:
-    AcceptorListener(ServerState& state, typename Protocol::acceptor acceptor, std::string where)
-        : state_(state), acceptor_(std::move(acceptor)), where_(std::move(where)), retry_(state.io) {}
-
-    void start() override {
-        asio::post(acceptor_.get_executor(), [this] { accept_one(); });
-    }
-
-    void close() noexcept override {
-        asio::error_code ignored;
-        acceptor_.close(ignored);
-        retry_.cancel();
-    }
-
-private:
-    void accept_one() {
-        // Each connection gets its own strand, so any number of io threads serve it safely.
-        auto socket = std::make_shared<Session::Socket>(asio::make_strand(state_.io));
-        acceptor_.async_accept(*socket, [this, socket](const asio::error_code& ec) {
-            try {
-                on_accept(ec, std::move(*socket));
-            } catch (const std::exception& e) {
-                state_.log->error("{}: accept handler failed: {}", where_, e.what());
-                if (acceptor_.is_open()) accept_one();
-            }
-        });
-    }
-
-    void on_accept(const asio::error_code& ec, Session::Socket socket) {
-        if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-        if (ec) {
-            // EMFILE and friends: wait a little instead of spinning on a failing accept.
-            state_.log->warn("{}: accept failed: {}", where_, ec.message());
-            retry_.expires_after(std::chrono::milliseconds(100));
-            retry_.async_wait([this](const asio::error_code& wait_ec) {
-                if (!wait_ec && acceptor_.is_open()) accept_one();
-            });
-            return;
-        }
-        Counters::add(state_.counters.accepted);
-        if constexpr (std::is_same_v<Protocol, asio::ip::tcp>) {
-            asio::error_code ignored;
-            socket.set_option(asio::ip::tcp::no_delay(true), ignored);
-        }
-        std::string peer = describe_peer(socket, where_);
-        const std::uint64_t id = state_.next_id.fetch_add(1, std::memory_order_relaxed);
-        auto session = std::make_shared<Session>(state_, std::move(socket), std::move(peer), id);
-        asio::post(session->socket_executor(), [session] { session->start(); });
-        accept_one();
-    }
-
-    ServerState& state_;
-    typename Protocol::acceptor acceptor_;
-    std::string where_;
-    asio::steady_timer retry_;
-};
-
-}  // namespace
-
-}  // namespace detail
 
 // ---------------------------------------------------------------------------------------
 // LinkServer
@@ -214,44 +67,11 @@ Endpoint LinkServer::listen(const Endpoint& endpoint) {
         std::lock_guard lock(s.mutex);
         if (s.stopped) throw std::logic_error("LinkServer::listen after stop()");
     }
+    const detail::Transport& transport = detail::transport_of(endpoint);
+    detail::ListenContext context{s.io, *s.log, s.options.socket_mode,
+                                  [&s](detail::Pipe pipe, std::string peer) { s.accept(std::move(pipe), std::move(peer)); }};
     Endpoint bound = endpoint;
-    std::unique_ptr<detail::Listener> listener;
-    if (endpoint.kind == Endpoint::Kind::Unix) {
-        using Protocol = asio::local::stream_protocol;
-        detail::make_socket_directory(endpoint.path, *s.log);
-        detail::clear_stale_socket(endpoint.path, *s.log);
-        Protocol::acceptor acceptor(s.io);
-        acceptor.open(Protocol());
-        acceptor.bind(Protocol::endpoint(endpoint.path));
-        // Before listen(), nobody can connect: the mode is in place before the first client.
-        if (::chmod(endpoint.path.c_str(), static_cast<mode_t>(s.options.socket_mode)) != 0) {
-            const int error = errno;
-            ::unlink(endpoint.path.c_str());
-            throw detail::system_error(error, "cannot set the mode of '" + endpoint.path + "'");
-        }
-        acceptor.listen();
-        struct stat st {};
-        const unsigned long inode = ::stat(endpoint.path.c_str(), &st) == 0 ? st.st_ino : 0;
-        {
-            std::lock_guard lock(s.mutex);
-            s.socket_files.push_back({endpoint.path, inode});
-        }
-        listener = std::make_unique<detail::AcceptorListener<Protocol>>(s, std::move(acceptor), to_string(endpoint));
-    } else {
-        using Protocol = asio::ip::tcp;
-        asio::ip::tcp::resolver resolver(s.io);
-        const auto results = resolver.resolve(endpoint.host, std::to_string(endpoint.port),
-                                              asio::ip::resolver_base::passive | asio::ip::resolver_base::numeric_service);
-        if (results.empty()) throw detail::system_error(EADDRNOTAVAIL, "cannot resolve '" + endpoint.host + "'");
-        const Protocol::endpoint address = results.begin()->endpoint();
-        Protocol::acceptor acceptor(s.io);
-        acceptor.open(address.protocol());
-        acceptor.set_option(asio::socket_base::reuse_address(true));
-        acceptor.bind(address);
-        acceptor.listen();
-        bound.port = acceptor.local_endpoint().port();
-        listener = std::make_unique<detail::AcceptorListener<Protocol>>(s, std::move(acceptor), to_string(bound));
-    }
+    std::unique_ptr<detail::Listener> listener = transport.listen(context, bound);
     s.log->info("listening on {}", to_string(bound));
     listener->start();
     std::lock_guard lock(s.mutex);
@@ -315,19 +135,14 @@ void LinkServer::stop() noexcept {
     sessions.clear();
     for (auto& dialer : dialers) dialer->close_now();
     for (auto& listener : s.listeners) listener->close();
-    for (const auto& file : s.socket_files) {
-        // Remove only the file we created: another server may have replaced it since.
-        struct stat st {};
-        if (::stat(file.path.c_str(), &st) == 0 && st.st_ino == file.inode) ::unlink(file.path.c_str());
-    }
-    s.socket_files.clear();
 }
 
 void LinkServer::connect_peer(std::string peer_name, const Endpoint& endpoint, PeerOptions options) {
     auto& s = *state_;
     if (peer_name.empty()) throw std::invalid_argument("connect_peer: empty peer name");
-    if (endpoint.kind == Endpoint::Kind::Tcp && endpoint.port == 0)
-        throw std::invalid_argument("connect_peer: cannot dial port 0 of '" + endpoint.host + "' for peer '" + peer_name + "'");
+    if (const auto why = detail::transport_of(endpoint).cannot_dial; why != nullptr) {
+        if (const auto reason = why(endpoint)) throw std::invalid_argument("connect_peer: " + *reason + " for peer '" + peer_name + "'");
+    }
     (void)encode_hello(Hello{control::PROTOCOL_VERSION, Role::Peer, options.self_name});  // validates the name
     std::shared_ptr<detail::PeerDialer> dialer;
     {

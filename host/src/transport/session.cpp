@@ -193,6 +193,17 @@ ServerState::ServerState(Bus& b, const schema::Registry& r, ServerOptions o)
         std::max(options.send_queue_bytes, codec::frame_size(options.max_payload));
 }
 
+void ServerState::accept(Pipe pipe, std::string peer) noexcept {
+    try {
+        Counters::add(counters.accepted);
+        const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed);
+        auto session = std::make_shared<Session>(*this, std::move(pipe), peer, id);
+        asio::post(session->socket_executor(), [session] { session->start(); });
+    } catch (const std::exception& e) {
+        log->error("cannot take a connection from {}: {}", peer, e.what());
+    }
+}
+
 bool ServerState::admit(const std::shared_ptr<Session>& session, std::uint64_t id, bool& counted) {
     std::lock_guard lock(mutex);
     if (stopped) return false;

@@ -27,6 +27,7 @@
 #include <spdlog/logger.h>
 
 #include "held_frames.hpp"
+#include "transport.hpp"
 #include "mycelium/log_limiter.hpp"
 #include "mycelium/bus.hpp"
 #include "mycelium/codec.hpp"
@@ -85,16 +86,6 @@ struct Counters {
     }
 };
 
-/// A listening socket (Unix or TCP); closed on the io thread at stop().
-class Listener {
-public:
-    virtual ~Listener() = default;
-    /// Starts the accept loop (posts to the io thread).
-    virtual void start() = 0;
-    /// Closes the acceptor; io thread only.
-    virtual void close() noexcept = 0;
-};
-
 /// What LinkServer shares with its sessions. Sessions refer to it by reference: stop()
 /// finishes every session before the state can go away.
 /// Member order matters: `listeners` and then `io` are destroyed first, so that handlers
@@ -116,11 +107,6 @@ struct ServerState {
     std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions;
     std::uint64_t active = 0;
     std::vector<Endpoint> endpoints;
-    struct OwnedSocketFile {
-        std::string path;
-        unsigned long inode = 0;
-    };
-    std::vector<OwnedSocketFile> socket_files;  // Unix sockets to remove at stop()
     bool stopped = false;
     std::map<std::string, std::shared_ptr<PeerRecord>> peers;  // by peer name
 
@@ -139,6 +125,9 @@ struct ServerState {
     // thread has been joined; handlers capture them by raw pointer.
     std::vector<std::shared_ptr<PeerDialer>> dialers;
 
+    /// Takes a connection a listener accepted: counts it and starts its Session. An io
+    /// thread; never throws (a failure is logged and the connection closed).
+    void accept(Pipe pipe, std::string peer) noexcept;
     /// Registers a session; false (and not registered) once stopped. `counted` is false
     /// when max_connections are open: the session is then only told so and closed.
     bool admit(const std::shared_ptr<Session>& session, std::uint64_t id, bool& counted);
@@ -190,7 +179,7 @@ void mark_link_io_thread() noexcept;
 /// cork (Cork).
 class Session : public std::enable_shared_from_this<Session> {
 public:
-    using Socket = asio::generic::stream_protocol::socket;
+    using Socket = Pipe;
 
     /// What a thread's cork leaves to publish (session.cpp, "Corks").
     struct Cork {

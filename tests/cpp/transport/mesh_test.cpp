@@ -147,7 +147,7 @@ TEST_CASE("of each pair the node whose name sorts first dials, unless it has no 
     CHECK_FALSE(mesh::dials(spec, "alpha", "alpha"));
     CHECK_THROWS_AS(mesh::dials(spec, "alpha", "gamma"), std::out_of_range);
     const auto ep = mesh::dial_endpoint(spec, "alpha", "beta");
-    CHECK(ep.kind == link::Endpoint::Kind::Unix);
+    CHECK(ep.scheme == "unix");
     CHECK(ep.path == (dir.path / "beta.sock").string());
 
     // "a" is on another host and cannot reach "b" (no host, so only reachable locally):
@@ -166,7 +166,7 @@ services = ["y"]
     CHECK_FALSE(mesh::dials(remote, "a", "b"));
     CHECK(mesh::dials(remote, "b", "a"));
     const auto tcp = mesh::dial_endpoint(remote, "b", "a");
-    CHECK(tcp.kind == link::Endpoint::Kind::Tcp);
+    CHECK(tcp.scheme == "tcp");
     CHECK(tcp.host == "10.1.2.3");
     CHECK(tcp.port == 9000);
 }
@@ -317,7 +317,7 @@ endpoint = { kind = "tcp", addr = "127.0.0.2:0" }
     Node beta(spec, "beta");
     const auto endpoints = beta.mesh->endpoints();
     REQUIRE(endpoints.size() == 2);
-    REQUIRE(endpoints[1].kind == link::Endpoint::Kind::Tcp);
+    REQUIRE(endpoints[1].scheme == "tcp");
     CHECK(endpoints[1].port != 0);
     mesh::MeshOptions options;
     options.peer_endpoints["beta"] = endpoints[1];
