@@ -54,8 +54,10 @@ TEST_SUITE("transport.protocol") {
 
     TEST_CASE("bad endpoints are refused with a message naming the text") {
         parsing_should_fail("udp:1.2.3.4:5",
-                            "bad endpoint 'udp:1.2.3.4:5': this build has no 'udp' transport (it has unix:, tcp:)");
-        parsing_should_fail("/tmp/node.sock", "bad endpoint '/tmp/node.sock': expected SCHEME:ADDRESS, one of unix:, tcp:");
+                            "bad endpoint 'udp:1.2.3.4:5': this build has no 'udp' transport (it has unix:, tcp:, pair:)");
+        // pair: is this test binary's own transport (tests/cpp/transport/pair).
+        parsing_should_fail("/tmp/node.sock",
+                            "bad endpoint '/tmp/node.sock': expected SCHEME:ADDRESS, one of unix:, tcp:, pair:");
         parsing_should_fail("unix:", "bad endpoint 'unix:': the socket path is empty");
         parsing_should_fail("tcp:localhost", "bad endpoint 'tcp:localhost': expected tcp:HOST:PORT with a port in 0-65535");
         parsing_should_fail("tcp:localhost:70000",
