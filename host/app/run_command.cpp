@@ -7,8 +7,10 @@
 #include <cstdio>
 #include <iterator>
 #include <optional>
+#include <stdexcept>
 
 #include "commands.hpp"
+#include "run_plan.hpp"
 #include "mycelium/demo.hpp"
 #include "mycelium/endpoint.hpp"
 #include "mycelium/host.hpp"
@@ -22,32 +24,6 @@
 namespace mycelium::app {
 
 namespace {
-
-struct RunFlags {
-    std::vector<std::string> scripts;
-    std::string contracts;
-    bool strict_contracts = false;
-    double duration = 0;
-    bool fail_fast = false;
-    double demo_feed = 0;
-    double shutdown_timeout = 5.0;
-    std::size_t queue_capacity = 4096;
-    double spin_us = 50;
-    std::vector<std::string> listen;
-    std::string topology;
-    std::string node;
-    std::vector<std::string> peers;  // NAME=ENDPOINT
-    std::string metrics;             // HOST:PORT
-    double handshake_timeout = 5.0;
-    double log_interval = 10.0;
-    std::size_t max_connections = 1024;
-    std::string slow_consumer;  // empty: each kind's default
-    long slow_consumer_wait_ms = 1000;
-    std::string legacy_layout = "packed";
-    bool shm = false;                       // offer shared memory on --listen unix:PATH
-    std::size_t shm_ring_bytes = 1u << 20;  // per direction
-    std::vector<std::string> workers;  // NAME=SCRIPT[:ARG,...] (supervised workers)
-};
 
 /// mycelium_worker_{up,ready,restarts_total,given_up} per supervised worker.
 std::vector<prometheus::MetricFamily> worker_metrics(const supervisor::Supervisor& workers) {
@@ -86,6 +62,158 @@ void print_summary(const Host& host, const demo::MarketFeed* feed, const demo::S
                         static_cast<double>(latency.max()) / 1e3);
     std::fwrite(text.data(), 1, text.size(), stdout);
     std::fflush(stdout);
+}
+
+/// What a run owns. Member order is the order of construction: each part outlives what
+/// refers to it, and is stopped (host->on_stopping) in the reverse order.
+struct Running {
+    std::optional<Host> host;
+    // Before the listeners, whose client observer calls it; stopped first, while workers can
+    // still talk.
+    std::optional<supervisor::Supervisor> workers;
+    std::optional<mesh::Mesh> node_mesh;
+    std::optional<link::LinkServer> server;
+    // After everything its collectors read, so it stops first.
+    std::optional<metrics::Server> metrics_server;
+    std::optional<demo::MarketFeed> feed;
+    std::optional<demo::SignalSink> sink;
+    std::vector<std::string> bound;  // every endpoint listened on, as text
+};
+
+/// Bad input found while starting (a port in use, a node that cannot start): exit 2.
+struct StartError : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+void start_links(Running& r, const RunPlan& plan) {
+    link::ServerOptions server_options = plan.server;
+    server_options.max_payload = std::min(server_options.max_payload, r.host->registry().max_payload());
+    if (plan.spec) {
+        mesh::MeshOptions mesh_options;
+        mesh_options.server = server_options;  // the mesh adds the node's settings
+        mesh_options.peer_endpoints = plan.peer_endpoints;
+        try {
+            r.node_mesh.emplace(r.host->bus(), r.host->registry(), *plan.spec, plan.node, mesh_options);
+        } catch (const std::exception& e) {
+            throw StartError(fmt::format("node {} cannot start: {}", plan.node, e.what()));
+        }
+        for (const auto& endpoint : r.node_mesh->endpoints()) r.bound.push_back(link::to_string(endpoint));
+        r.host->on_stopping([&r] { r.node_mesh->stop(); });
+    }
+    if (plan.listen.empty()) return;
+    r.server.emplace(r.host->bus(), r.host->registry(), server_options);
+    for (const auto& endpoint : plan.listen) {
+        try {
+            r.bound.push_back(link::to_string(r.server->listen(endpoint)));
+        } catch (const std::exception& e) {
+            throw StartError(fmt::format("cannot listen on {}: {}", link::to_string(endpoint), e.what()));
+        }
+    }
+    r.host->on_stopping([&r] { r.server->stop(); });
+}
+
+void start_workers(Running& r, const RunPlan& plan, const std::string& pymodules_dir) {
+    if (plan.workers.empty()) return;
+    supervisor::SupervisorOptions options;
+    const auto unix_endpoint =
+        std::find_if(r.bound.begin(), r.bound.end(), [](const std::string& e) { return e.rfind("unix:", 0) == 0; });
+    if (unix_endpoint != r.bound.end()) options.socket = *unix_endpoint;
+    options.schema_digest = r.host->registry().digest_hex();
+    if (plan.host.topology) options.topology = std::filesystem::absolute(*plan.host.topology);
+    options.python_path.emplace_back(pymodules_dir);
+    try {
+        r.workers.emplace(plan.workers, options);
+    } catch (const std::invalid_argument& e) {
+        throw StartError(e.what());
+    }
+    const auto observe = [&r](std::string_view name, bool connected) { r.workers->client_connected(name, connected); };
+    if (r.node_mesh) r.node_mesh->server().set_client_observer(observe);
+    if (r.server) r.server->set_client_observer(observe);
+    r.host->on_started([&r] { r.workers->start(); });
+}
+
+void start_metrics(Running& r, const RunPlan& plan) {
+    if (plan.metrics.empty()) return;
+    try {
+        r.metrics_server.emplace(plan.metrics);
+    } catch (const std::exception& e) {
+        throw StartError(fmt::format("--metrics: {}", e.what()));
+    }
+    // One collector, so that a name appears once on the page even when a client reports a
+    // metric a script also defines.
+    std::vector<metrics::Listener> listeners;
+    if (r.node_mesh) listeners.emplace_back(&r.node_mesh->server(), "node");
+    if (r.server) listeners.emplace_back(&*r.server, "listen");
+    std::vector<std::shared_ptr<prometheus::Collectable>> parts{r.host->metrics()};
+    if (!listeners.empty()) parts.push_back(metrics::link_collector(listeners));
+    if (r.workers) parts.push_back(metrics::from_function([&r] { return worker_metrics(*r.workers); }));
+    r.metrics_server->add(metrics::from_function([parts, listeners] {
+        std::vector<prometheus::MetricFamily> out;
+        for (const auto& part : parts) {
+            auto families = part->Collect();
+            std::move(families.begin(), families.end(), std::back_inserter(out));
+        }
+        std::vector<metrics::ClientReport> reports;
+        for (const auto& [link_server, name] : listeners) {
+            auto reported = link_server->client_metrics();
+            std::move(reported.begin(), reported.end(), std::back_inserter(reports));
+        }
+        metrics::append_reported(out, reports);
+        return out;
+    }));
+    r.host->on_started([url = r.metrics_server->url()] {
+        std::printf("metrics on %s\n", url.c_str());
+        std::fflush(stdout);
+    });
+    r.host->on_stopping([&r] { r.metrics_server->stop(); });
+}
+
+void start_demo(Running& r, const RunPlan& plan) {
+    if (plan.demo_feed <= 0) return;
+    if (!demo::registry_matches_demo(r.host->registry())) {
+        throw StartError(fmt::format("--demo-feed needs TradeTick and Signal as in the bundled contracts, and {} "
+                                     "lays them out differently",
+                                     r.host->registry().source_name()));
+    }
+    r.sink.emplace(r.host->bus());
+    r.feed.emplace(r.host->bus(), demo::FeedOptions{plan.demo_feed});
+    r.host->on_started([&r] { r.feed->start(); });
+    r.host->on_stopping([&r] { r.feed->stop(); });
+}
+
+int run(const RunPlan& plan, const std::string& pymodules_dir) {
+    Running r;
+    try {
+        r.host.emplace(plan.host);
+    } catch (const schema::SchemaError& e) {
+        std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
+        return EXIT_BAD_INPUT;
+    }
+    r.host->on_stopping([&r] {
+        if (r.workers) r.workers->stop();
+    });
+    try {
+        start_links(r, plan);
+        start_workers(r, plan, pymodules_dir);
+        start_metrics(r, plan);
+        start_demo(r, plan);
+    } catch (const StartError& e) {
+        std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
+        return EXIT_BAD_INPUT;
+    }
+    // One line per endpoint, flushed, once the scripts have subscribed: a client that
+    // waits for the line finds the node ready.
+    r.host->on_started([bound = r.bound] {
+        for (const auto& endpoint : bound) std::printf("listening on %s\n", endpoint.c_str());
+        std::fflush(stdout);
+    });
+    const auto start = std::chrono::steady_clock::now();
+    const int code = r.host->run();
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (r.feed) r.feed->stop();
+    if (r.sink) r.sink->close();
+    print_summary(*r.host, r.feed ? &*r.feed : nullptr, r.sink ? &*r.sink : nullptr, seconds);
+    return code;
 }
 
 }  // namespace
@@ -200,249 +328,15 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
     // --- end supervised workers ---
 
     return [flags, pymodules_dir]() {
-        // Node mode: the topology names this node's scripts, contracts and endpoints.
-        std::optional<topology::Spec> spec;
-        const topology::Node* node = nullptr;
-        if (!flags->peers.empty() && flags->topology.empty()) {
-            std::fprintf(stderr, "mycelium-host: error: --peer needs --topology and --node\n");
-            return EXIT_BAD_INPUT;
-        }
-        if (!flags->topology.empty() || !flags->node.empty()) {
-            if (flags->topology.empty() || flags->node.empty()) {
-                std::fprintf(stderr, "mycelium-host: error: --topology and --node go together\n");
-                return EXIT_BAD_INPUT;
-            }
-            try {
-                spec = topology::load_file(flags->topology, {.strict = flags->strict_contracts});
-                for (const topology::TopologyWarning& warning : spec->warnings)
-                    std::fprintf(stderr, "mycelium-host: warning: %s\n", warning.text().c_str());
-            } catch (const topology::TopologyError& e) {
-                std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
-                return EXIT_BAD_INPUT;
-            }
-            node = topology::find_node(*spec, flags->node);
-            if (node == nullptr) {
-                std::string names;
-                for (const auto& n : spec->nodes) names += (names.empty() ? "" : ", ") + n.name;
-                std::fprintf(stderr, "mycelium-host: error: --node %s: %s has no such node (it has: %s)\n",
-                             flags->node.c_str(), flags->topology.c_str(), names.c_str());
-                return EXIT_BAD_INPUT;
-            }
-            for (const auto& script : node->scripts) flags->scripts.push_back(script.string());
-            if (flags->contracts.empty()) {
-                if (node->contracts) flags->contracts = node->contracts->string();
-                else if (spec->contracts) flags->contracts = spec->contracts->string();
-            }
-        }
-        // --- supervised workers (issue 7): the node's [[nodes.workers]] and --worker, checked
-        // before anything starts: a missing script is bad input (exit 2), like a bad flag.
-        std::vector<topology::Worker> worker_specs;
-        if (node != nullptr) worker_specs = node->workers;
-        for (const auto& text : flags->workers) worker_specs.push_back(supervisor::parse_worker_flag(text));
-        const bool unix_listener = std::any_of(flags->listen.begin(), flags->listen.end(),
-                                               [](const std::string& l) { return l.rfind("unix:", 0) == 0; });
-        if (!flags->workers.empty() && node == nullptr && !unix_listener) {
-            std::fprintf(stderr, "mycelium-host: error: --worker needs a Unix listener to give its workers as "
-                                 "MYCELIUM_SOCKET: add --listen unix:PATH%s\n",
-                         flags->listen.empty() ? " (there is no --listen)" : " (--listen has only TCP addresses)");
-            return EXIT_BAD_INPUT;
-        }
-        if (flags->shm && !unix_listener) {
-            std::fprintf(stderr, "mycelium-host: error: --shm offers shared memory to the clients of a Unix "
-                                 "listener: add --listen unix:PATH%s\n",
-                         node != nullptr ? " (a node of a topology takes [nodes.shm] from the topology)" : "");
-            return EXIT_BAD_INPUT;
-        }
+        std::optional<RunPlan> plan;
         try {
-            supervisor::check_workers(worker_specs);
-        } catch (const std::invalid_argument& e) {
+            plan = plan_run(*flags, pymodules_dir);
+        } catch (const PlanError& e) {
             std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
             return EXIT_BAD_INPUT;
         }
-        // The host's shutdown watchdog must leave room for a worker's SIGTERM grace.
-        for (const auto& w : worker_specs) {
-            const double grace = std::chrono::duration<double>(w.stop_grace).count();
-            flags->shutdown_timeout = std::max(flags->shutdown_timeout, grace * 4 / 3 + 2);
-        }
-        // --- end supervised workers ---
-        if (flags->scripts.empty() && flags->demo_feed <= 0 && flags->listen.empty() && !node) {
-            std::fprintf(stderr, "mycelium-host: error: nothing to run: give --script FILE, --demo-feed RATE "
-                                 "and/or --listen ENDPOINT (see --help)\n");
-            return EXIT_BAD_INPUT;
-        }
-        HostOptions options;
-        if (!flags->contracts.empty()) options.contracts = flags->contracts;
-        if (node != nullptr) {
-            options.topology = flags->topology;
-            options.node = node->name;
-        }
-        options.strict_contracts = flags->strict_contracts;
-        for (const auto& s : flags->scripts) options.scripts.emplace_back(s);
-        if (flags->duration > 0) options.duration = std::chrono::duration<double>(flags->duration);
-        options.fail_fast = flags->fail_fast;
-        options.shutdown_timeout = std::chrono::milliseconds(static_cast<long>(flags->shutdown_timeout * 1000));
-        options.python_queue_capacity = flags->queue_capacity;
-        options.spin = std::chrono::nanoseconds(static_cast<long>(flags->spin_us * 1000));
-        options.python_path.emplace_back(pymodules_dir);
-
-        std::optional<Host> host;
-        try {
-            host.emplace(options);
-        } catch (const schema::SchemaError& e) {
-            std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
-            return EXIT_BAD_INPUT;
-        }
-
-        link::ServerOptions server_options;
-        server_options.max_payload = host->registry().max_payload();
-        server_options.handshake_timeout = std::chrono::milliseconds(static_cast<long>(flags->handshake_timeout * 1000));
-        server_options.log_interval = std::chrono::milliseconds(static_cast<long>(flags->log_interval * 1000));
-        server_options.max_connections = flags->max_connections;
-        if (!flags->slow_consumer.empty())
-            server_options.slow_consumer = link::SlowConsumerPolicies::all(*link::parse_slow_consumer_policy(flags->slow_consumer));
-        server_options.slow_consumer_wait = std::chrono::milliseconds(flags->slow_consumer_wait_ms);
-        server_options.legacy_layout = *link::parse_legacy_layout(flags->legacy_layout);
-        server_options.shm_enabled = flags->shm;
-        server_options.shm_ring_bytes = flags->shm_ring_bytes;
-        server_options.shm_spin = std::chrono::microseconds(static_cast<long>(flags->spin_us));
-        std::vector<std::string> bound;
-        // --- supervised workers (issue 7): declared before the listeners, whose client
-        // observer calls it, so it outlives them; stopped first, while workers can still talk.
-        std::optional<supervisor::Supervisor> workers;
-        host->on_stopping([&workers] {
-            if (workers) workers->stop();
-        });
-        // --- end supervised workers ---
-
-        std::optional<mesh::Mesh> node_mesh;
-        if (node != nullptr) {
-            // The topology's limits apply unless the command line set them.
-            server_options.max_payload = std::min(server_options.max_payload, spec->limits.max_payload);
-            server_options.handshake_timeout = spec->limits.handshake_timeout;
-            server_options.max_connections = spec->limits.max_connections;
-            server_options.socket_mode = node->socket_mode;
-            mesh::MeshOptions mesh_options;
-            mesh_options.server = server_options;
-            for (const auto& text : flags->peers) {
-                const auto eq = text.find('=');
-                mesh_options.peer_endpoints[text.substr(0, eq)] = link::parse_endpoint(text.substr(eq + 1));
-            }
-            try {
-                node_mesh.emplace(host->bus(), host->registry(), *spec, node->name, mesh_options);
-            } catch (const std::exception& e) {
-                std::fprintf(stderr, "mycelium-host: error: node %s cannot start: %s\n", node->name.c_str(), e.what());
-                return EXIT_BAD_INPUT;
-            }
-            for (const auto& endpoint : node_mesh->endpoints()) bound.push_back(link::to_string(endpoint));
-            host->on_stopping([&node_mesh] { node_mesh->stop(); });
-        }
-
-        std::optional<link::LinkServer> server;
-        if (!flags->listen.empty()) {
-            server.emplace(host->bus(), host->registry(), server_options);
-            for (const auto& text : flags->listen) {
-                try {
-                    bound.push_back(link::to_string(server->listen(text)));
-                } catch (const std::exception& e) {
-                    std::fprintf(stderr, "mycelium-host: error: cannot listen on %s: %s\n", text.c_str(), e.what());
-                    return EXIT_BAD_INPUT;
-                }
-            }
-            host->on_stopping([&server] { server->stop(); });
-        }
-        // --- supervised workers (issue 7): started with the node; ready once connected ---
-        if (!worker_specs.empty()) {
-            supervisor::SupervisorOptions worker_options;
-            const auto unix_endpoint = std::find_if(bound.begin(), bound.end(), [](const std::string& e) {
-                return e.rfind("unix:", 0) == 0;
-            });
-            if (unix_endpoint != bound.end()) worker_options.socket = *unix_endpoint;
-            worker_options.schema_digest = host->registry().digest_hex();
-            if (spec) worker_options.topology = std::filesystem::absolute(flags->topology);
-            worker_options.python_path.emplace_back(pymodules_dir);
-            try {
-                workers.emplace(worker_specs, worker_options);
-            } catch (const std::invalid_argument& e) {
-                std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
-                return EXIT_BAD_INPUT;
-            }
-            const auto observe = [&workers](std::string_view name, bool connected) {
-                workers->client_connected(name, connected);
-            };
-            if (node_mesh) node_mesh->server().set_client_observer(observe);
-            if (server) server->set_client_observer(observe);
-            host->on_started([&workers] { workers->start(); });
-        }
-        // --- end supervised workers ---
-        // One line per endpoint, flushed, once the scripts have subscribed: a client that
-        // waits for the line finds the node ready.
-        host->on_started([bound] {
-            for (const auto& endpoint : bound) std::printf("listening on %s\n", endpoint.c_str());
-            std::fflush(stdout);
-        });
-
-        // Metrics: declared after everything its collectors read, so it stops first.
-        std::optional<metrics::Server> metrics_server;
-        std::string metrics_address = flags->metrics;
-        if (metrics_address.empty() && node != nullptr && node->metrics)
-            metrics_address = topology::to_string(*node->metrics);
-        if (!metrics_address.empty()) {
-            try {
-                metrics_server.emplace(metrics_address);
-            } catch (const std::exception& e) {
-                std::fprintf(stderr, "mycelium-host: error: --metrics: %s\n", e.what());
-                return EXIT_BAD_INPUT;
-            }
-            // One collector, so that a name appears once on the page even when a client
-            // reports a metric a script also defines.
-            std::vector<metrics::Listener> listeners;
-            if (node_mesh) listeners.emplace_back(&node_mesh->server(), "node");
-            if (server) listeners.emplace_back(&*server, "listen");
-            std::vector<std::shared_ptr<prometheus::Collectable>> parts{host->metrics()};
-            if (!listeners.empty()) parts.push_back(metrics::link_collector(listeners));
-            if (workers) parts.push_back(metrics::from_function([&workers] { return worker_metrics(*workers); }));
-            metrics_server->add(metrics::from_function([parts, listeners] {
-                std::vector<prometheus::MetricFamily> out;
-                for (const auto& part : parts) {
-                    auto families = part->Collect();
-                    std::move(families.begin(), families.end(), std::back_inserter(out));
-                }
-                std::vector<metrics::ClientReport> reports;
-                for (const auto& [link_server, name] : listeners) {
-                    auto reported = link_server->client_metrics();
-                    std::move(reported.begin(), reported.end(), std::back_inserter(reports));
-                }
-                metrics::append_reported(out, reports);
-                return out;
-            }));
-            host->on_started([url = metrics_server->url()] {
-                std::printf("metrics on %s\n", url.c_str());
-                std::fflush(stdout);
-            });
-            host->on_stopping([&metrics_server] { metrics_server->stop(); });
-        }
-
-        std::optional<demo::MarketFeed> feed;
-        std::optional<demo::SignalSink> sink;
-        if (flags->demo_feed > 0) {
-            if (!demo::registry_matches_demo(host->registry())) {
-                std::fprintf(stderr, "mycelium-host: error: --demo-feed needs TradeTick and Signal as in the bundled "
-                                     "contracts, and %s lays them out differently\n",
-                             host->registry().source_name().c_str());
-                return EXIT_BAD_INPUT;
-            }
-            sink.emplace(host->bus());
-            feed.emplace(host->bus(), demo::FeedOptions{flags->demo_feed});
-            host->on_started([&feed] { feed->start(); });
-            host->on_stopping([&feed] { feed->stop(); });
-        }
-        const auto start = std::chrono::steady_clock::now();
-        const int code = host->run();
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        if (feed) feed->stop();
-        if (sink) sink->close();
-        print_summary(*host, feed ? &*feed : nullptr, sink ? &*sink : nullptr, seconds);
-        return code;
+        for (const auto& warning : plan->warnings) std::fprintf(stderr, "mycelium-host: warning: %s\n", warning.c_str());
+        return run(*plan, pymodules_dir);
     };
 }
 

@@ -82,7 +82,7 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
         throw std::invalid_argument("node '" + self_ + "' is not defined in '" + spec.source_name + "'");
 
     link::ServerOptions so = options.server;
-    so.max_payload = spec.limits.max_payload;
+    so.max_payload = std::min(so.max_payload, spec.limits.max_payload);  // the contracts may allow less
     so.handshake_timeout = spec.limits.handshake_timeout;
     so.max_connections = spec.limits.max_connections;
     so.socket_mode = self->socket_mode;
