@@ -19,6 +19,24 @@ PythonRuntime* g_current = nullptr;
 
 py::object support_attr(const char* name) { return py::module_::import("mycelium_native").attr(name); }
 
+/// Raises the Python exception for a publish the bus refused: the same for our classes and
+/// for any other message object.
+[[noreturn]] void raise_publish_error(const schema::MessageSchema& schema, PublishError error) {
+    switch (error) {
+        case PublishError::QueueFull:
+            PyErr_Format(support_attr("QueueFull").ptr(), "publish %s: a subscriber's queue is full", schema.name.c_str());
+            break;
+        case PublishError::TooLarge:
+            PyErr_Format(PyExc_ValueError, "publish %s: %zu bytes are above the bus's payload limit", schema.name.c_str(),
+                         schema.size);
+            break;
+        case PublishError::Closed:
+            PyErr_Format(support_attr("ClosedError").ptr(), "publish %s: the bus is shut down", schema.name.c_str());
+            break;
+    }
+    throw py::error_already_set();
+}
+
 }  // namespace
 
 const std::shared_ptr<spdlog::logger>& PythonRuntime::python_log() {
@@ -182,14 +200,7 @@ void PythonRuntime::publish(py::handle message) {
         }
         if (!types_->encode(*info, message.ptr(), out)) throw py::error_already_set();
         const auto result = bus_.publish(schema->type_id, out);
-        if (!result) {
-            const auto error = result.error();
-            const char* kind = error == PublishError::QueueFull ? "QueueFull" : "ClosedError";
-            PyErr_Format(support_attr(kind).ptr(), "publish %s: %s", schema->name.c_str(),
-                         error == PublishError::QueueFull ? "a subscriber's queue is full"
-                                                          : "the bus is shut down");
-            throw py::error_already_set();
-        }
+        if (!result) raise_publish_error(*schema, result.error());
         return;
     }
 
@@ -221,10 +232,7 @@ void PythonRuntime::publish(py::handle message) {
     }
     const auto result = bus_.publish(type_id, payload);
     PyBuffer_Release(&view);
-    if (!result) {
-        PyErr_Format(support_attr("QueueFull").ptr(), "publish %s: a subscriber's queue is full", schema->name.c_str());
-        throw py::error_already_set();
-    }
+    if (!result) raise_publish_error(*schema, result.error());
 }
 
 // ---------------------------------------------------------------- timers and hooks
