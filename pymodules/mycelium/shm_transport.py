@@ -136,8 +136,8 @@ class SharedMemoryTransport(UnixTransport):
         if path.startswith(("shm:", "unix:")):
             path = path.split(":", 1)[1]
         super().__init__(path, schema_digest, **options)
-        if not 0 <= int(ring_bytes) <= 1 << 30:
-            raise ValueError(f"ring_bytes must be in [0, 2^30], got {ring_bytes}")
+        if not 0 <= int(ring_bytes) <= _ring.MAX_CAPACITY:
+            raise ValueError(f"ring_bytes must be in [0, {_ring.MAX_CAPACITY}], got {ring_bytes}")
         self._ring_bytes = int(ring_bytes)
         self._spin = float(spin)
         #: Seconds Subscriber.recv() reads the ring itself before it blocks.

@@ -45,6 +45,7 @@
 
 #include "mycelium/mailbox.hpp"
 #include "mycelium/result.hpp"
+#include "mycelium/wire_limits.hpp"
 
 namespace mycelium {
 
@@ -119,7 +120,7 @@ struct TypeCounters {
 /// Thread safety: a value type; distinct objects safe, shared objects unsafe.
 struct BusOptions {
     /// Largest payload publish() accepts (the schema's default frame limit).
-    std::size_t max_payload = 4u * 1024u * 1024u;
+    std::size_t max_payload = wire::MAX_PAYLOAD;
 };
 
 /// Options of a queued subscription that owns its consumer thread.

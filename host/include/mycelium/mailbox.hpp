@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "mycelium/result.hpp"
+#include "mycelium/wire_limits.hpp"
 
 namespace mycelium {
 
@@ -73,7 +74,7 @@ struct MailboxOptions {
     /// The cell is rounded up to whole 64-byte cache lines (32 -> 64-byte cells).
     std::size_t inline_bytes = 32;
     /// Largest payload accepted (matches the schema's default payload limit, 4 MiB).
-    std::size_t max_payload = 4u * 1024u * 1024u;
+    std::size_t max_payload = wire::MAX_PAYLOAD;
     /// Bound on the bytes held in spilled payloads; raised to max_payload if lower.
     std::size_t spill_budget = 64u * 1024u * 1024u;
     /// How long the consumer (in wait) and a blocked producer spin before parking.

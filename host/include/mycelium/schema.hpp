@@ -18,11 +18,12 @@
 #include <vector>
 
 #include "mycelium/result.hpp"
+#include "mycelium/wire_limits.hpp"
 
 namespace mycelium::schema {
 
-/// Largest payload a frame may carry unless configured lower (DESIGN.md section 6).
-inline constexpr std::size_t DEFAULT_MAX_PAYLOAD = 4u * 1024u * 1024u;
+/// Largest payload a frame may carry unless configured lower (docs/wire-protocol.md).
+inline constexpr std::size_t DEFAULT_MAX_PAYLOAD = wire::MAX_PAYLOAD;
 /// Application type ids; 1-999 are the runtime's control messages.
 inline constexpr std::uint16_t MIN_APP_TYPE_ID = 1000;
 /// Bytes before the data of a FixedStr or FixedVec: u16 length, 6 zero bytes.

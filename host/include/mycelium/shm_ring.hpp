@@ -60,6 +60,7 @@
 
 #include "mycelium/codec.hpp"
 #include "mycelium/result.hpp"
+#include "mycelium/wire_limits.hpp"
 #include "mycelium/schema.hpp"
 #include "mycelium/shm_os.hpp"
 
@@ -100,8 +101,8 @@ inline constexpr std::uint16_t WRAP_TYPE_ID = 0;
 /// The wrap marker's length field.
 inline constexpr std::uint32_t WRAP_LENGTH = 0xffffffffu;
 /// Smallest, largest and default data-area capacity, in bytes (powers of two).
-inline constexpr std::size_t MIN_RING_CAPACITY = 64;
-inline constexpr std::size_t MAX_RING_CAPACITY = std::size_t{1} << 30;
+inline constexpr std::size_t MIN_RING_CAPACITY = wire::MIN_RING_CAPACITY;
+inline constexpr std::size_t MAX_RING_CAPACITY = wire::MAX_RING_CAPACITY;
 inline constexpr std::size_t DEFAULT_RING_CAPACITY = std::size_t{1} << 20;
 
 /// Bytes of a ring region (header and data area) of `capacity`.

@@ -147,7 +147,7 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
             // Both nodes enable shared memory on this host: the route is Shm, set up over
             // the Unix socket (the far node refuses if it thinks otherwise).
             po.shm = has_route(spec, self_, name) && topology::route_between(spec, self_, name).kind == topology::RouteKind::Shm;
-            po.shm_ring_bytes = static_cast<std::uint32_t>(std::min<std::size_t>(self->shm.ring_bytes, 1u << 30));
+            po.shm_ring_bytes = static_cast<std::uint32_t>(std::min(self->shm.ring_bytes, wire::MAX_RING_CAPACITY));
             server_->connect_peer(name, ep, po);
         }
     } catch (...) {

@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "mycelium/wire_limits.hpp"
+
 namespace mycelium::topology {
 
 /// `socket_dir` when the file gives none (Mycelium's default).
@@ -29,11 +31,11 @@ inline constexpr std::uint32_t DEFAULT_SOCKET_MODE = 0660;
 /// Host a node binds its TCP listener to when `bind` gives none and the node is local.
 inline constexpr std::string_view DEFAULT_BIND_HOST = "127.0.0.1";
 /// Largest payload the wire protocol allows; `[limits] max_payload` may only lower it.
-inline constexpr std::size_t MAX_PAYLOAD_LIMIT = 4u * 1024u * 1024u;
-/// Smallest shared-memory ring (one page).
-inline constexpr std::size_t MIN_RING_BYTES = 4096;
+inline constexpr std::size_t MAX_PAYLOAD_LIMIT = wire::MAX_PAYLOAD;
+/// Smallest shared-memory ring a node may ask for (one page).
+inline constexpr std::size_t MIN_RING_BYTES = wire::MIN_CONFIGURED_RING_BYTES;
 /// Largest shared-memory ring (1 GiB).
-inline constexpr std::size_t MAX_RING_BYTES = std::size_t{1} << 30;
+inline constexpr std::size_t MAX_RING_BYTES = wire::MAX_RING_CAPACITY;
 /// Longest bounded spin before a shm consumer parks (10 ms): longer spins starve a 2-core host.
 inline constexpr std::chrono::microseconds MAX_SPIN{10'000};
 /// Longest wait for room in a full shared-memory ring (`[nodes.shm] wait_ms`): 60 s.
