@@ -202,8 +202,10 @@ def test_services_start_while_the_top_level_sleeps_and_sigterm_reaches_its_handl
 def test_sigint_interrupts_a_long_sleep_at_once(host_binary, tmp_path):
     script = write_script(tmp_path, "sleeper.py", """
         import time
-        print("sleeping", flush=True)
+        # The line is printed inside the try: the test signals as soon as it reads it, and
+        # the interrupt may land before time.sleep is entered.
         try:
+            print("sleeping", flush=True)
             time.sleep(3600)
         except KeyboardInterrupt:
             print("KeyboardInterrupt in the top level", flush=True)
