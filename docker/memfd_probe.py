@@ -4,7 +4,7 @@
     python3 memfd_probe.py serve /run/mycelium/memfd.sock     # in one container
     python3 memfd_probe.py connect /run/mycelium/memfd.sock   # in another
 
-The server creates a memfd region and an eventfd doorbell (DESIGN.md section 7), passes
+The server creates a memfd region and an eventfd doorbell (docs/wire-protocol.md, "Shared-memory setup"), passes
 both over the Unix socket with SCM_RIGHTS, and waits for the doorbell; the client maps
 the region, checks the server's bytes, writes its answer into the same memory and rings
 the doorbell; the server checks the answer. Nothing is created in /dev/shm, so the two

@@ -35,7 +35,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 image=${MYCELIUM_IMAGE:-localhost/mycelium-host:test}
 base=docker.io/library/debian:bookworm-slim
 mirror=${APT_MIRROR:-http://deb.debian.org}
-# runc is the OCI runtime that works in this sandbox (DESIGN.md section 2); without the
+# runc is the OCI runtime that works in this sandbox (crun and the default need cgroup and mount rights the sandbox lacks); without the
 # ulimits podman asks for a larger open-files limit than the sandbox grants, and runc
 # refuses to start the container ("error setting rlimit type 7: operation not permitted").
 podman_opts=(--runtime runc --ulimit nofile=1024:20000 --ulimit nproc=1024:4096)

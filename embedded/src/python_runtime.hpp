@@ -1,6 +1,6 @@
 #pragma once
 // The Python side of a host: Python subscriptions, timers, hooks, script execution and
-// the dispatcher thread that runs the callbacks (docs/architecture.md, "The GIL").
+// the dispatcher thread that runs the callbacks (docs/architecture.md section 5, "The GIL").
 //
 // Threading: two threads run Python. The host's main thread runs the scripts' top level;
 // the dispatcher thread runs every callback, timer and on_start hook, one at a time and

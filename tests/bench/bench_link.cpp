@@ -32,7 +32,7 @@
 // connection with TCP_NODELAY on both ends, placed on the same CPUs as the io threads.
 // Both placements are reported: on one core a wake is a context switch (~1.6 us here), so
 // the link's own cost shows; across the cores of this VM every wake is an IPI (20-40 us,
-// DESIGN.md section 11) that dwarfs it.
+// docs/benchmarks.md) that dwarfs it.
 //
 // Stream: the main thread publishes N messages on bus A as fast as it can; the link's send
 // queue (ServerOptions::send_queue_frames/bytes raised to hold all N, so nothing is dropped

@@ -7,7 +7,7 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 // LeakSanitizer reports CPython's own interpreter-lifetime allocations as leaks
-// (DESIGN.md, pitfalls); this also covers doctest's test discovery at build time.
+// (the Debian interpreter, not the one first on PATH); this also covers doctest's test discovery at build time.
 extern "C" __attribute__((visibility("default"))) const char* __asan_default_options() { return "detect_leaks=0"; }
 #endif
 

@@ -1,7 +1,7 @@
 // topology.toml -> Spec. One pass reads and checks each table (keys, types, ranges);
 // a second pass checks what spans nodes (names, services, sockets, ports, hosts).
 // Every failure throws TopologyError with the position of the offending key or value,
-// so the message can name the exact place (DESIGN.md section 8: "a clear error that
+// so the message can name the exact place (the rule for bad input: "a clear error that
 // names the thing and the place").
 
 #include <toml++/toml.h>

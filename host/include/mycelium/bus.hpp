@@ -1,5 +1,5 @@
 #pragma once
-/// The in-process bus (DESIGN.md section 4): publish by type id, inline and queued
+/// The in-process bus (docs/architecture.md sections 3 and 6): publish by type id, inline and queued
 /// subscribers, bounded queues with a policy per subscription, per-type counters. Dense
 /// streams go in runs: publish_batch() hands many messages over in one pass, and
 /// subscribe_batch() subscribers receive each run in one call.

@@ -1,5 +1,5 @@
 #pragma once
-/// The TLV frame codec of the wire protocol (DESIGN.md section 6):
+/// The TLV frame codec of the wire protocol (docs/wire-protocol.md):
 ///
 ///     frame = u16 LE type id | u32 LE payload length | payload
 ///

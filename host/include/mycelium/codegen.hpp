@@ -1,6 +1,6 @@
 #pragma once
 /// Code generation from the schema registry: a C++ header and a Python module that lay
-/// messages out byte for byte as the registry does (DESIGN.md section 3).
+/// messages out byte for byte as the registry does (docs/contracts.md).
 /// Thread safety: pure functions of their arguments.
 
 #include <string>

@@ -1,6 +1,6 @@
 #pragma once
 /// FixedStr<N> and FixedVec<T, N>: the bounded string and vector of contracts.yaml, laid
-/// out exactly as on the wire (DESIGN.md section 3): a u16 length, 6 zero bytes, then N
+/// out exactly as on the wire (docs/contracts.md): a u16 length, 6 zero bytes, then N
 /// elements, zero-padded. U256: Mycelium's 256-bit integer as it stores it. Generated
 /// message structs are built from these.
 /// Thread safety: plain values; distinct objects safe, shared objects unsafe.

@@ -1,5 +1,5 @@
 #pragma once
-/// Links: the host's Unix and TCP stream server (DESIGN.md sections 6 and 7, issue 4).
+/// Links: the host's Unix and TCP stream server (docs/wire-protocol.md, docs/architecture.md).
 ///
 /// A LinkServer listens on any number of endpoints (`unix:PATH`, `tcp:HOST:PORT`) and
 /// attaches every accepted connection to a Bus:
@@ -20,7 +20,7 @@
 /// - Each connection has a bounded send queue; a reader that falls behind is
 ///   disconnected as a slow consumer (or loses its oldest frames, if so configured).
 ///   Queued frames leave in one large write whenever the socket is busy.
-/// - Peers (node-to-node links, DESIGN.md section 7): a connection that says HELLO
+/// - Peers (node-to-node links, docs/topology.md): a connection that says HELLO
 ///   role=peer, or one the server dials itself (connect_peer()), is symmetric: each side
 ///   sends SUBSCRIBE/UNSUBSCRIBE for its own bus's interest (Bus::watch_interest) and
 ///   forwards only what the other side declared, never a frame that itself came from a

@@ -1,6 +1,6 @@
 #pragma once
 /// Control frames of the link protocol: type ids 1-999 of the TLV stream, used by this
-/// project's clients and peers after the Mycelium digest handshake (DESIGN.md section 6;
+/// project's clients and peers after the Mycelium digest handshake (docs/wire-protocol.md;
 /// every byte is documented with hex examples in docs/wire-protocol.md, "Control frames").
 ///
 /// These functions build and parse control-frame *payloads*; codec::append_frame() adds

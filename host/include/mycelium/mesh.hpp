@@ -1,5 +1,5 @@
 #pragma once
-/// The mesh: one node of a topology, linked to every other node (DESIGN.md section 7,
+/// The mesh: one node of a topology, linked to every other node (docs/topology.md,
 /// docs/topology.md "How nodes link", docs/wire-protocol.md "Node-to-node links").
 ///
 /// A Mesh is what `mycelium-host --topology FILE --node NAME` runs besides its scripts:

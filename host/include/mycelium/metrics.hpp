@@ -1,5 +1,5 @@
 #pragma once
-/// Prometheus metrics (DESIGN.md section 8, docs/metrics.md): an HTTP `/metrics` endpoint
+/// Prometheus metrics (docs/metrics.md): an HTTP `/metrics` endpoint
 /// and the collectors that turn the host's own counters into metric families.
 ///
 /// The hot paths never touch Prometheus: the bus, the links and the Python dispatcher

@@ -1,5 +1,5 @@
 #pragma once
-/// The schema registry: message layouts parsed from contracts.yaml (DESIGN.md section 3).
+/// The schema registry: message layouts parsed from contracts.yaml (docs/contracts.md).
 /// One parser serves every language: the C++ codec, the embedded Python classes and the
 /// code generator all read this registry.
 ///

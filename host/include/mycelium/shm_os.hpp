@@ -1,5 +1,5 @@
 #pragma once
-/// OS plumbing of the shared-memory links (DESIGN.md section 7, issue 5): file
+/// OS plumbing of the shared-memory links (docs/wire-protocol.md, "Shared-memory setup"): file
 /// descriptors, sealed memfds, shared mappings, eventfd doorbells and SCM_RIGHTS
 /// fd passing over a Unix socket. Linux only. No GIL needed anywhere.
 ///

@@ -1,5 +1,5 @@
 #pragma once
-/// Shared-memory ring (DESIGN.md section 7, issue 5): one direction of a shared-memory
+/// Shared-memory ring (docs/wire-protocol.md, "Shared-memory rings"): one direction of a shared-memory
 /// link. A single producer and a single consumer, usually in two processes, share one
 /// region: a 256-byte header, then a data area of `capacity` bytes (a power of two) that
 /// carries the wire protocol's TLV frames (u16 LE type id, u32 LE payload length,

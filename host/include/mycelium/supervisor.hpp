@@ -1,5 +1,5 @@
 #pragma once
-/// Supervised worker processes (DESIGN.md section 8, issue 7 point 3, docs/workers.md).
+/// Supervised worker processes (docs/workers.md).
 ///
 /// A Supervisor runs Python scripts as child processes of the node and keeps them running:
 ///

@@ -1,6 +1,7 @@
-// LinkClient: blocking POSIX sockets with poll() timeouts. Deliberately not Asio: a tool
-// or a test wants one connection and plain blocking calls, and the header stays free of
-// Asio (STYLE.md section 1).
+// LinkClient: blocking POSIX sockets with poll() timeouts, deliberately not Asio's
+// asynchronous ones: a tool or a test wants one connection and plain blocking calls. The
+// endpoint's transport makes the connected socket (Transport::connect); the public header
+// stays free of Asio.
 
 #include "mycelium/link_client.hpp"
 

@@ -1,6 +1,6 @@
 // The outbound side of a peer link. Rules that govern this file:
 // - Every handler runs on the dialer's strand and has its own try/catch: a failure ends
-//   the current dial and schedules the next one, never the io thread (STYLE.md section 4).
+//   the current dial and schedules the next one, never the io thread.
 // - operation_aborted with stopped_ set is shutdown; with timed_out_ set it is our own
 //   connect timeout.
 // - Redials back off exponentially with jitter, so that a restarted node is not hit by

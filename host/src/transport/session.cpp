@@ -1,6 +1,6 @@
 // One link connection. Rules that govern this file:
 // - Every Asio handler runs on the session's strand and has its own try/catch: a failure
-//   ends this session only (STYLE.md section 4). operation_aborted means shutdown.
+//   ends this session only. operation_aborted means shutdown.
 // - Bytes from the socket are untrusted: the handshake and every frame header are
 //   checked before anything is allocated or published (codec::FrameDecoder does frames).
 // - Bus callbacks run on publishing threads and must stay short: they copy the frame into

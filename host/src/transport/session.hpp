@@ -1,6 +1,6 @@
 #pragma once
 // Internal to host/src/transport: the state a LinkServer shares with its connections,
-// and one connection (Session). Asio stays inside this folder (STYLE.md section 1).
+// and one connection (Session). Asio stays inside this folder: public headers never include it.
 
 #include <asio/executor_work_guard.hpp>
 #include <asio/generic/stream_protocol.hpp>

@@ -1,4 +1,4 @@
-// Bus::watch_interest: what a node declares to its peers (DESIGN.md section 7).
+// Bus::watch_interest: what a node declares to its peers (docs/topology.md, "Running a node").
 
 #include <doctest/doctest.h>
 

@@ -1,6 +1,6 @@
 #pragma once
 /// The topology model: which nodes exist, which services each one hosts, where each one
-/// listens, and how a frame travels between two of them (DESIGN.md section 7).
+/// listens, and how a frame travels between two of them (docs/topology.md).
 ///
 /// `load_file` / `load_string` parse a `topology.toml` (Mycelium's shape plus this
 /// project's sections, docs/topology.md) into a plain `Spec` and validate all of it;
@@ -147,7 +147,7 @@ struct QueueConfig {
     std::size_t link_capacity = 65536;  ///< frames per node-to-node (or client) send queue
 };
 
-/// `[nodes.shm]`: shared-memory rings to same-host peers (DESIGN.md section 7).
+/// `[nodes.shm]`: shared-memory rings to same-host peers (docs/topology.md).
 struct ShmConfig {
     bool enabled = false;                  ///< used only when both sides enable it
     std::size_t ring_bytes = 1u << 20;     ///< per direction; a power of two, >= 4096
@@ -186,7 +186,7 @@ enum class RestartPolicy : std::uint8_t {
 };
 
 /// `[[nodes.workers]]`: a Python script the node runs and supervises as a child process
-/// (DESIGN.md section 8).
+/// (docs/workers.md).
 struct Worker {
     std::string name;                  ///< unique within its node; names its logger
     std::filesystem::path script;      ///< relative paths resolved against the topology folder
