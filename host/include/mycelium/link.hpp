@@ -42,6 +42,7 @@
 
 #include "mycelium/bus.hpp"
 #include "mycelium/endpoint.hpp"
+#include "mycelium/link_counters.hpp"
 #include "mycelium/link_protocol.hpp"
 #include "mycelium/metrics_report.hpp"
 #include "mycelium/schema.hpp"
@@ -224,68 +225,12 @@ struct ClientDrops {
 /// Counters of a LinkServer, summed over its lifetime (`active` is current).
 /// Thread safety: a value type; distinct objects safe, shared objects unsafe.
 struct LinkStats {
-    /// Connections accepted (including those refused for max_connections).
-    std::uint64_t accepted = 0;
     /// Connections open now.
     std::uint64_t active = 0;
-    /// Connections refused because max_connections were open.
-    std::uint64_t rejected_max_connections = 0;
-    /// Handshakes that completed.
-    std::uint64_t handshakes_ok = 0;
-    /// Handshakes whose digest length was not 32.
-    std::uint64_t bad_digest_length = 0;
-    /// Handshakes whose digest differed from the registry's.
-    std::uint64_t digest_mismatch = 0;
-    /// Handshakes not complete within handshake_timeout.
-    std::uint64_t handshake_timeout = 0;
-    /// Connections that ended inside the handshake or inside a frame.
-    std::uint64_t truncated = 0;
-    /// Frames whose header declared a payload above the limit.
-    std::uint64_t oversize = 0;
-    /// Frames of an unknown application type or an unserved control type, dropped (the
-    /// connection stays), and type id 0 (the connection closes).
-    std::uint64_t unknown_type = 0;
-    /// Application frames whose payload size did not match their type, dropped.
-    std::uint64_t size_mismatch = 0;
-    /// Malformed or misplaced control frames (including an ERROR frame from the client).
-    std::uint64_t protocol_errors = 0;
-    /// Connections closed as slow consumers (Disconnect, or Block after its wait).
-    std::uint64_t slow_consumers = 0;
-    /// Times a connection's reading was paused because a queue its frames go to (the
-    /// scripts' queue) was full: flow control, the frames wait in the client's socket.
-    std::uint64_t flow_pauses = 0;
-    /// Frames evicted from send queues under SlowConsumerPolicy::DropOldest.
-    std::uint64_t dropped_frames = 0;
-    /// Padded-type frames legacy clients sent packed, converted to the C layout.
-    std::uint64_t legacy_packed_in = 0;
-    /// Padded-type frames sent packed to legacy clients (LegacyLayout::Packed).
-    std::uint64_t legacy_packed_out = 0;
-    /// Legacy connections switched from Packed to C by a padded type sent at its C size.
-    std::uint64_t legacy_layout_switches = 0;
-    /// Frames published on this node's bus that were not sent because their payload size
-    /// does not match their type: the far side would close the link over them.
-    std::uint64_t unsendable = 0;
-    /// Frames received after the handshake (application and control).
-    std::uint64_t frames_received = 0;
-    /// Frames written to sockets.
-    std::uint64_t frames_sent = 0;
-    /// Bytes read (handshakes included).
-    std::uint64_t bytes_received = 0;
-    /// Bytes written.
-    std::uint64_t bytes_sent = 0;
-    /// Socket writes issued: frames_sent / writes shows how well writes coalesce.
-    std::uint64_t writes = 0;
-    /// Connections that moved to shared-memory rings (SHM_READY received).
-    std::uint64_t shm_links = 0;
-    /// SHM_REQUESTs answered with SHM_REFUSE (disabled, not a Unix socket, no memory, ...),
-    /// and SHM_OFFERs the client refused.
-    std::uint64_t shm_refused = 0;
-    /// Connections closed because a ring broke its rules (ERROR shm_corrupt).
-    std::uint64_t shm_corrupt = 0;
-    /// Frames read from client->host rings (also counted in frames_received).
-    std::uint64_t shm_frames_received = 0;
-    /// Frames written to host->client rings (also counted in frames_sent).
-    std::uint64_t shm_frames_sent = 0;
+    // Each lifetime counter of mycelium/link_counters.hpp, where each is documented.
+#define MYCELIUM_LINK_STATS_FIELD(field, family, label, doc) std::uint64_t field = 0;
+    MYCELIUM_LINK_COUNTERS(MYCELIUM_LINK_STATS_FIELD)
+#undef MYCELIUM_LINK_STATS_FIELD
 };
 
 /// How a LinkServer dials and redials one peer (connect_peer()).

@@ -1,6 +1,6 @@
 #pragma once
 /// Logging: spdlog loggers, one per component (and per worker), sharing one stderr sink
-/// that writes either text or JSON lines (docs/metrics.md, on logs).
+/// that writes either text or JSON lines (docs/deployment.md, `MYCELIUM_LOG_FORMAT`).
 /// Thread safety: configure() once at start-up before other threads log; get() and the
 /// loggers from any thread.
 

@@ -5,6 +5,41 @@
 
 namespace mycelium::metrics {
 
+namespace {
+
+enum class FamilyId {
+#define MYCELIUM_FAMILY_ID(family, name, label_name, help) family,
+    MYCELIUM_LINK_COUNTER_FAMILIES(MYCELIUM_FAMILY_ID)
+#undef MYCELIUM_FAMILY_ID
+};
+
+struct CounterFamily {
+    FamilyId id;
+    const char* name;
+    const char* label_name;
+    const char* help;
+};
+
+constexpr CounterFamily FAMILIES[] = {
+#define MYCELIUM_FAMILY_INFO(family, name, label_name, help) {FamilyId::family, name, label_name, help},
+    MYCELIUM_LINK_COUNTER_FAMILIES(MYCELIUM_FAMILY_INFO)
+#undef MYCELIUM_FAMILY_INFO
+};
+
+struct Counter {
+    FamilyId family;
+    const char* label;
+    std::uint64_t link::LinkStats::*field;
+};
+
+constexpr Counter COUNTERS[] = {
+#define MYCELIUM_COUNTER_INFO(field, family, label, doc) {FamilyId::family, label, &link::LinkStats::field},
+    MYCELIUM_LINK_COUNTERS(MYCELIUM_COUNTER_INFO)
+#undef MYCELIUM_COUNTER_INFO
+};
+
+}  // namespace
+
 std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> listeners) {
     return from_function([listeners = std::move(listeners)] {
         using prometheus::MetricType;
@@ -12,22 +47,6 @@ std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> li
         // Each family once, with one sample per listener: two blocks of one name would
         // make the page invalid.
         std::vector<prometheus::MetricFamily> out;
-        auto counter = [&](const char* name, const char* help, auto field) {
-            auto f = family(name, help, MetricType::Counter);
-            for (const auto& [server, listener] : listeners) add_sample(f, n(field(server->stats())), {{"listener", listener}});
-            out.push_back(std::move(f));
-        };
-        auto by_reason = [&](const char* name, const char* help,
-                             std::initializer_list<std::pair<const char*, std::uint64_t link::LinkStats::*>> reasons) {
-            auto f = family(name, help, MetricType::Counter);
-            for (const auto& [server, listener] : listeners) {
-                const link::LinkStats s = server->stats();
-                for (const auto& [reason, field] : reasons) add_sample(f, n(s.*field), {{"listener", listener}, {"reason", reason}});
-            }
-            out.push_back(std::move(f));
-        };
-        using S = link::LinkStats;
-        counter("mycelium_link_accepted_total", "Connections accepted", [](const S& s) { return s.accepted; });
         auto active = family("mycelium_link_connections", "Connections open now", MetricType::Gauge);
         for (const auto& [server, listener] : listeners) add_sample(active, n(server->stats().active), {{"listener", listener}});
         out.push_back(std::move(active));
@@ -35,18 +54,6 @@ std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> li
                              "Frames waiting in the connections' send queues now", MetricType::Gauge);
         for (const auto& [server, listener] : listeners) add_sample(queued, n(server->queued_frames()), {{"listener", listener}});
         out.push_back(std::move(queued));
-        counter("mycelium_link_handshakes_total", "Handshakes completed", [](const S& s) { return s.handshakes_ok; });
-        by_reason("mycelium_link_handshake_failures_total", "Connections closed during the digest handshake, by reason",
-                  {{"bad_digest_length", &S::bad_digest_length},
-                   {"digest_mismatch", &S::digest_mismatch},
-                   {"handshake_timeout", &S::handshake_timeout}});
-        by_reason("mycelium_link_decode_errors_total",
-                  "Bad frames, by reason: oversize and protocol_error close the connection, unknown_type and "
-                  "size_mismatch drop the frame",
-                  {{"oversize", &S::oversize},
-                   {"unknown_type", &S::unknown_type},
-                   {"size_mismatch", &S::size_mismatch},
-                   {"protocol_error", &S::protocol_errors}});
         {
             auto f = family("mycelium_link_client_bad_frames_total",
                             "Frames an open connection sent that were dropped as bad input, by client and reason",
@@ -73,50 +80,21 @@ std::shared_ptr<prometheus::Collectable> link_collector(std::vector<Listener> li
                         add_sample(f, n(drops.slow_consumer), {{"listener", listener}, {"client", drops.client}});
             out.push_back(std::move(f));
         }
-        by_reason("mycelium_link_disconnects_total",
-                  "Connections the host closed, by reason (besides bad frames and handshakes)",
-                  {{"slow_consumer", &S::slow_consumers},
-                   {"max_connections", &S::rejected_max_connections},
-                   {"truncated", &S::truncated}});
-        counter("mycelium_link_flow_pauses_total",
-                "Times a connection's reading was paused until a full queue its frames go to had room",
-                [](const S& s) { return s.flow_pauses; });
-        {
-            auto f = family("mycelium_link_legacy_packed_frames_total",
-                            "Padded-type frames converted between Mycelium's packed encoding and the C layout "
-                            "for legacy clients: in (received packed), out (sent packed)",
-                            MetricType::Counter);
-            for (const auto& [server, listener] : listeners) {
-                const link::LinkStats s = server->stats();
-                add_sample(f, n(s.legacy_packed_in), {{"listener", listener}, {"direction", "in"}});
-                add_sample(f, n(s.legacy_packed_out), {{"listener", listener}, {"direction", "out"}});
+        // The lifetime counters, family by family, as mycelium/link_counters.hpp lists them.
+        std::vector<link::LinkStats> stats;
+        for (const auto& [server, listener] : listeners) stats.push_back(server->stats());
+        for (const CounterFamily& info : FAMILIES) {
+            auto f = family(info.name, info.help, MetricType::Counter);
+            for (std::size_t i = 0; i < listeners.size(); ++i) {
+                for (const Counter& c : COUNTERS) {
+                    if (c.family != info.id) continue;
+                    std::vector<std::pair<std::string, std::string>> labels{{"listener", listeners[i].second}};
+                    if (*info.label_name != '\0') labels.emplace_back(info.label_name, c.label);
+                    add_sample(f, n(stats[i].*c.field), labels);
+                }
             }
             out.push_back(std::move(f));
         }
-        counter("mycelium_link_legacy_layout_switches_total",
-                "Legacy connections switched to the C layout by a padded type sent at its C size",
-                [](const S& s) { return s.legacy_layout_switches; });
-        counter("mycelium_link_dropped_frames_total", "Frames evicted from send queues (drop_oldest)",
-                [](const S& s) { return s.dropped_frames; });
-        counter("mycelium_link_unsendable_frames_total",
-                "Local frames not sent because their size does not match their type",
-                [](const S& s) { return s.unsendable; });
-        counter("mycelium_link_frames_received_total", "Frames received", [](const S& s) { return s.frames_received; });
-        counter("mycelium_link_frames_sent_total", "Frames sent", [](const S& s) { return s.frames_sent; });
-        counter("mycelium_link_received_bytes_total", "Bytes received", [](const S& s) { return s.bytes_received; });
-        counter("mycelium_link_sent_bytes_total", "Bytes sent", [](const S& s) { return s.bytes_sent; });
-        counter("mycelium_link_writes_total", "Socket writes (frames_sent / writes shows coalescing)",
-                [](const S& s) { return s.writes; });
-        counter("mycelium_link_shm_links_total", "Connections that moved to shared-memory rings",
-                [](const S& s) { return s.shm_links; });
-        counter("mycelium_link_shm_refused_total", "Shared-memory requests refused (the link stays on the socket)",
-                [](const S& s) { return s.shm_refused; });
-        counter("mycelium_link_shm_corrupt_total", "Connections closed over a corrupt shared-memory ring",
-                [](const S& s) { return s.shm_corrupt; });
-        counter("mycelium_link_shm_frames_received_total", "Frames read from shared-memory rings",
-                [](const S& s) { return s.shm_frames_received; });
-        counter("mycelium_link_shm_frames_sent_total", "Frames written to shared-memory rings",
-                [](const S& s) { return s.shm_frames_sent; });
 
         auto up = family("mycelium_peer_up", "1 when the link to the peer node is up", MetricType::Gauge);
         auto connects = family("mycelium_peer_connects_total", "Links established to the peer node", MetricType::Counter);

@@ -242,40 +242,12 @@ void LinkServer::set_client_observer(ClientObserver observer) {
 
 LinkStats LinkServer::stats() const noexcept {
     const auto& c = state_->counters;
-    const auto get = [](const std::atomic<std::uint64_t>& v) { return v.load(std::memory_order_relaxed); };
     LinkStats out;
-    out.accepted = get(c.accepted);
-    {
-        std::lock_guard lock(state_->mutex);
-        out.active = state_->active;
-    }
-    out.rejected_max_connections = get(c.rejected_max_connections);
-    out.handshakes_ok = get(c.handshakes_ok);
-    out.bad_digest_length = get(c.bad_digest_length);
-    out.digest_mismatch = get(c.digest_mismatch);
-    out.handshake_timeout = get(c.handshake_timeout);
-    out.truncated = get(c.truncated);
-    out.oversize = get(c.oversize);
-    out.unknown_type = get(c.unknown_type);
-    out.size_mismatch = get(c.size_mismatch);
-    out.protocol_errors = get(c.protocol_errors);
-    out.slow_consumers = get(c.slow_consumers);
-    out.flow_pauses = get(c.flow_pauses);
-    out.dropped_frames = get(c.dropped_frames);
-    out.legacy_packed_in = get(c.legacy_packed_in);
-    out.legacy_packed_out = get(c.legacy_packed_out);
-    out.legacy_layout_switches = get(c.legacy_layout_switches);
-    out.unsendable = get(c.unsendable);
-    out.frames_received = get(c.frames_received);
-    out.frames_sent = get(c.frames_sent);
-    out.bytes_received = get(c.bytes_received);
-    out.bytes_sent = get(c.bytes_sent);
-    out.writes = get(c.writes);
-    out.shm_links = get(c.shm_links);
-    out.shm_refused = get(c.shm_refused);
-    out.shm_corrupt = get(c.shm_corrupt);
-    out.shm_frames_received = get(c.shm_frames_received);
-    out.shm_frames_sent = get(c.shm_frames_sent);
+#define MYCELIUM_LINK_COUNTER_COPY(field, family, label, doc) out.field = c.field.load(std::memory_order_relaxed);
+    MYCELIUM_LINK_COUNTERS(MYCELIUM_LINK_COUNTER_COPY)
+#undef MYCELIUM_LINK_COUNTER_COPY
+    std::lock_guard lock(state_->mutex);
+    out.active = state_->active;
     return out;
 }
 

@@ -70,12 +70,9 @@ struct Outbound {
 
 /// Lifetime counters behind LinkStats; relaxed atomics (they are statistics).
 struct Counters {
-    std::atomic<std::uint64_t> accepted{0}, rejected_max_connections{0}, handshakes_ok{0},
-        bad_digest_length{0}, digest_mismatch{0}, handshake_timeout{0}, truncated{0}, oversize{0},
-        unknown_type{0}, size_mismatch{0}, protocol_errors{0}, slow_consumers{0}, dropped_frames{0}, unsendable{0},
-        frames_received{0}, frames_sent{0}, bytes_received{0}, bytes_sent{0}, writes{0}, shm_links{0},
-        shm_refused{0}, shm_corrupt{0}, shm_frames_received{0}, shm_frames_sent{0}, flow_pauses{0},
-        legacy_packed_in{0}, legacy_packed_out{0}, legacy_layout_switches{0};
+#define MYCELIUM_LINK_COUNTER_ATOMIC(field, family, label, doc) std::atomic<std::uint64_t> field{0};
+    MYCELIUM_LINK_COUNTERS(MYCELIUM_LINK_COUNTER_ATOMIC)
+#undef MYCELIUM_LINK_COUNTER_ATOMIC
 
     static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
         c.fetch_add(n, std::memory_order_relaxed);
