@@ -512,16 +512,13 @@ private:
 
     LegacyLayout legacy_layout_of(const toml::node& value) const {
         const std::string text = string_of("legacy_layout", value);
-        if (text == "packed") return LegacyLayout::Packed;
-        if (text == "c") return LegacyLayout::C;
+        if (const auto layout = parse_legacy_layout(text)) return *layout;
         fail("bad legacy_layout " + in_quotes(text) + ", expected 'packed' or 'c'", value.source());
     }
 
     SlowConsumer slow_consumer_of(std::string_view key, const toml::node& value) const {
         const std::string text = string_of(key, value);
-        if (text == "drop_oldest") return SlowConsumer::DropOldest;
-        if (text == "disconnect") return SlowConsumer::Disconnect;
-        if (text == "block") return SlowConsumer::Block;
+        if (const auto policy = parse_slow_consumer(text)) return *policy;
         if (text == "fail") {
             warn_fail_policy("[nodes.slow_consumer] " + std::string(key), value);
             return SlowConsumer::Disconnect;

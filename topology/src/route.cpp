@@ -119,6 +119,21 @@ std::string_view to_string(SlowConsumer policy) noexcept {
     return "?";
 }
 
+std::optional<SlowConsumer> parse_slow_consumer(std::string_view text) noexcept {
+    for (const SlowConsumer p : {SlowConsumer::DropOldest, SlowConsumer::Disconnect, SlowConsumer::Block}) {
+        if (text == to_string(p)) return p;
+    }
+    return std::nullopt;
+}
+
+std::string_view to_string(LegacyLayout layout) noexcept { return layout == LegacyLayout::Packed ? "packed" : "c"; }
+
+std::optional<LegacyLayout> parse_legacy_layout(std::string_view text) noexcept {
+    if (text == "packed") return LegacyLayout::Packed;
+    if (text == "c") return LegacyLayout::C;
+    return std::nullopt;
+}
+
 std::string_view to_string(RestartPolicy policy) noexcept {
     switch (policy) {
         case RestartPolicy::Always:

@@ -46,6 +46,7 @@
 #include "mycelium/link_protocol.hpp"
 #include "mycelium/metrics_report.hpp"
 #include "mycelium/schema.hpp"
+#include "mycelium/topology/policies.hpp"
 
 namespace mycelium::link {
 
@@ -107,27 +108,14 @@ private:
 // ---------------------------------------------------------------------------------------
 
 /// What a full per-connection send queue (or shared-memory ring) does with one more
-/// frame: the slow-consumer policy (docs/wire-protocol.md, "Slow consumers").
-enum class SlowConsumerPolicy : std::uint8_t {
-    /// Discard the queue, write ERROR slow_consumer if the socket takes it within
-    /// SLOW_CONSUMER_LINGER, close; logged and counted (as NATS treats slow consumers).
-    Disconnect,
-    /// Keep the connection: evict the oldest queued frames to make room, counting each as
-    /// dropped for that client. On a shared-memory ring, which never takes back a frame
-    /// it has shown, the new frame is dropped and counted instead.
-    DropOldest,
-    /// Backpressure: pause the producers feeding the consumer for at most
-    /// ServerOptions::slow_consumer_wait, then Disconnect. A publisher on its own thread
-    /// (a script, a C++ feed) waits for room; frames relayed from another connection are
-    /// held by that connection, which stops reading its socket meanwhile (flow control),
-    /// so no io thread ever waits.
-    Block,
-};
-
-/// "drop_oldest", "disconnect" or "block".
-std::string_view to_string(SlowConsumerPolicy policy) noexcept;
+/// frame: the slow-consumer policy. One type with the topology's `[nodes.slow_consumer]`
+/// (mycelium/topology/policies.hpp, where each policy is described).
+using SlowConsumerPolicy = topology::SlowConsumer;
+using topology::to_string;
 /// The policy named `text` ("drop_oldest", "disconnect", "block"); nullopt for others.
-std::optional<SlowConsumerPolicy> parse_slow_consumer_policy(std::string_view text) noexcept;
+inline std::optional<SlowConsumerPolicy> parse_slow_consumer_policy(std::string_view text) noexcept {
+    return topology::parse_slow_consumer(text);
+}
 
 /// The slow-consumer policy for each kind of connection a server serves.
 /// Thread safety: a value type; distinct objects safe, shared objects unsafe.
@@ -144,20 +132,9 @@ struct SlowConsumerPolicies {
 };
 
 /// How a legacy client (handshake only, no HELLO) gets the types whose C layout has
-/// padding (docs/wire-protocol.md "Legacy clients and padded types"). Whatever the
-/// setting, the host accepts a padded type from a legacy client at either size.
-enum class LegacyLayout : std::uint8_t {
-    /// Fields packed with no padding, as Mycelium's Python SDK encodes and decodes them.
-    /// A legacy client that sends a padded type at its C size is switched to C.
-    Packed,
-    /// The C layout, as every other connection gets it (Mycelium's Rust SDK).
-    C,
-};
-
-/// "packed" or "c".
-std::string_view to_string(LegacyLayout layout) noexcept;
-/// The layout named `text` ("packed", "c"); nullopt for others.
-std::optional<LegacyLayout> parse_legacy_layout(std::string_view text) noexcept;
+/// padding: one type with the topology's `legacy_layout` (mycelium/topology/policies.hpp).
+using LegacyLayout = topology::LegacyLayout;
+using topology::parse_legacy_layout;
 
 /// How long a slow consumer being disconnected may take to accept its ERROR frame.
 inline constexpr std::chrono::milliseconds SLOW_CONSUMER_LINGER{100};

@@ -27,19 +27,14 @@
 #include <vector>
 
 #include "mycelium/result.hpp"
+#include "mycelium/topology/policies.hpp"
 #include "mycelium/wire_limits.hpp"
 
 namespace mycelium {
 
-/// What a bounded queue does when it is full; chosen per subscription.
-enum class QueuePolicy : std::uint8_t {
-    /// Default: nothing is lost; the publisher spins briefly, then parks until there is room.
-    Block,
-    /// Latest-value feeds: the oldest queued message is evicted (and counted as dropped).
-    DropOldest,
-    /// The new message is refused and counted; publish returns PublishError::QueueFull.
-    Fail,
-};
+/// What a bounded queue does when it is full; chosen per subscription. One type with the
+/// topology's `[nodes.queues] policy` (mycelium/topology/policies.hpp).
+using QueuePolicy = topology::QueuePolicy;
 
 /// Why Mailbox::push did not enqueue a message.
 enum class MailboxError : std::uint8_t {

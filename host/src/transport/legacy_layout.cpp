@@ -8,20 +8,6 @@
 
 #include "session.hpp"
 
-namespace mycelium::link {
-
-std::string_view to_string(LegacyLayout layout) noexcept {
-    return layout == LegacyLayout::Packed ? "packed" : "c";
-}
-
-std::optional<LegacyLayout> parse_legacy_layout(std::string_view text) noexcept {
-    for (const auto layout : {LegacyLayout::Packed, LegacyLayout::C})
-        if (text == to_string(layout)) return layout;
-    return std::nullopt;
-}
-
-}  // namespace mycelium::link
-
 namespace mycelium::link::detail {
 
 void Session::on_legacy_frame(std::uint16_t type_id, std::span<const std::byte> payload) {

@@ -45,15 +45,6 @@ bool dials(const topology::Spec& spec, std::string_view a, std::string_view b) {
     return dialer == na.name;
 }
 
-link::SlowConsumerPolicy link_policy(topology::SlowConsumer policy) noexcept {
-    switch (policy) {
-        case topology::SlowConsumer::DropOldest: return link::SlowConsumerPolicy::DropOldest;
-        case topology::SlowConsumer::Block: return link::SlowConsumerPolicy::Block;
-        case topology::SlowConsumer::Disconnect: break;
-    }
-    return link::SlowConsumerPolicy::Disconnect;
-}
-
 link::Endpoint dial_endpoint(const topology::Spec& spec, std::string_view from, std::string_view to) {
     const topology::Route route = topology::route_between(spec, from, to);
     link::Endpoint ep;
@@ -87,12 +78,11 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
     so.max_connections = spec.limits.max_connections;
     so.socket_mode = self->socket_mode;
     so.send_queue_frames = self->queues.link_capacity;
-    so.slow_consumer = {.legacy = link_policy(self->slow_consumer.legacy),
-                        .client = link_policy(self->slow_consumer.client),
-                        .peer = link_policy(self->slow_consumer.peer)};
+    so.slow_consumer = {.legacy = self->slow_consumer.legacy,
+                        .client = self->slow_consumer.client,
+                        .peer = self->slow_consumer.peer};
     so.slow_consumer_wait = self->slow_consumer.wait;
-    so.legacy_layout =
-        self->legacy_layout == topology::LegacyLayout::Packed ? link::LegacyLayout::Packed : link::LegacyLayout::C;
+    so.legacy_layout = self->legacy_layout;
     // Shared memory is offered to same-host clients and peers when this node enables it.
     so.shm_enabled = self->shm.enabled;
     so.shm_ring_bytes = self->shm.ring_bytes;

@@ -13,28 +13,6 @@
 
 #include "mycelium/log.hpp"
 
-namespace mycelium::link {
-
-std::string_view to_string(SlowConsumerPolicy policy) noexcept {
-    switch (policy) {
-        case SlowConsumerPolicy::Disconnect:
-            return "disconnect";
-        case SlowConsumerPolicy::DropOldest:
-            return "drop_oldest";
-        case SlowConsumerPolicy::Block:
-            return "block";
-    }
-    return "?";
-}
-
-std::optional<SlowConsumerPolicy> parse_slow_consumer_policy(std::string_view text) noexcept {
-    for (const auto policy : {SlowConsumerPolicy::DropOldest, SlowConsumerPolicy::Disconnect, SlowConsumerPolicy::Block})
-        if (text == to_string(policy)) return policy;
-    return std::nullopt;
-}
-
-}  // namespace mycelium::link
-
 namespace mycelium::link::detail {
 
 namespace {

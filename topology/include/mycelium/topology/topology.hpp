@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "mycelium/topology/policies.hpp"
 #include "mycelium/wire_limits.hpp"
 
 namespace mycelium::topology {
@@ -131,13 +132,6 @@ struct Endpoint {
     SocketAddress address;       ///< Tcp: `addr` parsed
 };
 
-/// What a full bounded queue does with one more frame.
-enum class QueuePolicy : std::uint8_t {
-    Block,       ///< the publisher waits for room (backpressure)
-    DropOldest,  ///< the oldest queued frame is dropped and counted
-    Fail,        ///< the publish fails with a "queue full" error
-};
-
 /// `[nodes.queues]`: bounds of a node's subscriber queues and of its per-link send queues.
 struct QueueConfig {
     std::size_t capacity = 1024;       ///< frames per subscriber queue
@@ -156,13 +150,6 @@ struct ShmConfig {
     std::chrono::milliseconds wait{1'000};
 };
 
-/// What a connection that falls behind (its send queue or ring is full) gets.
-enum class SlowConsumer : std::uint8_t {
-    DropOldest,  ///< stays connected; the oldest frames for it are dropped and counted
-    Disconnect,  ///< ERROR slow_consumer, then closed
-    Block,       ///< its producers are paused for at most `wait_ms`, then Disconnect
-};
-
 /// `[nodes.slow_consumer]`: the slow-consumer policy per kind of connection (docs/topology.md).
 struct SlowConsumerConfig {
     SlowConsumer legacy = SlowConsumer::DropOldest;  ///< handshake only, no HELLO (Mycelium's SDK)
@@ -170,12 +157,6 @@ struct SlowConsumerConfig {
     SlowConsumer peer = SlowConsumer::Disconnect;    ///< other nodes
     /// `wait_ms`: how long `block` pauses producers (`[nodes.shm] wait_ms` when absent).
     std::chrono::milliseconds wait{1'000};
-};
-
-/// `legacy_layout`: how the node's legacy clients (no HELLO) get types with C padding.
-enum class LegacyLayout : std::uint8_t {
-    Packed,  ///< fields packed with no padding, as Mycelium's Python SDK reads them
-    C,       ///< the C layout
 };
 
 /// When the supervisor restarts a worker process.
@@ -313,10 +294,6 @@ Route route_between(const Spec& spec, std::string_view from, std::string_view to
 
 /// `"unix"` / `"tcp"`.
 std::string_view to_string(EndpointKind kind) noexcept;
-/// `"block"` / `"drop_oldest"` / `"fail"`.
-std::string_view to_string(QueuePolicy policy) noexcept;
-/// "drop_oldest", "disconnect" or "block".
-std::string_view to_string(SlowConsumer policy) noexcept;
 /// `"always"` / `"on-failure"` / `"never"`.
 std::string_view to_string(RestartPolicy policy) noexcept;
 /// `"in_process"` / `"shm"` / `"unix"` / `"tcp"`.
