@@ -70,6 +70,10 @@ inline constexpr std::size_t SHM_OFFER_FDS = 4;
 inline constexpr std::uint8_t PROTOCOL_VERSION = 1;
 /// Longest client name in a HELLO, in bytes.
 inline constexpr std::size_t MAX_NAME_BYTES = 255;
+/// The schema digest a connection opens with: its length (u16 LE) says 32.
+inline constexpr std::size_t DIGEST_SIZE = 32;
+/// The whole opening handshake: the length and the digest.
+inline constexpr std::size_t HANDSHAKE_SIZE = 2 + DIGEST_SIZE;
 /// Longest reason a host puts into an ERROR frame, in bytes (longer ones are cut at a
 /// UTF-8 character boundary).
 inline constexpr std::size_t MAX_REASON_BYTES = 1024;
@@ -212,6 +216,9 @@ std::vector<std::byte> encode_error(ErrorCode code, std::string_view reason);
 /// HELLO payload. Throws std::invalid_argument for an empty name, a name longer than
 /// control::MAX_NAME_BYTES or one with control characters.
 std::vector<std::byte> encode_hello(const Hello& hello);
+/// The opening handshake (Mycelium's): `u16 LE length, digest` (docs/wire-protocol.md,
+/// "Handshake"). Any length is encoded as given; a host accepts only DIGEST_SIZE.
+std::vector<std::byte> encode_handshake(std::span<const std::uint8_t> digest);
 /// SUBSCRIBE / UNSUBSCRIBE payload: the ids as consecutive u16 LE. May throw std::bad_alloc.
 std::vector<std::byte> encode_type_list(std::span<const std::uint16_t> type_ids);
 /// PING / PONG payload: the nonce as u64 LE.

@@ -101,14 +101,11 @@ LinkClient LinkClient::open(const Endpoint& endpoint, std::chrono::milliseconds 
 LinkClient LinkClient::connect(const Endpoint& endpoint, std::span<const std::uint8_t> digest,
                                std::chrono::milliseconds timeout) {
     LinkClient client = open(endpoint, timeout);
-    std::vector<std::byte> handshake(2 + digest.size());
-    codec::detail::store_le16(handshake.data(), static_cast<std::uint16_t>(digest.size()));
-    std::memcpy(handshake.data() + 2, digest.data(), digest.size());
-    if (!client.send_raw(handshake)) {
+    if (!client.send_raw(encode_handshake(digest))) {
         throw std::system_error(ECONNRESET, std::generic_category(), "cannot send the handshake to " + to_string(endpoint));
     }
-    if (digest.size() == 32) {
-        std::array<std::uint8_t, 32> d{};
+    if (digest.size() == control::DIGEST_SIZE) {
+        std::array<std::uint8_t, control::DIGEST_SIZE> d{};
         std::memcpy(d.data(), digest.data(), d.size());
         client.digest_ = d;
     }

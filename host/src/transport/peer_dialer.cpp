@@ -24,12 +24,8 @@ namespace mycelium::link::detail {
 
 namespace {
 
-constexpr std::size_t DIGEST_SIZE = 32;
-
 std::vector<std::byte> handshake_and_hello(const schema::Registry& registry, const std::string& self_name) {
-    std::vector<std::byte> out(2 + DIGEST_SIZE);
-    codec::detail::store_le16(out.data(), static_cast<std::uint16_t>(DIGEST_SIZE));
-    std::memcpy(out.data() + 2, registry.digest().data(), DIGEST_SIZE);
+    std::vector<std::byte> out = encode_handshake(registry.digest());
     const auto hello = encode_hello(Hello{control::PROTOCOL_VERSION, Role::Peer, self_name});
     if (!codec::append_frame(out, control::HELLO, hello)) throw std::invalid_argument("cannot encode HELLO");
     return out;
@@ -164,7 +160,7 @@ void PeerDialer::on_hello_written(std::uint64_t attempt, const asio::error_code&
         };
         auto session = std::make_shared<Session>(state_, std::move(*pipe_),
                                                  fmt::format("peer '{}' at {}", record_->name, where_), id,
-                                                 std::move(outbound));
+                                                 transport_.passes_descriptors, std::move(outbound));
         pipe_.reset();
         up_since_ = std::chrono::steady_clock::now();
         const std::uint64_t before = record_->connects.load(std::memory_order_relaxed);

@@ -3,6 +3,7 @@
 
 #include "mycelium/link_protocol.hpp"
 
+#include <cstring>
 #include <stdexcept>
 
 #include "mycelium/codec.hpp"
@@ -74,6 +75,13 @@ std::vector<std::byte> encode_error(ErrorCode code, std::string_view reason) {
     std::vector<std::byte> out(2 + text.size());
     store_le16(out.data(), static_cast<std::uint16_t>(code));
     for (std::size_t i = 0; i < text.size(); ++i) out[2 + i] = static_cast<std::byte>(text[i]);
+    return out;
+}
+
+std::vector<std::byte> encode_handshake(std::span<const std::uint8_t> digest) {
+    std::vector<std::byte> out(2 + digest.size());
+    store_le16(out.data(), static_cast<std::uint16_t>(digest.size()));
+    std::memcpy(out.data() + 2, digest.data(), digest.size());
     return out;
 }
 

@@ -69,7 +69,9 @@ Endpoint LinkServer::listen(const Endpoint& endpoint) {
     }
     const detail::Transport& transport = detail::transport_of(endpoint);
     detail::ListenContext context{s.io, *s.log, s.options.socket_mode,
-                                  [&s](detail::Pipe pipe, std::string peer) { s.accept(std::move(pipe), std::move(peer)); }};
+                                  [&s, fds = transport.passes_descriptors](detail::Pipe pipe, std::string peer) {
+                                      s.accept(std::move(pipe), std::move(peer), fds);
+                                  }};
     Endpoint bound = endpoint;
     std::unique_ptr<detail::Listener> listener = transport.listen(context, bound);
     s.log->info("listening on {}", to_string(bound));

@@ -35,8 +35,6 @@ namespace mycelium::link::detail {
 namespace {
 
 constexpr std::size_t READ_BUFFER_SIZE = 64u * 1024u;
-constexpr std::size_t HANDSHAKE_SIZE = 34;
-constexpr std::size_t DIGEST_SIZE = 32;
 // A write buffer above this is released after the write instead of kept for reuse, so
 // one burst does not pin megabytes for the connection's lifetime.
 constexpr std::size_t RETAINED_WRITE_CAPACITY = 1u << 20;
@@ -69,11 +67,6 @@ constexpr std::size_t CORK_SESSIONS = 8;
 
 thread_local bool t_link_io_thread = false;
 
-bool is_unix_socket(int fd) noexcept {
-    sockaddr_storage addr{};
-    socklen_t length = sizeof addr;
-    return ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &length) == 0 && addr.ss_family == AF_UNIX;
-}
 
 // Appends one frame, header and payload, to a send buffer.
 void append_encoded(std::vector<std::byte>& out, std::uint16_t type_id, std::span<const std::byte> payload) {
@@ -193,11 +186,11 @@ ServerState::ServerState(Bus& b, const schema::Registry& r, ServerOptions o)
         std::max(options.send_queue_bytes, codec::frame_size(options.max_payload));
 }
 
-void ServerState::accept(Pipe pipe, std::string peer) noexcept {
+void ServerState::accept(Pipe pipe, std::string peer, bool passes_descriptors) noexcept {
     try {
         Counters::add(counters.accepted);
         const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed);
-        auto session = std::make_shared<Session>(*this, std::move(pipe), peer, id);
+        auto session = std::make_shared<Session>(*this, std::move(pipe), peer, id, passes_descriptors);
         asio::post(session->socket_executor(), [session] { session->start(); });
     } catch (const std::exception& e) {
         log->error("cannot take a connection from {}: {}", peer, e.what());
@@ -251,7 +244,7 @@ void ServerState::notify_client(const std::string& name, bool connected) noexcep
 // Session: lifetime
 // ---------------------------------------------------------------------------------------
 
-Session::Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id,
+Session::Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id, bool passes_descriptors,
                  std::optional<Outbound> outbound)
     : state_(state),
       socket_(std::move(socket)),
@@ -260,13 +253,14 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       handshake_timer_(socket_.get_executor()),
       linger_timer_(socket_.get_executor()),
       resume_timer_(socket_.get_executor()),
+      handshake_(state.registry.digest()),
       // Only the payload limit breaks the stream; types and sizes are checked per frame
       // (acceptable()), so that one bad frame costs that frame, not the connection.
       decoder_(codec::DecoderOptions{state.options.max_payload, std::nullopt}),
       read_buf_(READ_BUFFER_SIZE),
       client_label_(peer_),
       outbound_(std::move(outbound)),
-      is_unix_(is_unix_socket(socket_.native_handle())),
+      passes_descriptors_(passes_descriptors),
       unknown_type_log_(state.options.log_interval),
       size_mismatch_log_(state.options.log_interval),
       // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
@@ -305,7 +299,7 @@ void Session::start() {
                 self->fail(ErrorCode::HandshakeTimeout,
                            fmt::format("no handshake within {} ms ({} of {} bytes received)",
                                        self->state_.options.handshake_timeout.count(),
-                                       self->handshake_have_, HANDSHAKE_SIZE));
+                                       self->handshake_.received(), control::HANDSHAKE_SIZE));
             } catch (const std::exception& e) {
                 self->state_.log->error("{}: handshake timer: {}", self->peer_, e.what());
                 self->finish();
@@ -342,7 +336,7 @@ void Session::start_outbound() {
         }
         role_.store(Role::Peer, std::memory_order_relaxed);
         become_peer();
-        if (outbound_->request_shm && is_unix_) {
+        if (outbound_->request_shm && passes_descriptors_) {
             shm_state_ = ShmState::Requested;
             enqueue(control::SHM_REQUEST,
                     encode_shm_request(ShmRequest{control::SHM_VERSION, 0, outbound_->shm_capacity}));
@@ -490,7 +484,7 @@ void Session::on_end_of_stream() {
     if (phase_ == Phase::Handshake) {
         Counters::add(state_.counters.truncated);
         state_.log->warn("{}: connection closed inside the handshake ({} of {} bytes received)", peer_,
-                         handshake_have_, HANDSHAKE_SIZE);
+                         handshake_.received(), control::HANDSHAKE_SIZE);
     } else if (auto done = decoder_.finish(); !done) {
         Counters::add(state_.counters.truncated);
         state_.log->warn("{}: connection closed inside a frame: {}", peer_, codec::to_string(*decoder_.failure()));
@@ -506,34 +500,27 @@ bool Session::starts_with_hello(std::span<const std::byte> bytes) {
 }
 
 std::span<const std::byte> Session::consume_handshake(std::span<const std::byte> bytes) {
-    while (!bytes.empty() && phase_ == Phase::Handshake) {
-        const std::size_t want = (handshake_have_ < 2 ? 2 : HANDSHAKE_SIZE) - handshake_have_;
-        const std::size_t take = std::min(want, bytes.size());
-        std::memcpy(handshake_.data() + handshake_have_, bytes.data(), take);
-        handshake_have_ += take;
-        bytes = bytes.subspan(take);
-        if (handshake_have_ == 2) {
-            const std::uint16_t length = codec::detail::load_le16(handshake_.data());
-            if (length != DIGEST_SIZE) {
-                Counters::add(state_.counters.bad_digest_length);
-                fail(ErrorCode::BadDigestLength, fmt::format("digest length {}, expected {}", length, DIGEST_SIZE));
-                return {};
+    bytes = handshake_.feed(bytes);
+    switch (handshake_.state()) {
+        case HandshakeReader::State::Reading:
+            break;
+        case HandshakeReader::State::BadLength:
+            Counters::add(state_.counters.bad_digest_length);
+            fail(ErrorCode::BadDigestLength,
+                 fmt::format("digest length {}, expected {}", handshake_.length(), control::DIGEST_SIZE));
+            break;
+        case HandshakeReader::State::Mismatch:
+            Counters::add(state_.counters.digest_mismatch);
+            fail(ErrorCode::DigestMismatch, fmt::format("schema digest {} does not match the host's {}",
+                                                        schema::to_hex(handshake_.digest()), state_.registry.digest_hex()));
+            break;
+        case HandshakeReader::State::Done:
+            if (phase_ == Phase::Handshake) {
+                handshake_timer_.cancel();
+                phase_ = Phase::Undecided;
+                Counters::add(state_.counters.handshakes_ok);
             }
-        } else if (handshake_have_ == HANDSHAKE_SIZE) {
-            const auto& expected = state_.registry.digest();
-            if (std::memcmp(handshake_.data() + 2, expected.data(), DIGEST_SIZE) != 0) {
-                Counters::add(state_.counters.digest_mismatch);
-                std::array<std::uint8_t, DIGEST_SIZE> got{};
-                std::memcpy(got.data(), handshake_.data() + 2, DIGEST_SIZE);
-                fail(ErrorCode::DigestMismatch,
-                     fmt::format("schema digest {} does not match the host's {}", schema::to_hex(got),
-                                 state_.registry.digest_hex()));
-                return {};
-            }
-            handshake_timer_.cancel();
-            phase_ = Phase::Undecided;
-            Counters::add(state_.counters.handshakes_ok);
-        }
+            break;
     }
     return bytes;
 }
@@ -1386,7 +1373,7 @@ void Session::on_shm_request(std::span<const std::byte> payload) {
                           fmt::format("shared-memory version {}, this host speaks {}", request->version,
                                       control::SHM_VERSION));
     if (!state_.options.shm_enabled) return refuse_shm(ShmRefusal::Disabled, "shared memory is disabled on this node");
-    if (!is_unix_) return refuse_shm(ShmRefusal::NotLocal, "shared memory needs a Unix socket");
+    if (!passes_descriptors_) return refuse_shm(ShmRefusal::NotLocal, "shared memory needs a local socket that passes descriptors");
     const std::size_t capacity = shm_capacity(request->capacity);
     auto link = std::make_unique<ShmLink>();
     try {

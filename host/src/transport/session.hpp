@@ -26,6 +26,7 @@
 
 #include <spdlog/logger.h>
 
+#include "handshake.hpp"
 #include "held_frames.hpp"
 #include "transport.hpp"
 #include "mycelium/log_limiter.hpp"
@@ -124,7 +125,7 @@ struct ServerState {
 
     /// Takes a connection a listener accepted: counts it and starts its Session. An io
     /// thread; never throws (a failure is logged and the connection closed).
-    void accept(Pipe pipe, std::string peer) noexcept;
+    void accept(Pipe pipe, std::string peer, bool passes_descriptors) noexcept;
     /// Registers a session; false (and not registered) once stopped. `counted` is false
     /// when max_connections are open: the session is then only told so and closed.
     bool admit(const std::shared_ptr<Session>& session, std::uint64_t id, bool& counted);
@@ -213,8 +214,9 @@ public:
     /// (~LinkServer, before it waits for the other threads' holds).
     static void release_thread_batch_holds(ServerState& state) noexcept;
 
-    /// An accepted connection (`outbound` empty) or one the server dialed to a peer.
-    Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id,
+    /// An accepted connection (`outbound` empty) or one the server dialed to a peer, over
+    /// a transport whose pipes do or do not pass descriptors (Transport::passes_descriptors).
+    Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id, bool passes_descriptors,
             std::optional<Outbound> outbound = std::nullopt);
     ~Session();
     Session(const Session&) = delete;
@@ -402,8 +404,7 @@ private:
 
     // Strand-only state.
     Phase phase_ = Phase::Handshake;
-    std::array<std::byte, 34> handshake_{};
-    std::size_t handshake_have_ = 0;
+    HandshakeReader handshake_;
     codec::FrameDecoder decoder_;
     std::vector<std::byte> read_buf_;
     std::map<std::uint16_t, Subscription> subs_;
@@ -423,7 +424,7 @@ private:
     std::optional<Outbound> outbound_;       // set for sessions the server dialed
     std::shared_ptr<PeerRecord> peer_record_;  // set once the link is a peer link
     InterestWatch interest_;                 // a peer link: declares this node's interest
-    bool is_unix_ = false;                   // descriptors can be passed (shared memory)
+    const bool passes_descriptors_;          // the transport's: shared memory can be set up
     ShmState shm_state_ = ShmState::None;
     std::unique_ptr<ShmLink> shm_;           // set from SHM_OFFER on
     // drain_shm() looks for frames until then before it parks (strand only).
