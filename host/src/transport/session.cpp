@@ -27,6 +27,7 @@
 
 #include <fmt/format.h>
 
+#include "forwarding.hpp"
 #include "mycelium/log.hpp"
 #include "mycelium/shm_os.hpp"
 
@@ -878,35 +879,22 @@ void Session::subscribe_type(std::uint16_t type_id) {
 
 void Session::on_bus_messages(std::span<const MessageView> run) {
     if (run.empty()) return;  // the bus never hands over an empty run
-    // Never echo a client's own frames; a frame crosses at most one node-to-node link: a
-    // peer never relays to a peer.
-    const Origin origin = current_origin();
-    const bool skip_from_origin = origin.link_id == id_ || (origin.role == Role::Peer &&
-                                                            role_.load(std::memory_order_relaxed) == Role::Peer);
-    // The bus does not check sizes; the far side does and would close the whole link
-    // over one bad frame. A local publisher's mistake costs only its own frame. A run is
-    // of one type: one look-up.
+    // A run is of one type: one look-up.
     const std::uint16_t type_id = run.front().type_id;
     const schema::MessageSchema* message = state_.registry.find(type_id);
     // A legacy client reading with Mycelium's Python gets a padded type packed.
     const schema::PackedLayout* packed =
         send_packed_.load(std::memory_order_relaxed) ? state_.packed_layouts.find(type_id) : nullptr;
-    const auto send = [&](std::span<const MessageView> piece) {
-        if (packed == nullptr) [[likely]] return enqueue_run(piece);
-        enqueue_packed_run(piece, *packed);
-    };
-    // Sends the run in pieces between the frames it must not send.
-    std::size_t from = 0;
-    for (std::size_t i = 0; i < run.size(); ++i) {
-        const MessageView& view = run[i];
-        const bool echo = skip_from_origin && origin.describes(view);
-        const bool sendable = message != nullptr && message->size == view.payload.size();
-        if (!echo && sendable) [[likely]] continue;
-        if (i > from) send(run.subspan(from, i - from));
-        from = i + 1;
-        if (!echo) warn_unsendable(view, message);
-    }
-    if (from < run.size()) send(run.subspan(from));
+    forward_run(
+        run, current_origin(), {id_, role_.load(std::memory_order_relaxed)},
+        message != nullptr ? std::optional<std::size_t>(message->size) : std::nullopt,
+        [&](std::span<const MessageView> piece) {
+            if (packed == nullptr) [[likely]] return enqueue_run(piece);
+            enqueue_packed_run(piece, *packed);
+        },
+        [&](const MessageView& view, Skipped why) {
+            if (why == Skipped::Unsendable) warn_unsendable(view, message);
+        });
 }
 
 void Session::warn_unsendable(const MessageView& view, const schema::MessageSchema* message) {
