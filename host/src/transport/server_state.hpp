@@ -1,0 +1,128 @@
+#pragma once
+// Internal to host/src/transport: what a LinkServer shares with its connections and its
+// dialers: the bus and the contracts, the options, the lifetime counters, the registry of
+// sessions and peers, the io threads and the listeners.
+
+#include <asio/executor_work_guard.hpp>
+#include <asio/io_context.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "mycelium/bus.hpp"
+#include "mycelium/link.hpp"
+#include "mycelium/link_counters.hpp"
+#include "mycelium/packed_layout.hpp"
+#include "mycelium/schema.hpp"
+#include "transport.hpp"
+
+namespace mycelium::link::detail {
+
+class Session;
+class PeerDialer;
+
+/// One peer node's link record, shared by the dialer (if any) and by whichever session
+/// currently carries the link. Counters are relaxed atomics; `mutex` guards the rest.
+struct PeerRecord {
+    PeerRecord(std::string n, bool d) : name(std::move(n)), dialed(d) {}
+
+    const std::string name;
+    const bool dialed;
+    std::atomic<bool> connected{false};
+    std::atomic<std::uint64_t> connects{0}, connect_failures{0}, frames_in{0}, frames_out{0}, bytes_in{0},
+        bytes_out{0};
+
+    std::mutex mutex;
+    std::string endpoint;
+    std::weak_ptr<Session> current;  // the session carrying the link now
+};
+
+/// Lifetime counters behind LinkStats; relaxed atomics (they are statistics).
+struct Counters {
+#define MYCELIUM_LINK_COUNTER_ATOMIC(field, family, label, doc) std::atomic<std::uint64_t> field{0};
+    MYCELIUM_LINK_COUNTERS(MYCELIUM_LINK_COUNTER_ATOMIC)
+#undef MYCELIUM_LINK_COUNTER_ATOMIC
+
+    static void add(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) noexcept {
+        c.fetch_add(n, std::memory_order_relaxed);
+    }
+    /// Adds one and returns the value before.
+    static std::uint64_t bump(std::atomic<std::uint64_t>& c) noexcept {
+        return c.fetch_add(1, std::memory_order_relaxed);
+    }
+};
+
+/// What LinkServer shares with its sessions. Sessions refer to it by reference: stop()
+/// finishes every session before the state can go away.
+/// Member order matters: `listeners` and then `io` are destroyed first, so that handlers
+/// (and the sessions they own) die while everything else is still alive.
+struct ServerState {
+    ServerState(Bus& b, const schema::Registry& r, ServerOptions o);
+
+    Bus& bus;
+    const schema::Registry& registry;
+    const schema::PackedLayouts packed_layouts;  // the registry's padded types
+    ServerOptions options;
+    std::shared_ptr<spdlog::logger> log;
+    std::shared_ptr<spdlog::logger> mesh_log;  // peer links' state changes
+    Counters counters;
+    std::atomic<std::uint64_t> next_id{1};
+
+    std::mutex mutex;  // guards the members down to `stopped`
+    std::condition_variable sessions_changed;
+    std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions;
+    std::uint64_t active = 0;
+    std::vector<Endpoint> endpoints;
+    bool stopped = false;
+    std::map<std::string, std::shared_ptr<PeerRecord>> peers;  // by peer name
+
+    // Sessions of this server referenced by a cork on some thread (a PublishBatch, or a
+    // read batch on an io thread). ~LinkServer waits for 0 before the io_context goes.
+    std::atomic<std::uint64_t> batch_holds{0};
+    // Sessions whose ring reader is in its spin (not parked): with more than one, each
+    // spins in shorter slices (session.cpp, SHM_SHARED_SPIN_SLICE).
+    std::atomic<std::uint32_t> ring_spinners{0};
+
+    std::vector<std::thread> threads;
+    asio::io_context io;
+    std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+    std::vector<std::unique_ptr<Listener>> listeners;
+    // Destroyed before `io` (their timers and sockets belong to it), after every io
+    // thread has been joined; handlers capture them by raw pointer.
+    std::vector<std::shared_ptr<PeerDialer>> dialers;
+
+    /// Takes a connection a listener accepted: counts it and starts its Session. An io
+    /// thread; never throws (a failure is logged and the connection closed).
+    void accept(Pipe pipe, std::string peer, bool passes_descriptors) noexcept;
+    /// Registers a session; false (and not registered) once stopped. `counted` is false
+    /// when max_connections are open: the session is then only told so and closed.
+    bool admit(const std::shared_ptr<Session>& session, std::uint64_t id, bool& counted);
+    /// Registers a session the server dialed (not counted against max_connections);
+    /// false once stopped.
+    bool admit_outbound(const std::shared_ptr<Session>& session, std::uint64_t id);
+    /// Forgets a session (from Session::finish).
+    void release(std::uint64_t id, bool counted) noexcept;
+    /// The record of peer `name`, created (as accepted, `dialed` false) if new.
+    std::shared_ptr<PeerRecord> peer_record(const std::string& name, bool dialed);
+
+    // LinkServer::set_client_observer(). Its own mutex, held while the observer runs, so
+    // that replacing the observer waits for a call in progress.
+    std::mutex client_observer_mutex;
+    LinkServer::ClientObserver client_observer;
+    /// Tells the observer, if any, that client `name` connected or disconnected.
+    void notify_client(const std::string& name, bool connected) noexcept;
+};
+
+}  // namespace mycelium::link::detail
