@@ -95,8 +95,6 @@ public:
 
     const schema::Registry& registry() const noexcept { return *registry_; }
     const RuntimeOptions& options() const noexcept { return options_; }
-    const MessageTypes& message_types() const noexcept { return *types_; }
-    py::module_ messages_module() const { return messages_; }
 
     // ------------------------------------------------------------ from the host
 

@@ -52,6 +52,8 @@ void print_summary(const Host& host, const demo::MarketFeed* feed, const demo::S
         text += fmt::format("  feed ticks published      {:>12}  ({:.0f}/s; bus delivered {}, dropped {})\n",
                             feed->published(), static_cast<double>(feed->published()) / seconds, ticks.delivered,
                             ticks.dropped);
+        // A tick the bus refused (a Fail queue was full, or it was shutting down) was not published.
+        if (feed->refused() != 0) text += fmt::format("  feed ticks refused        {:>12}\n", feed->refused());
     }
     text += fmt::format("  python callbacks          {:>12}  (errors {}, decode errors {})\n", stats.python_delivered,
                         stats.python_errors, stats.decode_errors);

@@ -139,9 +139,6 @@ public:
     /// Names that are no worker's are ignored. Never blocks on I/O.
     void client_connected(std::string_view name, bool connected) noexcept;
 
-    /// The workers' configurations, in the order given to the constructor.
-    const std::vector<topology::Worker>& workers() const noexcept;
-
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;

@@ -797,6 +797,5 @@ void Supervisor::client_connected(std::string_view name, bool connected) noexcep
     if (pid != 0) s.log->info("worker '{}' (pid {}) is ready: connected as '{}'", slot.spec.name, pid, name);
 }
 
-const std::vector<topology::Worker>& Supervisor::workers() const noexcept { return impl_->specs; }
 
 }  // namespace mycelium::supervisor
