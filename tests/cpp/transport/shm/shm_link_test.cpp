@@ -26,6 +26,7 @@
 #include "mycelium/schema.hpp"
 #include "mycelium/shm_ring.hpp"
 #include "test_support.hpp"
+#include "transport/link_conformance.hpp"
 
 using namespace mycelium;
 using namespace mycelium::link;
@@ -49,6 +50,8 @@ struct TempDir : test_support::TempDir {
 
 using test_support::counter;
 using test_support::counter_id;
+using link_conformance::expect_counter;
+using link_conformance::expect_error_then_close;
 
 bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds timeout = 5s) {
     return test_support::wait_until(done, timeout, 1ms);
@@ -83,29 +86,6 @@ LinkClient client(const Endpoint& ep, const std::string& name, bool shm = true) 
     }
     REQUIRE(c.sync());
     return c;
-}
-
-void expect_counter(LinkClient& c, std::uint32_t id) {
-    auto f = c.receive_message(5s);
-    REQUIRE_MESSAGE(f, "no frame: error " << static_cast<int>(f.error()));
-    CHECK(f->type_id == COUNTER);
-    CHECK(counter_id(*f) == id);
-}
-
-void expect_error_then_close(LinkClient& c, ErrorCode code) {
-    for (;;) {
-        auto f = c.receive(5s);
-        REQUIRE_MESSAGE(f, "no ERROR frame: receive error " << static_cast<int>(f.error()));
-        if (f->type_id >= schema::MIN_APP_TYPE_ID) continue;
-        REQUIRE(f->type_id == control::ERROR);
-        const auto e = decode_error(f->payload);
-        REQUIRE(e);
-        CHECK_MESSAGE(e->code == code, "got " << to_string(e->code) << ": " << e->reason);
-        break;
-    }
-    auto end = c.receive(5s);
-    REQUIRE_FALSE(end);
-    CHECK(end.error() == ReceiveError::Closed);
 }
 
 /// A client on shared memory subscribed to `types` only.
