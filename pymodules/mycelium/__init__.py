@@ -28,7 +28,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
-from . import codec, metrics
+from . import codec, endpoint, metrics
 from .message_bus import MessageBus
 from .publisher import Publisher
 from .runtime import (

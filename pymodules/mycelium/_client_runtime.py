@@ -47,7 +47,7 @@ from ._classes import digest_of, name_of, type_id_of
 from .errors import ClosedError, MyceliumError
 from .publisher import Publisher
 from .topology import Topology
-from .transport import transport_for_endpoint
+from .endpoint import transport_for_endpoint
 
 log = logging.getLogger("mycelium")
 
@@ -470,14 +470,12 @@ class Runtime:
         self._check_open("publish")
         transport = self._transport_for(cls)
         type_id = type_id_of(cls)
-        write = transport._write
-        deliver = transport._deliver
+        write = transport.frame_writer()
+        deliver_locally = transport.deliver_locally
 
         def write_and_loop_back(header, payload):
             write(header, payload)
-            entries = transport._routes.get(type_id)
-            if entries is not None:
-                deliver(entries, payload)
+            deliver_locally(type_id, payload)
 
         publisher = Publisher._writing_to(cls, write_and_loop_back)
         self._publishers[cls] = publisher

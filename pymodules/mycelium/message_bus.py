@@ -1,7 +1,7 @@
 """MessageBus: Mycelium's topology-aware entry point."""
 
 from .topology import Topology
-from .transport import transport_for_endpoint
+from .endpoint import transport_for_endpoint
 
 
 class MessageBus:

@@ -41,7 +41,8 @@ import time
 from . import _ring, _wire
 from .errors import ShmError, TransportError
 from .subscriber import NOTHING
-from .transport import UnixTransport, _Lost, _shutdown_socket
+from ._connection import ConnectionLost, shutdown_socket
+from .transport import UnixTransport
 
 log = logging.getLogger("mycelium")
 
@@ -156,7 +157,7 @@ class SharedMemoryTransport(UnixTransport):
         self._consume_lock = threading.Lock()
         self._consumer = None  # the ring host->client once SHM_SWITCH came
         self._reader_parked = False  # the reader thread waits on its doorbell
-        self._spinners = 0  # threads in _receive_spinning
+        self._spinners = 0  # threads in receive_spinning
         self._poll_failure = None  # why a receiving thread ended the connection
         self.shm_status = "not connected yet"
 
@@ -309,13 +310,13 @@ class SharedMemoryTransport(UnixTransport):
     def _writing_failed(self, error):
         """The host broke the ring's rules: ends this connection (the reader reconnects) and
         raises TransportError to the writer."""
-        self._end_connection(_Lost(f"closing: {error}"))
+        self._end_connection(ConnectionLost(f"closing: {error}"))
         raise TransportError(f"{self.describe()}: {error}") from None
 
     def _shutdown_current(self):
         sock = self._sock
         if sock is not None:
-            _shutdown_socket(sock)
+            shutdown_socket(sock)
 
     def _switch_output(self, sock, rings):
         """Writes what is queued and SHM_READY on the socket, then sends through the ring."""
@@ -360,13 +361,13 @@ class SharedMemoryTransport(UnixTransport):
                     log.warning("%s: descriptors passed by the host were truncated", self.describe())
                 if not data:
                     inside = f" inside a frame ({len(buf)} bytes)" if buf else ""
-                    raise _Lost(f"the host closed the connection{inside}")
+                    raise ConnectionLost(f"the host closed the connection{inside}")
                 buf += data
                 at = 0
                 while len(buf) - at >= 6:
                     type_id, length = _wire.HEADER.unpack_from(buf, at)
                     if length > self._max_payload:
-                        raise _Lost(f"the host sent a frame of {length} bytes (type {type_id}), above the "
+                        raise ConnectionLost(f"the host sent a frame of {length} bytes (type {type_id}), above the "
                                     f"limit of {self._max_payload}: closing the connection")
                     stop = at + 6 + length
                     if stop > len(buf):
@@ -384,9 +385,9 @@ class SharedMemoryTransport(UnixTransport):
                         stay_on_socket = True
                     elif type_id == _wire.SHM_SWITCH:
                         if self._producer is None:
-                            raise _Lost("the host sent SHM_SWITCH before this side's SHM_READY")
+                            raise ConnectionLost("the host sent SHM_SWITCH before this side's SHM_READY")
                         if at != len(buf):
-                            raise _Lost("the host wrote on the socket after SHM_SWITCH")
+                            raise ConnectionLost("the host wrote on the socket after SHM_SWITCH")
                         self.shm_status = f"active ({self._rings.describe()})"
                         return None
                     else:
@@ -504,7 +505,7 @@ class SharedMemoryTransport(UnixTransport):
                     break
                 count += 1
                 dispatch(*frame)
-        except (_ring.RingError, _Lost) as e:
+        except (_ring.RingError, ConnectionLost) as e:
             self._reading_failed(e)
             return 0
         return count
@@ -534,13 +535,13 @@ class SharedMemoryTransport(UnixTransport):
                         self._decode_failed(cls, payload, e)
                         continue
                 self._dispatch(type_id, payload)
-        except (_ring.RingError, _Lost) as e:
+        except (_ring.RingError, ConnectionLost) as e:
             self._reading_failed(e)
         return NOTHING
 
     def _reading_failed(self, error):
-        """A broken ring (RingError) or the host's ERROR in it (_Lost) ends the connection."""
-        self._end_connection(error if isinstance(error, _Lost) else _Lost(f"closing: {error}"))
+        """A broken ring (RingError) or the host's ERROR in it (ConnectionLost) ends the connection."""
+        self._end_connection(error if isinstance(error, ConnectionLost) else ConnectionLost(f"closing: {error}"))
 
     def _end_connection(self, lost):
         """Ends the connection from any thread; the reader thread reports `lost`."""
@@ -548,7 +549,7 @@ class SharedMemoryTransport(UnixTransport):
             self._poll_failure = lost
         self._shutdown_current()
 
-    def _receive_spinning(self, sink, seconds):
+    def receive_spinning(self, sink, seconds):
         """Reads the ring from the calling thread (in `sink`'s recv()) until a message for
         `sink` comes or `seconds` pass: no hand-over from the reader thread, no wake-up.
         Returns that message when it could skip the queue (see _take()), else NOTHING: look
@@ -619,7 +620,7 @@ class SharedMemoryTransport(UnixTransport):
                 break  # the host closed its side: the socket's end follows
 
     def _read_socket_after_switch(self, sock, tail):
-        """Reads the socket after the switch: False at end of stream; raises _Lost for the
+        """Reads the socket after the switch: False at end of stream; raises ConnectionLost for the
         host's ERROR (its only frame there) or anything else."""
         try:
             data = sock.recv(1 << 16)
@@ -631,12 +632,12 @@ class SharedMemoryTransport(UnixTransport):
         while len(tail) >= 6:
             type_id, length = _wire.HEADER.unpack_from(tail, 0)
             if type_id != _wire.ERROR or length > 1 << 16:
-                raise _Lost(f"the host wrote a frame of type {type_id} on the socket after SHM_SWITCH")
+                raise ConnectionLost(f"the host wrote a frame of type {type_id} on the socket after SHM_SWITCH")
             if len(tail) < 6 + length:
                 break
             payload = bytes(tail[6:6 + length])
             del tail[:6 + length]
-            self._on_control(type_id, payload)  # raises _Lost with the host's reason
+            self._on_control(type_id, payload)  # raises ConnectionLost with the host's reason
         return True
 
 

@@ -7,7 +7,7 @@ from ._classes import name_of
 from .errors import ClosedError, Timeout
 
 _FAILED = object()  # queued after the last message when the transport fails or closes
-#: What a transport's _receive_spinning() returns when it has no message to hand over
+#: What a transport's receive_spinning() returns when it has no message to hand over
 #: directly (the caller takes from its queue): None could be a message.
 NOTHING = object()
 
@@ -58,8 +58,8 @@ class Subscriber:
         self.dropped = 0
         # A shared-memory transport lets recv() read the ring from the calling thread for a
         # while before it blocks: no hand-over from the reader thread, no wake-up.
-        self._receive_spinning = getattr(transport, "_receive_spinning", None)
-        self._recv_spin = getattr(transport, "recv_spin", 0.0)
+        self._receive_spinning = transport.receive_spinning if transport is not None else None
+        self._recv_spin = transport.recv_spin if transport is not None else 0.0
 
     @property
     def message_cls(self):

@@ -54,6 +54,7 @@ import threading
 import time
 
 from . import _wire
+from ._connection import ConnectionLost, shutdown_socket
 from ._classes import name_of, type_id_of
 from .errors import ClosedError, SchemaMismatch, TransportError
 from .publisher import Publisher
@@ -73,26 +74,31 @@ _DECODE_WARNINGS = 10  # decode errors logged at WARNING before thinning out to 
 _CLOSE_FLUSH_SECONDS = 2.0  # close() writes what is queued for at most this long
 
 
-def _shutdown_socket(sock):
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-
-
-class _Lost(Exception):
-    """Why the reader stopped reading one connection (internal)."""
-
-    def __init__(self, text, error=None):
-        super().__init__(text)
-        self.error = error  # a final error (SchemaMismatch), or None to reconnect
-
-
 class _SocketTransport:
     """The shared machinery of UnixTransport and TcpTransport.
 
     Thread safety: every public method may be called from any thread.
     """
+
+    # The SDK's own internal interface: what Runtime and Subscriber may use of a transport.
+    #: Seconds Subscriber.recv() reads the transport itself before it blocks (0: never).
+    recv_spin = 0.0
+    #: receive_spinning(subscriber, seconds) -> a message or subscriber.NOTHING: reads the
+    #: transport on the calling thread, for up to `seconds`, for a message for `subscriber`.
+    #: None here: the socket transports hand every message over from their reader thread.
+    receive_spinning = None
+
+    def frame_writer(self):
+        """The function that writes one encoded frame, `write(header, payload)`, to the host
+        (what the Runtime's publishers call once per publish)."""
+        return self._write
+
+    def deliver_locally(self, type_id, payload):
+        """Hands a frame this process published to its own subscriptions of `type_id`, as
+        the host hands it to every other subscriber (the Runtime's loop-back)."""
+        entries = self._routes.get(type_id)
+        if entries is not None:
+            self._deliver(entries, payload)
 
     def __init__(self, schema_digest, *, name=None, reconnect=True, buffer_while_disconnected=0,
                  flush_bytes=64 * 1024, connect_timeout=5.0, backoff_initial=0.1, backoff_max=5.0,
@@ -243,7 +249,7 @@ class _SocketTransport:
             if self._state is _CONNECTED and sock is not None:
                 # A host that stopped reading must not hang close(): past the deadline
                 # the socket is shut down, which fails the pending write.
-                watchdog = threading.Timer(_CLOSE_FLUSH_SECONDS, _shutdown_socket, (sock,))
+                watchdog = threading.Timer(_CLOSE_FLUSH_SECONDS, shutdown_socket, (sock,))
                 watchdog.daemon = True
                 try:
                     watchdog.start()
@@ -266,7 +272,7 @@ class _SocketTransport:
                 self._wake_pongs()
             self._release_kick()
             if sock is not None:
-                _shutdown_socket(sock)
+                shutdown_socket(sock)
             current = threading.current_thread()
             for thread in (self._reader, self._flusher):
                 if thread is not None and thread is not current:
@@ -497,21 +503,21 @@ class _SocketTransport:
             started = time.monotonic()
             try:
                 self._read_connection(sock)
-                lost = _Lost("the host closed the connection")
-            except _Lost as e:
+                lost = ConnectionLost("the host closed the connection")
+            except ConnectionLost as e:
                 lost = e
             except OSError as e:
-                lost = _Lost(f"connection error: {e}")
+                lost = ConnectionLost(f"connection error: {e}")
             except Exception as e:  # noqa: BLE001 - a bug here must not leave a dead transport
                 log.exception("%s: reader failed", self.describe())
-                lost = _Lost(f"reader error: {e}")
+                lost = ConnectionLost(f"reader error: {e}")
             if not self._connection_lost(sock, lost):
                 return
             try:
                 sock = self._reconnect(time.monotonic() - started)
             except Exception as e:  # noqa: BLE001 - a bug here must not leave a silent, dead transport
                 log.exception("%s: reconnecting failed", self.describe())
-                self._connection_lost(None, _Lost(f"reconnecting failed: {e}",
+                self._connection_lost(None, ConnectionLost(f"reconnecting failed: {e}",
                                                   TransportError(f"{self.describe()}: reconnecting failed: {e}")))
                 return
             if sock is None:
@@ -594,7 +600,7 @@ class _SocketTransport:
             return sock
 
     def _read_connection(self, sock, received=b""):
-        """Reads frames from `sock` until it ends: returns at end of stream, raises _Lost
+        """Reads frames from `sock` until it ends: returns at end of stream, raises ConnectionLost
         when the host sent ERROR or a frame that cannot be framed, OSError on errors.
         `received`: the start of a frame already read from `sock` (less than a frame)."""
         buf = bytearray(max(_READ_CHUNK, 2 * len(received)))
@@ -630,7 +636,7 @@ class _SocketTransport:
             while end - start >= 6:
                 type_id, length = header.unpack_from(buf, start)
                 if length > max_payload:
-                    raise _Lost(f"the host sent a frame of {length} bytes (type {type_id}), above the "
+                    raise ConnectionLost(f"the host sent a frame of {length} bytes (type {type_id}), above the "
                                 f"limit of {max_payload}: closing the connection")
                 stop = start + 6 + length
                 if stop > end:
@@ -707,11 +713,11 @@ class _SocketTransport:
             if code in (_wire.CODE_DIGEST_MISMATCH, _wire.CODE_BAD_DIGEST_LENGTH):
                 error = SchemaMismatch(f"{self.describe()}: the host refused the schema digest: {reason}")
                 error.code, error.reason = code, reason
-                raise _Lost(f"ERROR {name}: {reason}", error)
+                raise ConnectionLost(f"ERROR {name}: {reason}", error)
             if code == _wire.CODE_UNSUPPORTED_VERSION:
-                raise _Lost(f"ERROR {name}: {reason}", TransportError(
+                raise ConnectionLost(f"ERROR {name}: {reason}", TransportError(
                     f"{self.describe()}: the host refused HELLO: {reason}", code, reason))
-            raise _Lost(f"the host closed the connection: ERROR {name}: {reason}")
+            raise ConnectionLost(f"the host closed the connection: ERROR {name}: {reason}")
         else:
             log.debug("%s: ignored control frame type %d (%d bytes)", self.describe(), type_id, len(payload))
 
@@ -783,17 +789,4 @@ class TcpTransport(_SocketTransport):
         return sock
 
 
-def transport_for_endpoint(endpoint, schema_digest, **options):
-    """A UnixTransport, SharedMemoryTransport or TcpTransport for 'unix:PATH', 'shm:PATH' or
-    'tcp:HOST:PORT' (not connected)."""
-    kind, where = _wire.parse_endpoint(endpoint)
-    if kind == "unix":
-        return UnixTransport(where, schema_digest, **options)
-    if kind == "shm":
-        from .shm_transport import SharedMemoryTransport  # it builds on this module
-        return SharedMemoryTransport(where, schema_digest, **options)
-    host, port = where
-    return TcpTransport(host, port, schema_digest, **options)
-
-
-__all__ = ["TcpTransport", "TransportError", "UnixTransport", "transport_for_endpoint"]
+__all__ = ["TcpTransport", "TransportError", "UnixTransport"]

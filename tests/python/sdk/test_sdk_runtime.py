@@ -30,7 +30,7 @@ def msgs(sock_dir, messages):
 def probe_then_send(address, messages, digest, contents):
     """Drives an echo-style script: probes until it answers, then sends `contents` as
     alice's TextMessages and returns the CounterUpdates it got back."""
-    t = mycelium.transport.transport_for_endpoint(address, digest, name="driver")
+    t = mycelium.endpoint.transport_for_endpoint(address, digest, name="driver")
     sub = t.subscriber(messages.CounterUpdate)
     t.connect()
     pub = t.publisher(messages.TextMessage)

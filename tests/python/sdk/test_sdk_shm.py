@@ -129,7 +129,7 @@ def test_a_listen_host_offers_shared_memory_with_the_shm_flag(start_host, sock_d
 def test_ring_open_and_create_and_the_endpoint_forms(shm_node, messages, digest):
     _, path = shm_node()
     for transport in (mycelium.SharedMemoryTransport.create(str(path), digest, ring_bytes=8192),
-                      mycelium.transport.transport_for_endpoint(f"shm:{path}", digest),
+                      mycelium.endpoint.transport_for_endpoint(f"shm:{path}", digest),
                       mycelium.SharedMemoryTransport.open(f"unix:{path}", digest)):
         try:
             if not transport.connected:
