@@ -73,7 +73,7 @@ sys.path.insert(0, sys.argv[1])
 sys.path.insert(0, sys.argv[2])
 import mycelium
 from bench_messages import SCHEMA_DIGEST, BenchPing, BenchPong
-t = mycelium.transport.transport_for_endpoint(sys.argv[3], SCHEMA_DIGEST, name="pong")
+t = mycelium.endpoint.transport_for_endpoint(sys.argv[3], SCHEMA_DIGEST, name="pong")
 sub = t.subscriber(BenchPing)
 t.connect()
 pub = t.publisher(BenchPong)
@@ -257,7 +257,7 @@ def publish_throughput(m, kind, address, metrics_url, tmp, env, quick):
 
     n = 200_000 if quick else 1_000_000
     reps = 3 if quick else 7
-    t = mycelium.transport.transport_for_endpoint(address, m.SCHEMA_DIGEST, name="bench")
+    t = mycelium.endpoint.transport_for_endpoint(address, m.SCHEMA_DIGEST, name="bench")
     t.connect()
     pub = t.publisher(m.BenchPing)
     msg = m.BenchPing(seq=0, a=2, b=3, ts=4)
@@ -316,7 +316,7 @@ def round_trip(m, kind, address, tmp, env, quick, pong_cpu=1):
     batch = 200 if quick else 1000
     samples_wanted = 10 if quick else 40
     pong = spawn([sys.executable, "-c", PONG, str(REPO / "pymodules"), str(tmp), address], cpu=pong_cpu, env=env)
-    t = mycelium.transport.transport_for_endpoint(address, m.SCHEMA_DIGEST, name="ping")
+    t = mycelium.endpoint.transport_for_endpoint(address, m.SCHEMA_DIGEST, name="ping")
     sub = t.subscriber(m.BenchPong)
     t.connect()
     pub = t.publisher(m.BenchPing)
