@@ -368,7 +368,7 @@ class SharedMemoryTransport(UnixTransport):
                     type_id, length = _wire.HEADER.unpack_from(buf, at)
                     if length > self._max_payload:
                         raise ConnectionLost(f"the host sent a frame of {length} bytes (type {type_id}), above the "
-                                    f"limit of {self._max_payload}: closing the connection")
+                                             f"limit of {self._max_payload}: closing the connection")
                     stop = at + 6 + length
                     if stop > len(buf):
                         break

@@ -517,8 +517,8 @@ class _SocketTransport:
                 sock = self._reconnect(time.monotonic() - started)
             except Exception as e:  # noqa: BLE001 - a bug here must not leave a silent, dead transport
                 log.exception("%s: reconnecting failed", self.describe())
-                self._connection_lost(None, ConnectionLost(f"reconnecting failed: {e}",
-                                                  TransportError(f"{self.describe()}: reconnecting failed: {e}")))
+                final = TransportError(f"{self.describe()}: reconnecting failed: {e}")
+                self._connection_lost(None, ConnectionLost(f"reconnecting failed: {e}", final))
                 return
             if sock is None:
                 return
@@ -637,7 +637,7 @@ class _SocketTransport:
                 type_id, length = header.unpack_from(buf, start)
                 if length > max_payload:
                     raise ConnectionLost(f"the host sent a frame of {length} bytes (type {type_id}), above the "
-                                f"limit of {max_payload}: closing the connection")
+                                         f"limit of {max_payload}: closing the connection")
                 stop = start + 6 + length
                 if stop > end:
                     break
