@@ -110,6 +110,31 @@ def frame(type_id, payload=b""):
     return HEADER.pack(type_id, len(payload)) + payload
 
 
+class OversizeFrame(ValueError):
+    """A frame header declared a payload above the limit: the stream cannot be framed."""
+
+    def __init__(self, type_id, length, limit):
+        super().__init__(f"a frame of {length} bytes (type {type_id}), above the limit of {limit}")
+        self.type_id, self.length, self.limit = type_id, length, limit
+
+
+def split_frames(buf, start, end, max_payload=MAX_PAYLOAD):
+    """The one TLV splitter of the SDK: yields (type_id, payload_start, payload_stop) for each
+    whole frame of buf[start:end], in order, and stops before a partial one (the caller
+    keeps it: its start is the last payload_stop, or `start`). Raises OversizeFrame for a
+    header above `max_payload`, before its payload arrives."""
+    unpack = HEADER.unpack_from
+    while end - start >= HEADER_SIZE:
+        type_id, length = unpack(buf, start)
+        if length > max_payload:
+            raise OversizeFrame(type_id, length, max_payload)
+        stop = start + HEADER_SIZE + length
+        if stop > end:
+            return
+        yield type_id, start + HEADER_SIZE, stop
+        start = stop
+
+
 def handshake(digest):
     return DIGEST_LENGTH.pack(len(digest)) + digest
 

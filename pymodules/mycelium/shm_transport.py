@@ -280,13 +280,10 @@ class SharedMemoryTransport(UnixTransport):
     def _write_frames(self, producer, data):
         """Under _ring_lock: writes the frames of `data` (whole TLV frames back to back)."""
         try:
-            at = 0
-            while at < len(data):
-                _, length = _wire.HEADER.unpack_from(data, at)
-                header, payload = data[at:at + 6], data[at + 6:at + 6 + length]
+            for _, at, stop in _wire.split_frames(data, 0, len(data)):
+                header, payload = data[at - _wire.HEADER_SIZE:at], data[at:stop]
                 if not producer.try_write(header, payload):
                     self._wait_for_room(producer, header, payload)
-                at += 6 + length
             producer.wake_consumer()
         except _ring.RingError as e:
             self._writing_failed(e)
@@ -364,34 +361,30 @@ class SharedMemoryTransport(UnixTransport):
                     raise ConnectionLost(f"the host closed the connection{inside}")
                 buf += data
                 at = 0
-                while len(buf) - at >= 6:
-                    type_id, length = _wire.HEADER.unpack_from(buf, at)
-                    if length > self._max_payload:
-                        raise ConnectionLost(f"the host sent a frame of {length} bytes (type {type_id}), above the "
-                                             f"limit of {self._max_payload}: closing the connection")
-                    stop = at + 6 + length
-                    if stop > len(buf):
-                        break
-                    payload = bytes(buf[at + 6:stop])
-                    at = stop
-                    if stay_on_socket:
-                        self._dispatch(type_id, payload)
-                    elif type_id == _wire.SHM_OFFER:
-                        claimed, fds = fds, []
-                        stay_on_socket = not self._take_offer(sock, payload, claimed)
-                    elif type_id == _wire.SHM_REFUSE:
-                        reason, text = _wire.decode_shm_refuse(payload)
-                        self.shm_status = f"refused by the host: {reason}: {text}"
-                        stay_on_socket = True
-                    elif type_id == _wire.SHM_SWITCH:
-                        if self._producer is None:
-                            raise ConnectionLost("the host sent SHM_SWITCH before this side's SHM_READY")
-                        if at != len(buf):
-                            raise ConnectionLost("the host wrote on the socket after SHM_SWITCH")
-                        self.shm_status = f"active ({self._rings.describe()})"
-                        return None
-                    else:
-                        self._dispatch(type_id, payload)
+                try:
+                    for type_id, start, stop in _wire.split_frames(buf, 0, len(buf), self._max_payload):
+                        payload = bytes(buf[start:stop])
+                        at = stop
+                        if stay_on_socket:
+                            self._dispatch(type_id, payload)
+                        elif type_id == _wire.SHM_OFFER:
+                            claimed, fds = fds, []
+                            stay_on_socket = not self._take_offer(sock, payload, claimed)
+                        elif type_id == _wire.SHM_REFUSE:
+                            reason, text = _wire.decode_shm_refuse(payload)
+                            self.shm_status = f"refused by the host: {reason}: {text}"
+                            stay_on_socket = True
+                        elif type_id == _wire.SHM_SWITCH:
+                            if self._producer is None:
+                                raise ConnectionLost("the host sent SHM_SWITCH before this side's SHM_READY")
+                            if at != len(buf):
+                                raise ConnectionLost("the host wrote on the socket after SHM_SWITCH")
+                            self.shm_status = f"active ({self._rings.describe()})"
+                            return None
+                        else:
+                            self._dispatch(type_id, payload)
+                except _wire.OversizeFrame as e:
+                    raise ConnectionLost(f"the host sent {e}: closing the connection") from None
                 del buf[:at]
                 if stay_on_socket:
                     return bytes(buf)
@@ -629,15 +622,20 @@ class SharedMemoryTransport(UnixTransport):
         if not data:
             return False
         tail += data
-        while len(tail) >= 6:
-            type_id, length = _wire.HEADER.unpack_from(tail, 0)
-            if type_id != _wire.ERROR or length > 1 << 16:
-                raise ConnectionLost(f"the host wrote a frame of type {type_id} on the socket after SHM_SWITCH")
-            if len(tail) < 6 + length:
-                break
-            payload = bytes(tail[6:6 + length])
-            del tail[:6 + length]
-            self._on_control(type_id, payload)  # raises ConnectionLost with the host's reason
+        consumed = 0
+        try:
+            for type_id, at, stop in _wire.split_frames(tail, 0, len(tail), 1 << 16):
+                if type_id != _wire.ERROR:
+                    raise ConnectionLost(f"the host wrote a frame of type {type_id} on the socket after SHM_SWITCH")
+                consumed = stop
+                self._on_control(type_id, bytes(tail[at:stop]))  # raises ConnectionLost with the host's reason
+        except _wire.OversizeFrame as e:
+            raise ConnectionLost(f"the host wrote {e} on the socket after SHM_SWITCH") from None
+        del tail[:consumed]
+        # A partial frame waits for the rest, unless its header already says it is not ERROR.
+        if len(tail) >= _wire.HEADER_SIZE and _wire.HEADER.unpack_from(tail)[0] != _wire.ERROR:
+            type_id = _wire.HEADER.unpack_from(tail)[0]
+            raise ConnectionLost(f"the host wrote a frame of type {type_id} on the socket after SHM_SWITCH")
         return True
 
 
