@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "mycelium/log.hpp"
+#include "mycelium/unaligned.hpp"
 
 namespace mycelium::shm {
 
@@ -25,16 +26,9 @@ using Clock = std::chrono::steady_clock;
 constexpr auto SLEEP_SLICE = std::chrono::microseconds(100);
 constexpr std::size_t REGION_ALIGN = 64;
 
-std::uint64_t load_le64(const std::byte* p) noexcept {
-    std::uint64_t v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
-std::uint32_t load_le32(const std::byte* p) noexcept {
-    std::uint32_t v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
+// The ring header's fields are little-endian, as the hosts are (unaligned.hpp).
+std::uint64_t load_le64(const std::byte* p) noexcept { return load_unaligned<std::uint64_t>(p); }
+std::uint32_t load_le32(const std::byte* p) noexcept { return load_unaligned<std::uint32_t>(p); }
 
 void log_failure(const char* side, const RingFailure& f) {
     log::get("shm")->debug("{} rejects the ring: {}", side, to_string(f));
