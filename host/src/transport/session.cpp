@@ -866,7 +866,13 @@ void Session::enqueue_run(std::span<const MessageView> frames) {
         Parked parked;  // declared before the lock: handed back after the lock is released
         std::unique_lock lock(send_mutex_, std::defer_lock);
         if (!io_thread) {
-            lock.lock();
+            // The holder may be a publisher waiting for room (Block, a full ring): wait for it
+            // without what the bus's wait policy releases (an embedded script's GIL), so that
+            // the rest of Python runs meanwhile. `parked` hands it back after the unlock.
+            if (!lock.try_lock()) {
+                park_publisher(parked);
+                lock.lock();
+            }
         } else if (!lock_without_waiting(lock)) {
             // Another publisher holds the lock while it waits for room in a full ring. An
             // io thread cannot wait: Block falls back to Disconnect, and that wait ends too

@@ -566,6 +566,51 @@ TEST_SUITE("transport.shm") {
         CHECK(told);
     }
 
+    TEST_CASE("block: a second publisher lets the wait policy release its lock while the first waits for room") {
+        // As an embedded script's GIL: a publisher that has to wait behind another one
+        // (which holds the connection while it waits for ring room) parks through the bus's
+        // wait policy first, so that the rest of Python is not frozen for the whole wait.
+        struct Parks {
+            std::mutex mutex;
+            std::vector<std::thread::id> by;
+        } parks;
+        WaitPolicy policy;
+        policy.context = &parks;
+        policy.before_park = [](void* context) -> void* {
+            auto& p = *static_cast<Parks*>(context);
+            std::lock_guard lock(p.mutex);
+            p.by.push_back(std::this_thread::get_id());
+            return nullptr;
+        };
+        policy.after_park = [](void*, void*) {};
+        Node node(small_ring(SlowConsumerPolicy::Block, 800ms));
+        node.bus.set_wait_policy(&policy);
+        LinkClient stalled = client(node.ep, "stalled");  // never reads
+        const auto parked_by = [&](std::thread::id id) {
+            std::lock_guard lock(parks.mutex);
+            return std::count(parks.by.begin(), parks.by.end(), id) != 0;
+        };
+        std::atomic<bool> first_done{false};
+        std::thread first([&] {
+            // Fills the ring, then waits for room (holding the connection) until the 800 ms wait ends.
+            for (std::uint32_t i = 1; i <= 400; ++i) (void)node.bus.publish(COUNTER, counter(i, i));
+            first_done = true;
+        });
+        REQUIRE(wait_until([&] { return parked_by(first.get_id()); }));  // it is waiting for room now
+        std::atomic<bool> second_done{false};
+        std::thread second([&] {
+            (void)node.bus.publish(COUNTER, counter(1000, 1));
+            second_done = true;
+        });
+        // It parks while the first still waits: before it could take the connection.
+        CHECK(wait_until([&] { return parked_by(second.get_id()); }, 600ms));
+        CHECK_FALSE(first_done.load());
+        first.join();
+        second.join();
+        node.bus.set_wait_policy(nullptr);
+        CHECK(node.server.stats().slow_consumers == 1);  // the stalled reader, after its wait
+    }
+
     TEST_CASE("block: a waiting publisher lets go at once when its reader goes away") {
         Node node(small_ring(SlowConsumerPolicy::Block, 10'000ms));
         auto slow = std::make_unique<LinkClient>(client(node.ep, "slow"));
