@@ -763,7 +763,7 @@ std::vector<bench::Entry> shm_stream(const bench::Args& args, const TempDir& dir
             Bus& bus = pair.a->bus;
             if (how == Publishing::BusBatch) {
                 // Runs of 256 messages in an array, published by reference (ring publishes
-                // every 64 frames: SHM_PUBLISH_FRAMES in session.cpp).
+                // every 64 frames: SHM_PUBLISH_FRAMES in transport/shm/ring_outbox.cpp).
                 std::array<Msg32, Bus::PUBLISH_BATCH_RUN> run{};
                 std::array<MessageView, Bus::PUBLISH_BATCH_RUN> views;
                 for (std::size_t j = 0; j < run.size(); ++j) views[j] = MessageView{DATA, bytes_of(run[j])};

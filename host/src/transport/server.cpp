@@ -26,7 +26,7 @@ LinkServer::LinkServer(Bus& bus, const schema::Registry& registry, ServerOptions
     try {
         for (std::size_t i = 0; i < s.options.threads; ++i) {
             s.threads.emplace_back([&s] {
-                detail::mark_link_io_thread();  // never waits for room in a ring (session.hpp)
+                detail::mark_link_io_thread();  // never waits for room in a ring (io_thread.hpp)
                 // Handlers catch their own exceptions; this is the last line of defence so
                 // that one escaping handler does not stop the io thread.
                 for (;;) {
@@ -50,7 +50,7 @@ LinkServer::~LinkServer() {
     if (!state_) return;
     // A cork (PublishBatch) on some thread may still hold one of our sessions; it must be
     // dropped while the io_context it belongs to exists. Ours go now, others' at their end.
-    detail::Session::release_thread_batch_holds(*state_);
+    detail::release_thread_batch_holds(*state_);
     for (int waited_ms = 1; state_->batch_holds.load(std::memory_order_acquire) != 0; ++waited_ms) {
         if (waited_ms % 1000 == 0)
             state_->log->warn("stopping the link server: waiting for {} link(s) held by an open PublishBatch",

@@ -3,12 +3,9 @@
 //   ends this session only. operation_aborted means shutdown.
 // - Bytes from the socket are untrusted: the handshake and every frame header are
 //   checked before anything is allocated or published (codec::FrameDecoder does frames).
-// - Bus callbacks run on publishing threads and must stay short: they copy the frame into
-//   the send queue and, for the first frame of a burst, post one write to the strand.
-//   After the shared-memory switch they stage the frame in the ring and publish once per
-//   burst (enqueue_shm_locked); only SlowConsumerPolicy::Block, on a thread that is not an
-//   io thread, ever waits (for room in the ring or the send queue, bounded by
-//   slow_consumer_wait; slow_consumer.cpp).
+// - Bus callbacks run on publishing threads and must stay short: they hand the frame to
+//   the Outbox (outbox.hpp) and, for the first frame of a burst, post one write to the
+//   strand.
 
 #include "session.hpp"
 
@@ -39,9 +36,6 @@ constexpr std::size_t READ_BUFFER_SIZE = 64u * 1024u;
 // A write buffer above this is released after the write instead of kept for reuse, so
 // one burst does not pin megabytes for the connection's lifetime.
 constexpr std::size_t RETAINED_WRITE_CAPACITY = 1u << 20;
-// A send queue's dead prefix (frames already dropped) is reclaimed once it is this large
-// and at least half the buffer.
-constexpr std::size_t COMPACT_AFTER_BYTES = 64u * 1024u;
 // Ring frames handled per strand turn before the reader yields to other handlers.
 constexpr std::size_t SHM_BATCH = 256;
 // Application frames read from a ring are published on the bus in runs of up to this many.
@@ -52,23 +46,6 @@ constexpr std::size_t SHM_RUN = 64;
 // slices for both, 4.9 with 0.5 us; docs/benchmarks.md, "Python SDK").
 constexpr std::chrono::nanoseconds SHM_SPIN_SLICE{2000};
 constexpr std::chrono::nanoseconds SHM_SHARED_SPIN_SLICE{500};
-// The ring writer publishes at once when this many frames are staged, even if the reader
-// is still busy (docs/benchmarks.md, "Shared-memory ring": every 64 frames reaches ~120 M
-// msg/s on the bare ring), or when the staged bytes reach a quarter of the ring (at most
-// SHM_PUBLISH_MAX_BYTES), so that large frames are never held back.
-constexpr std::size_t SHM_PUBLISH_FRAMES = 64;
-constexpr std::size_t SHM_PUBLISH_MAX_BYTES = 64u * 1024u;
-// A publisher waiting for room (SlowConsumerPolicy::Block) looks at the abort flag this
-// often, so that closing the session never waits longer for it.
-constexpr std::chrono::milliseconds SHM_WAIT_SLICE{5};
-
-// A session can relay at most this many other sessions' frames per read batch without
-// publishing them at once (more is unusual: they publish per frame then).
-constexpr std::size_t CORK_SESSIONS = 8;
-
-thread_local bool t_link_io_thread = false;
-
-
 // Appends one frame, header and payload, to a send buffer.
 void append_encoded(std::vector<std::byte>& out, std::uint16_t type_id, std::span<const std::byte> payload) {
     const std::size_t at = out.size();
@@ -84,95 +61,6 @@ bool is_disconnect(const asio::error_code& ec) {
 }
 
 }  // namespace
-
-bool on_link_io_thread() noexcept { return t_link_io_thread; }
-void mark_link_io_thread() noexcept { t_link_io_thread = true; }
-
-// Corks (docs/wire-protocol.md, "After the switch"): while one is installed on a thread,
-// the frames that thread sends into shared-memory rings are staged, and each ring is
-// published once, when the cork is flushed, instead of once per frame (a publish is a
-// full barrier that waits for the index's cache line while the reader polls it).
-//
-// - An io thread's read batch (read_ring, feed) corks the rings of its own server's
-//   sessions (a reply on the same link, a client's frame relayed to another client) while
-//   more frames of the batch follow: the frame that comes last publishes at once, with
-//   everything staged before it, and the batch's end publishes the rings it did not reach.
-//   This is decided from what the reader already knows (no load of the other side's
-//   index), so a lone frame, a reply in a ping-pong, leaves as early as before.
-// - A PublishBatch (link.hpp) corks every ring its thread sends into, until it ends.
-//
-// A cork holds the sessions it must publish (at most CORK_SESSIONS; past that, frames are
-// published at once) and a "batch hold" on each one's server, released after the session
-// reference: ~LinkServer waits for the holds, so a session is never destroyed after its
-// io_context (on an io thread the hold is released before the thread can be joined).
-// Staged frames are never stranded: the cork is flushed on every way out, 64 frames or a
-// quarter of the ring publish at once, a full ring publishes before anything else, and
-// close_shm() publishes what is left.
-namespace {
-thread_local Session::Cork* t_cork = nullptr;
-}  // namespace
-
-Session::CorkScope::CorkScope(Session& reader) noexcept : CorkScope() {
-    cork_.state = &reader.state_;
-    cork_.reader = &reader;
-}
-
-Session::CorkScope::CorkScope() noexcept {
-    cork_.outer = t_cork;
-    t_cork = &cork_;
-}
-
-Session::CorkScope::~CorkScope() { end(); }
-
-void Session::CorkScope::end() noexcept {
-    if (t_cork != &cork_) return;
-    t_cork = cork_.outer;
-    publish();
-}
-
-void Session::CorkScope::publish() noexcept {
-    if (std::exchange(cork_.reader_staged, false)) cork_.reader->flush_shm();
-    for (auto& other : cork_.others) {
-        other->flush_shm();
-        ServerState& state = other->state_;
-        other.reset();  // may destroy the session: its server is held until the next line
-        state.batch_holds.fetch_sub(1, std::memory_order_release);
-    }
-    cork_.others.clear();
-}
-
-void Session::release_thread_batch_holds(ServerState& state) noexcept {
-    for (Session::Cork* cork = t_cork; cork != nullptr; cork = cork->outer) {
-        auto& others = cork->others;
-        for (auto it = others.begin(); it != others.end();) {
-            if (&(*it)->state_ != &state) {
-                ++it;
-                continue;
-            }
-            (*it)->flush_shm();
-            it = others.erase(it);
-            state.batch_holds.fetch_sub(1, std::memory_order_release);
-        }
-    }
-}
-
-}  // namespace mycelium::link::detail
-
-namespace mycelium::link {
-
-struct PublishBatch::Impl {
-    detail::Session::CorkScope scope;
-};
-
-PublishBatch::PublishBatch() : impl_(std::make_unique<Impl>()) {}
-
-PublishBatch::~PublishBatch() = default;  // the scope publishes and uninstalls
-
-void PublishBatch::flush() noexcept { impl_->scope.publish(); }
-
-}  // namespace mycelium::link
-
-namespace mycelium::link::detail {
 
 // ---------------------------------------------------------------------------------------
 // Session: lifetime
@@ -198,7 +86,8 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       unknown_type_log_(state.options.log_interval),
       size_mismatch_log_(state.options.log_interval),
       // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
-      slow_policy_(outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client) {}
+      outbox_(state.bus, state.options, state.counters,
+              outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client) {}
 
 Session::~Session() {
     // Normally finish() did this already; a session destroyed with the io_context (stop()
@@ -298,24 +187,16 @@ void Session::finish() noexcept {
     if (finished_) return;
     finished_ = true;
     closing_ = true;
-    // Before waiting for callbacks in flight: one of them may be waiting for room in the
-    // ring (Block); it gives up within SHM_WAIT_SLICE.
-    shm_wait_abort_.store(true, std::memory_order_release);
-    wake_room_waiters();
+    // Before waiting for callbacks in flight: one of them may be waiting for room (Block);
+    // it gives up within a wait slice.
+    outbox_.abort_waits();
     interest_.close();  // waits for a listener call in progress on another thread
     try {
         subs_.clear();  // waits for callbacks running on other threads
     } catch (...) {     // Subscription::close is noexcept; map clear cannot throw
     }
-    {
-        std::lock_guard lock(send_mutex_);
-        send_closed_ = true;
-        pending_.clear();
-        pending_.shrink_to_fit();
-        pending_head_ = 0;
-        pending_frames_ = 0;
-    }
     close_shm();
+    outbox_.close();
     asio::error_code ignored;
     handshake_timer_.cancel();
     linger_timer_.cancel();
@@ -460,7 +341,7 @@ std::span<const std::byte> Session::consume_handshake(std::span<const std::byte>
 }
 
 void Session::feed(std::span<const std::byte> bytes) {
-    const CorkScope cork(*this);
+    const CorkScope cork(*this, state_);
     const auto fed = decoder_.feed(bytes, [this](std::uint16_t type_id, std::span<const std::byte> payload) {
         on_frame(type_id, payload);
     });
@@ -554,7 +435,7 @@ void Session::bad_frame(ErrorCode code, const std::string& reason) {
 ClientDrops Session::drops() const {
     std::lock_guard lock(metrics_mutex_);
     return ClientDrops{client_label_, bad_unknown_type_.load(std::memory_order_relaxed),
-                       bad_size_mismatch_.load(std::memory_order_relaxed), slow_dropped_.load(std::memory_order_relaxed)};
+                       bad_size_mismatch_.load(std::memory_order_relaxed), outbox_.dropped()};
 }
 
 void Session::publish_from_link(std::span<const MessageView> run) {
@@ -593,10 +474,7 @@ void Session::on_metrics(std::span<const std::byte> payload) {
     metrics_ = std::move(snapshot);
 }
 
-std::size_t Session::queued_frames() const {
-    std::lock_guard lock(send_mutex_);
-    return pending_frames_;
-}
+std::size_t Session::queued_frames() const { return outbox_.queued_frames(); }
 
 std::pair<std::string, std::shared_ptr<const std::vector<ReportedFamily>>> Session::reported_metrics() const {
     std::lock_guard lock(metrics_mutex_);
@@ -712,7 +590,8 @@ void Session::on_hello(std::span<const std::byte> payload) {
         client_label_ = name_;
     }
     role_.store(hello->role, std::memory_order_relaxed);
-    set_slow_policy(hello->role == Role::Peer ? state_.options.slow_consumer.peer : state_.options.slow_consumer.client);
+    outbox_.set_policy(hello->role == Role::Peer ? state_.options.slow_consumer.peer
+                                                 : state_.options.slow_consumer.client);
     phase_ = Phase::Hello;
     state_.log->info("{}: {} '{}' connected (link {})", peer_, to_string(hello->role), name_, id_);
     if (hello->role == Role::Peer) {
@@ -725,6 +604,7 @@ void Session::on_hello(std::span<const std::byte> payload) {
 
 void Session::become_peer() {
     peer_record_ = outbound_ ? outbound_->record : state_.peer_record(name_, false);
+    outbox_.set_peer(peer_record_.get());
     std::shared_ptr<Session> replaced;
     {
         std::lock_guard lock(peer_record_->mutex);
@@ -784,7 +664,7 @@ void Session::on_type_list(bool subscribe, std::span<const std::byte> payload) {
 
 void Session::become_legacy() {
     phase_ = Phase::Legacy;
-    set_slow_policy(state_.options.slow_consumer.legacy);
+    outbox_.set_policy(state_.options.slow_consumer.legacy);
     send_packed_.store(state_.options.legacy_layout == LegacyLayout::Packed, std::memory_order_relaxed);
     for (const auto& message : state_.registry.messages()) subscribe_type(message.type_id);
     state_.log->info("{}: legacy client connected (link {})", peer_, id_);
@@ -798,9 +678,9 @@ void Session::subscribe_type(std::uint16_t type_id) {
     // would relay between peers.
     SubscribeOptions options{.counts_as_interest = role_.load(std::memory_order_relaxed) != Role::Peer};
     // Block pauses whoever feeds a full queue; the bus asks before it delivers.
-    if (slow_policy() == SlowConsumerPolicy::Block) {
-        options.has_room = &Session::room_probe;
-        options.room_context = this;
+    if (outbox_.policy() == SlowConsumerPolicy::Block) {
+        options.has_room = &Outbox::room_probe;
+        options.room_context = &outbox_;
     }
     subs_.emplace(type_id, state_.bus.subscribe_batch(
                                type_id, [this](std::span<const MessageView> run) { on_bus_messages(run); }, options));
@@ -839,109 +719,35 @@ void Session::warn_unsendable(const MessageView& view, const schema::MessageSche
                          message ? std::to_string(message->size) : std::string("unknown"));
 }
 
-void Session::drop_oldest_locked() noexcept {
-    const codec::FrameHeader h = codec::detail::read_header(pending_.data() + pending_head_);
-    pending_head_ += codec::frame_size(h.payload_length);
-    --pending_frames_;
-    Counters::add(state_.counters.dropped_frames);
-    slow_dropped_.fetch_add(1, std::memory_order_relaxed);
-}
-
 void Session::enqueue(std::uint16_t type_id, std::span<const std::byte> payload) {
     const MessageView frame{type_id, payload};
     enqueue_run(std::span<const MessageView>(&frame, 1));
 }
 
 void Session::enqueue_run(std::span<const MessageView> frames) {
-    const std::size_t max_frames = state_.options.send_queue_frames;
-    const std::size_t max_bytes = state_.options.send_queue_bytes;
-    // Only Block ever waits, and never on an io thread: the reader that would make room
-    // (or the session's own strand) may be stuck behind this very thread.
-    const SlowConsumerPolicy policy = slow_policy();
-    const bool block = policy == SlowConsumerPolicy::Block;
-    const bool io_thread = block && on_link_io_thread();
-    bool kick = false;
-    bool slow = false;
-    {
-        Parked parked;  // declared before the lock: handed back after the lock is released
-        std::unique_lock lock(send_mutex_, std::defer_lock);
-        if (!io_thread) {
-            // The holder may be a publisher waiting for room (Block, a full ring): wait for it
-            // without what the bus's wait policy releases (an embedded script's GIL), so that
-            // the rest of Python runs meanwhile. `parked` hands it back after the unlock.
-            if (!lock.try_lock()) {
-                park_publisher(parked);
-                lock.lock();
-            }
-        } else if (!lock_without_waiting(lock)) {
-            // Another publisher holds the lock while it waits for room in a full ring. An
-            // io thread cannot wait: Block falls back to Disconnect, and that wait ends too
-            // (unless the session is closing already, which set the flag first).
-            if (!shm_wait_abort_.exchange(true, std::memory_order_acq_rel)) {
-                if (auto self = weak_from_this().lock())
-                    asio::post(socket_.get_executor(), [self] { self->on_slow_consumer(); });
-            }
-            return;
-        }
-        if (send_closed_) return;
-        if (shm_out_) {
-            ShmAfter after = ShmAfter::Nothing;
-            for (std::size_t i = 0; i < frames.size() && after == ShmAfter::Nothing; ++i)
-                after = enqueue_shm_locked(frames[i].type_id, frames[i].payload, block && !io_thread, parked,
-                                           i + 1 < frames.size());
-            lock.unlock();
-            if (after == ShmAfter::Nothing) [[likely]] return;
-            auto self = weak_from_this().lock();
-            if (!self) return;
-            if (after == ShmAfter::SlowConsumer) {
-                asio::post(socket_.get_executor(), [self] { self->on_slow_consumer(); });
-            } else {
-                asio::post(socket_.get_executor(), [self] { self->on_shm_send_corrupt(); });
-            }
-            return;
-        }
-        for (const MessageView& frame : frames) {
-            const std::size_t size = codec::frame_size(frame.payload.size());
-            const auto full = [&] {
-                return pending_frames_ + 1 > max_frames || (pending_.size() - pending_head_) + size > max_bytes;
-            };
-            if (full()) {
-                if (policy == SlowConsumerPolicy::DropOldest) {
-                    while (pending_frames_ > 0 && full()) drop_oldest_locked();
-                } else if (!(block && !io_thread && wait_for_room_locked(lock, full, parked))) {
-                    if (send_closed_) return;  // closed while it waited
-                    send_closed_ = true;
-                    slow = true;
-                    break;
-                }
-            }
-            if (pending_head_ == pending_.size()) {
-                pending_.clear();
-                pending_head_ = 0;
-            } else if (pending_head_ >= COMPACT_AFTER_BYTES && pending_head_ * 2 >= pending_.size()) {
-                // Frames dropped by drop_oldest leave a dead prefix while a stalled write
-                // keeps the queue from emptying: move the live frames down, or the buffer
-                // would grow by every frame published for as long as the reader stalls.
-                pending_.erase(pending_.begin(), pending_.begin() + static_cast<std::ptrdiff_t>(pending_head_));
-                pending_head_ = 0;
-            }
-            const std::size_t at = pending_.size();
-            pending_.resize(at + size);
-            codec::encode_header(frame.type_id, static_cast<std::uint32_t>(frame.payload.size()),
-                                 std::span<std::byte, codec::HEADER_SIZE>(pending_.data() + at, codec::HEADER_SIZE));
-            if (!frame.payload.empty())
-                std::memcpy(pending_.data() + at + codec::HEADER_SIZE, frame.payload.data(), frame.payload.size());
-            ++pending_frames_;
-            kick = kick || !write_scheduled_;
-            write_scheduled_ = true;
-        }
-    }
-    if (!slow && !kick) return;
+    // Only frames into the ring are corked; asking the cork first keeps the outbox's lock
+    // short (a link it takes is held until the cork publishes).
+    const bool corked = outbox_.ring_active() && cork_will_publish(*this, state_);
+    after_enqueue(outbox_.enqueue_run(frames, corked));
+}
+
+void Session::after_enqueue(Outbox::After after) {
+    if (after == Outbox::After::Nothing) [[likely]] return;
     auto self = weak_from_this().lock();
     if (!self) return;
-    if (slow) {
-        asio::post(socket_.get_executor(), [self] { self->on_slow_consumer(); });
-    } else if (on_own_strand()) {
+    switch (after) {
+        case Outbox::After::Nothing:
+            return;
+        case Outbox::After::SlowConsumer:
+            asio::post(socket_.get_executor(), [self] { self->on_slow_consumer(); });
+            return;
+        case Outbox::After::Corrupt:
+            asio::post(socket_.get_executor(), [self] { self->on_shm_send_corrupt(); });
+            return;
+        case Outbox::After::Write:
+            break;
+    }
+    if (on_own_strand()) {
         // Called from one of this session's own handlers (a frame read here caused a
         // reply here, as in a request/reply or a ping-pong): write now rather than post,
         // which would cost another round of the io loop before the bytes leave.
@@ -952,159 +758,16 @@ void Session::enqueue_run(std::span<const MessageView> frames) {
             // Not finish() here: it waits for bus callbacks, and we may be inside one.
             asio::post(socket_.get_executor(), [self] { self->finish(); });
         }
-    } else {
-        asio::post(socket_.get_executor(), [self] {
-            try {
-                self->start_write();
-            } catch (const std::exception& e) {
-                self->state_.log->error("{}: write failed: {}", self->peer_, e.what());
-                self->finish();
-            }
-        });
+        return;
     }
-}
-
-// After SHM_SWITCH every frame goes through the ring, in order: staged, then published at
-// once, or later by the cork installed on this thread (see Session::Cork above).
-Session::ShmAfter Session::enqueue_shm_locked(std::uint16_t type_id, std::span<const std::byte> payload,
-                                              bool may_wait, Parked& parked, bool run_continues) {
-    shm::RingProducer& producer = *shm_->producer;
-    bool waited = false;
-    auto staged = producer.try_stage(type_id, payload);
-    if (!staged && staged.error() == shm::WriteError::Full) [[unlikely]] {
-        // The reader cannot release room for frames it has not been shown.
-        if (shm_staged_frames_ != 0) publish_staged_locked();
-        if (may_wait) {
-            staged = wait_and_stage_locked(type_id, payload, parked);
-            waited = true;
-        }
-    }
-    if (!staged) [[unlikely]] {
-        switch (staged.error()) {
-            case shm::WriteError::Full:
-                // Never overwrite unread frames: drop this one, or give up on the client.
-                if (slow_policy() == SlowConsumerPolicy::DropOldest) {
-                    Counters::add(state_.counters.dropped_frames);
-                    slow_dropped_.fetch_add(1, std::memory_order_relaxed);
-                    return ShmAfter::Nothing;
-                }
-                send_closed_ = true;
-                return ShmAfter::SlowConsumer;
-            case shm::WriteError::TooLarge:
-            case shm::WriteError::InvalidType:
-                Counters::add(state_.counters.unsendable);
-                return ShmAfter::Nothing;
-            case shm::WriteError::PeerClosed:
-            case shm::WriteError::Closed:
-                return ShmAfter::Nothing;  // the client reads no more; its socket's end closes the session
-            case shm::WriteError::Corrupt:
-                send_closed_ = true;
-                return ShmAfter::Corrupt;
-        }
-    }
-    ++shm_staged_frames_;  // counted as sent when published (one locked add per burst)
-    // After a wait the reader has just made room: publish at once, so that nothing is
-    // left staged when a waiter lets go of the lock (flush_shm relies on it).
-    if (waited || shm_staged_frames_ >= SHM_PUBLISH_FRAMES || producer.staged_bytes() >= shm_->publish_bytes) {
-        publish_staged_locked();
-        return ShmAfter::Nothing;
-    }
-    // Within a run (enqueue_run) the run's last frame decides for all of them.
-    if (run_continues) return ShmAfter::Nothing;
-    Cork* const cork = t_cork;
-    if (cork == nullptr || (cork->state != nullptr && cork->state != &state_)) [[likely]] {
-        publish_staged_locked();
-        return ShmAfter::Nothing;
-    }
-    if (cork->reader == this) {
-        cork->reader_staged = cork->more;
-        if (!cork->more) publish_staged_locked();  // the batch's last frame
-        return ShmAfter::Nothing;
-    }
-    if (!cork->more) {
-        publish_staged_locked();
-        return ShmAfter::Nothing;
-    }
-    for (const auto& other : cork->others)
-        if (other.get() == this) return ShmAfter::Nothing;
-    if (cork->others.size() < CORK_SESSIONS) {
+    asio::post(socket_.get_executor(), [self] {
         try {
-            if (auto self = weak_from_this().lock()) {
-                cork->others.reserve(CORK_SESSIONS);
-                state_.batch_holds.fetch_add(1, std::memory_order_relaxed);
-                cork->others.push_back(std::move(self));  // cannot throw: reserved
-                return ShmAfter::Nothing;
-            }
-        } catch (const std::bad_alloc&) {
+            self->start_write();
+        } catch (const std::exception& e) {
+            self->state_.log->error("{}: write failed: {}", self->peer_, e.what());
+            self->finish();
         }
-    }
-    publish_staged_locked();
-    return ShmAfter::Nothing;
-}
-
-Result<void, shm::WriteError> Session::wait_and_stage_locked(std::uint16_t type_id,
-                                                             std::span<const std::byte> payload, Parked& parked) {
-    // The wait holds send_mutex_: other publishers to this client wait behind it (that is
-    // backpressure), io threads do not (lock_without_waiting). The host's producer has no
-    // wait_fd: it sleeps in slices of at most 100 us instead of parking on an eventfd (its
-    // own doorbell is the one its io thread parks on for ring c->h, and two threads must not
-    // wait on one eventfd), so it never sets the producer-waiting flag of ring h->c and the
-    // client never has to ring for room.
-    shm::RingProducer& producer = *shm_->producer;
-    const auto deadline = std::chrono::steady_clock::now() + state_.options.slow_consumer_wait;
-    // An embedded Python publisher must not hold the GIL for the whole wait; it takes it
-    // back once the lock is released (Parked).
-    park_publisher(parked);
-    shm_waiting_.store(true, std::memory_order_seq_cst);
-    struct Done {
-        std::atomic<bool>& waiting;
-        ~Done() { waiting.store(false, std::memory_order_release); }
-    } done{shm_waiting_};
-    // Spin (shm_spin) at the start of the wait only, then sleep in slices of at most 100 us.
-    std::chrono::nanoseconds spin = state_.options.shm_spin;
-    for (;;) {
-        if (shm_wait_abort_.load(std::memory_order_acquire)) return Err{shm::WriteError::Closed};
-        const auto left = deadline - std::chrono::steady_clock::now();
-        if (left <= std::chrono::steady_clock::duration::zero()) return Err{shm::WriteError::Full};
-        const auto slice = std::min<std::chrono::nanoseconds>(left, SHM_WAIT_SLICE);
-        const shm::RingWait wait = producer.wait_for_space(payload.size(), slice, std::exchange(spin, {}));
-        if (wait == shm::RingWait::Closed) return Err{shm::WriteError::PeerClosed};
-        if (wait == shm::RingWait::Timeout) continue;
-        auto staged = producer.try_stage(type_id, payload);
-        // Still Full: only the wrap marker fitted (try_stage wrote it); wait for the rest.
-        if (staged || staged.error() != shm::WriteError::Full) return staged;
-    }
-}
-
-void Session::publish_staged_locked() noexcept {
-    shm_->producer->publish();
-    if (const std::size_t n = std::exchange(shm_staged_frames_, 0); n != 0) {
-        Counters::add(state_.counters.frames_sent, n);
-        Counters::add(state_.counters.shm_frames_sent, n);
-        if (peer_record_) Counters::add(peer_record_->frames_out, n);
-    }
-}
-
-bool Session::lock_without_waiting(std::unique_lock<std::mutex>& lock) noexcept {
-    // The lock is otherwise held for the copy of one frame or the swap of a buffer: spin
-    // (then yield: the holder may have been preempted on this 2-core class of machine).
-    for (unsigned spins = 0; !lock.try_lock(); ++spins) {
-        if (shm_waiting_.load(std::memory_order_acquire)) return false;
-        if (spins < 64) {
-            shm::detail::cpu_relax();
-        } else {
-            std::this_thread::yield();
-        }
-    }
-    return true;
-}
-
-void Session::flush_shm() noexcept {
-    std::unique_lock lock(send_mutex_, std::defer_lock);
-    // A publisher waiting for room has published what was staged (before it waited) and
-    // publishes its own frame at once: nothing is left for us then.
-    if (!lock_without_waiting(lock)) return;
-    if (shm_out_ && shm_staged_frames_ != 0) publish_staged_locked();
+    });
 }
 
 bool Session::on_own_strand() noexcept {
@@ -1146,24 +809,8 @@ void Session::start_write() {
 }
 
 bool Session::take_pending() {
-    {
-        std::lock_guard lock(send_mutex_);
-        if (pending_head_ == pending_.size()) {
-            write_scheduled_ = false;
-            pending_.clear();
-            pending_head_ = 0;
-        } else {
-            inflight_.swap(pending_);  // pending_ takes the old (empty) buffer and its capacity
-            pending_.clear();
-            inflight_frames_ = pending_frames_;
-            pending_frames_ = 0;
-            if (room_waiters_ != 0) wake_room_waiters();
-            const std::size_t head = pending_head_;
-            pending_head_ = 0;
-            if (head != 0) inflight_.erase(inflight_.begin(), inflight_.begin() + static_cast<std::ptrdiff_t>(head));
-        }
-    }
-    if (!inflight_.empty()) return true;
+    inflight_frames_ = outbox_.take(inflight_);
+    if (inflight_frames_ != 0) return true;
     if (close_after_flush_) {
         // The ERROR frame is out: send FIN, then discard input until the client closes
         // (or the linger ends), so that no reset destroys the frame in flight.
@@ -1210,6 +857,31 @@ void Session::on_written(const asio::error_code& ec, std::size_t n) {
 // Session: closing
 // ---------------------------------------------------------------------------------------
 
+void Session::on_slow_consumer() {
+    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
+    try {
+        if (finished_ || closing_) return;
+        Counters::add(state_.counters.slow_consumers);
+        const SlowConsumerPolicy policy = outbox_.policy();
+        const std::string after =
+            policy == SlowConsumerPolicy::Block
+                ? fmt::format(" after pausing its producers for {} ms", state_.options.slow_consumer_wait.count())
+                : std::string();
+        std::string reason;
+        if (shm_state_ == ShmState::Active) {
+            reason = fmt::format("its {}-byte shared-memory ring is full{}", shm_->out_ring.capacity(), after);
+        } else {
+            reason = fmt::format("its send queue is full ({} frames / {} bytes){}", state_.options.send_queue_frames,
+                                 state_.options.send_queue_bytes, after);
+        }
+        state_.log->warn("{}: slow consumer disconnected ({}): {}", peer_, to_string(policy), reason);
+        // The queue is discarded; the ERROR goes out if the socket takes it soon.
+        close_with_error(ErrorCode::SlowConsumer, reason, SLOW_CONSUMER_LINGER);
+    } catch (...) {
+        finish();
+    }
+}
+
 void Session::fail(ErrorCode code, const std::string& reason) {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     if (closing_) return;
@@ -1225,28 +897,10 @@ void Session::close_with_error(ErrorCode code, const std::string& reason, std::c
     if (closing_) return;
     closing_ = true;
     handshake_timer_.cancel();
-    shm_wait_abort_.store(true, std::memory_order_release);  // as in finish()
-    wake_room_waiters();
+    outbox_.abort_waits();  // as in finish()
     interest_.close();
     subs_.clear();
-    const auto payload = encode_error(code, reason);
-    bool kick = false;
-    {
-        std::lock_guard lock(send_mutex_);
-        // Frames still queued for a client we are throwing out are not worth sending.
-        pending_.clear();
-        pending_head_ = 0;
-        pending_frames_ = 0;
-        const std::size_t size = codec::frame_size(payload.size());
-        pending_.resize(size);
-        codec::encode_header(control::ERROR, static_cast<std::uint32_t>(payload.size()),
-                             std::span<std::byte, codec::HEADER_SIZE>(pending_.data(), codec::HEADER_SIZE));
-        std::memcpy(pending_.data() + codec::HEADER_SIZE, payload.data(), payload.size());
-        pending_frames_ = 1;
-        send_closed_ = true;
-        kick = !write_scheduled_;
-        write_scheduled_ = true;
-    }
+    const bool kick = outbox_.close_with(control::ERROR, encode_error(code, reason));
     close_after_flush_ = true;
     linger_timer_.expires_after(linger);
     linger_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
@@ -1321,15 +975,8 @@ void Session::on_shm_request(std::span<const std::byte> payload) {
     append_encoded(offer_frame_, control::SHM_OFFER, encode_shm_offer(offer));
     shm_ = std::move(link);
     shm_state_ = ShmState::Offered;
-    bool kick = false;
-    {
-        std::lock_guard lock(send_mutex_);
-        if (send_closed_) return;
-        kick = !write_scheduled_;
-        write_scheduled_ = true;
-    }
     // Otherwise a write is in flight or posted: its start_write() sends the offer first.
-    if (kick) start_write();
+    if (outbox_.schedule_write()) start_write();
 }
 
 void Session::send_offer() {
@@ -1381,7 +1028,7 @@ bool Session::start_shm_ends() {
     // This side reads in_ring (its doorbell rung by the other side when it sleeps) and
     // writes out_ring (ringing the other side when that one sleeps). It never parks on a
     // doorbell for room: a full ring follows the slow-consumer policy (Block sleeps in
-    // slices, see wait_and_stage_locked). The accepting side rings
+    // slices, see RingOutbox::wait_and_stage). The accepting side rings
     // a client that waits for room in in_ring (LinkClient does); a dialed peer's other side
     // is a host, which never waits, so no barrier is paid for it.
     shm::ConsumerOptions co;
@@ -1402,30 +1049,10 @@ bool Session::start_shm_ends() {
 }
 
 void Session::switch_output_to_ring(std::uint16_t last) {
-    shm::ProducerOptions po;
-    po.max_payload = state_.options.max_payload;
-    po.notify_fd = shm_->peer_bell.fd();
-    po.wait_fd = -1;  // never the own doorbell: the io thread parks on it (wait_and_stage_locked)
-    bool kick = false;
-    {
-        std::lock_guard lock(send_mutex_);
-        if (send_closed_) return;
-        // `last` (SHM_SWITCH or SHM_READY) is the last frame on the socket; everything
-        // enqueued after it goes into the ring, so the other side, which reads the socket
-        // up to it and then the ring, sees every frame in order.
-        shm_->producer.emplace(shm_->out_ring.region(), po);
-        shm_->publish_bytes = std::min(shm_->out_ring.capacity() / 4, SHM_PUBLISH_MAX_BYTES);
-        if (pending_head_ == pending_.size()) {
-            pending_.clear();
-            pending_head_ = 0;
-        }
-        append_encoded(pending_, last, {});
-        ++pending_frames_;
-        shm_out_ = true;
-        kick = !write_scheduled_;
-        write_scheduled_ = true;
-    }
-    if (kick) start_write();
+    // `last` (SHM_SWITCH or SHM_READY) is the last frame on the socket; everything
+    // enqueued after it goes into the ring, so the other side, which reads the socket up
+    // to it and then the ring, sees every frame in order.
+    if (outbox_.switch_to_ring(shm_->out_ring.region(), shm_->peer_bell.fd(), last)) start_write();
 }
 
 void Session::on_shm_ready(std::span<const std::byte> payload) {
@@ -1494,7 +1121,7 @@ void Session::on_shm_switch(std::span<const std::byte> payload) {
 }
 
 bool Session::read_ring(std::size_t max, std::size_t& visited) {
-    CorkScope cork(*this);
+    CorkScope cork(*this, state_);
     reading_ring_ = true;
     // Application frames are published in runs (one bus pass, one lock and one ring
     // publish per subscriber for the run); a control frame, a wrap (the run's payloads
@@ -1649,11 +1276,7 @@ void Session::on_shm_send_corrupt() {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     try {
         if (finished_ || closing_) return;
-        std::string what = "bad consumer index";
-        {
-            std::lock_guard lock(send_mutex_);
-            if (shm_ && shm_->producer && shm_->producer->failure()) what = shm::to_string(*shm_->producer->failure());
-        }
+        const std::string what = outbox_.ring_failure();
         Counters::add(state_.counters.shm_corrupt);
         state_.log->error("{}: the host's shared-memory ring to the client is corrupt, closing link {}: {}", peer_, id_,
                           what);
@@ -1673,10 +1296,7 @@ void Session::close_shm() noexcept {
         shm_->bell_wait->close(ignored);
     }
     if (shm_->consumer) shm_->consumer->close();
-    std::lock_guard lock(send_mutex_);
-    if (shm_out_) publish_staged_locked();  // close() would publish them too, uncounted
-    shm_out_ = false;
-    if (shm_->producer) shm_->producer->close();
+    // The ring out is published and closed by outbox_.close().
 }
 
 }  // namespace mycelium::link::detail

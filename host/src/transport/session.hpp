@@ -26,8 +26,11 @@
 
 #include <spdlog/logger.h>
 
+#include "cork.hpp"
 #include "handshake.hpp"
 #include "held_frames.hpp"
+#include "io_thread.hpp"
+#include "outbox.hpp"
 #include "server_state.hpp"
 #include "transport.hpp"
 #include "mycelium/log_limiter.hpp"
@@ -61,64 +64,19 @@ struct ShmLink {
     shm::MappedRing out_ring;    // this side produces
     shm::EventFd own_bell;       // rung by the other side: data in in_ring
     shm::EventFd peer_bell;      // rung by this side: data in out_ring (room in in_ring)
-    std::optional<shm::RingConsumer> consumer;  // strand only
-    std::optional<shm::RingProducer> producer;  // under Session::send_mutex_
-    std::size_t publish_bytes = 0;              // staged bytes that make enqueue publish at once
+    std::optional<shm::RingConsumer> consumer;  // strand only (out_ring's producer is the Outbox's)
     std::optional<asio::posix::stream_descriptor> bell_wait;  // a dup of own_bell; strand only
 };
-
-/// Whether the calling thread is an io thread of some LinkServer in this process (set for
-/// the life of each io thread). Such a thread must never wait for a ring to have room:
-/// the reader that would make room may be itself or another session on it.
-bool on_link_io_thread() noexcept;
-/// Marks the calling thread as a LinkServer io thread (server.cpp, at thread start).
-void mark_link_io_thread() noexcept;
 
 /// One accepted connection: handshake, frame decoding, bus subscriptions, send queue.
 ///
 /// Threading: everything except on_bus_messages() and enqueue*() runs on the session's
-/// strand. Bus callbacks (any publishing thread) only append to the send queue under
-/// send_mutex_ and post a write to the strand; after the shared-memory switch they stage
-/// the frame in the ring under send_mutex_ and publish it, or leave it to the thread's
-/// cork (Cork).
-class Session : public std::enable_shared_from_this<Session> {
+/// strand. Bus callbacks (any publishing thread) hand frames to the Outbox, which queues
+/// them for the socket or stages them in the ring, and post a write to the strand when
+/// one must start.
+class Session final : public std::enable_shared_from_this<Session>, private Corkable {
 public:
     using Socket = Pipe;
-
-    /// What a thread's cork leaves to publish (session.cpp, "Corks").
-    struct Cork {
-        const ServerState* state = nullptr;  // a read batch: only this server's sessions; nullptr: any
-        Session* reader = nullptr;           // the session whose read batch this is
-        bool more = true;                    // frames of the batch follow the one being handled
-        bool reader_staged = false;
-        Cork* outer = nullptr;
-        std::vector<std::shared_ptr<Session>> others;  // sessions with staged frames, each holding its server
-    };
-    /// Installs a cork on the calling thread for its lifetime: frames the thread sends
-    /// into shared-memory rings are staged and published together (session.cpp, "Corks").
-    /// Thread safety: made, used and destroyed on one thread; nests.
-    class CorkScope {
-    public:
-        /// An io thread's read batch of `reader`: corks `reader`'s server's sessions only.
-        explicit CorkScope(Session& reader) noexcept;
-        /// A PublishBatch: corks every session.
-        CorkScope() noexcept;
-        ~CorkScope();
-        CorkScope(const CorkScope&) = delete;
-        CorkScope& operator=(const CorkScope&) = delete;
-        /// Publishes what is staged so far and keeps corking.
-        void publish() noexcept;
-        /// Publishes and uninstalls (idempotent; the destructor calls it).
-        void end() noexcept;
-        /// Whether frames of the read batch follow the one about to be handled.
-        void set_more(bool more) noexcept { cork_.more = more; }
-
-    private:
-        Cork cork_;
-    };
-    /// Publishes and drops what the calling thread's corks hold for `state`'s sessions
-    /// (~LinkServer, before it waits for the other threads' holds).
-    static void release_thread_batch_holds(ServerState& state) noexcept;
 
     /// An accepted connection (`outbound` empty) or one the server dialed to a peer, over
     /// a transport whose pipes do or do not pass descriptors (Transport::passes_descriptors).
@@ -209,42 +167,19 @@ private:
     void close_shm() noexcept;
 
     void enqueue(std::uint16_t type_id, std::span<const std::byte> payload);
-    /// Queues several frames under one lock: into the ring (published once, by the last
-    /// frame's rule, or every SHM_PUBLISH_FRAMES) or into the socket's send queue.
+    /// Hands frames to the outbox: into the ring (left staged when this thread's cork
+    /// publishes them) or into the socket's send queue.
     void enqueue_run(std::span<const MessageView> frames);
+    /// Does what the outbox left to do: start a write, or apply the slow-consumer policy.
+    void after_enqueue(Outbox::After after);
+    // Corkable: the ring's staged frames, published by a cork.
+    void publish_staged() noexcept override { outbox_.publish_staged(); }
+    std::shared_ptr<Corkable> corkable_ref() noexcept override {
+        auto self = weak_from_this().lock();
+        return self ? std::shared_ptr<Corkable>(std::move(self), static_cast<Corkable*>(this)) : nullptr;
+    }
     /// Logs (once) and counts a frame not sent because its size is not the contracts'.
     void warn_unsendable(const MessageView& view, const schema::MessageSchema* message);
-    /// What enqueue_shm_locked leaves its caller to do once send_mutex_ is released.
-    enum class ShmAfter : std::uint8_t { Nothing, SlowConsumer, Corrupt };
-    /// A waiting publisher's GIL (or whatever the bus's wait policy releases to park),
-    /// handed back only once send_mutex_ is released: taking the GIL while holding the
-    /// lock would deadlock against a Python thread that holds the GIL and wants the lock.
-    struct Parked {
-        const WaitPolicy* hooks = nullptr;
-        void* token = nullptr;
-        ~Parked() {
-            if (hooks != nullptr && hooks->after_park != nullptr) hooks->after_park(hooks->context, token);
-        }
-    };
-    /// Stages a frame in the ring and publishes it now or leaves it to this thread's cork
-    /// (`run_continues`: to the frames of the run that follow it); a full ring follows the
-    /// slow-consumer policy (`may_wait`: Block may wait here, holding the lock).
-    /// send_mutex_ held.
-    ShmAfter enqueue_shm_locked(std::uint16_t type_id, std::span<const std::byte> payload, bool may_wait,
-                                Parked& parked, bool run_continues = false);
-    /// SlowConsumerPolicy::Block: waits (spin, then sleep slices) for room and stages the
-    /// frame; Full after shm_wait. Releases what the blocking hooks release into `parked`.
-    /// send_mutex_ held.
-    Result<void, shm::WriteError> wait_and_stage_locked(std::uint16_t type_id, std::span<const std::byte> payload,
-                                                        Parked& parked);
-    /// Publishes what the ring holds staged. send_mutex_ held.
-    void publish_staged_locked() noexcept;
-    /// Publishes staged frames (a cork's flush). Any thread; never waits behind a
-    /// publisher waiting for room (that one publishes them).
-    void flush_shm() noexcept;
-    /// Takes send_mutex_ without ever waiting behind a publisher that holds it while it
-    /// waits for room (Block): false (and not locked) when one does. For io threads.
-    bool lock_without_waiting(std::unique_lock<std::mutex>& lock) noexcept;
     /// Whether the calling thread is running one of this session's handlers now.
     bool on_own_strand() noexcept;
     void start_write();
@@ -254,19 +189,6 @@ private:
     void count_written(std::size_t n);
     void on_write_failed(const asio::error_code& ec);
     void on_written(const asio::error_code& ec, std::size_t n);
-    // Slow consumers (slow_consumer.cpp).
-    SlowConsumerPolicy slow_policy() const noexcept { return slow_policy_.load(std::memory_order_relaxed); }
-    void set_slow_policy(SlowConsumerPolicy policy) noexcept;
-    /// SubscribeOptions::has_room of a Block consumer: whether its queue or ring has room
-    /// for `frames` more, or it has been full for slow_consumer_wait already. Any thread.
-    static bool room_probe(const void* self, std::size_t frames) noexcept;
-    bool has_room_for(std::size_t frames) noexcept;
-    /// Releases what the bus's wait policy releases (the GIL) into `parked`.
-    void park_publisher(Parked& parked) noexcept;
-    /// Block, a publisher on its own thread: waits (releasing `lock`) while `full()`, at
-    /// most slow_consumer_wait; true when there is room now. send_mutex_ held.
-    bool wait_for_room_locked(std::unique_lock<std::mutex>& lock, const std::function<bool()>& full, Parked& parked);
-    void wake_room_waiters() noexcept;
     /// Applies Disconnect to a consumer whose queue overflowed (Block after its wait).
     void on_slow_consumer();
 
@@ -298,7 +220,6 @@ private:
     void close_with_error(ErrorCode code, const std::string& reason);
     /// As above, giving the ERROR `linger` to leave instead of ServerOptions::close_linger.
     void close_with_error(ErrorCode code, const std::string& reason, std::chrono::milliseconds linger);
-    void drop_oldest_locked() noexcept;
 
     ServerState& state_;
     Socket socket_;
@@ -361,32 +282,9 @@ private:
     std::atomic<bool> send_packed_{false};
     std::vector<std::byte> unpacked_;  // a packed frame converted to C (strand only)
 
-    // The send queue, shared with publishing threads. Frames are appended encoded into
-    // `pending_`; bytes before `pending_head_` were evicted (DropOldest). start_write()
-    // swaps the whole buffer out, so everything queued while a write was in flight goes
-    // out in one write.
-    mutable std::mutex send_mutex_;
-    std::vector<std::byte> pending_;
-    std::size_t pending_head_ = 0;
-    std::size_t pending_frames_ = 0;
-    bool write_scheduled_ = false;  // a start_write is posted or a write is in flight
-    bool send_closed_ = false;      // nothing more is queued (closing or slow)
-    bool shm_out_ = false;          // frames go into shm_->producer, not pending_
-    std::size_t shm_staged_frames_ = 0;  // staged in the ring by a cork, not yet published
-    // A publisher is waiting for room in the ring while holding send_mutex_ (Block).
-    std::atomic<bool> shm_waiting_{false};
-    // Ends such a wait early: the session is finishing, or an io thread gave up on it.
-    std::atomic<bool> shm_wait_abort_{false};
-    // Slow consumers (slow_consumer.cpp). The policy of this kind of connection, set once
-    // the kind is known (legacy, HELLO client, peer); read by publishing threads.
-    std::atomic<SlowConsumerPolicy> slow_policy_;
-    // Frames meant for this connection dropped under DropOldest (read by scrapes).
-    std::atomic<std::uint64_t> slow_dropped_{0};
-    // Block: since when (steady ns) a held producer has found it full; 0 while it is not.
-    std::atomic<std::int64_t> full_since_ns_{0};
-    // Block: publishers on their own threads waiting for room in pending_.
-    std::condition_variable room_cv_;
-    std::size_t room_waiters_ = 0;  // under send_mutex_
+    // What this link sends, shared with publishing threads. After shm_: it writes into
+    // shm_'s out_ring, and must go first.
+    Outbox outbox_;
 };
 
 }  // namespace mycelium::link::detail

@@ -608,7 +608,8 @@ TEST_SUITE("transport.shm") {
         first.join();
         second.join();
         node.bus.set_wait_policy(nullptr);
-        CHECK(node.server.stats().slow_consumers == 1);  // the stalled reader, after its wait
+        // The stalled reader, after its wait (counted on its strand, posted by the publisher).
+        CHECK(wait_until([&] { return node.server.stats().slow_consumers == 1; }));
     }
 
     TEST_CASE("block: a waiting publisher lets go at once when its reader goes away") {
