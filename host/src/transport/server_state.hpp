@@ -92,7 +92,7 @@ struct ServerState {
     // read batch on an io thread). ~LinkServer waits for 0 before the io_context goes.
     std::atomic<std::uint64_t> batch_holds{0};
     // Sessions whose ring reader is in its spin (not parked): with more than one, each
-    // spins in shorter slices (session.cpp, SHM_SHARED_SPIN_SLICE).
+    // spins in shorter slices (transport/shm/ring_reader.cpp, SHARED_SPIN_SLICE).
     std::atomic<std::uint32_t> ring_spinners{0};
 
     std::vector<std::thread> threads;

@@ -40,12 +40,7 @@ constexpr std::size_t RETAINED_WRITE_CAPACITY = 1u << 20;
 constexpr std::size_t SHM_BATCH = 256;
 // Application frames read from a ring are published on the bus in runs of up to this many.
 constexpr std::size_t SHM_RUN = 64;
-// The longest a session's ring reader spins before the io thread's other handlers run;
-// shorter while other sessions of the server spin too: their frames wait for the slice to
-// end (two Python clients ping-ponging through one io thread: 5.3 us one way with 2 us
-// slices for both, 4.9 with 0.5 us; docs/benchmarks.md, "Python SDK").
-constexpr std::chrono::nanoseconds SHM_SPIN_SLICE{2000};
-constexpr std::chrono::nanoseconds SHM_SHARED_SPIN_SLICE{500};
+
 // Appends one frame, header and payload, to a send buffer.
 void append_encoded(std::vector<std::byte>& out, std::uint16_t type_id, std::span<const std::byte> payload) {
     const std::size_t at = out.size();
@@ -1037,14 +1032,14 @@ bool Session::start_shm_ends() {
     co.wait_fd = link.own_bell.fd();
     co.notify_fd = outbound_ ? -1 : link.peer_bell.fd();
     co.spin = state_.options.shm_spin;
-    link.consumer.emplace(link.in_ring.region(), co);
     const int bell = ::dup(link.own_bell.fd());
     if (bell < 0) {
         state_.log->error("{}: cannot watch the shared-memory doorbell: {}", peer_, std::strerror(errno));
         finish();
         return false;
     }
-    link.bell_wait.emplace(socket_.get_executor(), bell);
+    link.reader.emplace(link.in_ring.region(), co, asio::posix::stream_descriptor(socket_.get_executor(), bell),
+                        state_.ring_spinners);
     return true;
 }
 
@@ -1136,7 +1131,7 @@ bool Session::read_ring(std::size_t max, std::size_t& visited) {
     std::size_t seen = 0;
     // What the frames caused leaves before their room is released to the writer: a reply
     // goes out first.
-    shm::RingConsumer& consumer = *shm_->consumer;
+    shm::RingConsumer& consumer = shm_->reader->consumer();
     const auto read = consumer.read_batch(
         [&](const shm::FrameView& frame) {
             const bool more = ++seen < max && consumer.known_available() != 0;
@@ -1182,66 +1177,35 @@ bool Session::read_ring(std::size_t max, std::size_t& visited) {
 void Session::drain_shm() {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     try {
-        if (finished_ || closing_ || shm_state_ != ShmState::Active) return count_spinning(false);
-        count_spinning(true);
-        const auto spin = state_.options.shm_spin;
-        const bool shared = state_.ring_spinners.load(std::memory_order_relaxed) > 1;
-        const auto slice_end = std::chrono::steady_clock::now() + (shared ? SHM_SHARED_SPIN_SLICE : SHM_SPIN_SLICE);
-        for (;;) {
+        if (shm_state_ != ShmState::Active) return;
+        RingReader& reader = *shm_->reader;
+        if (finished_ || closing_) return reader.stop_spinning();
+        reader.begin_turn();
+        for (RingReader::Next next = RingReader::Next::Again; next != RingReader::Next::Park;) {
             std::size_t visited = 0;
             if (!read_ring(SHM_BATCH, visited) || finished_ || closing_) return;
-            if (!keep_reading(true)) return count_spinning(false);
-            if (visited == SHM_BATCH) {
-                // More may be waiting: let the strand's other handlers (the socket) run first.
+            if (!keep_reading(true)) return reader.stop_spinning();
+            next = reader.after_batch(visited, SHM_BATCH);
+            if (next == RingReader::Next::Yield) {
                 asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
                 return;
             }
-            const auto now = std::chrono::steady_clock::now();
-            if (visited > 0) {
-                shm_spin_until_ = now + spin;
-            } else if (now >= shm_spin_until_) {
-                break;
-            } else if (now >= slice_end) {
-                // Other sessions share this io thread (their rings, their sockets): spin in
-                // slices and let their handlers run in between, or a spinning session would
-                // hold up all the others for its whole spin.
-                asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
-                return;
-            } else {
-                shm::detail::cpu_relax();
+        }
+        const bool parked = reader.park([self = shared_from_this()](const asio::error_code& ec) {
+            if (ec == asio::error::operation_aborted || self->finished_) return;
+            self->shm_->reader->woke();
+            if (ec) {
+                self->state_.log->warn("{}: waiting on the shared-memory doorbell: {}", self->peer_, ec.message());
+                return self->finish();
             }
-        }
-        if (!shm_->consumer->begin_park()) {
-            // A frame came (or the client closed its side) while we set the flag.
-            asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
-            return;
-        }
-        count_spinning(false);
-        shm_->bell_wait->async_wait(asio::posix::stream_descriptor::wait_read,
-                                    [self = shared_from_this()](const asio::error_code& ec) {
-                                        if (ec == asio::error::operation_aborted || self->finished_) return;
-                                        if (self->shm_ && self->shm_->consumer) self->shm_->consumer->end_park();
-                                        self->shm_spin_until_ =
-                                            std::chrono::steady_clock::now() + self->state_.options.shm_spin;
-                                        if (ec) {
-                                            self->state_.log->warn("{}: waiting on the shared-memory doorbell: {}",
-                                                                   self->peer_, ec.message());
-                                            return self->finish();
-                                        }
-                                        self->drain_shm();
-                                    });
+            self->drain_shm();
+        });
+        // Not parked: a frame came (or the client closed its side) while it looked.
+        if (!parked) asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
     } catch (const std::exception& e) {
         state_.log->error("{}: closing after an internal error in the ring reader: {}", peer_, e.what());
         finish();
     }
-}
-
-void Session::count_spinning(bool spinning) noexcept {
-    if (std::exchange(counted_spinning_, spinning) == spinning) return;
-    if (spinning)
-        state_.ring_spinners.fetch_add(1, std::memory_order_relaxed);
-    else
-        state_.ring_spinners.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Session::drain_shm_now() {
@@ -1287,16 +1251,10 @@ void Session::on_shm_send_corrupt() {
 }
 
 void Session::close_shm() noexcept {
-    count_spinning(false);
-    if (!shm_) return;
     // Courtesy flags for a client still reading; the memory itself is freed with the
-    // Session (after every handler that might still look at it is gone).
-    if (shm_->bell_wait) {
-        asio::error_code ignored;
-        shm_->bell_wait->close(ignored);
-    }
-    if (shm_->consumer) shm_->consumer->close();
-    // The ring out is published and closed by outbox_.close().
+    // Session (after every handler that might still look at it is gone). The ring out is
+    // published and closed by outbox_.close().
+    if (shm_ && shm_->reader) shm_->reader->close();
 }
 
 }  // namespace mycelium::link::detail

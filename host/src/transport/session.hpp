@@ -32,6 +32,7 @@
 #include "io_thread.hpp"
 #include "outbox.hpp"
 #include "server_state.hpp"
+#include "shm/shm_link.hpp"
 #include "transport.hpp"
 #include "mycelium/log_limiter.hpp"
 #include "mycelium/bus.hpp"
@@ -52,20 +53,6 @@ struct Outbound {
     std::function<void()> on_closed;       // called once from finish()
     bool request_shm = false;              // ask for shared-memory rings (Unix socket only)
     std::uint32_t shm_capacity = 0;        // per direction, 0 = the far node's default
-};
-
-/// The shared-memory side of one connection (docs/wire-protocol.md, "Shared-memory
-/// setup"), from this session's point of view: on an accepted connection the host made
-/// the rings; on a dialed peer link this side received them in SHM_OFFER. Owned by the
-/// Session and freed with it (unmapped, descriptors closed): the memory goes with the
-/// last fd.
-struct ShmLink {
-    shm::MappedRing in_ring;     // this side consumes
-    shm::MappedRing out_ring;    // this side produces
-    shm::EventFd own_bell;       // rung by the other side: data in in_ring
-    shm::EventFd peer_bell;      // rung by this side: data in out_ring (room in in_ring)
-    std::optional<shm::RingConsumer> consumer;  // strand only (out_ring's producer is the Outbox's)
-    std::optional<asio::posix::stream_descriptor> bell_wait;  // a dup of own_bell; strand only
 };
 
 /// One accepted connection: handshake, frame decoding, bus subscriptions, send queue.
@@ -146,7 +133,7 @@ private:
     void on_shm_refuse(std::span<const std::byte> payload);
     void on_shm_offer(std::span<const std::byte> payload);
     void on_shm_switch(std::span<const std::byte> payload);
-    /// Makes the consumer, the producer and the doorbell watch of shm_.
+    /// Makes the ring reader of shm_ (its doorbell watched on the strand).
     bool start_shm_ends();
     /// Queues `last` as the last frame on the socket and sends everything after it
     /// through the ring.
@@ -156,8 +143,6 @@ private:
     void send_offer();
     /// Reads the client->host ring: batches, a bounded spin, then parks on the doorbell.
     void drain_shm();
-    /// Counts this session in (or out of) the server's spinning ring readers. Strand.
-    void count_spinning(bool spinning) noexcept;
     /// Reads what the ring holds now, without waiting (before closing on end of stream).
     void drain_shm_now();
     /// Visits up to `max` ring frames; false when the ring failed (the session is closing).
@@ -254,9 +239,6 @@ private:
     const bool passes_descriptors_;          // the transport's: shared memory can be set up
     ShmState shm_state_ = ShmState::None;
     std::unique_ptr<ShmLink> shm_;           // set from SHM_OFFER on
-    // drain_shm() looks for frames until then before it parks (strand only).
-    std::chrono::steady_clock::time_point shm_spin_until_{};
-    bool counted_spinning_ = false;          // counted in state_.ring_spinners (strand only)
     std::vector<std::byte> offer_frame_;     // the SHM_OFFER waiting for send_offer()
     bool reading_ring_ = false;              // on_frame is fed from the ring now
     std::vector<shm::UniqueFd> received_fds_;  // descriptors read with the socket's bytes
