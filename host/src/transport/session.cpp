@@ -41,15 +41,6 @@ constexpr std::size_t SHM_BATCH = 256;
 // Application frames read from a ring are published on the bus in runs of up to this many.
 constexpr std::size_t SHM_RUN = 64;
 
-// Appends one frame, header and payload, to a send buffer.
-void append_encoded(std::vector<std::byte>& out, std::uint16_t type_id, std::span<const std::byte> payload) {
-    const std::size_t at = out.size();
-    out.resize(at + codec::frame_size(payload.size()));
-    codec::encode_header(type_id, static_cast<std::uint32_t>(payload.size()),
-                         std::span<std::byte, codec::HEADER_SIZE>(out.data() + at, codec::HEADER_SIZE));
-    if (!payload.empty()) std::memcpy(out.data() + at + codec::HEADER_SIZE, payload.data(), payload.size());
-}
-
 bool is_disconnect(const asio::error_code& ec) {
     return ec == asio::error::eof || ec == asio::error::connection_reset ||
            ec == asio::error::broken_pipe || ec == asio::error::connection_aborted;
@@ -77,7 +68,7 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       read_buf_(READ_BUFFER_SIZE),
       client_label_(peer_),
       outbound_(std::move(outbound)),
-      passes_descriptors_(passes_descriptors),
+      shm_(state, *this, socket_.get_executor(), peer_, id, outbound_.has_value(), passes_descriptors),
       unknown_type_log_(state.options.log_interval),
       size_mismatch_log_(state.options.log_interval),
       // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
@@ -154,11 +145,7 @@ void Session::start_outbound() {
         }
         role_.store(Role::Peer, std::memory_order_relaxed);
         become_peer();
-        if (outbound_->request_shm && passes_descriptors_) {
-            shm_state_ = ShmState::Requested;
-            enqueue(control::SHM_REQUEST,
-                    encode_shm_request(ShmRequest{control::SHM_VERSION, 0, outbound_->shm_capacity}));
-        }
+        if (outbound_->request_shm) shm_.request(outbound_->shm_capacity);
         do_read();
     } catch (const std::exception& e) {
         state_.mesh_log->error("{}: cannot start the link: {}", peer_, e.what());
@@ -225,7 +212,7 @@ void Session::finish() noexcept {
 // ---------------------------------------------------------------------------------------
 
 void Session::do_read() {
-    if (shm_state_ == ShmState::Requested) return read_with_fds();
+    if (shm_.expects_descriptors()) return read_with_fds();
     socket_.async_read_some(asio::buffer(read_buf_),
                             [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
                                 self->on_read(ec, n);
@@ -239,9 +226,8 @@ void Session::read_with_fds() {
         if (ec) return self->on_read(ec, 0);
         shm::ReadWithFds read = shm::read_with_fds(self->socket_.native_handle(), self->read_buf_, shm::MAX_PASSED_FDS);
         const long n = read.result;
-        for (shm::UniqueFd& owned : read.fds)
-            if (self->received_fds_.size() < shm::MAX_PASSED_FDS) self->received_fds_.push_back(std::move(owned));
-        if (n > 0 && read.truncated) self->received_fds_.clear();  // the offer is declined
+        self->shm_.keep_descriptors(std::move(read.fds));
+        if (n > 0 && read.truncated) self->shm_.drop_descriptors();  // the offer is declined
         if (n < 0 && (read.error == EAGAIN || read.error == EWOULDBLOCK || read.error == EINTR)) return self->do_read();
         if (n < 0) return self->on_read(asio::error_code(read.error, asio::system_category()), 0);
         if (n == 0) return self->on_read(asio::error::eof, 0);
@@ -285,7 +271,7 @@ void Session::on_read(const asio::error_code& ec, std::size_t n) {
 void Session::on_end_of_stream() {
     // Frames the client put into its ring before it closed the socket still count, as
     // bytes written before a FIN do.
-    if (shm_state_ == ShmState::Active && !closing_) drain_shm_now();
+    if (shm_.active() && !closing_) drain_shm_now();
     if (finished_) return;
     if (paused_) {
         end_of_stream_held_ = true;  // ends once the held frames are published
@@ -374,7 +360,7 @@ void Session::feed(std::span<const std::byte> bytes) {
 void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload) {
     if (closing_) return;  // the rest of a chunk after a fatal control frame
     // After the switch only a final ERROR may still come on the socket.
-    if (shm_state_ == ShmState::Active && !reading_ring_ && type_id != control::ERROR) [[unlikely]] {
+    if (shm_.active() && !reading_ring_ && type_id != control::ERROR) [[unlikely]] {
         Counters::add(state_.counters.protocol_errors);
         return fail(ErrorCode::ProtocolViolation,
                     fmt::format("frame of type {} on the socket after SHM_READY: it must go through the ring", type_id));
@@ -533,15 +519,16 @@ void Session::on_control(std::uint16_t type_id, std::span<const std::byte> paylo
             return finish();
         }
         case control::SHM_REQUEST:
-            return on_shm_request(payload);
+            if (phase_ != Phase::Hello) return protocol_violation("SHM_REQUEST before HELLO");
+            return shm_.on_request(payload);
         case control::SHM_READY:
-            return on_shm_ready(payload);
+            return shm_.on_ready(payload);
         case control::SHM_REFUSE:
-            return on_shm_refuse(payload);
+            return shm_.on_refuse(payload, name_);
         case control::SHM_OFFER:
-            return on_shm_offer(payload);
+            return shm_.on_offer(payload, name_);
         case control::SHM_SWITCH:
-            return on_shm_switch(payload);
+            return shm_.on_switch(payload, name_);
         default:
             return bad_frame(ErrorCode::UnknownType,
                              type_id >= control::SHM_FIRST && type_id <= control::SHM_LAST
@@ -779,7 +766,7 @@ void Session::start_write() {
     for (bool first = true;; first = false) {
         if (finished_) return;
         // No write is in flight here: the OFFER and its descriptors go out in socket order.
-        if (!offer_frame_.empty()) send_offer();
+        send_offer();
         if (finished_ || !take_pending()) return;
         std::size_t n = 0;
         if (first) {
@@ -863,8 +850,8 @@ void Session::on_slow_consumer() {
                 ? fmt::format(" after pausing its producers for {} ms", state_.options.slow_consumer_wait.count())
                 : std::string();
         std::string reason;
-        if (shm_state_ == ShmState::Active) {
-            reason = fmt::format("its {}-byte shared-memory ring is full{}", shm_->out_ring.capacity(), after);
+        if (shm_.active()) {
+            reason = fmt::format("its {}-byte shared-memory ring is full{}", shm_.rings()->out_ring.capacity(), after);
         } else {
             reason = fmt::format("its send queue is full ({} frames / {} bytes){}", state_.options.send_queue_frames,
                                  state_.options.send_queue_bytes, after);
@@ -912,74 +899,20 @@ void Session::close_with_error(ErrorCode code, const std::string& reason, std::c
 
 namespace mycelium::link::detail {
 
-std::size_t Session::shm_capacity(std::uint32_t requested) const {
-    // Every frame this link can carry must fit in the ring, twice over, so that a frame
-    // never waits for the whole ring to drain: the largest message in the contracts, and
-    // the largest control frame the host sends (an ERROR with its longest reason).
-    std::size_t largest = 2 + control::MAX_REASON_BYTES;
-    for (const auto& message : state_.registry.messages()) largest = std::max(largest, message.size);
-    const std::size_t floor = std::bit_ceil(std::max<std::size_t>(4096, 2 * shm::ring_frame_size(largest)));
-    const std::size_t ceiling = std::bit_ceil(std::clamp(state_.options.shm_ring_bytes, shm::MIN_RING_CAPACITY,
-                                                         shm::MAX_RING_CAPACITY));
-    std::size_t capacity = requested == 0 ? ceiling
-                                          : std::bit_ceil(std::min<std::size_t>(requested, shm::MAX_RING_CAPACITY));
-    capacity = std::min(capacity, ceiling);
-    return std::min(std::max(capacity, floor), shm::MAX_RING_CAPACITY);
+void Session::protocol_violation(const std::string& reason) {
+    Counters::add(state_.counters.protocol_errors);
+    fail(ErrorCode::ProtocolViolation, reason);
 }
 
-void Session::refuse_shm(ShmRefusal reason, const std::string& text) {
-    Counters::add(state_.counters.shm_refused);
-    state_.log->info("{}: shared memory refused ({}): {}", peer_, to_string(reason), text);
-    enqueue(control::SHM_REFUSE, encode_shm_refuse(reason, text));
-}
-
-void Session::on_shm_request(std::span<const std::byte> payload) {
-    if (phase_ != Phase::Hello) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, "SHM_REQUEST before HELLO");
-    }
-    const auto request = decode_shm_request(payload);
-    if (!request) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, fmt::format("malformed SHM_REQUEST ({} bytes)", payload.size()));
-    }
-    if (shm_state_ != ShmState::None) return refuse_shm(ShmRefusal::AlreadyActive, "shared memory is already set up");
-    if (request->version != control::SHM_VERSION)
-        return refuse_shm(ShmRefusal::UnsupportedVersion,
-                          fmt::format("shared-memory version {}, this host speaks {}", request->version,
-                                      control::SHM_VERSION));
-    if (!state_.options.shm_enabled) return refuse_shm(ShmRefusal::Disabled, "shared memory is disabled on this node");
-    if (!passes_descriptors_) return refuse_shm(ShmRefusal::NotLocal, "shared memory needs a local socket that passes descriptors");
-    const std::size_t capacity = shm_capacity(request->capacity);
-    auto link = std::make_unique<ShmLink>();
-    try {
-        const auto& digest = state_.registry.digest();
-        link->in_ring = shm::MappedRing::create(capacity, digest, "mycelium-link-in");
-        link->out_ring = shm::MappedRing::create(capacity, digest, "mycelium-link-out");
-        link->peer_bell = shm::EventFd::create();
-        link->own_bell = shm::EventFd::create();
-    } catch (const std::exception& e) {
-        // Out of memory, a memory cgroup, out of descriptors: the socket still works.
-        state_.log->warn("{}: cannot allocate shared-memory rings of {} bytes: {}", peer_, capacity, e.what());
-        return refuse_shm(ShmRefusal::NoMemory, fmt::format("cannot allocate the rings: {}", e.what()));
-    }
-    ShmOffer offer;
-    offer.client_to_host = capacity;
-    offer.host_to_client = capacity;
-    offer_frame_.clear();
-    append_encoded(offer_frame_, control::SHM_OFFER, encode_shm_offer(offer));
-    shm_ = std::move(link);
-    shm_state_ = ShmState::Offered;
+void Session::offer_waiting() {
     // Otherwise a write is in flight or posted: its start_write() sends the offer first.
     if (outbox_.schedule_write()) start_write();
 }
 
 void Session::send_offer() {
-    std::vector<std::byte> frame;
-    frame.swap(offer_frame_);
-    // Order of docs/wire-protocol.md: ring client->host, ring host->client, the client's
-    // doorbell, the host's doorbell.
-    const int fds[] = {shm_->in_ring.fd(), shm_->out_ring.fd(), shm_->peer_bell.fd(), shm_->own_bell.fd()};
+    std::array<int, 4> fds{};
+    const std::vector<std::byte> frame = shm_.take_offer(fds);
+    if (frame.empty()) [[likely]] return;
     try {
         // The socket is non-blocking; send_fds waits (poll) for room, a short bounded time.
         shm::send_fds(socket_.native_handle(), frame, fds, std::chrono::milliseconds(1'000));
@@ -996,122 +929,15 @@ void Session::send_offer() {
     }
 }
 
-void Session::on_shm_refuse(std::span<const std::byte> payload) {
-    const auto refuse = decode_shm_refuse(payload);
-    const bool expected = shm_state_ == ShmState::Offered || (outbound_ && shm_state_ == ShmState::Requested);
-    if (!expected || !refuse) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, refuse ? "SHM_REFUSE without a pending shared-memory setup"
-                                                         : "malformed SHM_REFUSE");
-    }
-    Counters::add(state_.counters.shm_refused);
-    if (shm_state_ == ShmState::Requested) {
-        // A dialed peer link stays on the socket.
-        state_.mesh_log->info("peer '{}': shared memory refused ({}): {}; staying on the socket", name_,
-                              to_string(refuse->reason), refuse->text);
-        received_fds_.clear();
-    } else {
-        state_.log->info("{}: the client declined the shared-memory offer ({}): {}", peer_, to_string(refuse->reason),
-                         refuse->text);
-        shm_.reset();  // our mappings and descriptors; the memory goes with the client's too
-    }
-    shm_state_ = ShmState::None;
-}
-
-bool Session::start_shm_ends() {
-    ShmLink& link = *shm_;
-    // This side reads in_ring (its doorbell rung by the other side when it sleeps) and
-    // writes out_ring (ringing the other side when that one sleeps). It never parks on a
-    // doorbell for room: a full ring follows the slow-consumer policy (Block sleeps in
-    // slices, see RingOutbox::wait_and_stage). The accepting side rings
-    // a client that waits for room in in_ring (LinkClient does); a dialed peer's other side
-    // is a host, which never waits, so no barrier is paid for it.
-    shm::ConsumerOptions co;
-    co.max_payload = state_.options.max_payload;
-    // Types and sizes are checked per frame (acceptable()), as on the socket.
-    co.wait_fd = link.own_bell.fd();
-    co.notify_fd = outbound_ ? -1 : link.peer_bell.fd();
-    co.spin = state_.options.shm_spin;
-    const int bell = ::dup(link.own_bell.fd());
-    if (bell < 0) {
-        state_.log->error("{}: cannot watch the shared-memory doorbell: {}", peer_, std::strerror(errno));
-        finish();
-        return false;
-    }
-    link.reader.emplace(link.in_ring.region(), co, asio::posix::stream_descriptor(socket_.get_executor(), bell),
-                        state_.ring_spinners);
-    return true;
-}
-
-void Session::switch_output_to_ring(std::uint16_t last) {
+void Session::switch_output(std::uint16_t last) {
     // `last` (SHM_SWITCH or SHM_READY) is the last frame on the socket; everything
     // enqueued after it goes into the ring, so the other side, which reads the socket up
     // to it and then the ring, sees every frame in order.
-    if (outbox_.switch_to_ring(shm_->out_ring.region(), shm_->peer_bell.fd(), last)) start_write();
+    ShmLink& rings = *shm_.rings();
+    if (outbox_.switch_to_ring(rings.out_ring.region(), rings.peer_bell.fd(), last)) start_write();
 }
 
-void Session::on_shm_ready(std::span<const std::byte> payload) {
-    if (shm_state_ != ShmState::Offered || !decode_empty(payload)) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation,
-                    shm_state_ != ShmState::Offered ? "SHM_READY without a SHM_OFFER" : "SHM_READY with a payload");
-    }
-    if (!start_shm_ends()) return;
-    shm_state_ = ShmState::Active;
-    Counters::add(state_.counters.shm_links);
-    state_.log->info("{}: frames go through shared memory now ({}-byte rings, link {})", peer_,
-                     shm_->in_ring.capacity(), id_);
-    switch_output_to_ring(control::SHM_SWITCH);
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
-}
-
-void Session::on_shm_offer(std::span<const std::byte> payload) {
-    std::vector<shm::UniqueFd> fds = std::move(received_fds_);
-    received_fds_.clear();
-    if (!outbound_ || shm_state_ != ShmState::Requested) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, "SHM_OFFER without a SHM_REQUEST");
-    }
-    const auto decline = [&](const std::string& why) {
-        Counters::add(state_.counters.shm_refused);
-        state_.mesh_log->warn("peer '{}': declining its shared-memory offer: {}; staying on the socket", name_, why);
-        shm_state_ = ShmState::None;
-        enqueue(control::SHM_REFUSE, encode_shm_refuse(ShmRefusal::BadOffer, why));
-    };
-    const auto offer = decode_shm_offer(payload);
-    if (!offer) return decline("malformed SHM_OFFER");
-    if (offer->version != control::SHM_VERSION) return decline("unsupported shared-memory version");
-    if (offer->fd_count != control::SHM_OFFER_FDS || fds.size() != control::SHM_OFFER_FDS)
-        return decline(fmt::format("SHM_OFFER came with {} descriptors, expected 4", fds.size()));
-    if (!shm::valid_ring_capacity(offer->client_to_host) || !shm::valid_ring_capacity(offer->host_to_client))
-        return decline("invalid ring capacity");
-    auto link = std::make_unique<ShmLink>();
-    try {
-        const auto& digest = state_.registry.digest();
-        link->out_ring = shm::MappedRing::attach(std::move(fds[0]), digest, offer->client_to_host);
-        link->in_ring = shm::MappedRing::attach(std::move(fds[1]), digest, offer->host_to_client);
-        link->own_bell = shm::EventFd::adopt(std::move(fds[2]));
-        link->peer_bell = shm::EventFd::adopt(std::move(fds[3]));
-    } catch (const std::exception& e) {
-        return decline(e.what());
-    }
-    shm_ = std::move(link);
-    if (!start_shm_ends()) return;
-    shm_state_ = ShmState::Readied;
-    // SHM_READY is our last frame on the socket; the host's frames move to the ring at
-    // its SHM_SWITCH.
-    switch_output_to_ring(control::SHM_READY);
-}
-
-void Session::on_shm_switch(std::span<const std::byte> payload) {
-    if (!outbound_ || shm_state_ != ShmState::Readied || !decode_empty(payload)) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, "SHM_SWITCH without a SHM_READY");
-    }
-    shm_state_ = ShmState::Active;
-    Counters::add(state_.counters.shm_links);
-    state_.mesh_log->info("peer '{}': frames go through shared memory now ({}-byte rings, link {})", name_,
-                          shm_->in_ring.capacity(), id_);
+void Session::start_reading_ring() {
     asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
 }
 
@@ -1131,7 +957,7 @@ bool Session::read_ring(std::size_t max, std::size_t& visited) {
     std::size_t seen = 0;
     // What the frames caused leaves before their room is released to the writer: a reply
     // goes out first.
-    shm::RingConsumer& consumer = shm_->reader->consumer();
+    shm::RingConsumer& consumer = shm_.rings()->reader->consumer();
     const auto read = consumer.read_batch(
         [&](const shm::FrameView& frame) {
             const bool more = ++seen < max && consumer.known_available() != 0;
@@ -1177,8 +1003,8 @@ bool Session::read_ring(std::size_t max, std::size_t& visited) {
 void Session::drain_shm() {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     try {
-        if (shm_state_ != ShmState::Active) return;
-        RingReader& reader = *shm_->reader;
+        if (!shm_.active()) return;
+        RingReader& reader = *shm_.rings()->reader;
         if (finished_ || closing_) return reader.stop_spinning();
         reader.begin_turn();
         for (RingReader::Next next = RingReader::Next::Again; next != RingReader::Next::Park;) {
@@ -1193,7 +1019,7 @@ void Session::drain_shm() {
         }
         const bool parked = reader.park([self = shared_from_this()](const asio::error_code& ec) {
             if (ec == asio::error::operation_aborted || self->finished_) return;
-            self->shm_->reader->woke();
+            self->shm_.rings()->reader->woke();
             if (ec) {
                 self->state_.log->warn("{}: waiting on the shared-memory doorbell: {}", self->peer_, ec.message());
                 return self->finish();
@@ -1254,7 +1080,7 @@ void Session::close_shm() noexcept {
     // Courtesy flags for a client still reading; the memory itself is freed with the
     // Session (after every handler that might still look at it is gone). The ring out is
     // published and closed by outbox_.close().
-    if (shm_ && shm_->reader) shm_->reader->close();
+    if (ShmLink* rings = shm_.rings(); rings != nullptr && rings->reader) rings->reader->close();
 }
 
 }  // namespace mycelium::link::detail

@@ -32,7 +32,7 @@
 #include "io_thread.hpp"
 #include "outbox.hpp"
 #include "server_state.hpp"
-#include "shm/shm_link.hpp"
+#include "shm/shm_setup.hpp"
 #include "transport.hpp"
 #include "mycelium/log_limiter.hpp"
 #include "mycelium/bus.hpp"
@@ -61,7 +61,7 @@ struct Outbound {
 /// strand. Bus callbacks (any publishing thread) hand frames to the Outbox, which queues
 /// them for the socket or stages them in the ring, and post a write to the strand when
 /// one must start.
-class Session final : public std::enable_shared_from_this<Session>, private Corkable {
+class Session final : public std::enable_shared_from_this<Session>, private Corkable, private ShmSetup::Link {
 public:
     using Socket = Pipe;
 
@@ -99,9 +99,6 @@ public:
 
 private:
     enum class Phase : std::uint8_t { Handshake, Undecided, Legacy, Hello };
-    /// Shared memory: none; on a dialed link SHM_REQUEST sent, then SHM_READY sent;
-    /// on an accepted one SHM_OFFER sent; then in use.
-    enum class ShmState : std::uint8_t { None, Requested, Offered, Readied, Active };
 
     void do_read();
     /// Reads with recvmsg, keeping descriptors that come with the bytes (SHM_OFFER).
@@ -126,20 +123,16 @@ private:
     void declare_interest(std::uint16_t type_id, bool interested);
     void subscribe_type(std::uint16_t type_id);
 
-    // Shared memory (strand).
-    void on_shm_request(std::span<const std::byte> payload);
-    void refuse_shm(ShmRefusal reason, const std::string& text);
-    void on_shm_ready(std::span<const std::byte> payload);
-    void on_shm_refuse(std::span<const std::byte> payload);
-    void on_shm_offer(std::span<const std::byte> payload);
-    void on_shm_switch(std::span<const std::byte> payload);
-    /// Makes the ring reader of shm_ (its doorbell watched on the strand).
-    bool start_shm_ends();
+    // Shared memory (strand). ShmSetup::Link: what the setup asks of this connection.
+    void send_control(std::uint16_t type_id, std::span<const std::byte> payload) override { enqueue(type_id, payload); }
+    void protocol_violation(const std::string& reason) override;
+    void offer_waiting() override;
     /// Queues `last` as the last frame on the socket and sends everything after it
     /// through the ring.
-    void switch_output_to_ring(std::uint16_t last);
-    std::size_t shm_capacity(std::uint32_t requested) const;
-    /// Sends the SHM_OFFER with its descriptors (sendmsg); only when no write is in flight.
+    void switch_output(std::uint16_t last) override;
+    void start_reading_ring() override;
+    /// Sends a waiting SHM_OFFER with its descriptors (sendmsg); only when no write is in
+    /// flight, so that it goes out in socket order.
     void send_offer();
     /// Reads the client->host ring: batches, a bounded spin, then parks on the doorbell.
     void drain_shm();
@@ -236,12 +229,8 @@ private:
     std::optional<Outbound> outbound_;       // set for sessions the server dialed
     std::shared_ptr<PeerRecord> peer_record_;  // set once the link is a peer link
     InterestWatch interest_;                 // a peer link: declares this node's interest
-    const bool passes_descriptors_;          // the transport's: shared memory can be set up
-    ShmState shm_state_ = ShmState::None;
-    std::unique_ptr<ShmLink> shm_;           // set from SHM_OFFER on
-    std::vector<std::byte> offer_frame_;     // the SHM_OFFER waiting for send_offer()
+    ShmSetup shm_;                           // shared memory: its setup and its rings
     bool reading_ring_ = false;              // on_frame is fed from the ring now
-    std::vector<shm::UniqueFd> received_fds_;  // descriptors read with the socket's bytes
     // Bad frames this connection sent (read by scrapes) and their log limiters (strand).
     std::atomic<std::uint64_t> bad_unknown_type_{0};
     std::atomic<std::uint64_t> bad_size_mismatch_{0};
