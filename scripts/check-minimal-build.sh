@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks a host built without the optional transports (MYCELIUM_TRANSPORT_TCP=OFF): it
-# serves on unix: and refuses tcp: with an error that names the missing transport.
+# Checks a host built without the optional transports (MYCELIUM_TRANSPORT_TCP=OFF,
+# MYCELIUM_TRANSPORT_SHM=OFF): it serves on unix: and refuses tcp: and --shm with errors
+# that name what is missing.
 #
 #   scripts/check-minimal-build.sh PATH/TO/mycelium-host
 set -euo pipefail
@@ -27,4 +28,13 @@ grep -q "listening on unix:$work/node.sock" "$work/out" || {
   cat "$work/out" >&2
   exit 1
 }
-echo "check-minimal-build: ok (unix: served, tcp: refused by name)"
+if "$host" --listen "unix:$work/shm.sock" --shm --duration 1 >"$work/out" 2>&1; then
+  echo "check-minimal-build: --shm was accepted by a build without shared memory" >&2
+  exit 1
+fi
+grep -q -- "--shm: this build has no shared-memory transport" "$work/out" || {
+  echo "check-minimal-build: the --shm error does not name the missing transport:" >&2
+  cat "$work/out" >&2
+  exit 1
+}
+echo "check-minimal-build: ok (unix: served, tcp: and --shm refused by name)"

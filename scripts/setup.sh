@@ -82,9 +82,9 @@ case "$mode" in
     fi
     # Each transport but unix: is optional (host/src/transport/CMakeLists.txt): the host
     # must build and serve without them, and name what is missing.
-    log "building the host without the optional transports (MYCELIUM_TRANSPORT_TCP=OFF)"
+    log "building the host without the optional transports (MYCELIUM_TRANSPORT_TCP=OFF, MYCELIUM_TRANSPORT_SHM=OFF)"
     cmake -S "$repo" -B "$build_dir-minimal" -G Ninja -DPython_EXECUTABLE=/usr/bin/python3 \
-      -DMYCELIUM_TRANSPORT_TCP=OFF -DMYCELIUM_BUILD_TESTS=OFF -DMYCELIUM_BUILD_BENCH=OFF >/dev/null
+      -DMYCELIUM_TRANSPORT_TCP=OFF -DMYCELIUM_TRANSPORT_SHM=OFF -DMYCELIUM_BUILD_TESTS=OFF -DMYCELIUM_BUILD_BENCH=OFF >/dev/null
     cmake --build "$build_dir-minimal" -j "$jobs" --target mycelium-host
     bash "$repo/scripts/check-minimal-build.sh" "$build_dir-minimal/host/app/mycelium-host"
     log "running the test suite"

@@ -132,6 +132,8 @@ RunPlan plan_run(RunFlags flags, const std::string& pymodules_dir) {
     const bool unix_listener = std::any_of(plan.listen.begin(), plan.listen.end(),
                                            [](const link::Endpoint& e) { return e.scheme == "unix"; });
     plan_workers(flags, plan, unix_listener);
+    if (flags.shm && !link::shared_memory_built())
+        throw PlanError("--shm: this build has no shared-memory transport (it was built with MYCELIUM_TRANSPORT_SHM=OFF)");
     if (flags.shm && !unix_listener) {
         throw PlanError(fmt::format("--shm offers shared memory to the clients of a Unix listener: add --listen "
                                     "unix:PATH{}",

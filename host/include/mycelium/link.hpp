@@ -139,6 +139,10 @@ using topology::parse_legacy_layout;
 /// How long a slow consumer being disconnected may take to accept its ERROR frame.
 inline constexpr std::chrono::milliseconds SLOW_CONSUMER_LINGER{100};
 
+/// Whether this build sets up shared-memory rings over Unix links (the CMake option
+/// MYCELIUM_TRANSPORT_SHM). Without it a host refuses every SHM_REQUEST and never asks.
+bool shared_memory_built() noexcept;
+
 /// Limits and knobs of a LinkServer.
 /// Thread safety: a value type; distinct objects safe, shared objects unsafe.
 struct ServerOptions {

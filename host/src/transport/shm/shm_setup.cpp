@@ -17,6 +17,12 @@
 
 #include "mycelium/codec.hpp"
 
+namespace mycelium::link {
+
+bool shared_memory_built() noexcept { return true; }
+
+}  // namespace mycelium::link
+
 namespace mycelium::link::detail {
 
 ShmSetup::ShmSetup(ServerState& state, Link& link, asio::any_io_executor executor, std::string peer,
