@@ -60,7 +60,6 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       id_(id),
       handshake_timer_(socket_.get_executor()),
       linger_timer_(socket_.get_executor()),
-      resume_timer_(socket_.get_executor()),
       handshake_(state.registry.digest()),
       // Only the payload limit breaks the stream; types and sizes are checked per frame
       // (acceptable()), so that one bad frame costs that frame, not the connection.
@@ -69,8 +68,8 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       client_label_(peer_),
       outbound_(std::move(outbound)),
       shm_(state, *this, socket_.get_executor(), peer_, id, outbound_.has_value(), passes_descriptors),
-      unknown_type_log_(state.options.log_interval),
-      size_mismatch_log_(state.options.log_interval),
+      filter_(state.registry, state.counters, state.options.log_interval),
+      pause_(socket_.get_executor()),
       // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
       outbox_(state.bus, state.options, state.counters,
               outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client) {}
@@ -182,8 +181,7 @@ void Session::finish() noexcept {
     asio::error_code ignored;
     handshake_timer_.cancel();
     linger_timer_.cancel();
-    resume_timer_.cancel();
-    held_.clear();
+    pause_.cancel();
     socket_.shutdown(asio::socket_base::shutdown_both, ignored);
     socket_.close(ignored);
     state_.log->debug("{}: closed (link {})", peer_, id_);
@@ -273,10 +271,7 @@ void Session::on_end_of_stream() {
     // bytes written before a FIN do.
     if (shm_.active() && !closing_) drain_shm_now();
     if (finished_) return;
-    if (paused_) {
-        end_of_stream_held_ = true;  // ends once the held frames are published
-        return;
-    }
+    if (pause_.paused()) return pause_.hold_end_of_stream();  // ends once the held frames are published
     if (phase_ == Phase::Handshake) {
         Counters::add(state_.counters.truncated);
         state_.log->warn("{}: connection closed inside the handshake ({} of {} bytes received)", peer_,
@@ -366,7 +361,7 @@ void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload
                     fmt::format("frame of type {} on the socket after SHM_READY: it must go through the ring", type_id));
     }
     if (type_id < schema::MIN_APP_TYPE_ID) {
-        if (paused_) return held_.push(type_id, payload);  // in order with the held frames
+        if (pause_.paused()) return pause_.hold(type_id, payload);  // in order with the held frames
         on_control(type_id, payload);
         frames_seen_ = true;
         return;
@@ -380,29 +375,14 @@ void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload
 }
 
 bool Session::acceptable(std::uint16_t type_id, std::span<const std::byte> payload) {
-    // A stream of one type pays the schema look-up once.
-    if (type_id == accepted_type_ && payload.size() == accepted_size_) [[likely]] return true;
-    const schema::MessageSchema* message = state_.registry.find(type_id);
-    if (message == nullptr) [[unlikely]] {
-        bad_frame(ErrorCode::UnknownType,
-                  fmt::format("type {} is not in the contracts ({} bytes dropped)", type_id, payload.size()));
-        return false;
-    }
-    if (message->size != payload.size()) [[unlikely]] {
-        bad_frame(ErrorCode::SizeMismatch, fmt::format("{} (type {}) of {} bytes, expected {}; dropped", message->name,
-                                                       type_id, payload.size(), message->size));
-        return false;
-    }
-    accepted_type_ = type_id;
-    accepted_size_ = payload.size();
-    return true;
+    auto refusal = filter_.check(type_id, payload);
+    if (!refusal) [[likely]] return true;
+    bad_frame(refusal->code, refusal->reason);
+    return false;
 }
 
 void Session::bad_frame(ErrorCode code, const std::string& reason) {
-    const bool unknown = code == ErrorCode::UnknownType;
-    Counters::add(unknown ? state_.counters.unknown_type : state_.counters.size_mismatch);
-    (unknown ? bad_unknown_type_ : bad_size_mismatch_).fetch_add(1, std::memory_order_relaxed);
-    if (const auto held_back = (unknown ? unknown_type_log_ : size_mismatch_log_).admit()) {
+    if (const auto held_back = filter_.count(code)) {
         if (*held_back == 0) {
             state_.log->warn("{}: bad frame: {}", peer_, reason);
         } else {
@@ -415,14 +395,13 @@ void Session::bad_frame(ErrorCode code, const std::string& reason) {
 
 ClientDrops Session::drops() const {
     std::lock_guard lock(metrics_mutex_);
-    return ClientDrops{client_label_, bad_unknown_type_.load(std::memory_order_relaxed),
-                       bad_size_mismatch_.load(std::memory_order_relaxed), outbox_.dropped()};
+    return ClientDrops{client_label_, filter_.unknown_types(), filter_.size_mismatches(), outbox_.dropped()};
 }
 
 void Session::publish_from_link(std::span<const MessageView> run) {
     if (closing_ || run.empty()) return;
     frames_seen_ = true;
-    if (paused_) return hold_run(run);  // after the frames held before them
+    if (pause_.paused()) return pause_.hold(run);  // after the frames held before them
     const OriginScope origin(
         Origin{id_, role_.load(std::memory_order_relaxed), run.front().payload.data(), run.back().payload.data()});
     // Never publish_batch(): its wait for a full Block queue would stop this io thread,
@@ -434,9 +413,60 @@ void Session::publish_from_link(std::span<const MessageView> run) {
     }
     if (*published < run.size()) {
         Counters::add(state_.counters.flow_pauses);
-        hold_run(run.subspan(*published));
+        pause_.hold(run.subspan(*published));
     }
     // QueueFull (a Fail subscriber) is counted by the bus; the frames were accepted.
+}
+
+// Flow control (inbound_pause.hpp): an io thread never waits for a full queue.
+
+bool Session::keep_reading(bool from_ring) {
+    if (!pause_.paused() || closing_) return true;
+    pause_.stop(from_ring, [self = shared_from_this()] { self->on_resume(); });
+    return false;
+}
+
+void Session::on_resume() {
+    const log::ScopedFields log_fields{{"peer", peer_}};
+    try {
+        if (finished_) return;
+        if (!closing_ && !publish_held()) return pause_.arm([self = shared_from_this()] { self->on_resume(); });
+        const InboundPause::Stopped stopped = pause_.resume();
+        if (finished_) return;
+        if (stopped.end_of_stream) return on_end_of_stream();
+        if (stopped.ring) drain_shm();
+        if (stopped.socket && !finished_) do_read();
+    } catch (const std::exception& e) {
+        state_.log->error("{}: closing after an internal error: {}", peer_, e.what());
+        finish();
+    }
+}
+
+bool Session::publish_held() {
+    HeldFrames& held = pause_.held();
+    while (!held.empty()) {
+        const HeldFrames::Frame frame = held.front();
+        if (frame.type_id < schema::MIN_APP_TYPE_ID) {
+            on_control(frame.type_id, frame.payload);
+            if (finished_) return true;
+            held.pop_front();
+            continue;
+        }
+        const MessageView message{frame.type_id, frame.payload};
+        const OriginScope origin(Origin{id_, role_.load(std::memory_order_relaxed), frame.payload.data(),
+                                        frame.payload.data()});
+        const auto published = state_.bus.publish_batch_if_room(std::span<const MessageView>(&message, 1));
+        if (!published) {
+            if (published.error() == PublishError::Closed) {
+                close_with_error(ErrorCode::ShuttingDown, "the bus is shut down");
+                return true;
+            }
+        } else if (*published == 0) {
+            return false;  // still no room
+        }
+        held.pop_front();
+    }
+    return true;
 }
 
 void Session::on_metrics(std::span<const std::byte> payload) {
@@ -494,7 +524,7 @@ void Session::on_control(std::uint16_t type_id, std::span<const std::byte> paylo
             if (error && (error->code == ErrorCode::UnknownType || error->code == ErrorCode::SizeMismatch)) {
                 // The far side dropped one of our frames and goes on (a peer of another
                 // contracts version): worth a line, not the link.
-                if (const auto held_back = unknown_type_log_.admit()) {
+                if (const auto held_back = filter_.admit_far_side_drop()) {
                     state_.log->warn("{}: the far side dropped a frame: {} {} ({} more since the last line)", peer_,
                                      to_string(error->code), error->reason, *held_back);
                 }

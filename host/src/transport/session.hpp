@@ -27,8 +27,9 @@
 #include <spdlog/logger.h>
 
 #include "cork.hpp"
+#include "frame_filter.hpp"
 #include "handshake.hpp"
-#include "held_frames.hpp"
+#include "inbound_pause.hpp"
 #include "io_thread.hpp"
 #include "outbox.hpp"
 #include "server_state.hpp"
@@ -170,12 +171,9 @@ private:
     /// Applies Disconnect to a consumer whose queue overflowed (Block after its wait).
     void on_slow_consumer();
 
-    // Flow control (inbound_pause.cpp): an io thread never waits for a full queue.
-    /// Holds `run` (and, while paused, every later frame) and pauses reading.
-    void hold_run(std::span<const MessageView> run);
+    // Flow control (inbound_pause.hpp): an io thread never waits for a full queue.
     /// Where reading would go on: false when paused, after arming the resume.
     bool keep_reading(bool from_ring);
-    void schedule_resume();
     void on_resume();
     /// Offers the held frames again, in order; true once none is left.
     bool publish_held();
@@ -187,8 +185,8 @@ private:
     /// Queues `run` (one padded type, C layout) packed for a legacy client.
     void enqueue_packed_run(std::span<const MessageView> run, const schema::PackedLayout& layout);
 
-    /// Whether an application frame is one of the contracts' types at its size; a bad one
-    /// is dropped (bad_frame) and the connection goes on.
+    /// Whether an application frame passes filter_; a bad one is dropped (bad_frame) and
+    /// the connection goes on.
     bool acceptable(std::uint16_t type_id, std::span<const std::byte> payload);
     /// Drops one bad frame: counts it, logs it (rate-limited), answers ERROR to a client
     /// that speaks control frames. The connection stays open.
@@ -205,7 +203,6 @@ private:
     const std::uint64_t id_;
     asio::steady_timer handshake_timer_;
     asio::steady_timer linger_timer_;
-    asio::steady_timer resume_timer_;
 
     // Strand-only state.
     Phase phase_ = Phase::Handshake;
@@ -231,20 +228,8 @@ private:
     InterestWatch interest_;                 // a peer link: declares this node's interest
     ShmSetup shm_;                           // shared memory: its setup and its rings
     bool reading_ring_ = false;              // on_frame is fed from the ring now
-    // Bad frames this connection sent (read by scrapes) and their log limiters (strand).
-    std::atomic<std::uint64_t> bad_unknown_type_{0};
-    std::atomic<std::uint64_t> bad_size_mismatch_{0};
-    std::uint16_t accepted_type_ = 0;  // the last frame acceptable() passed (none yet)
-    std::size_t accepted_size_ = 0;
-    log::LogLimiter unknown_type_log_;
-    log::LogLimiter size_mismatch_log_;
-    // Flow control (strand only): paused while held_ has frames the bus had no room for.
-    HeldFrames held_;
-    bool paused_ = false;
-    bool resume_armed_ = false;
-    bool resume_socket_ = false;     // the socket read loop stopped for the pause
-    bool resume_ring_ = false;       // the ring reader stopped for the pause
-    bool end_of_stream_held_ = false;  // the client closed while frames were held
+    FrameFilter filter_;  // which application frames pass, and the count of those that did not
+    InboundPause pause_;  // flow control: paused while it holds frames the bus had no room for
 
     // Read by bus callbacks on any thread.
     std::atomic<Role> role_{Role::Client};

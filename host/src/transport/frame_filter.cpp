@@ -1,0 +1,32 @@
+#include "frame_filter.hpp"
+
+#include <fmt/format.h>
+
+namespace mycelium::link::detail {
+
+std::optional<FrameFilter::Refusal> FrameFilter::check_slowly(std::uint16_t type_id,
+                                                              std::span<const std::byte> payload) {
+    const schema::MessageSchema* message = registry_.find(type_id);
+    if (message == nullptr)
+        return Refusal{ErrorCode::UnknownType,
+                       fmt::format("type {} is not in the contracts ({} bytes dropped)", type_id, payload.size())};
+    if (message->size != payload.size())
+        return Refusal{ErrorCode::SizeMismatch, fmt::format("{} (type {}) of {} bytes, expected {}; dropped",
+                                                            message->name, type_id, payload.size(), message->size)};
+    passed_type_ = type_id;
+    passed_size_ = payload.size();
+    return std::nullopt;
+}
+
+std::optional<std::uint64_t> FrameFilter::count(ErrorCode code) noexcept {
+    if (code == ErrorCode::UnknownType) {
+        Counters::add(counters_.unknown_type);
+        unknown_types_.fetch_add(1, std::memory_order_relaxed);
+        return unknown_type_log_.admit();
+    }
+    Counters::add(counters_.size_mismatch);
+    size_mismatches_.fetch_add(1, std::memory_order_relaxed);
+    return size_mismatch_log_.admit();
+}
+
+}  // namespace mycelium::link::detail
