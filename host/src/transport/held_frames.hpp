@@ -1,6 +1,6 @@
 #pragma once
 // Frames a paused connection has read but not yet published, in arrival order (see
-// inbound_pause.cpp). At most one read buffer's worth, or one ring batch's.
+// inbound_pause.hpp). At most one read buffer's worth, or one ring batch's.
 
 #include <cstddef>
 #include <cstdint>

@@ -25,16 +25,6 @@ bool shared_memory_built() noexcept { return true; }
 
 namespace mycelium::link::detail {
 
-ShmSetup::ShmSetup(ServerState& state, Link& link, asio::any_io_executor executor, std::string peer,
-                   std::uint64_t id, bool dialed, bool passes_descriptors)
-    : server_(state),
-      link_(link),
-      executor_(std::move(executor)),
-      peer_(std::move(peer)),
-      id_(id),
-      dialed_(dialed),
-      passes_descriptors_(passes_descriptors) {}
-
 void ShmSetup::keep_descriptors(std::vector<shm::UniqueFd> fds) {
     for (shm::UniqueFd& fd : fds)
         if (received_fds_.size() < shm::MAX_PASSED_FDS) received_fds_.push_back(std::move(fd));

@@ -12,6 +12,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../server_state.hpp"
@@ -55,7 +56,14 @@ public:
     /// `dialed`: a link this node dialed to a peer. `executor`: the strand the doorbell is
     /// watched on. `peer` names the other side in log lines.
     ShmSetup(ServerState& state, Link& link, asio::any_io_executor executor, std::string peer, std::uint64_t id,
-             bool dialed, bool passes_descriptors);
+             bool dialed, bool passes_descriptors)
+        : server_(state),
+          link_(link),
+          executor_(std::move(executor)),
+          peer_(std::move(peer)),
+          id_(id),
+          dialed_(dialed),
+          passes_descriptors_(passes_descriptors) {}
 
     State state() const noexcept { return state_; }
     bool active() const noexcept { return state_ == State::Active; }

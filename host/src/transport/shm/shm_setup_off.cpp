@@ -14,16 +14,6 @@ bool shared_memory_built() noexcept { return false; }
 
 namespace mycelium::link::detail {
 
-ShmSetup::ShmSetup(ServerState& state, Link& link, asio::any_io_executor executor, std::string peer,
-                   std::uint64_t id, bool dialed, bool passes_descriptors)
-    : server_(state),
-      link_(link),
-      executor_(std::move(executor)),
-      peer_(std::move(peer)),
-      id_(id),
-      dialed_(dialed),
-      passes_descriptors_(passes_descriptors) {}
-
 void ShmSetup::keep_descriptors(std::vector<shm::UniqueFd>) {}  // closed: nothing uses them
 
 void ShmSetup::request(std::uint32_t) {
