@@ -50,7 +50,6 @@ log = logging.getLogger("mycelium")
 AVAILABLE = True
 
 _BATCH = 256  # frames read from the ring between two looks at the socket
-_NOT_ALONE = (-1, None, None)  # _take() for a sink that shares its type: no frame skips the queue
 _MAX_FDS = 8  # descriptors accepted in one read (the offer brings 4)
 _WAIT_SLICE = 100e-6  # a publisher waiting for room sleeps this long between looks
 
@@ -417,9 +416,7 @@ class SharedMemoryTransport(UnixTransport):
 
     def _dispatch(self, type_id, payload):
         if type_id >= _wire.FIRST_APPLICATION_TYPE:
-            entries = self._routes.get(type_id)
-            if entries is not None:
-                self._deliver(entries, payload)
+            self._routes.deliver(type_id, payload)
         else:
             self._on_control(type_id, payload)
 
@@ -512,7 +509,7 @@ class SharedMemoryTransport(UnixTransport):
         if self._consumer is not consumer or self._poll_failure is not None:
             return NOTHING
         read_frame = consumer.read_frame
-        own_type, cls, decode = self._alone.get(sink, _NOT_ALONE)
+        own_type, cls, decode = self._routes.alone(sink)
         count = 0
         try:
             while count < _BATCH:
@@ -525,7 +522,7 @@ class SharedMemoryTransport(UnixTransport):
                     try:
                         return decode(payload)
                     except Exception as e:  # noqa: BLE001 - a bad frame is skipped, never fatal
-                        self._decode_failed(cls, payload, e)
+                        self._routes.decode_failed(cls, payload, e)
                         continue
                 self._dispatch(type_id, payload)
         except (_ring.RingError, ConnectionLost) as e:

@@ -55,7 +55,8 @@ import time
 
 from . import _wire
 from ._connection import ConnectionLost, shutdown_socket
-from ._classes import name_of, type_id_of
+from ._classes import type_id_of
+from ._routes import Routes
 from .errors import ClosedError, SchemaMismatch, TransportError
 from .publisher import Publisher
 from .subscriber import Subscriber
@@ -70,7 +71,6 @@ _CLOSED = "closed"
 
 _READ_CHUNK = 1 << 20
 _STABLE_SECONDS = 1.0  # a connection that lived this long resets the backoff
-_DECODE_WARNINGS = 10  # decode errors logged at WARNING before thinning out to 1 in 1000
 _CLOSE_FLUSH_SECONDS = 2.0  # close() writes what is queued for at most this long
 
 
@@ -96,9 +96,7 @@ class _SocketTransport:
     def deliver_locally(self, type_id, payload):
         """Hands a frame this process published to its own subscriptions of `type_id`, as
         the host hands it to every other subscriber (the Runtime's loop-back)."""
-        entries = self._routes.get(type_id)
-        if entries is not None:
-            self._deliver(entries, payload)
+        self._routes.deliver(type_id, payload)
 
     def __init__(self, schema_digest, *, name=None, reconnect=True, buffer_while_disconnected=0,
                  flush_bytes=64 * 1024, connect_timeout=5.0, backoff_initial=0.1, backoff_max=5.0,
@@ -130,13 +128,7 @@ class _SocketTransport:
         self._sock = None
         self._last_error = "not connected yet"
 
-        # type id -> ((cls, cls.from_bytes, (sink._push, ...)), ...), one entry per subscribed
-        # class of that type; replaced whole on change, read by the reader without a lock.
-        self._routes = {}
-        # sink -> (type id, cls, cls.from_bytes) for a sink that alone receives its type (one
-        # class, one sink); replaced whole, as _routes.
-        self._alone = {}
-        self._sinks = {}  # cls -> [sink, ...] (under _sub_lock)
+        self._routes = Routes(self.describe)  # changed under _sub_lock
 
         self._kick = threading.Lock()  # released to wake the flusher
         self._kick.acquire()
@@ -148,7 +140,6 @@ class _SocketTransport:
 
         self._delay = backoff_initial  # the next reconnect delay (grows while attempts fail)
         self.reconnects = 0
-        self.decode_errors = 0
         self.dropped_by_host = 0  # frames the host answered with ERROR unknown_type / size_mismatch
 
     # ------------------------------------------------------------------ public API
@@ -160,6 +151,11 @@ class _SocketTransport:
     @property
     def schema_digest(self):
         return self._digest
+
+    @property
+    def decode_errors(self):
+        """Frames that did not decode (skipped)."""
+        return self._routes.decode_errors
 
     def describe(self):
         """The endpoint, as 'unix:PATH' or 'tcp:HOST:PORT'."""
@@ -283,7 +279,7 @@ class _SocketTransport:
 
     def stats(self):
         """Counters: reconnects, decode errors, the state and the last connection error."""
-        return {"state": self._state, "reconnects": self.reconnects, "decode_errors": self.decode_errors,
+        return {"state": self._state, "reconnects": self.reconnects, "decode_errors": self._routes.decode_errors,
                 "dropped_by_host": self.dropped_by_host, "last_error": self._last_error}
 
     def __enter__(self):
@@ -308,13 +304,11 @@ class _SocketTransport:
         """Routes decoded `cls` messages to `sink` (`_push(msg)`, `_fail(exc)`)."""
         type_id = type_id_of(cls)
         with self._sub_lock:
-            declared = type_id in self._routes
-            self._sinks.setdefault(cls, []).append(sink)
-            self._rebuild_routes()
+            first = self._routes.add(cls, sink)
             if self._failure is not None:
                 sink._fail(self._failure)
                 return
-            if declared:
+            if not first:
                 return
             # Not connected: the next connection declares it.
             queued = self._queue_declaration(_wire.type_list(_wire.SUBSCRIBE, [type_id]))
@@ -324,14 +318,7 @@ class _SocketTransport:
     def _remove_sink(self, cls, sink):
         type_id = type_id_of(cls)
         with self._sub_lock:
-            sinks = self._sinks.get(cls, [])
-            if sink not in sinks:
-                return
-            sinks.remove(sink)
-            if not sinks:
-                del self._sinks[cls]
-            self._rebuild_routes()
-            if type_id in self._routes:
+            if not self._routes.remove(cls, sink):
                 return
             queued = self._queue_declaration(_wire.type_list(_wire.UNSUBSCRIBE, [type_id]))
         if queued:
@@ -346,32 +333,18 @@ class _SocketTransport:
             self._wbuf += data
             return True
 
-    def _rebuild_routes(self):
-        routes = {}
-        for cls, sinks in self._sinks.items():
-            routes.setdefault(type_id_of(cls), []).append((cls, cls.from_bytes, tuple(s._push for s in sinks)))
-        alone = {}
-        for type_id, entries in routes.items():
-            cls, decode, _ = entries[0]
-            sinks = self._sinks[cls]
-            if len(entries) == 1 and len(sinks) == 1:
-                alone[sinks[0]] = (type_id, cls, decode)
-        # Replaced before the routes: a sink that stops being alone is never handed a
-        # frame that the new routes give to another sink too.
-        self._alone = alone
-        self._routes = {type_id: tuple(entries) for type_id, entries in routes.items()}
-
     def _fail_sinks(self, exc):
         with self._sub_lock:
-            sinks = [sink for group in self._sinks.values() for sink in group]
+            sinks = self._routes.sinks()
         for sink in sinks:
             sink._fail(exc)
 
     def _preamble(self):
         """Handshake, HELLO and SUBSCRIBE for every subscribed type (under _sub_lock)."""
         data = _wire.handshake(self._digest) + _wire.hello(self._name)
-        if self._routes:
-            data += _wire.type_list(_wire.SUBSCRIBE, self._routes.keys())
+        type_ids = self._routes.type_ids()
+        if type_ids:
+            data += _wire.type_list(_wire.SUBSCRIBE, type_ids)
         return data
 
     # ------------------------------------------------------------------ writing
@@ -609,6 +582,7 @@ class _SocketTransport:
         buf[:end] = received
         header = _wire.HEADER
         max_payload = self._max_payload
+        deliver = self._routes.deliver
         while True:
             if end == len(buf) or (end - start >= 6 and
                                    start + 6 + header.unpack_from(buf, start)[1] > len(buf)):
@@ -632,27 +606,10 @@ class _SocketTransport:
                                 end - start)
                 return
             end += n
-            routes = self._routes
             try:
                 for type_id, at, stop in _wire.split_frames(buf, start, end, max_payload):
                     if type_id >= _wire.FIRST_APPLICATION_TYPE:
-                        entries = routes.get(type_id)
-                        if entries is not None:
-                            payload = bytes(view[at:stop])
-                            if len(entries) == 1:  # the common case, inline: ~0.4 us per frame less
-                                cls, decode, pushes = entries[0]
-                                try:
-                                    message = decode(payload)
-                                except Exception as e:  # noqa: BLE001 - a bad frame is skipped, never fatal
-                                    self._decode_failed(cls, payload, e)
-                                else:
-                                    for push in pushes:
-                                        try:
-                                            push(message)
-                                        except Exception:  # noqa: BLE001
-                                            log.exception("%s: delivering a %s failed", self.describe(), name_of(cls))
-                            else:
-                                self._deliver(entries, payload)
+                        deliver(type_id, bytes(view[at:stop]))
                     else:
                         self._on_control(type_id, bytes(view[at:stop]))
                     start = stop
@@ -660,27 +617,6 @@ class _SocketTransport:
                 raise ConnectionLost(f"the host sent {e}: closing the connection") from None
             if start == end:
                 start = end = 0
-
-    def _deliver(self, entries, payload):
-        """Decodes `payload` once per class of `entries` (a _routes value) and hands it over."""
-        for cls, decode, pushes in entries:
-            try:
-                message = decode(payload)
-            except Exception as e:  # noqa: BLE001 - a bad frame is skipped, never fatal
-                self._decode_failed(cls, payload, e)
-                continue
-            for push in pushes:
-                try:
-                    push(message)
-                except Exception:  # noqa: BLE001
-                    log.exception("%s: delivering a %s failed", self.describe(), name_of(cls))
-
-    def _decode_failed(self, cls, payload, error):
-        self.decode_errors += 1
-        count = self.decode_errors
-        if count <= _DECODE_WARNINGS or count % 1000 == 0:
-            log.warning("%s: skipped a %s frame of %d bytes that did not decode (%d so far): %s: %s",
-                        self.describe(), name_of(cls), len(payload), count, type(error).__name__, error)
 
     def _on_control(self, type_id, payload):
         if type_id == _wire.PING:
