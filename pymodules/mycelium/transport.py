@@ -98,6 +98,32 @@ class _SocketTransport:
         the host hands it to every other subscriber (the Runtime's loop-back)."""
         self._routes.deliver(type_id, payload)
 
+    def add_sink(self, cls, sink):
+        """Routes decoded `cls` messages to `sink` (`_push(msg)`, `_fail(exc)`), declaring
+        the type to the host (`SUBSCRIBE`) when it is the first of its type."""
+        type_id = type_id_of(cls)
+        with self._sub_lock:
+            first = self._routes.add(cls, sink)
+            if self._failure is not None:
+                sink._fail(self._failure)
+                return
+            if not first:
+                return
+            # Not connected: the next connection declares it.
+            queued = self._queue_declaration(_wire.type_list(_wire.SUBSCRIBE, [type_id]))
+        if queued:
+            self._flush()
+
+    def remove_sink(self, cls, sink):
+        """Stops routing to `sink` (`UNSUBSCRIBE` when it was its type's last one)."""
+        type_id = type_id_of(cls)
+        with self._sub_lock:
+            if not self._routes.remove(cls, sink):
+                return
+            queued = self._queue_declaration(_wire.type_list(_wire.UNSUBSCRIBE, [type_id]))
+        if queued:
+            self._flush()
+
     def __init__(self, schema_digest, *, name=None, reconnect=True, buffer_while_disconnected=0,
                  flush_bytes=64 * 1024, connect_timeout=5.0, backoff_initial=0.1, backoff_max=5.0,
                  max_payload=_wire.MAX_PAYLOAD):
@@ -212,7 +238,7 @@ class _SocketTransport:
     def subscriber(self, message_cls, maxsize=0):
         """A Subscriber of `message_cls`; declares interest to the host (`SUBSCRIBE`)."""
         sub = Subscriber._on_transport(self, message_cls, maxsize)
-        self._add_sink(message_cls, sub)
+        self.add_sink(message_cls, sub)
         return sub
 
     def publish(self, message):
@@ -299,30 +325,6 @@ class _SocketTransport:
         raise NotImplementedError
 
     # ------------------------------------------------------------------ subscriptions
-
-    def _add_sink(self, cls, sink):
-        """Routes decoded `cls` messages to `sink` (`_push(msg)`, `_fail(exc)`)."""
-        type_id = type_id_of(cls)
-        with self._sub_lock:
-            first = self._routes.add(cls, sink)
-            if self._failure is not None:
-                sink._fail(self._failure)
-                return
-            if not first:
-                return
-            # Not connected: the next connection declares it.
-            queued = self._queue_declaration(_wire.type_list(_wire.SUBSCRIBE, [type_id]))
-        if queued:
-            self._flush()
-
-    def _remove_sink(self, cls, sink):
-        type_id = type_id_of(cls)
-        with self._sub_lock:
-            if not self._routes.remove(cls, sink):
-                return
-            queued = self._queue_declaration(_wire.type_list(_wire.UNSUBSCRIBE, [type_id]))
-        if queued:
-            self._flush()
 
     def _queue_declaration(self, data):
         """Queues SUBSCRIBE/UNSUBSCRIBE frames (under _sub_lock) when connected; True when
