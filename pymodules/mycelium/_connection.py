@@ -98,7 +98,8 @@ class Connection:
         self._backoff = backoff
         self._channel = None  # attach_channel()
 
-        # Lock order: _life_lock -> subscription_lock -> the channel's send_lock -> lock.
+        # Lock order: _life_lock -> subscription_lock -> (a RingChannel's ring lock) -> the
+        # channel's send_lock -> lock.
         self._life_lock = threading.Lock()  # connect() and close()
         #: Held while the routes change and while a preamble declares them: a subscription
         #: is declared exactly once, by SUBSCRIBE on the connection or by the next preamble.

@@ -61,8 +61,9 @@ class RingChannel:
         self._ring_bytes = ring_bytes
         self._spin = spin
         self._full_timeout = full_timeout
-        # Lock order: _ring_lock first, then the connection's locks. Every frame this side
-        # writes passes under it, so none can reach the socket after SHM_READY.
+        # Lock order: the connection's subscription_lock, _ring_lock, then the send lock
+        # and the connection's lock. Every frame this side writes passes under _ring_lock,
+        # so none can reach the socket after SHM_READY.
         self._ring_lock = threading.Lock()
         self._rings = None  # ConnectionRings while the rings are set up (the reader thread's)
         self._producer = None  # set once SHM_READY is written (under _ring_lock)
