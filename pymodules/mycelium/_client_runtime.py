@@ -525,7 +525,7 @@ class Runtime:
         transport = self._transport_for(cls)
         with self._lock:
             self._sinks.append((cls, sink))
-        transport._add_sink(cls, sink)
+        transport.add_sink(cls, sink)
 
     def _remove_sink(self, cls, sink):
         with self._lock:
@@ -534,7 +534,7 @@ class Runtime:
             except ValueError:
                 return
         if self._transport is not None:
-            self._transport._remove_sink(cls, sink)
+            self._transport.remove_sink(cls, sink)
 
     def close(self):
         """Ends the subscriptions, writes what is queued and disconnects. Idempotent."""

@@ -1,5 +1,6 @@
 """One shared-memory ring, driven from pure Python (docs/wire-protocol.md, "Shared-memory
-rings"): the memfd region, its checks, a producer and a consumer.
+rings"): the memfd region, its checks, a producer and a consumer; and the two rings of
+one connection with their doorbells, as one SHM_OFFER brings them (`ConnectionRings`).
 
 The host formats the rings and passes their descriptors (SHM_OFFER); this module maps
 them and moves frames. Everything read from the region is checked before use: a ring
@@ -19,6 +20,7 @@ import os
 import sys
 import threading
 
+from . import _wire
 from .errors import ShmError
 
 HEADER_BYTES = 256
@@ -328,4 +330,64 @@ class RingConsumer(_RingEnd):
             self._w[_I_CONSUMER_CLOSED] = 1
 
 
-__all__ = ["MappedRing", "RingConsumer", "RingError", "RingProducer"]
+def _is_eventfd(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    except OSError:
+        return True  # no /proc: the kernel will refuse a read of the wrong size later
+
+
+def close_fds(fds):
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class ConnectionRings:
+    """The two mapped rings and the two doorbells of one connection. It owns the four
+    descriptors from the start: a failed check closes them all (and unmaps) before it
+    raises."""
+
+    def __init__(self, fds, offer, digest):
+        to_host_fd, to_client_fd, own_bell, host_bell = fds
+        self.fds = list(fds)
+        self.to_host = self.from_host = self.producer = self.consumer = None
+        try:
+            if len(offer) < _wire.SHM_OFFER_BODY.size:
+                raise ShmError(f"SHM_OFFER of {len(offer)} bytes, expected {_wire.SHM_OFFER_BODY.size}")
+            version, _flags, count, _reserved, c1, c2 = _wire.SHM_OFFER_BODY.unpack_from(offer)
+            if version != _wire.SHM_VERSION or count != 4:
+                raise ShmError(f"SHM_OFFER version {version} with {count} descriptors, expected version 1 with 4")
+            if not (_is_eventfd(own_bell) and _is_eventfd(host_bell)):
+                raise ShmError("the offered doorbells are not eventfds")
+            os.set_blocking(own_bell, False)
+            self.to_host = MappedRing(to_host_fd, c1, digest)
+            self.from_host = MappedRing(to_client_fd, c2, digest)
+            self.producer = RingProducer(self.to_host, consumer_bell=host_bell)
+            # The host never parks for room in this ring (it sleeps in slices instead), so
+            # the consumer has no producer doorbell to ring.
+            self.consumer = RingConsumer(self.from_host)
+        except Exception:
+            self.close()
+            raise
+        self.bell = own_bell
+
+    def describe(self):
+        return f"{self.to_host.capacity}+{self.from_host.capacity}-byte rings"
+
+    def close(self):
+        """Says goodbye in the flags, unmaps, closes the descriptors. Idempotent."""
+        for ring, end in ((self.to_host, self.producer), (self.from_host, self.consumer)):
+            if ring is not None and ring.mm is not None:
+                try:
+                    if end is not None:
+                        end.close()
+                finally:
+                    ring.close()
+        close_fds(self.fds)
+        self.fds = []
+
+
+__all__ = ["ConnectionRings", "MappedRing", "RingConsumer", "RingError", "RingProducer", "close_fds"]

@@ -186,7 +186,7 @@ class Subscriber:
         """Stops delivery to this subscriber (UNSUBSCRIBE when it was the type's last one);
         queued messages can still be received, then ClosedError. Idempotent."""
         if self._transport is not None:
-            self._transport._remove_sink(self._cls, self)
+            self._transport.remove_sink(self._cls, self)
         self._fail(ClosedError(f"the {name_of(self._cls)} subscriber is closed"))
 
     def __enter__(self):

@@ -314,7 +314,7 @@ def test_close_does_not_hang_on_a_host_that_stopped_reading(fake_host, messages,
         time.sleep(0.5)
         assert time.monotonic() < deadline, "the publisher never blocked"
     assert thread.is_alive()
-    assert len(t._wbuf) < 2 * 65536 + 1024
+    assert len(t._channel.buffer) < 2 * 65536 + 1024
     started = time.monotonic()
     t.close()
     assert time.monotonic() - started < 10

@@ -43,7 +43,7 @@ def test_a_frame_the_host_drops_costs_that_frame_not_the_connection(echo_host, m
     t = make_transport(echo_host, kind, digest)
     sub = t.subscriber(messages.CounterUpdate)
     t.connect()
-    t._write_control(_wire.frame(4321, bytes(8)))  # a type the host's contracts lack
+    t.frame_writer()(_wire.HEADER.pack(4321, 8), bytes(8))  # a type the host's contracts lack
     t.sync()  # the ERROR came before the PONG
     assert t.stats()["dropped_by_host"] == 1
     pub = t.publisher(messages.TextMessage)
