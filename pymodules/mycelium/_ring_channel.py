@@ -420,7 +420,7 @@ class RingChannel:
                     break
                 count += 1
                 type_id, payload = frame
-                if type_id == own_type and not sink._queue.qsize():
+                if type_id == own_type and not sink.queued():
                     try:
                         return decode(payload)
                     except Exception as e:  # noqa: BLE001 - a bad frame is skipped, never fatal
@@ -454,7 +454,7 @@ class RingChannel:
             return NOTHING
         lock = self._consume_lock
         published = consumer.published
-        queued = sink._queue.qsize
+        queued = sink.queued
         take = self._take
         lock.acquire()
         try:

@@ -65,6 +65,11 @@ class Subscriber:
     def message_cls(self):
         return self._cls
 
+    def queued(self):
+        """How many messages wait in this subscriber's queue (a transport reading for it
+        in recv() may hand a message over directly only when none wait, to keep order)."""
+        return self._queue.qsize()
+
     # ------------------------------------------------------------- reader thread side
 
     def _push(self, message):
