@@ -10,17 +10,9 @@
 #include "session.hpp"
 
 #include <asio/post.hpp>
-#include <asio/write.hpp>
 
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <algorithm>
-#include <bit>
 #include <cerrno>
-#include <cstring>
-#include <new>
-#include <thread>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -33,18 +25,10 @@ namespace mycelium::link::detail {
 namespace {
 
 constexpr std::size_t READ_BUFFER_SIZE = 64u * 1024u;
-// A write buffer above this is released after the write instead of kept for reuse, so
-// one burst does not pin megabytes for the connection's lifetime.
-constexpr std::size_t RETAINED_WRITE_CAPACITY = 1u << 20;
 // Ring frames handled per strand turn before the reader yields to other handlers.
 constexpr std::size_t SHM_BATCH = 256;
 // Application frames read from a ring are published on the bus in runs of up to this many.
 constexpr std::size_t SHM_RUN = 64;
-
-bool is_disconnect(const asio::error_code& ec) {
-    return ec == asio::error::eof || ec == asio::error::connection_reset ||
-           ec == asio::error::broken_pipe || ec == asio::error::connection_aborted;
-}
 
 }  // namespace
 
@@ -65,20 +49,21 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       // (acceptable()), so that one bad frame costs that frame, not the connection.
       decoder_(codec::DecoderOptions{state.options.max_payload, std::nullopt}),
       read_buf_(READ_BUFFER_SIZE),
-      client_label_(peer_),
       outbound_(std::move(outbound)),
+      traffic_(state.counters),
       shm_(state, *this, socket_.get_executor(), peer_, id, outbound_.has_value(), passes_descriptors),
       filter_(state.registry, state.counters, state.options.log_interval),
       pause_(socket_.get_executor()),
       // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
       outbox_(state.bus, state.options, state.counters,
-              outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client) {}
+              outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client),
+      writer_(*this, socket_, outbox_, shm_, traffic_, state.log, peer_),
+      control_(*this, state, outbox_, shm_, filter_, *this, peer_, id) {}
 
 Session::~Session() {
     // Normally finish() did this already; a session destroyed with the io_context (stop()
     // timed out) must still stop its callbacks before its members go.
-    interest_.close();
-    subs_.clear();
+    control_.close();
 }
 
 void Session::start() {
@@ -98,26 +83,30 @@ void Session::start() {
             return;
         }
         state_.log->debug("{}: connected (link {})", peer_, id_);
-        handshake_timer_.expires_after(state_.options.handshake_timeout);
-        handshake_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
-            try {
-                if (ec == asio::error::operation_aborted || self->finished_ || self->closing_) return;
-                if (self->phase_ != Phase::Handshake) return;
-                Counters::add(self->state_.counters.handshake_timeout);
-                self->fail(ErrorCode::HandshakeTimeout,
-                           fmt::format("no handshake within {} ms ({} of {} bytes received)",
-                                       self->state_.options.handshake_timeout.count(),
-                                       self->handshake_.received(), control::HANDSHAKE_SIZE));
-            } catch (const std::exception& e) {
-                self->state_.log->error("{}: handshake timer: {}", self->peer_, e.what());
-                self->finish();
-            }
-        });
+        start_handshake_timer();
         do_read();
     } catch (const std::exception& e) {
         state_.log->error("{}: cannot start the session: {}", peer_, e.what());
         finish();
     }
+}
+
+void Session::start_handshake_timer() {
+    handshake_timer_.expires_after(state_.options.handshake_timeout);
+    handshake_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+        try {
+            if (ec == asio::error::operation_aborted || self->finished_ || self->closing_) return;
+            if (self->control_.phase() != Phase::Handshake) return;
+            Counters::add(self->state_.counters.handshake_timeout);
+            self->fail(ErrorCode::HandshakeTimeout,
+                       fmt::format("no handshake within {} ms ({} of {} bytes received)",
+                                   self->state_.options.handshake_timeout.count(),
+                                   self->handshake_.received(), control::HANDSHAKE_SIZE));
+        } catch (const std::exception& e) {
+            self->state_.log->error("{}: handshake timer: {}", self->peer_, e.what());
+            self->finish();
+        }
+    });
 }
 
 void Session::reject_max_connections() {
@@ -136,14 +125,7 @@ void Session::start_outbound() {
             return;
         }
         // The dialer has already written the digest handshake and HELLO role=peer.
-        phase_ = Phase::Hello;
-        name_ = outbound_->record->name;
-        {
-            std::lock_guard lock(metrics_mutex_);
-            client_label_ = name_;
-        }
-        role_.store(Role::Peer, std::memory_order_relaxed);
-        become_peer();
+        control_.start_as_peer(outbound_->record->name);
         if (outbound_->request_shm) shm_.request(outbound_->shm_capacity);
         do_read();
     } catch (const std::exception& e) {
@@ -171,12 +153,11 @@ void Session::finish() noexcept {
     // Before waiting for callbacks in flight: one of them may be waiting for room (Block);
     // it gives up within a wait slice.
     outbox_.abort_waits();
-    interest_.close();  // waits for a listener call in progress on another thread
-    try {
-        subs_.clear();  // waits for callbacks running on other threads
-    } catch (...) {     // Subscription::close is noexcept; map clear cannot throw
-    }
-    close_shm();
+    control_.close();  // waits for callbacks running on other threads
+    // Courtesy flags for a client still reading; the memory itself is freed with the
+    // Session (after every handler that might still look at it is gone). The ring out is
+    // published and closed by outbox_.close().
+    if (ShmLink* rings = shm_.rings(); rings != nullptr && rings->reader) rings->reader->close();
     outbox_.close();
     asio::error_code ignored;
     handshake_timer_.cancel();
@@ -185,24 +166,54 @@ void Session::finish() noexcept {
     socket_.shutdown(asio::socket_base::shutdown_both, ignored);
     socket_.close(ignored);
     state_.log->debug("{}: closed (link {})", peer_, id_);
-    if (peer_record_) {
-        bool current = false;
-        {
-            std::lock_guard lock(peer_record_->mutex);
-            const auto now = peer_record_->current.lock();
-            current = !now || now.get() == this;
-            if (current) {
-                peer_record_->current.reset();
-                // Under the mutex: a newer link registering meanwhile must not be undone.
-                peer_record_->connected.store(false, std::memory_order_relaxed);
-            }
-        }
-        if (!outbound_) state_.mesh_log->info("peer '{}' ({}) disconnected", name_, peer_);
-    }
-    if (client_announced_) state_.notify_client(name_, false);
+    leave_peer_record();
+    control_.announce_closed();
     state_.release(id_, counted_);
     // Last: the dialer may schedule a redial, which must not find this session registered.
     if (outbound_ && outbound_->on_closed) std::exchange(outbound_->on_closed, nullptr)();
+}
+
+void Session::become_peer() {
+    const std::shared_ptr<PeerRecord> record =
+        outbound_ ? outbound_->record : state_.peer_record(control_.name(), false);
+    traffic_.set_peer(record);
+    outbox_.set_peer(record.get());
+    std::shared_ptr<Session> replaced;
+    {
+        std::lock_guard lock(record->mutex);
+        replaced = record->current.lock();
+        record->current = shared_from_this();
+        if (!outbound_) record->endpoint = peer_;
+        record->connected.store(true, std::memory_order_relaxed);
+    }
+    Counters::add(record->connects);
+    if (!outbound_) state_.mesh_log->info("peer '{}' connected from {} (link {})", control_.name(), peer_, id_);
+    if (replaced && replaced.get() != this) {
+        // One link per pair: the newer link wins (the older one is most likely half-open
+        // after the far node restarted), so no frame is delivered twice.
+        state_.mesh_log->info("peer '{}': a newer link replaces link {}", control_.name(), replaced->id_);
+        replaced->shut_down("replaced by a newer link from the same peer");
+    }
+}
+
+void Session::leave_peer_record() noexcept {
+    const std::shared_ptr<PeerRecord>& record = traffic_.peer();
+    if (!record) return;
+    {
+        std::lock_guard lock(record->mutex);
+        const auto now = record->current.lock();
+        if (!now || now.get() == this) {
+            record->current.reset();
+            // Under the mutex: a newer link registering meanwhile must not be undone.
+            record->connected.store(false, std::memory_order_relaxed);
+        }
+    }
+    if (!outbound_) state_.mesh_log->info("peer '{}' ({}) disconnected", control_.name(), peer_);
+}
+
+ClientDrops Session::drops() const {
+    return ClientDrops{control_.report().label(), filter_.unknown_types(), filter_.size_mismatches(),
+                       outbox_.dropped()};
 }
 
 // ---------------------------------------------------------------------------------------
@@ -243,21 +254,8 @@ void Session::on_read(const asio::error_code& ec, std::size_t n) {
             state_.log->warn("{}: read failed: {}", peer_, ec.message());
             return finish();
         }
-        Counters::add(state_.counters.bytes_received, n);
-        if (peer_record_) Counters::add(peer_record_->bytes_in, n);
-        if (!closing_) {
-            std::span<const std::byte> bytes(read_buf_.data(), n);
-            if (phase_ == Phase::Handshake) {
-                bytes = consume_handshake(bytes);
-                // Decide legacy before publishing the frames that came with the handshake:
-                // the replies they cause must find this client already subscribed.
-                if (!closing_ && phase_ == Phase::Undecided && !starts_with_hello(bytes)) become_legacy();
-            }
-            if (!closing_ && phase_ != Phase::Handshake && !bytes.empty()) feed(bytes);
-            // A client that did not say HELLO in the bytes that completed its handshake
-            // is a legacy client: from now on it receives every application type.
-            if (!closing_ && phase_ == Phase::Undecided) become_legacy();
-        }
+        traffic_.received_bytes(n);
+        if (!closing_) take_bytes(std::span<const std::byte>(read_buf_.data(), n));
         if (finished_ || !keep_reading(false)) return;
         do_read();  // while closing, this discards input until the client closes
     } catch (const std::exception& e) {
@@ -266,13 +264,26 @@ void Session::on_read(const asio::error_code& ec, std::size_t n) {
     }
 }
 
+void Session::take_bytes(std::span<const std::byte> bytes) {
+    if (control_.phase() == Phase::Handshake) {
+        bytes = consume_handshake(bytes);
+        // Decide legacy before publishing the frames that came with the handshake: the
+        // replies they cause must find this client already subscribed.
+        if (!closing_ && control_.phase() == Phase::Undecided && !starts_with_hello(bytes)) control_.become_legacy();
+    }
+    if (!closing_ && control_.phase() != Phase::Handshake && !bytes.empty()) feed(bytes);
+    // A client that did not say HELLO in the bytes that completed its handshake is a
+    // legacy client: from now on it receives every application type.
+    if (!closing_ && control_.phase() == Phase::Undecided) control_.become_legacy();
+}
+
 void Session::on_end_of_stream() {
     // Frames the client put into its ring before it closed the socket still count, as
     // bytes written before a FIN do.
     if (shm_.active() && !closing_) drain_shm_now();
     if (finished_) return;
     if (pause_.paused()) return pause_.hold_end_of_stream();  // ends once the held frames are published
-    if (phase_ == Phase::Handshake) {
+    if (control_.phase() == Phase::Handshake) {
         Counters::add(state_.counters.truncated);
         state_.log->warn("{}: connection closed inside the handshake ({} of {} bytes received)", peer_,
                          handshake_.received(), control::HANDSHAKE_SIZE);
@@ -306,9 +317,9 @@ std::span<const std::byte> Session::consume_handshake(std::span<const std::byte>
                                                         schema::to_hex(handshake_.digest()), state_.registry.digest_hex()));
             break;
         case HandshakeReader::State::Done:
-            if (phase_ == Phase::Handshake) {
+            if (control_.phase() == Phase::Handshake) {
                 handshake_timer_.cancel();
-                phase_ = Phase::Undecided;
+                control_.handshake_done();
                 Counters::add(state_.counters.handshakes_ok);
             }
             break;
@@ -321,13 +332,12 @@ void Session::feed(std::span<const std::byte> bytes) {
     const auto fed = decoder_.feed(bytes, [this](std::uint16_t type_id, std::span<const std::byte> payload) {
         on_frame(type_id, payload);
     });
-    if (fed) {
-        Counters::add(state_.counters.frames_received, *fed);
-        if (peer_record_) Counters::add(peer_record_->frames_in, *fed);
-        return;
-    }
+    if (fed) return traffic_.received_frames(*fed);
     if (closing_) return;  // a control frame already closed the session
-    const codec::DecodeFailure& f = *decoder_.failure();
+    on_decode_failure(*decoder_.failure());
+}
+
+void Session::on_decode_failure(const codec::DecodeFailure& f) {
     ErrorCode code = ErrorCode::ProtocolViolation;
     switch (f.error) {
         case codec::DecodeError::Oversize:
@@ -362,15 +372,15 @@ void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload
     }
     if (type_id < schema::MIN_APP_TYPE_ID) {
         if (pause_.paused()) return pause_.hold(type_id, payload);  // in order with the held frames
-        on_control(type_id, payload);
-        frames_seen_ = true;
-        return;
+        return control_.on_control(type_id, payload);
     }
-    if (phase_ == Phase::Legacy && !state_.packed_layouts.empty()) [[unlikely]]
-        return on_legacy_frame(type_id, payload);
-    // Checked before it is held: held frames are published as they are.
-    if (!acceptable(type_id, payload)) return;
-    const MessageView message{type_id, payload};
+    std::optional<MessageView> unpacked;
+    if (control_.phase() == Phase::Legacy && !state_.packed_layouts.empty()) [[unlikely]]
+        unpacked = control_.legacy().unpack(type_id, payload);
+    // Checked before it is held: held frames are published as they are. A frame unpacked
+    // to the C layout has the contracts' size.
+    if (!unpacked && !acceptable(type_id, payload)) return;
+    const MessageView message = unpacked.value_or(MessageView{type_id, payload});
     publish_from_link(std::span<const MessageView>(&message, 1));  // held while paused
 }
 
@@ -390,20 +400,15 @@ void Session::bad_frame(ErrorCode code, const std::string& reason) {
         }
     }
     // A legacy client does not know control frames; HELLO clients and peers are told.
-    if (phase_ == Phase::Hello) enqueue(control::ERROR, encode_error(code, reason));
-}
-
-ClientDrops Session::drops() const {
-    std::lock_guard lock(metrics_mutex_);
-    return ClientDrops{client_label_, filter_.unknown_types(), filter_.size_mismatches(), outbox_.dropped()};
+    if (control_.phase() == Phase::Hello) enqueue(control::ERROR, encode_error(code, reason));
 }
 
 void Session::publish_from_link(std::span<const MessageView> run) {
     if (closing_ || run.empty()) return;
-    frames_seen_ = true;
+    control_.saw_frame();
     if (pause_.paused()) return pause_.hold(run);  // after the frames held before them
     const OriginScope origin(
-        Origin{id_, role_.load(std::memory_order_relaxed), run.front().payload.data(), run.back().payload.data()});
+        Origin{id_, control_.role(), run.front().payload.data(), run.back().payload.data()});
     // Never publish_batch(): its wait for a full Block queue would stop this io thread,
     // and with it every other connection it serves.
     const auto published = state_.bus.publish_batch_if_room(run);
@@ -447,13 +452,13 @@ bool Session::publish_held() {
     while (!held.empty()) {
         const HeldFrames::Frame frame = held.front();
         if (frame.type_id < schema::MIN_APP_TYPE_ID) {
-            on_control(frame.type_id, frame.payload);
+            control_.on_control(frame.type_id, frame.payload);
             if (finished_) return true;
             held.pop_front();
             continue;
         }
         const MessageView message{frame.type_id, frame.payload};
-        const OriginScope origin(Origin{id_, role_.load(std::memory_order_relaxed), frame.payload.data(),
+        const OriginScope origin(Origin{id_, control_.role(), frame.payload.data(),
                                         frame.payload.data()});
         const auto published = state_.bus.publish_batch_if_room(std::span<const MessageView>(&message, 1));
         if (!published) {
@@ -469,235 +474,6 @@ bool Session::publish_held() {
     return true;
 }
 
-void Session::on_metrics(std::span<const std::byte> payload) {
-    if (phase_ != Phase::Hello || role_.load(std::memory_order_relaxed) != Role::Client) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, "METRICS is for a client that said HELLO role=client");
-    }
-    auto report = decode_metrics_report(payload);
-    if (!report) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, "bad METRICS frame: " + report.error());
-    }
-    auto snapshot = std::make_shared<const std::vector<ReportedFamily>>(std::move(*report));
-    std::lock_guard lock(metrics_mutex_);
-    metrics_client_ = name_;
-    metrics_ = std::move(snapshot);
-}
-
-std::size_t Session::queued_frames() const { return outbox_.queued_frames(); }
-
-std::pair<std::string, std::shared_ptr<const std::vector<ReportedFamily>>> Session::reported_metrics() const {
-    std::lock_guard lock(metrics_mutex_);
-    return {metrics_client_, metrics_};
-}
-
-void Session::on_control(std::uint16_t type_id, std::span<const std::byte> payload) {
-    switch (type_id) {
-        case control::HELLO:
-            return on_hello(payload);
-        case control::SUBSCRIBE:
-            return on_type_list(true, payload);
-        case control::UNSUBSCRIBE:
-            return on_type_list(false, payload);
-        case control::METRICS:
-            return on_metrics(payload);
-        case control::PING: {
-            const auto nonce = decode_nonce(payload);
-            if (!nonce) {
-                Counters::add(state_.counters.protocol_errors);
-                return fail(ErrorCode::ProtocolViolation,
-                            fmt::format("PING payload of {} bytes, expected 8", payload.size()));
-            }
-            const auto pong = encode_nonce(*nonce);
-            return enqueue(control::PONG, pong);
-        }
-        case control::PONG:
-            if (!decode_nonce(payload)) {
-                Counters::add(state_.counters.protocol_errors);
-                return fail(ErrorCode::ProtocolViolation,
-                            fmt::format("PONG payload of {} bytes, expected 8", payload.size()));
-            }
-            return;  // the host sends no PING yet; a stray PONG is harmless
-        case control::ERROR: {
-            const auto error = decode_error(payload);
-            if (error && (error->code == ErrorCode::UnknownType || error->code == ErrorCode::SizeMismatch)) {
-                // The far side dropped one of our frames and goes on (a peer of another
-                // contracts version): worth a line, not the link.
-                if (const auto held_back = filter_.admit_far_side_drop()) {
-                    state_.log->warn("{}: the far side dropped a frame: {} {} ({} more since the last line)", peer_,
-                                     to_string(error->code), error->reason, *held_back);
-                }
-                return;
-            }
-            if (role_.load(std::memory_order_relaxed) == Role::Peer && error) {
-                // A peer node that stops (or replaces this link) says so; one that refuses
-                // this node (another digest, too many connections) is worth a warning.
-                // Neither is bad input from the peer.
-                if (error->code == ErrorCode::ShuttingDown) {
-                    state_.mesh_log->info("peer '{}' ({}) closed the link: {}", name_, peer_, error->reason);
-                } else {
-                    state_.mesh_log->warn("peer '{}' ({}) refused the link: {} {}", name_, peer_,
-                                          to_string(error->code), error->reason);
-                }
-                return finish();
-            }
-            Counters::add(state_.counters.protocol_errors);
-            state_.log->warn("{}: the client reported an error and is disconnected: {} {}", peer_,
-                             error ? to_string(error->code) : std::string_view("(malformed ERROR frame)"),
-                             error ? error->reason : std::string());
-            return finish();
-        }
-        case control::SHM_REQUEST:
-            if (phase_ != Phase::Hello) return protocol_violation("SHM_REQUEST before HELLO");
-            return shm_.on_request(payload);
-        case control::SHM_READY:
-            return shm_.on_ready(payload);
-        case control::SHM_REFUSE:
-            return shm_.on_refuse(payload, name_);
-        case control::SHM_OFFER:
-            return shm_.on_offer(payload, name_);
-        case control::SHM_SWITCH:
-            return shm_.on_switch(payload, name_);
-        default:
-            return bad_frame(ErrorCode::UnknownType,
-                             type_id >= control::SHM_FIRST && type_id <= control::SHM_LAST
-                                 ? fmt::format("control type {} (shared-memory setup) is not served by this host; "
-                                               "dropped", type_id)
-                                 : fmt::format("unknown control type {}; dropped", type_id));
-    }
-}
-
-void Session::on_hello(std::span<const std::byte> payload) {
-    if (frames_seen_ || phase_ == Phase::Hello) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, "HELLO must be the first frame after the handshake");
-    }
-    const auto hello = decode_hello(payload);
-    if (!hello) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation,
-                    fmt::format("malformed HELLO ({} bytes): {}", payload.size(), to_string(hello.error())));
-    }
-    if (hello->version != control::PROTOCOL_VERSION) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::UnsupportedVersion, fmt::format("protocol version {} in HELLO, this host speaks {}",
-                                                               hello->version, control::PROTOCOL_VERSION));
-    }
-    if (hello->role == Role::Peer &&
-        std::find(state_.options.accepted_peers.begin(), state_.options.accepted_peers.end(), hello->name) ==
-            state_.options.accepted_peers.end()) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation,
-                    fmt::format("'{}' is not a peer node of this host{}", hello->name,
-                                state_.options.accepted_peers.empty() ? " (it accepts no peers)" : ""));
-    }
-    // A client whose HELLO came in a later read than its handshake was taken for a
-    // legacy client: undo what that set up (its subscriptions, the packed layout).
-    subs_.clear();
-    send_packed_.store(false, std::memory_order_relaxed);
-    name_ = hello->name;
-    {
-        std::lock_guard lock(metrics_mutex_);
-        client_label_ = name_;
-    }
-    role_.store(hello->role, std::memory_order_relaxed);
-    outbox_.set_policy(hello->role == Role::Peer ? state_.options.slow_consumer.peer
-                                                 : state_.options.slow_consumer.client);
-    phase_ = Phase::Hello;
-    state_.log->info("{}: {} '{}' connected (link {})", peer_, to_string(hello->role), name_, id_);
-    if (hello->role == Role::Peer) {
-        become_peer();
-    } else {
-        client_announced_ = true;
-        state_.notify_client(name_, true);
-    }
-}
-
-void Session::become_peer() {
-    peer_record_ = outbound_ ? outbound_->record : state_.peer_record(name_, false);
-    outbox_.set_peer(peer_record_.get());
-    std::shared_ptr<Session> replaced;
-    {
-        std::lock_guard lock(peer_record_->mutex);
-        replaced = peer_record_->current.lock();
-        peer_record_->current = shared_from_this();
-        if (!outbound_) peer_record_->endpoint = peer_;
-        peer_record_->connected.store(true, std::memory_order_relaxed);
-    }
-    Counters::add(peer_record_->connects);
-    if (!outbound_) state_.mesh_log->info("peer '{}' connected from {} (link {})", name_, peer_, id_);
-    if (replaced && replaced.get() != this) {
-        // One link per pair: the newer link wins (the older one is most likely half-open
-        // after the far node restarted), so no frame is delivered twice.
-        state_.mesh_log->info("peer '{}': a newer link replaces link {}", name_, replaced->id_);
-        replaced->shut_down("replaced by a newer link from the same peer");
-    }
-    // Tell the peer what this node wants; the first calls report the current set.
-    interest_ = state_.bus.watch_interest([this](std::uint16_t type_id, bool interested) {
-        declare_interest(type_id, interested);
-    });
-}
-
-void Session::declare_interest(std::uint16_t type_id, bool interested) {
-    // Types outside the contracts would be a protocol violation on the far side; local
-    // code may subscribe to any id, but only contract types cross a link.
-    if (type_id < schema::MIN_APP_TYPE_ID || state_.registry.find(type_id) == nullptr) return;
-    const std::uint16_t ids[] = {type_id};
-    const auto payload = encode_type_list(ids);
-    enqueue(interested ? control::SUBSCRIBE : control::UNSUBSCRIBE, payload);
-}
-
-void Session::on_type_list(bool subscribe, std::span<const std::byte> payload) {
-    const char* what = subscribe ? "SUBSCRIBE" : "UNSUBSCRIBE";
-    if (phase_ != Phase::Hello) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, fmt::format("{} before HELLO", what));
-    }
-    const auto ids = decode_type_list(payload);
-    if (!ids) {
-        Counters::add(state_.counters.protocol_errors);
-        return fail(ErrorCode::ProtocolViolation, fmt::format("{} payload of odd length {}", what, payload.size()));
-    }
-    for (const std::uint16_t id : *ids) {
-        if (state_.registry.find(id) == nullptr) {
-            Counters::add(state_.counters.protocol_errors);
-            return fail(ErrorCode::ProtocolViolation, fmt::format("{} of type {}, which the contracts do not define", what, id));
-        }
-    }
-    for (const std::uint16_t id : *ids) {
-        if (subscribe) {
-            subscribe_type(id);
-        } else {
-            subs_.erase(id);
-        }
-    }
-}
-
-void Session::become_legacy() {
-    phase_ = Phase::Legacy;
-    outbox_.set_policy(state_.options.slow_consumer.legacy);
-    send_packed_.store(state_.options.legacy_layout == LegacyLayout::Packed, std::memory_order_relaxed);
-    for (const auto& message : state_.registry.messages()) subscribe_type(message.type_id);
-    state_.log->info("{}: legacy client connected (link {})", peer_, id_);
-}
-
-void Session::subscribe_type(std::uint16_t type_id) {
-    if (subs_.contains(type_id)) return;
-    // `this` outlives the subscription: finish() and the destructor close it first, and
-    // close() waits for callbacks in flight.
-    // What a peer subscribes to is not this node's interest: declaring it to other peers
-    // would relay between peers.
-    SubscribeOptions options{.counts_as_interest = role_.load(std::memory_order_relaxed) != Role::Peer};
-    // Block pauses whoever feeds a full queue; the bus asks before it delivers.
-    if (outbox_.policy() == SlowConsumerPolicy::Block) {
-        options.has_room = &Outbox::room_probe;
-        options.room_context = &outbox_;
-    }
-    subs_.emplace(type_id, state_.bus.subscribe_batch(
-                               type_id, [this](std::span<const MessageView> run) { on_bus_messages(run); }, options));
-}
-
 // ---------------------------------------------------------------------------------------
 // Session: writing
 // ---------------------------------------------------------------------------------------
@@ -708,14 +484,13 @@ void Session::on_bus_messages(std::span<const MessageView> run) {
     const std::uint16_t type_id = run.front().type_id;
     const schema::MessageSchema* message = state_.registry.find(type_id);
     // A legacy client reading with Mycelium's Python gets a padded type packed.
-    const schema::PackedLayout* packed =
-        send_packed_.load(std::memory_order_relaxed) ? state_.packed_layouts.find(type_id) : nullptr;
+    const schema::PackedLayout* packed = control_.legacy().outgoing_layout(type_id);
     forward_run(
-        run, current_origin(), {id_, role_.load(std::memory_order_relaxed)},
+        run, current_origin(), {id_, control_.role()},
         message != nullptr ? std::optional<std::size_t>(message->size) : std::nullopt,
         [&](std::span<const MessageView> piece) {
             if (packed == nullptr) [[likely]] return enqueue_run(piece);
-            enqueue_packed_run(piece, *packed);
+            enqueue_run(control_.legacy().pack(piece, *packed));
         },
         [&](const MessageView& view, Skipped why) {
             if (why == Skipped::Unsendable) warn_unsendable(view, message);
@@ -759,22 +534,26 @@ void Session::after_enqueue(Outbox::After after) {
         case Outbox::After::Write:
             break;
     }
+    write_now(self);
+}
+
+void Session::write_now(const std::shared_ptr<Session>& self) {
     if (on_own_strand()) {
         // Called from one of this session's own handlers (a frame read here caused a
         // reply here, as in a request/reply or a ping-pong): write now rather than post,
         // which would cost another round of the io loop before the bytes leave.
         try {
-            start_write();
+            writer_.start();
         } catch (const std::exception& e) {
             state_.log->error("{}: write failed: {}", peer_, e.what());
             // Not finish() here: it waits for bus callbacks, and we may be inside one.
-            asio::post(socket_.get_executor(), [self] { self->finish(); });
+            finish_later();
         }
         return;
     }
     asio::post(socket_.get_executor(), [self] {
         try {
-            self->start_write();
+            self->writer_.start();
         } catch (const std::exception& e) {
             self->state_.log->error("{}: write failed: {}", self->peer_, e.what());
             self->finish();
@@ -782,87 +561,18 @@ void Session::after_enqueue(Outbox::After after) {
     });
 }
 
-bool Session::on_own_strand() noexcept {
-    const auto* strand = socket_.get_executor().target<asio::strand<asio::io_context::executor_type>>();
-    return strand != nullptr && strand->running_in_this_thread();
+std::shared_ptr<Corkable> Session::corkable_ref() noexcept {
+    auto self = weak_from_this().lock();
+    return self ? std::shared_ptr<Corkable>(std::move(self), static_cast<Corkable*>(this)) : nullptr;
 }
 
-void Session::start_write() {
-    // The first write goes out right here when the socket takes it whole, which saves
-    // the completion handler's round of the io loop (a request/reply hop pays one
-    // syscall, not a syscall and a loop round). When more is queued by then, traffic is
-    // dense: the rest goes the asynchronous way, and frames queued meanwhile leave
-    // together in the next, larger write.
-    for (bool first = true;; first = false) {
-        if (finished_) return;
-        // No write is in flight here: the OFFER and its descriptors go out in socket order.
-        send_offer();
-        if (finished_ || !take_pending()) return;
-        std::size_t n = 0;
-        if (first) {
-            asio::error_code ec;
-            if (!socket_.non_blocking()) socket_.non_blocking(true, ec);
-            if (!ec) n = socket_.write_some(asio::buffer(inflight_), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) {
-                n = 0;
-            } else if (ec) {
-                return on_write_failed(ec);
-            } else if (n == inflight_.size()) {
-                count_written(n);
-                continue;
-            }
-        }
-        asio::async_write(socket_, asio::buffer(inflight_.data() + n, inflight_.size() - n),
-                          [self = shared_from_this(), n](const asio::error_code& e, std::size_t m) {
-                              self->on_written(e, n + m);
-                          });
-        return;
-    }
-}
-
-bool Session::take_pending() {
-    inflight_frames_ = outbox_.take(inflight_);
-    if (inflight_frames_ != 0) return true;
-    if (close_after_flush_) {
-        // The ERROR frame is out: send FIN, then discard input until the client closes
-        // (or the linger ends), so that no reset destroys the frame in flight.
-        asio::error_code ignored;
-        socket_.shutdown(asio::socket_base::shutdown_send, ignored);
-    }
-    return false;
-}
-
-void Session::count_written(std::size_t n) {
-    Counters::add(state_.counters.bytes_sent, n);
-    Counters::add(state_.counters.frames_sent, inflight_frames_);
-    if (peer_record_) {
-        Counters::add(peer_record_->bytes_out, n);
-        Counters::add(peer_record_->frames_out, inflight_frames_);
-    }
-    Counters::add(state_.counters.writes);
-    inflight_frames_ = 0;
-    inflight_.clear();
-    if (inflight_.capacity() > RETAINED_WRITE_CAPACITY) inflight_ = {};
-}
-
-void Session::on_write_failed(const asio::error_code& ec) {
-    if (!is_disconnect(ec)) state_.log->warn("{}: write failed: {}", peer_, ec.message());
-    // Posted: start_write can run inside one of this session's own bus callbacks (a reply
-    // written in place), and finish() closes those subscriptions.
+void Session::finish_later() {
     asio::post(socket_.get_executor(), [self = shared_from_this()] { self->finish(); });
 }
 
-void Session::on_written(const asio::error_code& ec, std::size_t n) {
-    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
-    try {
-        if (finished_ || ec == asio::error::operation_aborted) return;
-        if (ec) return on_write_failed(ec);
-        count_written(n);
-        start_write();
-    } catch (const std::exception& e) {
-        state_.log->error("{}: write failed: {}", peer_, e.what());
-        finish();
-    }
+bool Session::on_own_strand() noexcept {
+    const auto* strand = socket_.get_executor().target<asio::strand<asio::io_context::executor_type>>();
+    return strand != nullptr && strand->running_in_this_thread();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -894,6 +604,11 @@ void Session::on_slow_consumer() {
     }
 }
 
+void Session::protocol_violation(const std::string& reason) {
+    Counters::add(state_.counters.protocol_errors);
+    fail(ErrorCode::ProtocolViolation, reason);
+}
+
 void Session::fail(ErrorCode code, const std::string& reason) {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     if (closing_) return;
@@ -910,53 +625,23 @@ void Session::close_with_error(ErrorCode code, const std::string& reason, std::c
     closing_ = true;
     handshake_timer_.cancel();
     outbox_.abort_waits();  // as in finish()
-    interest_.close();
-    subs_.clear();
+    control_.close();
     const bool kick = outbox_.close_with(control::ERROR, encode_error(code, reason));
-    close_after_flush_ = true;
+    writer_.shut_down_after_flush();
     linger_timer_.expires_after(linger);
     linger_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
         if (ec != asio::error::operation_aborted) self->finish();
     });
-    if (kick) start_write();
+    if (kick) writer_.start();
 }
-
-}  // namespace mycelium::link::detail
 
 // ---------------------------------------------------------------------------------------
 // Session: shared memory (docs/wire-protocol.md, "Shared-memory setup")
 // ---------------------------------------------------------------------------------------
 
-namespace mycelium::link::detail {
-
-void Session::protocol_violation(const std::string& reason) {
-    Counters::add(state_.counters.protocol_errors);
-    fail(ErrorCode::ProtocolViolation, reason);
-}
-
 void Session::offer_waiting() {
-    // Otherwise a write is in flight or posted: its start_write() sends the offer first.
-    if (outbox_.schedule_write()) start_write();
-}
-
-void Session::send_offer() {
-    std::array<int, 4> fds{};
-    const std::vector<std::byte> frame = shm_.take_offer(fds);
-    if (frame.empty()) [[likely]] return;
-    try {
-        // The socket is non-blocking; send_fds waits (poll) for room, a short bounded time.
-        shm::send_fds(socket_.native_handle(), frame, fds, std::chrono::milliseconds(1'000));
-    } catch (const std::system_error& e) {
-        state_.log->warn("{}: cannot send the shared-memory offer: {}", peer_, e.what());
-        return finish();
-    }
-    Counters::add(state_.counters.bytes_sent, frame.size());
-    Counters::add(state_.counters.frames_sent);
-    Counters::add(state_.counters.writes);
-    if (peer_record_) {
-        Counters::add(peer_record_->bytes_out, frame.size());
-        Counters::add(peer_record_->frames_out);
-    }
+    // Otherwise a write is in flight or posted: its writer_.start() sends the offer first.
+    if (outbox_.schedule_write()) writer_.start();
 }
 
 void Session::switch_output(std::uint16_t last) {
@@ -964,7 +649,7 @@ void Session::switch_output(std::uint16_t last) {
     // enqueued after it goes into the ring, so the other side, which reads the socket up
     // to it and then the ring, sees every frame in order.
     ShmLink& rings = *shm_.rings();
-    if (outbox_.switch_to_ring(rings.out_ring.region(), rings.peer_bell.fd(), last)) start_write();
+    if (outbox_.switch_to_ring(rings.out_ring.region(), rings.peer_bell.fd(), last)) writer_.start();
 }
 
 void Session::start_reading_ring() {
@@ -1023,9 +708,8 @@ bool Session::read_ring(std::size_t max, std::size_t& visited) {
     }
     visited = *read;
     if (visited > 0) {
-        Counters::add(state_.counters.frames_received, visited);
+        traffic_.received_frames(visited);
         Counters::add(state_.counters.shm_frames_received, visited);
-        if (peer_record_) Counters::add(peer_record_->frames_in, visited);
     }
     return true;
 }
@@ -1047,21 +731,25 @@ void Session::drain_shm() {
                 return;
             }
         }
-        const bool parked = reader.park([self = shared_from_this()](const asio::error_code& ec) {
-            if (ec == asio::error::operation_aborted || self->finished_) return;
-            self->shm_.rings()->reader->woke();
-            if (ec) {
-                self->state_.log->warn("{}: waiting on the shared-memory doorbell: {}", self->peer_, ec.message());
-                return self->finish();
-            }
-            self->drain_shm();
-        });
-        // Not parked: a frame came (or the client closed its side) while it looked.
-        if (!parked) asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
+        park_ring_reader(reader);
     } catch (const std::exception& e) {
         state_.log->error("{}: closing after an internal error in the ring reader: {}", peer_, e.what());
         finish();
     }
+}
+
+void Session::park_ring_reader(RingReader& reader) {
+    const bool parked = reader.park([self = shared_from_this()](const asio::error_code& ec) {
+        if (ec == asio::error::operation_aborted || self->finished_) return;
+        self->shm_.rings()->reader->woke();
+        if (ec) {
+            self->state_.log->warn("{}: waiting on the shared-memory doorbell: {}", self->peer_, ec.message());
+            return self->finish();
+        }
+        self->drain_shm();
+    });
+    // Not parked: a frame came (or the client closed its side) while it looked.
+    if (!parked) asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
 }
 
 void Session::drain_shm_now() {
@@ -1104,13 +792,6 @@ void Session::on_shm_send_corrupt() {
     } catch (...) {
         finish();
     }
-}
-
-void Session::close_shm() noexcept {
-    // Courtesy flags for a client still reading; the memory itself is freed with the
-    // Session (after every handler that might still look at it is gone). The ring out is
-    // published and closed by outbox_.close().
-    if (ShmLink* rings = shm_.rings(); rings != nullptr && rings->reader) rings->reader->close();
 }
 
 }  // namespace mycelium::link::detail
