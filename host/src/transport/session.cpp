@@ -25,10 +25,6 @@ namespace mycelium::link::detail {
 namespace {
 
 constexpr std::size_t READ_BUFFER_SIZE = 64u * 1024u;
-// Ring frames handled per strand turn before the reader yields to other handlers.
-constexpr std::size_t SHM_BATCH = 256;
-// Application frames read from a ring are published on the bus in runs of up to this many.
-constexpr std::size_t SHM_RUN = 64;
 
 }  // namespace
 
@@ -58,7 +54,8 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       outbox_(state.bus, state.options, state.counters,
               outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client),
       writer_(*this, socket_, outbox_, shm_, traffic_, state.log, peer_),
-      control_(*this, state, outbox_, shm_, filter_, *this, peer_, id) {}
+      control_(*this, state, outbox_, shm_, filter_, *this, peer_, id),
+      ring_(*this, *this, state, shm_, traffic_, socket_.get_executor(), peer_, id) {}
 
 Session::~Session() {
     // Normally finish() did this already; a session destroyed with the io_context (stop()
@@ -280,7 +277,7 @@ void Session::take_bytes(std::span<const std::byte> bytes) {
 void Session::on_end_of_stream() {
     // Frames the client put into its ring before it closed the socket still count, as
     // bytes written before a FIN do.
-    if (shm_.active() && !closing_) drain_shm_now();
+    if (shm_.active() && !closing_) ring_.drain_now();
     if (finished_) return;
     if (pause_.paused()) return pause_.hold_end_of_stream();  // ends once the held frames are published
     if (control_.phase() == Phase::Handshake) {
@@ -365,7 +362,7 @@ void Session::on_decode_failure(const codec::DecodeFailure& f) {
 void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload) {
     if (closing_) return;  // the rest of a chunk after a fatal control frame
     // After the switch only a final ERROR may still come on the socket.
-    if (shm_.active() && !reading_ring_ && type_id != control::ERROR) [[unlikely]] {
+    if (shm_.active() && !ring_.reading() && type_id != control::ERROR) [[unlikely]] {
         Counters::add(state_.counters.protocol_errors);
         return fail(ErrorCode::ProtocolViolation,
                     fmt::format("frame of type {} on the socket after SHM_READY: it must go through the ring", type_id));
@@ -439,7 +436,7 @@ void Session::on_resume() {
         const InboundPause::Stopped stopped = pause_.resume();
         if (finished_) return;
         if (stopped.end_of_stream) return on_end_of_stream();
-        if (stopped.ring) drain_shm();
+        if (stopped.ring) ring_.drain();
         if (stopped.socket && !finished_) do_read();
     } catch (const std::exception& e) {
         state_.log->error("{}: closing after an internal error: {}", peer_, e.what());
@@ -652,133 +649,7 @@ void Session::switch_output(std::uint16_t last) {
     if (outbox_.switch_to_ring(rings.out_ring.region(), rings.peer_bell.fd(), last)) writer_.start();
 }
 
-void Session::start_reading_ring() {
-    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
-}
-
-bool Session::read_ring(std::size_t max, std::size_t& visited) {
-    CorkScope cork(*this, state_);
-    reading_ring_ = true;
-    // Application frames are published in runs (one bus pass, one lock and one ring
-    // publish per subscriber for the run); a control frame, a wrap (the run's payloads
-    // must be in address order: see Origin) or a full run publishes what came before.
-    std::array<MessageView, SHM_RUN> run;
-    std::size_t in_run = 0;
-    const auto publish_run = [&](bool more) {
-        if (in_run == 0) return;
-        cork.set_more(more);
-        publish_from_link(std::span<const MessageView>(run.data(), std::exchange(in_run, 0)));
-    };
-    std::size_t seen = 0;
-    // What the frames caused leaves before their room is released to the writer: a reply
-    // goes out first.
-    shm::RingConsumer& consumer = shm_.rings()->reader->consumer();
-    const auto read = consumer.read_batch(
-        [&](const shm::FrameView& frame) {
-            const bool more = ++seen < max && consumer.known_available() != 0;
-            if (frame.type_id < schema::MIN_APP_TYPE_ID) {
-                publish_run(true);
-                cork.set_more(more);
-                return on_frame(frame.type_id, frame.payload);
-            }
-            if (!acceptable(frame.type_id, frame.payload)) {
-                if (!more) publish_run(false);
-                return;
-            }
-            if (in_run == run.size() || (in_run != 0 && frame.payload.data() < run[in_run - 1].payload.data()))
-                publish_run(true);
-            run[in_run++] = MessageView{frame.type_id, frame.payload};
-            if (!more) publish_run(false);
-        },
-        max,
-        [&]() noexcept {
-            // A ring error after the run began: the frames before it were accepted.
-            try {
-                publish_run(false);
-            } catch (...) {  // a destructor may run this while an exception unwinds
-                state_.log->error("{}: frames read from the ring were not published (out of memory?)",
-                                  peer_);  // spdlog does not throw
-            }
-            cork.end();
-        });
-    reading_ring_ = false;
-    if (!read) {
-        if (!closing_) on_ring_failure(*consumer.failure());
-        return false;
-    }
-    visited = *read;
-    if (visited > 0) {
-        traffic_.received_frames(visited);
-        Counters::add(state_.counters.shm_frames_received, visited);
-    }
-    return true;
-}
-
-void Session::drain_shm() {
-    const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
-    try {
-        if (!shm_.active()) return;
-        RingReader& reader = *shm_.rings()->reader;
-        if (finished_ || closing_) return reader.stop_spinning();
-        reader.begin_turn();
-        for (RingReader::Next next = RingReader::Next::Again; next != RingReader::Next::Park;) {
-            std::size_t visited = 0;
-            if (!read_ring(SHM_BATCH, visited) || finished_ || closing_) return;
-            if (!keep_reading(true)) return reader.stop_spinning();
-            next = reader.after_batch(visited, SHM_BATCH);
-            if (next == RingReader::Next::Yield) {
-                asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
-                return;
-            }
-        }
-        park_ring_reader(reader);
-    } catch (const std::exception& e) {
-        state_.log->error("{}: closing after an internal error in the ring reader: {}", peer_, e.what());
-        finish();
-    }
-}
-
-void Session::park_ring_reader(RingReader& reader) {
-    const bool parked = reader.park([self = shared_from_this()](const asio::error_code& ec) {
-        if (ec == asio::error::operation_aborted || self->finished_) return;
-        self->shm_.rings()->reader->woke();
-        if (ec) {
-            self->state_.log->warn("{}: waiting on the shared-memory doorbell: {}", self->peer_, ec.message());
-            return self->finish();
-        }
-        self->drain_shm();
-    });
-    // Not parked: a frame came (or the client closed its side) while it looked.
-    if (!parked) asio::post(socket_.get_executor(), [self = shared_from_this()] { self->drain_shm(); });
-}
-
-void Session::drain_shm_now() {
-    for (;;) {
-        std::size_t visited = 0;
-        if (!read_ring(SHM_BATCH, visited) || finished_ || closing_ || visited < SHM_BATCH) return;
-    }
-}
-
-void Session::on_ring_failure(const shm::RingFailure& failure) {
-    // Bad frames are bad input as on the socket; a broken ring structure is corruption.
-    switch (failure.error) {
-        case shm::RingError::Oversize:
-            Counters::add(state_.counters.oversize);
-            return fail(ErrorCode::Oversize, "in the shared-memory ring: " + shm::to_string(failure));
-        case shm::RingError::UnknownType:
-            Counters::add(state_.counters.unknown_type);
-            return fail(ErrorCode::UnknownType, "in the shared-memory ring: " + shm::to_string(failure));
-        case shm::RingError::SizeMismatch:
-            Counters::add(state_.counters.size_mismatch);
-            return fail(ErrorCode::SizeMismatch, "in the shared-memory ring: " + shm::to_string(failure));
-        default:
-            break;
-    }
-    Counters::add(state_.counters.shm_corrupt);
-    state_.log->error("{}: the client's shared-memory ring is corrupt, closing link {}: {}", peer_, id_,
-                      shm::to_string(failure));
-    close_with_error(ErrorCode::ShmCorrupt, "shared-memory ring corrupt: " + shm::to_string(failure));
-}
+void Session::start_reading_ring() { ring_.start(); }
 
 void Session::on_shm_send_corrupt() {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer

@@ -36,6 +36,7 @@
 #include "link_traffic.hpp"
 #include "outbox.hpp"
 #include "server_state.hpp"
+#include "shm/ring_inbound.hpp"
 #include "shm/shm_setup.hpp"
 #include "socket_writer.hpp"
 #include "subscriptions.hpp"
@@ -74,6 +75,7 @@ class Session final : public std::enable_shared_from_this<Session>,
                       private ShmSetup::Link,
                       private ControlFrames::Link,
                       private SocketWriter::Link,
+                      private RingInbound::Link,
                       private Subscriptions::Sink {
 public:
     using Socket = Pipe;
@@ -125,17 +127,19 @@ private:
     void feed(std::span<const std::byte> bytes);
     /// Closes on a frame that breaks the stream (codec::FrameDecoder's failure).
     void on_decode_failure(const codec::DecodeFailure& failure);
-    void on_frame(std::uint16_t type_id, std::span<const std::byte> payload);
+    // RingInbound::Link: the ring reader hands frames here too.
+    void on_frame(std::uint16_t type_id, std::span<const std::byte> payload) override;
     /// Whether an application frame passes filter_; a bad one is dropped (bad_frame) and
     /// the connection goes on.
-    bool acceptable(std::uint16_t type_id, std::span<const std::byte> payload);
+    bool acceptable(std::uint16_t type_id, std::span<const std::byte> payload) override;
     /// Publishes application frames read from this connection on the bus, under this
     /// connection's origin. `run`'s payloads are in address order in one buffer.
-    void publish_from_link(std::span<const MessageView> run);
+    void publish_from_link(std::span<const MessageView> run) override;
+    bool closing() const noexcept override { return closing_ || finished_; }
 
     // Flow control (inbound_pause.hpp): an io thread never waits for a full queue.
     /// Where reading would go on: false when paused, after arming the resume.
-    bool keep_reading(bool from_ring);
+    bool keep_reading(bool from_ring) override;
     void on_resume();
     /// Offers the held frames again, in order; true once none is left.
     bool publish_held();
@@ -155,15 +159,6 @@ private:
     void switch_output(std::uint16_t last) override;
     void start_reading_ring() override;
 
-    // Shared memory: the client->host ring (strand).
-    /// Reads the client->host ring: batches, a bounded spin, then parks on the doorbell.
-    void drain_shm();
-    void park_ring_reader(RingReader& reader);
-    /// Reads what the ring holds now, without waiting (before closing on end of stream).
-    void drain_shm_now();
-    /// Visits up to `max` ring frames; false when the ring failed (the session is closing).
-    bool read_ring(std::size_t max, std::size_t& visited);
-    void on_ring_failure(const shm::RingFailure& failure);
     void on_shm_send_corrupt();
 
     // Writing. Subscriptions::Sink: inline batch subscriber of the bus; forwards a run of
@@ -194,7 +189,7 @@ private:
     // Closing.
     /// Applies Disconnect to a consumer whose queue overflowed (Block after its wait).
     void on_slow_consumer();
-    void close_with_error(ErrorCode code, const std::string& reason);
+    void close_with_error(ErrorCode code, const std::string& reason) override;
     /// As above, giving the ERROR `linger` to leave instead of ServerOptions::close_linger.
     void close_with_error(ErrorCode code, const std::string& reason, std::chrono::milliseconds linger);
     /// Unregisters a peer link from its PeerRecord (unless a newer link replaced it).
@@ -214,7 +209,6 @@ private:
     bool closing_ = false;   // an ERROR is being flushed; input is discarded
     bool finished_ = false;
     bool counted_ = false;   // counted against max_connections
-    bool reading_ring_ = false;  // on_frame is fed from the ring now
     std::optional<Outbound> outbound_;  // set for sessions the server dialed
     LinkTraffic traffic_;
     ShmSetup shm_;        // shared memory: its setup and its rings
@@ -227,6 +221,7 @@ private:
     SocketWriter writer_;
     // After outbox_ (its subscriptions' callbacks use it), and before it in destruction.
     ControlFrames control_;
+    RingInbound ring_;  // the incoming ring, once the connection switched to the rings
 };
 
 }  // namespace mycelium::link::detail
