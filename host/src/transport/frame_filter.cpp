@@ -29,4 +29,29 @@ std::optional<std::uint64_t> FrameFilter::count(ErrorCode code) noexcept {
     return size_mismatch_log_.admit();
 }
 
+FrameFilter::Refusal FrameFilter::broken_stream(const codec::DecodeFailure& failure) {
+    ErrorCode code = ErrorCode::ProtocolViolation;
+    switch (failure.error) {
+        case codec::DecodeError::Oversize:
+            Counters::add(counters_.oversize);
+            code = ErrorCode::Oversize;
+            break;
+        case codec::DecodeError::UnknownType:
+            Counters::add(counters_.unknown_type);
+            code = ErrorCode::UnknownType;
+            break;
+        case codec::DecodeError::SizeMismatch:
+            Counters::add(counters_.size_mismatch);
+            code = ErrorCode::SizeMismatch;
+            break;
+        case codec::DecodeError::Truncated:  // only from finish()
+            Counters::add(counters_.truncated);
+            break;
+    }
+    // to_string(failure) reads "oversize: type ..."; the code already names the kind.
+    std::string reason = codec::to_string(failure);
+    if (const auto colon = reason.find(": "); colon != std::string::npos) reason.erase(0, colon + 2);
+    return Refusal{code, std::move(reason)};
+}
+
 }  // namespace mycelium::link::detail

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "server_state.hpp"
+#include "mycelium/codec.hpp"
 #include "mycelium/link_protocol.hpp"
 #include "mycelium/log_limiter.hpp"
 #include "mycelium/schema.hpp"
@@ -25,7 +26,7 @@ class FrameFilter {
 public:
     /// Why a frame was dropped.
     struct Refusal {
-        ErrorCode code;      // UnknownType or SizeMismatch
+        ErrorCode code;      // UnknownType or SizeMismatch (ProtocolViolation, Oversize: broken_stream)
         std::string reason;  // names the type, its size and the expected one
     };
 
@@ -38,6 +39,9 @@ public:
         if (type_id == passed_type_ && payload.size() == passed_size_) [[likely]] return std::nullopt;
         return check_slowly(type_id, payload);
     }
+    /// Counts a frame that breaks the stream (the decoder's failure; the connection
+    /// closes) and says why, in the words of its ERROR.
+    Refusal broken_stream(const codec::DecodeFailure& failure);
     /// Counts a dropped frame of `code` (UnknownType or SizeMismatch). Returns whether to
     /// log it: the lines held back since the last one, or nullopt to hold this one back.
     std::optional<std::uint64_t> count(ErrorCode code) noexcept;

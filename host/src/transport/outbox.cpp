@@ -5,6 +5,8 @@
 
 #include "outbox.hpp"
 
+#include <fmt/format.h>
+
 #include <thread>
 
 #include "io_thread.hpp"
@@ -246,6 +248,17 @@ void Outbox::close() noexcept {
 std::string Outbox::ring_failure() {
     std::lock_guard lock(mutex_);
     return ring_ ? ring_->failure() : std::string("bad consumer index");
+}
+
+std::string Outbox::overflow_reason() const {
+    const std::string after =
+        policy() == SlowConsumerPolicy::Block
+            ? fmt::format(" after pausing its producers for {} ms", options_.slow_consumer_wait.count())
+            : std::string();
+    std::lock_guard lock(mutex_);
+    if (ring_) return fmt::format("its {}-byte shared-memory ring is full{}", ring_->capacity(), after);
+    return fmt::format("its send queue is full ({} frames / {} bytes){}", options_.send_queue_frames,
+                       options_.send_queue_bytes, after);
 }
 
 std::size_t Outbox::queued_frames() const {

@@ -86,6 +86,9 @@ public:
 
     /// Why the ring to the other side is corrupt (After::Corrupt). Any thread.
     std::string ring_failure();
+    /// What overflowed, for the slow consumer's log line and ERROR: the ring or the send
+    /// queue, its size, and Block's wait.
+    std::string overflow_reason() const;
     /// Whether frames go into the ring now (they do for good once they do). Any thread.
     bool ring_active() const noexcept { return ring_active_.load(std::memory_order_relaxed); }
     SlowConsumerPolicy policy() const noexcept { return policy_.load(std::memory_order_relaxed); }

@@ -334,29 +334,9 @@ void Session::feed(std::span<const std::byte> bytes) {
     on_decode_failure(*decoder_.failure());
 }
 
-void Session::on_decode_failure(const codec::DecodeFailure& f) {
-    ErrorCode code = ErrorCode::ProtocolViolation;
-    switch (f.error) {
-        case codec::DecodeError::Oversize:
-            Counters::add(state_.counters.oversize);
-            code = ErrorCode::Oversize;
-            break;
-        case codec::DecodeError::UnknownType:
-            Counters::add(state_.counters.unknown_type);
-            code = ErrorCode::UnknownType;
-            break;
-        case codec::DecodeError::SizeMismatch:
-            Counters::add(state_.counters.size_mismatch);
-            code = ErrorCode::SizeMismatch;
-            break;
-        case codec::DecodeError::Truncated:  // only from finish()
-            Counters::add(state_.counters.truncated);
-            break;
-    }
-    // to_string(f) reads "oversize: type ..."; the code already names the kind.
-    std::string reason = codec::to_string(f);
-    if (const auto colon = reason.find(": "); colon != std::string::npos) reason.erase(0, colon + 2);
-    fail(code, reason);
+void Session::on_decode_failure(const codec::DecodeFailure& failure) {
+    const FrameFilter::Refusal refusal = filter_.broken_stream(failure);
+    fail(refusal.code, refusal.reason);
 }
 
 void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload) {
@@ -581,19 +561,8 @@ void Session::on_slow_consumer() {
     try {
         if (finished_ || closing_) return;
         Counters::add(state_.counters.slow_consumers);
-        const SlowConsumerPolicy policy = outbox_.policy();
-        const std::string after =
-            policy == SlowConsumerPolicy::Block
-                ? fmt::format(" after pausing its producers for {} ms", state_.options.slow_consumer_wait.count())
-                : std::string();
-        std::string reason;
-        if (shm_.active()) {
-            reason = fmt::format("its {}-byte shared-memory ring is full{}", shm_.rings()->out_ring.capacity(), after);
-        } else {
-            reason = fmt::format("its send queue is full ({} frames / {} bytes){}", state_.options.send_queue_frames,
-                                 state_.options.send_queue_bytes, after);
-        }
-        state_.log->warn("{}: slow consumer disconnected ({}): {}", peer_, to_string(policy), reason);
+        const std::string reason = outbox_.overflow_reason();
+        state_.log->warn("{}: slow consumer disconnected ({}): {}", peer_, to_string(outbox_.policy()), reason);
         // The queue is discarded; the ERROR goes out if the socket takes it soon.
         close_with_error(ErrorCode::SlowConsumer, reason, SLOW_CONSUMER_LINGER);
     } catch (...) {
