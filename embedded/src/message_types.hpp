@@ -26,7 +26,7 @@ namespace mycelium::embedded {
 /// Thread safety: every call needs the GIL. One instance per interpreter.
 class MessageTypes {
 public:
-    /// One class's layout and exception types (defined in message_types.cpp).
+    /// One class's layout and exception types (defined in message_object.hpp).
     struct TypeInfo;
 
     /// Creates the classes (needs the GIL). `validation_error` and `decode_error` are the

@@ -218,27 +218,29 @@ int run(const RunPlan& plan, const std::string& pymodules_dir) {
     return code;
 }
 
-}  // namespace
-
-Command add_run_options(CLI::App& app, std::string pymodules_dir) {
-    auto flags = std::make_shared<RunFlags>();
-    app.add_option("--script", flags->scripts, "Python script to run in the host (repeatable)")
+/// The host itself and its scripts: contracts, duration, queues, shutdown.
+void add_script_options(CLI::App& app, RunFlags& flags) {
+    app.add_option("--script", flags.scripts, "Python script to run in the host (repeatable)")
         ->check(CLI::ExistingFile);
-    app.add_option("--contracts", flags->contracts, "contracts.yaml (default: the bundled demo contracts)")
+    app.add_option("--contracts", flags.contracts, "contracts.yaml (default: the bundled demo contracts)")
         ->check(CLI::ExistingFile);
-    app.add_flag("--strict", flags->strict_contracts,
+    app.add_flag("--strict", flags.strict_contracts,
                  "Unknown keys in the contracts and the topology are errors, not warnings");
-    app.add_option("--duration", flags->duration, "Stop after this many seconds")->check(CLI::PositiveNumber);
-    app.add_flag("--fail-fast", flags->fail_fast, "Stop with exit 1 when a Python callback raises");
-    app.add_option("--demo-feed", flags->demo_feed, "Run the built-in market feed at RATE ticks/s")
+    app.add_option("--duration", flags.duration, "Stop after this many seconds")->check(CLI::PositiveNumber);
+    app.add_flag("--fail-fast", flags.fail_fast, "Stop with exit 1 when a Python callback raises");
+    app.add_option("--demo-feed", flags.demo_feed, "Run the built-in market feed at RATE ticks/s")
         ->check(CLI::PositiveNumber);
-    app.add_option("--shutdown-timeout", flags->shutdown_timeout, "Seconds a shutdown may take")
+    app.add_option("--shutdown-timeout", flags.shutdown_timeout, "Seconds a shutdown may take")
         ->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--queue-capacity", flags->queue_capacity, "Messages waiting for Python")
+    app.add_option("--queue-capacity", flags.queue_capacity, "Messages waiting for Python")
         ->capture_default_str()->check(CLI::Range(2, 1 << 24));
-    app.add_option("--spin-us", flags->spin_us, "Microseconds a waiting thread spins before it parks")
+    app.add_option("--spin-us", flags.spin_us, "Microseconds a waiting thread spins before it parks")
         ->capture_default_str()->check(CLI::Range(0.0, 10000.0));
-    app.add_option("--listen", flags->listen,
+}
+
+/// Where the node listens, which topology node it is, its peers and its metrics.
+void add_node_options(CLI::App& app, RunFlags& flags) {
+    app.add_option("--listen", flags.listen,
                    "Accept clients on unix:PATH or tcp:HOST:PORT (repeatable; port 0 picks a free port)")
         ->check([](const std::string& text) {
             try {
@@ -248,10 +250,10 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                 return std::string(e.what());
             }
         });
-    app.add_option("--topology", flags->topology, "topology.toml: run as one of its nodes (with --node)")
+    app.add_option("--topology", flags.topology, "topology.toml: run as one of its nodes (with --node)")
         ->check(CLI::ExistingFile);
-    app.add_option("--node", flags->node, "The node of --topology this process is");
-    app.add_option("--peer", flags->peers,
+    app.add_option("--node", flags.node, "The node of --topology this process is");
+    app.add_option("--peer", flags.peers,
                    "NAME=ENDPOINT: dial peer node NAME there instead of its topology address "
                    "(repeatable; for NAT, or a peer that listens on port 0)")
         ->check([](const std::string& text) {
@@ -264,19 +266,23 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                 return std::string(e.what());
             }
         });
-    app.add_option("--metrics", flags->metrics,
+    app.add_option("--metrics", flags.metrics,
                    "Serve Prometheus metrics at http://HOST:PORT/metrics (port 0 picks a free port; "
                    "default: the node's `metrics` in the topology, else off)")
         ->check([](const std::string& text) {
             return topology::parse_socket_address(text) ? std::string()
                                                         : "bad address '" + text + "': expected HOST:PORT, e.g. 127.0.0.1:9100";
         });
-    app.add_option("--handshake-timeout", flags->handshake_timeout, "Seconds a client has to send its handshake")
+}
+
+/// How clients of --listen are served: handshake, bad input, slow consumers, layouts, limits.
+void add_client_options(CLI::App& app, RunFlags& flags) {
+    app.add_option("--handshake-timeout", flags.handshake_timeout, "Seconds a client has to send its handshake")
         ->check(CLI::PositiveNumber);
-    app.add_option("--log-interval", flags->log_interval,
+    app.add_option("--log-interval", flags.log_interval,
                    "Seconds between two log lines about the same repeated bad input of one client (default 10)")
         ->capture_default_str()->check(CLI::PositiveNumber);
-    app.add_option("--slow-consumer", flags->slow_consumer,
+    app.add_option("--slow-consumer", flags.slow_consumer,
                    "What a --listen client that falls behind gets: drop_oldest, disconnect or block (default: "
                    "drop_oldest for legacy clients, disconnect for HELLO clients and peers)")
         ->check([](const std::string& text) {
@@ -284,10 +290,10 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                        ? std::string()
                        : "bad slow-consumer policy '" + text + "': expected drop_oldest, disconnect or block";
         });
-    app.add_option("--slow-consumer-wait-ms", flags->slow_consumer_wait_ms,
+    app.add_option("--slow-consumer-wait-ms", flags.slow_consumer_wait_ms,
                    "block: milliseconds a full client may pause its producers before it is disconnected")
         ->capture_default_str()->check(CLI::Range(0L, 600'000L));
-    app.add_option("--legacy-layout", flags->legacy_layout,
+    app.add_option("--legacy-layout", flags.legacy_layout,
                    "How --listen legacy clients (no HELLO) get types with C padding: packed, as Mycelium's "
                    "Python SDK reads them, or c; a legacy client that sends one at its C size gets c")
         ->capture_default_str()
@@ -295,12 +301,16 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
             return link::parse_legacy_layout(text) ? std::string()
                                                    : "bad legacy layout '" + text + "': expected packed or c";
         });
-    app.add_option("--max-connections", flags->max_connections, "Clients served at once")
+    app.add_option("--max-connections", flags.max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
-    app.add_flag("--shm", flags->shm,
+}
+
+/// Shared-memory rings for clients of --listen unix:PATH.
+void add_shm_options(CLI::App& app, RunFlags& flags) {
+    app.add_flag("--shm", flags.shm,
                  "Offer shared-memory rings to clients of --listen unix:PATH that ask for them "
                  "(SHM_REQUEST; their reader spins --spin-us before it parks)");
-    app.add_option("--shm-ring-bytes", flags->shm_ring_bytes, "Bytes per direction of each client's rings (--shm)")
+    app.add_option("--shm-ring-bytes", flags.shm_ring_bytes, "Bytes per direction of each client's rings (--shm)")
         ->capture_default_str()
         ->check([](const std::string& text) {
             std::size_t bytes = 0;
@@ -315,8 +325,11 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                                    topology::MAX_RING_BYTES, text);
             return std::string();
         });
-    // --- supervised workers (issue 7; docs/workers.md) ---
-    app.add_option("--worker", flags->workers,
+}
+
+/// Supervised worker processes (issue 7; docs/workers.md).
+void add_worker_options(CLI::App& app, RunFlags& flags) {
+    app.add_option("--worker", flags.workers,
                    "NAME=SCRIPT[:ARG,ARG...]: run SCRIPT as a supervised child process named NAME, connected to "
                    "the first --listen unix:PATH (repeatable; arguments split on commas)")
         ->check([](const std::string& text) {
@@ -327,7 +340,18 @@ Command add_run_options(CLI::App& app, std::string pymodules_dir) {
                 return std::string(e.what());
             }
         });
-    // --- end supervised workers ---
+}
+
+}  // namespace
+
+Command add_run_options(CLI::App& app, std::string pymodules_dir) {
+    auto flags = std::make_shared<RunFlags>();
+    // In this order in --help.
+    add_script_options(app, *flags);
+    add_node_options(app, *flags);
+    add_client_options(app, *flags);
+    add_shm_options(app, *flags);
+    add_worker_options(app, *flags);
 
     return [flags, pymodules_dir]() {
         std::optional<RunPlan> plan;

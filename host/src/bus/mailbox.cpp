@@ -91,6 +91,12 @@ std::size_t Mailbox::size_approx() const noexcept {
     return tail > head ? static_cast<std::size_t>(tail - head) : 0;
 }
 
+// The publish path into a queue (docs/architecture.md section 3.3, hop 10), and longer
+// than a function should be on purpose: the fast path (claim a cell, copy, ring the
+// doorbell only for a sleeping consumer) and the full-queue policies around it share one
+// retry loop, its spill reservation and its spin deadline. Split in two, that state
+// would cross a call on every message; kept whole, a push that finds room runs straight
+// through without leaving the function.
 Result<void, MailboxError> Mailbox::push(std::uint16_t type_id, std::uint64_t token,
                                          std::span<const std::byte> payload, QueuePolicy policy,
                                          const std::atomic<bool>* keep_going,
