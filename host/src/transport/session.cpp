@@ -11,22 +11,14 @@
 
 #include <asio/post.hpp>
 
-#include <cerrno>
 #include <utility>
 
 #include <fmt/format.h>
 
 #include "forwarding.hpp"
 #include "mycelium/log.hpp"
-#include "mycelium/shm_os.hpp"
 
 namespace mycelium::link::detail {
-
-namespace {
-
-constexpr std::size_t READ_BUFFER_SIZE = 64u * 1024u;
-
-}  // namespace
 
 // ---------------------------------------------------------------------------------------
 // Session: lifetime
@@ -44,7 +36,6 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       // Only the payload limit breaks the stream; types and sizes are checked per frame
       // (acceptable()), so that one bad frame costs that frame, not the connection.
       decoder_(codec::DecoderOptions{state.options.max_payload, std::nullopt}),
-      read_buf_(READ_BUFFER_SIZE),
       outbound_(std::move(outbound)),
       traffic_(state.counters),
       shm_(state, *this, socket_.get_executor(), peer_, id, outbound_.has_value(), passes_descriptors),
@@ -53,6 +44,7 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
       outbox_(state.bus, state.options, state.counters,
               outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client),
+      reader_(*this, socket_, shm_),
       writer_(*this, socket_, outbox_, shm_, traffic_, state.log, peer_),
       control_(*this, state, outbox_, shm_, filter_, *this, peer_, id),
       ring_(*this, *this, state, shm_, traffic_, socket_.get_executor(), peer_, id) {}
@@ -76,12 +68,12 @@ void Session::start() {
         counted_ = counted;
         if (!counted_) {
             reject_max_connections();
-            do_read();  // drains until the client closes or the linger ends
+            reader_.read();  // drains until the client closes or the linger ends
             return;
         }
         state_.log->debug("{}: connected (link {})", peer_, id_);
         start_handshake_timer();
-        do_read();
+        reader_.read();
     } catch (const std::exception& e) {
         state_.log->error("{}: cannot start the session: {}", peer_, e.what());
         finish();
@@ -124,7 +116,7 @@ void Session::start_outbound() {
         // The dialer has already written the digest handshake and HELLO role=peer.
         control_.start_as_peer(outbound_->record->name);
         if (outbound_->request_shm) shm_.request(outbound_->shm_capacity);
-        do_read();
+        reader_.read();
     } catch (const std::exception& e) {
         state_.mesh_log->error("{}: cannot start the link: {}", peer_, e.what());
         finish();
@@ -217,31 +209,7 @@ ClientDrops Session::drops() const {
 // Session: reading
 // ---------------------------------------------------------------------------------------
 
-void Session::do_read() {
-    if (shm_.expects_descriptors()) return read_with_fds();
-    socket_.async_read_some(asio::buffer(read_buf_),
-                            [self = shared_from_this()](const asio::error_code& ec, std::size_t n) {
-                                self->on_read(ec, n);
-                            });
-}
-
-void Session::read_with_fds() {
-    // While a SHM_OFFER may come, read with recvmsg: its descriptors ride on its first
-    // byte, and a plain read would make the kernel drop (close) them.
-    socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
-        if (ec) return self->on_read(ec, 0);
-        shm::ReadWithFds read = shm::read_with_fds(self->socket_.native_handle(), self->read_buf_, shm::MAX_PASSED_FDS);
-        const long n = read.result;
-        self->shm_.keep_descriptors(std::move(read.fds));
-        if (n > 0 && read.truncated) self->shm_.drop_descriptors();  // the offer is declined
-        if (n < 0 && (read.error == EAGAIN || read.error == EWOULDBLOCK || read.error == EINTR)) return self->do_read();
-        if (n < 0) return self->on_read(asio::error_code(read.error, asio::system_category()), 0);
-        if (n == 0) return self->on_read(asio::error::eof, 0);
-        self->on_read({}, static_cast<std::size_t>(n));
-    });
-}
-
-void Session::on_read(const asio::error_code& ec, std::size_t n) {
+void Session::on_read(const asio::error_code& ec, std::span<const std::byte> bytes) {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     try {
         if (finished_ || ec == asio::error::operation_aborted) return;
@@ -251,10 +219,10 @@ void Session::on_read(const asio::error_code& ec, std::size_t n) {
             state_.log->warn("{}: read failed: {}", peer_, ec.message());
             return finish();
         }
-        traffic_.received_bytes(n);
-        if (!closing_) take_bytes(std::span<const std::byte>(read_buf_.data(), n));
+        traffic_.received_bytes(bytes.size());
+        if (!closing_) take_bytes(bytes);
         if (finished_ || !keep_reading(false)) return;
-        do_read();  // while closing, this discards input until the client closes
+        reader_.read();  // while closing, this discards input until the client closes
     } catch (const std::exception& e) {
         state_.log->error("{}: closing after an internal error: {}", peer_, e.what());
         finish();
@@ -417,7 +385,7 @@ void Session::on_resume() {
         if (finished_) return;
         if (stopped.end_of_stream) return on_end_of_stream();
         if (stopped.ring) ring_.drain();
-        if (stopped.socket && !finished_) do_read();
+        if (stopped.socket && !finished_) reader_.read();
     } catch (const std::exception& e) {
         state_.log->error("{}: closing after an internal error: {}", peer_, e.what());
         finish();

@@ -2,26 +2,15 @@
 // Internal to host/src/transport: one connection (Session); what it shares with its
 // server is server_state.hpp. Asio stays inside this folder: public headers never include it.
 
-#include <asio/executor_work_guard.hpp>
 #include <asio/generic/stream_protocol.hpp>
-#include <asio/io_context.hpp>
-#include <asio/posix/stream_descriptor.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 
-#include <array>
-#include <atomic>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
-#include <functional>
-#include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include <spdlog/logger.h>
@@ -38,18 +27,14 @@
 #include "server_state.hpp"
 #include "shm/ring_inbound.hpp"
 #include "shm/shm_setup.hpp"
+#include "socket_reader.hpp"
 #include "socket_writer.hpp"
 #include "subscriptions.hpp"
 #include "transport.hpp"
-#include "mycelium/log_limiter.hpp"
 #include "mycelium/bus.hpp"
 #include "mycelium/codec.hpp"
 #include "mycelium/link.hpp"
-#include "mycelium/mailbox.hpp"
-#include "mycelium/metrics_report.hpp"
-#include "mycelium/packed_layout.hpp"
 #include "mycelium/schema.hpp"
-#include "mycelium/shm_ring.hpp"
 
 namespace mycelium::link::detail {
 
@@ -74,6 +59,7 @@ class Session final : public std::enable_shared_from_this<Session>,
                       private Corkable,
                       private ShmSetup::Link,
                       private ControlFrames::Link,
+                      private SocketReader::Link,
                       private SocketWriter::Link,
                       private RingInbound::Link,
                       private Subscriptions::Sink {
@@ -114,10 +100,8 @@ private:
     void start_handshake_timer();
 
     // Reading (strand).
-    void do_read();
-    /// Reads with recvmsg, keeping descriptors that come with the bytes (SHM_OFFER).
-    void read_with_fds();
-    void on_read(const asio::error_code& ec, std::size_t n);
+    // SocketReader::Link.
+    void on_read(const asio::error_code& ec, std::span<const std::byte> bytes) override;
     /// Takes the bytes just read: the handshake first, then frames.
     void take_bytes(std::span<const std::byte> bytes);
     void on_end_of_stream();
@@ -205,7 +189,6 @@ private:
     // Strand-only state.
     HandshakeReader handshake_;
     codec::FrameDecoder decoder_;
-    std::vector<std::byte> read_buf_;
     bool closing_ = false;   // an ERROR is being flushed; input is discarded
     bool finished_ = false;
     bool counted_ = false;   // counted against max_connections
@@ -218,6 +201,7 @@ private:
     // What this link sends, shared with publishing threads. After shm_: it writes into
     // shm_'s out_ring, and must go first.
     Outbox outbox_;
+    SocketReader reader_;
     SocketWriter writer_;
     // After outbox_ (its subscriptions' callbacks use it), and before it in destruction.
     ControlFrames control_;
