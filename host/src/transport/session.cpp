@@ -30,13 +30,12 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       socket_(std::move(socket)),
       peer_(std::move(peer)),
       id_(id),
-      handshake_timer_(socket_.get_executor()),
-      linger_timer_(socket_.get_executor()),
-      handshake_(state.registry.digest()),
+      outbound_(std::move(outbound)),
       // Only the payload limit breaks the stream; types and sizes are checked per frame
       // (acceptable()), so that one bad frame costs that frame, not the connection.
       decoder_(codec::DecoderOptions{state.options.max_payload, std::nullopt}),
-      outbound_(std::move(outbound)),
+      linger_timer_(socket_.get_executor()),
+      handshake_(*this, state, socket_.get_executor(), peer_),
       traffic_(state.counters),
       shm_(state, *this, socket_.get_executor(), peer_, id, outbound_.has_value(), passes_descriptors),
       filter_(state.registry, state.counters, state.options.log_interval),
@@ -72,30 +71,12 @@ void Session::start() {
             return;
         }
         state_.log->debug("{}: connected (link {})", peer_, id_);
-        start_handshake_timer();
+        handshake_.start();
         reader_.read();
     } catch (const std::exception& e) {
         state_.log->error("{}: cannot start the session: {}", peer_, e.what());
         finish();
     }
-}
-
-void Session::start_handshake_timer() {
-    handshake_timer_.expires_after(state_.options.handshake_timeout);
-    handshake_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
-        try {
-            if (ec == asio::error::operation_aborted || self->finished_ || self->closing_) return;
-            if (self->control_.phase() != Phase::Handshake) return;
-            Counters::add(self->state_.counters.handshake_timeout);
-            self->fail(ErrorCode::HandshakeTimeout,
-                       fmt::format("no handshake within {} ms ({} of {} bytes received)",
-                                   self->state_.options.handshake_timeout.count(),
-                                   self->handshake_.received(), control::HANDSHAKE_SIZE));
-        } catch (const std::exception& e) {
-            self->state_.log->error("{}: handshake timer: {}", self->peer_, e.what());
-            self->finish();
-        }
-    });
 }
 
 void Session::reject_max_connections() {
@@ -149,7 +130,7 @@ void Session::finish() noexcept {
     if (ShmLink* rings = shm_.rings(); rings != nullptr && rings->reader) rings->reader->close();
     outbox_.close();
     asio::error_code ignored;
-    handshake_timer_.cancel();
+    handshake_.cancel();
     linger_timer_.cancel();
     pause_.cancel();
     socket_.shutdown(asio::socket_base::shutdown_both, ignored);
@@ -231,7 +212,8 @@ void Session::on_read(const asio::error_code& ec, std::span<const std::byte> byt
 
 void Session::take_bytes(std::span<const std::byte> bytes) {
     if (control_.phase() == Phase::Handshake) {
-        bytes = consume_handshake(bytes);
+        bytes = handshake_.feed(bytes);
+        if (handshake_.done()) control_.handshake_done();
         // Decide legacy before publishing the frames that came with the handshake: the
         // replies they cause must find this client already subscribed.
         if (!closing_ && control_.phase() == Phase::Undecided && !starts_with_hello(bytes)) control_.become_legacy();
@@ -264,32 +246,6 @@ void Session::on_end_of_stream() {
 bool Session::starts_with_hello(std::span<const std::byte> bytes) {
     // Fewer than two bytes cannot tell; the old rule (decide after this read) applies.
     return bytes.size() < 2 || codec::detail::load_le16(bytes.data()) == control::HELLO;
-}
-
-std::span<const std::byte> Session::consume_handshake(std::span<const std::byte> bytes) {
-    bytes = handshake_.feed(bytes);
-    switch (handshake_.state()) {
-        case HandshakeReader::State::Reading:
-            break;
-        case HandshakeReader::State::BadLength:
-            Counters::add(state_.counters.bad_digest_length);
-            fail(ErrorCode::BadDigestLength,
-                 fmt::format("digest length {}, expected {}", handshake_.length(), control::DIGEST_SIZE));
-            break;
-        case HandshakeReader::State::Mismatch:
-            Counters::add(state_.counters.digest_mismatch);
-            fail(ErrorCode::DigestMismatch, fmt::format("schema digest {} does not match the host's {}",
-                                                        schema::to_hex(handshake_.digest()), state_.registry.digest_hex()));
-            break;
-        case HandshakeReader::State::Done:
-            if (control_.phase() == Phase::Handshake) {
-                handshake_timer_.cancel();
-                control_.handshake_done();
-                Counters::add(state_.counters.handshakes_ok);
-            }
-            break;
-    }
-    return bytes;
 }
 
 void Session::feed(std::span<const std::byte> bytes) {
@@ -557,7 +513,7 @@ void Session::close_with_error(ErrorCode code, const std::string& reason) {
 void Session::close_with_error(ErrorCode code, const std::string& reason, std::chrono::milliseconds linger) {
     if (closing_) return;
     closing_ = true;
-    handshake_timer_.cancel();
+    handshake_.cancel();
     outbox_.abort_waits();  // as in finish()
     control_.close();
     const bool kick = outbox_.close_with(control::ERROR, encode_error(code, reason));

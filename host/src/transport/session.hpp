@@ -19,7 +19,7 @@
 #include "control_frames.hpp"
 #include "cork.hpp"
 #include "frame_filter.hpp"
-#include "handshake.hpp"
+#include "handshake_gate.hpp"
 #include "inbound_pause.hpp"
 #include "io_thread.hpp"
 #include "link_traffic.hpp"
@@ -47,9 +47,12 @@ struct Outbound {
     std::uint32_t shm_capacity = 0;        // per direction, 0 = the far node's default
 };
 
-/// One connection: it ties together the parts that each do one job (the table in
-/// docs/architecture.md): reading and the handshake here, control frames, the outbox and
-/// its socket writer, shared memory, flow control, and the frame filter.
+/// One connection. It ties together parts that each do one job (the table in
+/// docs/architecture.md): the handshake, the socket's reader and writer, the frame
+/// filter, control frames, flow control, the outbox, shared memory and its ring reader,
+/// and the traffic counts. What it does itself: decide what a read's bytes are (the
+/// handshake, frames, a legacy client), publish frames on the bus under its origin,
+/// hand the bus's runs to the outbox, and close.
 ///
 /// Threading: everything except on_bus_messages() and enqueue*() runs on the session's
 /// strand. Bus callbacks (any publishing thread) hand frames to the Outbox, which queues
@@ -59,6 +62,7 @@ class Session final : public std::enable_shared_from_this<Session>,
                       private Corkable,
                       private ShmSetup::Link,
                       private ControlFrames::Link,
+                      private HandshakeGate::Link,
                       private SocketReader::Link,
                       private SocketWriter::Link,
                       private RingInbound::Link,
@@ -97,7 +101,6 @@ private:
     using Phase = ControlFrames::Phase;
 
     void start_outbound();
-    void start_handshake_timer();
 
     // Reading (strand).
     // SocketReader::Link.
@@ -107,7 +110,6 @@ private:
     void on_end_of_stream();
     /// Whether the bytes after the handshake begin with a HELLO (or are too few to tell).
     static bool starts_with_hello(std::span<const std::byte> bytes);
-    std::span<const std::byte> consume_handshake(std::span<const std::byte> bytes);
     void feed(std::span<const std::byte> bytes);
     /// Closes on a frame that breaks the stream (codec::FrameDecoder's failure).
     void on_decode_failure(const codec::DecodeFailure& failure);
@@ -179,20 +181,22 @@ private:
     /// Unregisters a peer link from its PeerRecord (unless a newer link replaced it).
     void leave_peer_record() noexcept;
 
+    // What it is.
     ServerState& state_;
     Socket socket_;
-    const std::string peer_;
+    const std::string peer_;            // its address, in log lines
     const std::uint64_t id_;
-    asio::steady_timer handshake_timer_;
-    asio::steady_timer linger_timer_;
-
-    // Strand-only state.
-    HandshakeReader handshake_;
-    codec::FrameDecoder decoder_;
-    bool closing_ = false;   // an ERROR is being flushed; input is discarded
-    bool finished_ = false;
-    bool counted_ = false;   // counted against max_connections
     std::optional<Outbound> outbound_;  // set for sessions the server dialed
+
+    // Its state (strand only).
+    codec::FrameDecoder decoder_;
+    bool closing_ = false;  // an ERROR is being flushed; input is discarded
+    bool finished_ = false;
+    bool counted_ = false;  // counted against max_connections
+    asio::steady_timer linger_timer_;  // how long the closing ERROR may take to leave
+
+    // Its parts.
+    HandshakeGate handshake_;
     LinkTraffic traffic_;
     ShmSetup shm_;        // shared memory: its setup and its rings
     FrameFilter filter_;  // which application frames pass, and the count of those that did not
