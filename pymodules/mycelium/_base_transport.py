@@ -150,7 +150,7 @@ class BaseTransport:
 
     def report_metrics(self, payload):
         """Sends a METRICS frame (a snapshot from mycelium.metrics) to the host."""
-        self._channel.write_control(_wire.HEADER.pack(_wire.METRICS, len(payload)) + payload)
+        self._channel.write_control(_wire.frame(_wire.METRICS, payload))
 
     def close(self):
         """Writes what is queued, closes the connection and stops the threads. Subscribers

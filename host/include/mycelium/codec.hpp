@@ -28,6 +28,8 @@
 #include "mycelium/result.hpp"
 #include "mycelium/schema.hpp"
 
+#include "mycelium/unaligned.hpp"
+
 namespace mycelium::codec {
 
 /// Bytes of a frame header: u16 type id, u32 payload length.
@@ -44,46 +46,6 @@ struct FrameHeader {
 };
 
 namespace detail {
-
-// Explicit little-endian access. The memcpy branch compiles to one load or store on
-// little-endian hosts; the shift branch is the portable definition (and the one used at
-// compile time, where memcpy is not allowed).
-constexpr std::uint16_t load_le16(const std::byte* p) noexcept {
-    if (!std::is_constant_evaluated() && std::endian::native == std::endian::little) {
-        std::uint16_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    }
-    return static_cast<std::uint16_t>(std::to_integer<std::uint16_t>(p[0]) |
-                                      std::to_integer<std::uint16_t>(p[1]) << 8);
-}
-
-constexpr std::uint32_t load_le32(const std::byte* p) noexcept {
-    if (!std::is_constant_evaluated() && std::endian::native == std::endian::little) {
-        std::uint32_t v;
-        std::memcpy(&v, p, sizeof v);
-        return v;
-    }
-    return std::to_integer<std::uint32_t>(p[0]) | std::to_integer<std::uint32_t>(p[1]) << 8 |
-           std::to_integer<std::uint32_t>(p[2]) << 16 | std::to_integer<std::uint32_t>(p[3]) << 24;
-}
-
-constexpr void store_le16(std::byte* p, std::uint16_t v) noexcept {
-    if (!std::is_constant_evaluated() && std::endian::native == std::endian::little) {
-        std::memcpy(p, &v, sizeof v);
-        return;
-    }
-    p[0] = static_cast<std::byte>(v & 0xffu);
-    p[1] = static_cast<std::byte>(v >> 8);
-}
-
-constexpr void store_le32(std::byte* p, std::uint32_t v) noexcept {
-    if (!std::is_constant_evaluated() && std::endian::native == std::endian::little) {
-        std::memcpy(p, &v, sizeof v);
-        return;
-    }
-    for (int i = 0; i < 4; ++i) p[i] = static_cast<std::byte>((v >> (8 * i)) & 0xffu);
-}
 
 constexpr FrameHeader read_header(const std::byte* p) noexcept {
     return FrameHeader{load_le16(p), load_le32(p + 2)};
@@ -105,8 +67,8 @@ constexpr std::size_t frame_size(std::size_t payload_length) noexcept {
 /// Thread safety: pure function.
 constexpr void encode_header(std::uint16_t type_id, std::uint32_t payload_length,
                              std::span<std::byte, HEADER_SIZE> out) noexcept {
-    detail::store_le16(out.data(), type_id);
-    detail::store_le32(out.data() + 2, payload_length);
+    store_le16(out.data(), type_id);
+    store_le32(out.data() + 2, payload_length);
 }
 
 /// Reads a 6-byte header. Checks nothing: FrameDecoder applies the limits.

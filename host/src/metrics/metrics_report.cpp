@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include "mycelium/unaligned.hpp"
 #include "mycelium/utf8.hpp"
 
 namespace mycelium::link {
@@ -34,8 +35,7 @@ public:
     template <class T>
     std::optional<T> number() {
         if (bytes_.size() - at_ < sizeof(T)) return std::nullopt;
-        T v;
-        std::memcpy(&v, bytes_.data() + at_, sizeof(T));  // little-endian host (x86-64)
+        const T v = load_unaligned<T>(bytes_.data() + at_);  // the frame is little-endian, as the host is
         at_ += sizeof(T);
         return v;
     }

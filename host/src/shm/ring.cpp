@@ -26,10 +26,6 @@ using Clock = std::chrono::steady_clock;
 constexpr auto SLEEP_SLICE = std::chrono::microseconds(100);
 constexpr std::size_t REGION_ALIGN = 64;
 
-// The ring header's fields are little-endian, as the hosts are (unaligned.hpp).
-std::uint64_t load_le64(const std::byte* p) noexcept { return load_unaligned<std::uint64_t>(p); }
-std::uint32_t load_le32(const std::byte* p) noexcept { return load_unaligned<std::uint32_t>(p); }
-
 void log_failure(const char* side, const RingFailure& f) {
     log::get("shm")->debug("{} rejects the ring: {}", side, to_string(f));
 }
@@ -168,12 +164,12 @@ Result<RingRegion, RingFailure> RingRegion::attach(std::span<std::byte> memory, 
     // them later, but nothing reads them again: the capacity checked here is the one the
     // producer and consumer keep.
     if (std::memcmp(h + offsets::MAGIC, RING_MAGIC.data(), RING_MAGIC.size()) != 0)
-        return reject({RingError::BadMagic, 0, load_le64(h + offsets::MAGIC), 0});
+        return reject({RingError::BadMagic, 0, load_unaligned<std::uint64_t>(h + offsets::MAGIC), 0});
     if (const std::uint32_t v = load_le32(h + offsets::VERSION); v != RING_VERSION)
         return reject({RingError::BadVersion, 0, v, RING_VERSION});
     if (const std::uint32_t hs = load_le32(h + offsets::HEADER_SIZE); hs != RING_HEADER_SIZE)
         return reject({RingError::BadHeaderSize, 0, hs, RING_HEADER_SIZE});
-    const std::uint64_t cap = load_le64(h + offsets::CAPACITY);
+    const std::uint64_t cap = load_unaligned<std::uint64_t>(h + offsets::CAPACITY);
     if (!valid_ring_capacity(cap)) return reject({RingError::BadCapacity, 0, cap, 0});
     if (expected_capacity != 0 && cap != expected_capacity)
         return reject({RingError::BadCapacity, 0, cap, expected_capacity});

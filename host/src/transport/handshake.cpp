@@ -29,7 +29,7 @@ std::span<const std::byte> HandshakeReader::feed(std::span<const std::byte> byte
 }
 
 std::uint16_t HandshakeReader::length() const noexcept {
-    return have_ < 2 ? 0 : codec::detail::load_le16(bytes_.data());
+    return have_ < 2 ? 0 : load_le16(bytes_.data());
 }
 
 std::array<std::uint8_t, control::DIGEST_SIZE> HandshakeReader::digest() const noexcept {

@@ -12,8 +12,6 @@ namespace mycelium::link {
 
 namespace {
 
-using codec::detail::load_le16;
-using codec::detail::store_le16;
 
 bool valid_name(std::string_view name) noexcept {
     if (name.empty() || name.size() > control::MAX_NAME_BYTES) return false;

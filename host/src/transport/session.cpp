@@ -245,7 +245,7 @@ void Session::on_end_of_stream() {
 
 bool Session::starts_with_hello(std::span<const std::byte> bytes) {
     // Fewer than two bytes cannot tell; the old rule (decide after this read) applies.
-    return bytes.size() < 2 || codec::detail::load_le16(bytes.data()) == control::HELLO;
+    return bytes.size() < 2 || load_le16(bytes.data()) == control::HELLO;
 }
 
 void Session::feed(std::span<const std::byte> bytes) {
