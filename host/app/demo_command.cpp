@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "commands.hpp"
+#include "seconds_flag.hpp"
 #include "mycelium/bus.hpp"
 #include "mycelium/demo.hpp"
 
@@ -31,7 +32,7 @@ extern "C" void on_signal(int) { interrupted.store(true); }
 Command add_demo_command(CLI::App& app) {
     auto flags = std::make_shared<DemoFlags>();
     CLI::App* cmd = app.add_subcommand("demo", "Run the C++ bus demo: feed -> EMA model -> sink");
-    cmd->add_option("--duration", flags->duration, "Seconds to run")->capture_default_str()->check(CLI::PositiveNumber);
+    cmd->add_option("--duration", flags->duration, "Seconds to run")->capture_default_str()->check(seconds_up_to(MAX_RUN_SECONDS));
     cmd->add_option("--rate", flags->rate, "Ticks per second")->capture_default_str()->check(CLI::PositiveNumber);
     return [flags]() {
         std::signal(SIGINT, on_signal);

@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "commands.hpp"
+#include "seconds_flag.hpp"
 #include "run_plan.hpp"
 #include "mycelium/demo.hpp"
 #include "mycelium/endpoint.hpp"
@@ -226,12 +227,12 @@ void add_script_options(CLI::App& app, RunFlags& flags) {
         ->check(CLI::ExistingFile);
     app.add_flag("--strict", flags.strict_contracts,
                  "Unknown keys in the contracts and the topology are errors, not warnings");
-    app.add_option("--duration", flags.duration, "Stop after this many seconds")->check(CLI::PositiveNumber);
+    app.add_option("--duration", flags.duration, "Stop after this many seconds")->check(seconds_up_to(MAX_RUN_SECONDS));
     app.add_flag("--fail-fast", flags.fail_fast, "Stop with exit 1 when a Python callback raises");
     app.add_option("--demo-feed", flags.demo_feed, "Run the built-in market feed at RATE ticks/s")
         ->check(CLI::PositiveNumber);
     app.add_option("--shutdown-timeout", flags.shutdown_timeout, "Seconds a shutdown may take")
-        ->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()->check(seconds_up_to(MAX_TIMEOUT_SECONDS));
     app.add_option("--queue-capacity", flags.queue_capacity, "Messages waiting for Python")
         ->capture_default_str()->check(CLI::Range(2, 1 << 24));
     app.add_option("--spin-us", flags.spin_us, "Microseconds a waiting thread spins before it parks")
@@ -278,10 +279,10 @@ void add_node_options(CLI::App& app, RunFlags& flags) {
 /// How clients of --listen are served: handshake, bad input, slow consumers, layouts, limits.
 void add_client_options(CLI::App& app, RunFlags& flags) {
     app.add_option("--handshake-timeout", flags.handshake_timeout, "Seconds a client has to send its handshake")
-        ->check(CLI::PositiveNumber);
+        ->check(seconds_up_to(MAX_TIMEOUT_SECONDS));
     app.add_option("--log-interval", flags.log_interval,
                    "Seconds between two log lines about the same repeated bad input of one client (default 10)")
-        ->capture_default_str()->check(CLI::PositiveNumber);
+        ->capture_default_str()->check(seconds_up_to(MAX_TIMEOUT_SECONDS));
     app.add_option("--slow-consumer", flags.slow_consumer,
                    "What a --listen client that falls behind gets: drop_oldest, disconnect or block (default: "
                    "drop_oldest for legacy clients, disconnect for HELLO clients and peers)")

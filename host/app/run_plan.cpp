@@ -34,7 +34,15 @@ void plan_node(RunFlags& flags, RunPlan& plan) {
         throw PlanError(fmt::format("--node {}: {} has no such node (it has: {})", flags.node, flags.topology, names));
     }
     plan.node = node->name;
-    for (const auto& script : node->scripts) flags.scripts.push_back(script.string());
+    for (const auto& script : node->scripts) {
+        // --script is checked by its flag; a node's scripts are checked here, before
+        // anything starts, so that a wrong path is bad input (exit 2) with one line.
+        std::error_code ec;
+        if (!std::filesystem::is_regular_file(script, ec))
+            throw PlanError(fmt::format("{}: node '{}': script {} does not exist", flags.topology, node->name,
+                                        script.string()));
+        flags.scripts.push_back(script.string());
+    }
     if (flags.contracts.empty()) {
         if (node->contracts) flags.contracts = node->contracts->string();
         else if (plan.spec->contracts) flags.contracts = plan.spec->contracts->string();

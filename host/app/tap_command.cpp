@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "commands.hpp"
+#include "seconds_flag.hpp"
 #include "mycelium/json.hpp"
 #include "mycelium/json_message.hpp"
 #include "mycelium/link_protocol.hpp"
@@ -36,7 +37,7 @@ Command add_tap_command(CLI::App& app) {
     add_connection_options(*cmd, flags->connect, flags->contracts);
     cmd->add_option("--type", flags->types, "Only this message type (repeatable; default: all)");
     cmd->add_option("--count", flags->count, "Exit after this many messages");
-    cmd->add_option("--timeout", flags->timeout, "Exit after this many seconds")->check(CLI::PositiveNumber);
+    cmd->add_option("--timeout", flags->timeout, "Exit after this many seconds")->check(seconds_up_to(MAX_RUN_SECONDS));
     return [flags]() {
         const auto registry = load_tool_contracts(flags->contracts);
         if (!registry) return EXIT_BAD_INPUT;

@@ -11,13 +11,13 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
-#include <fstream>
 #include <map>
 #include <span>
 #include <sstream>
 #include <utility>
 
 #include "detail.hpp"
+#include "mycelium/file_text.hpp"
 #include "mycelium/suggest.hpp"
 #include "mycelium/topology/topology.hpp"
 
@@ -724,20 +724,25 @@ Spec load_string(std::string_view toml, std::string source_name, std::filesystem
 
 Spec load_file(const std::filesystem::path& path, const LoadOptions& options) {
     const SourceLocation whole_file{path.string(), 0, 0};
+    const FileText file = read_file_text(path);
+    switch (file.failure) {
+        case FileText::Failure::None:
+            break;
+        case FileText::Failure::CannotOpen:
+            throw TopologyError("cannot open topology file: " + file.reason, whole_file);
+        case FileText::Failure::Directory:
+            throw TopologyError("topology path is a directory, not a file", whole_file);
+        case FileText::Failure::TooLarge:
+            throw TopologyError("topology file is larger than " + std::to_string(MAX_CONFIG_FILE_BYTES) +
+                                    " bytes, the limit",
+                                whole_file);
+        case FileText::Failure::CannotRead:
+            throw TopologyError("cannot read topology file: " + file.reason, whole_file);
+    }
     std::error_code ec;
-    const fs::file_status status = fs::status(path, ec);
-    if (ec) throw TopologyError("cannot open topology file: " + ec.message(), whole_file);
-    // An ifstream opens a directory without complaint and then reads nothing.
-    if (fs::is_directory(status))
-        throw TopologyError("topology path is a directory, not a file", whole_file);
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw TopologyError("cannot open topology file", whole_file);
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (in.bad()) throw TopologyError("cannot read topology file", whole_file);
     fs::path base = fs::absolute(path, ec).parent_path();
     if (ec) base = path.parent_path();
-    return load_string(text.str(), path.string(), base, options);
+    return load_string(file.text, path.string(), base, options);
 }
 
 }  // namespace mycelium::topology

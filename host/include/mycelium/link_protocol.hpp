@@ -160,7 +160,8 @@ struct Hello {
     std::uint8_t version = control::PROTOCOL_VERSION;
     /// Client or peer.
     Role role = Role::Client;
-    /// 1-255 bytes, no ASCII control characters (it goes into log lines).
+    /// 1-255 bytes of valid UTF-8, no ASCII control characters (it goes into log lines
+    /// and /metrics labels).
     std::string name;
 };
 
@@ -214,7 +215,7 @@ std::string_view to_string(ControlError error) noexcept;
 /// May throw std::bad_alloc.
 std::vector<std::byte> encode_error(ErrorCode code, std::string_view reason);
 /// HELLO payload. Throws std::invalid_argument for an empty name, a name longer than
-/// control::MAX_NAME_BYTES or one with control characters.
+/// control::MAX_NAME_BYTES, one with control characters or one that is not UTF-8.
 std::vector<std::byte> encode_hello(const Hello& hello);
 /// The opening handshake (Mycelium's): `u16 LE length, digest` (docs/wire-protocol.md,
 /// "Handshake"). Any length is encoded as given; a host accepts only DIGEST_SIZE.
@@ -234,7 +235,8 @@ std::vector<std::byte> encode_shm_refuse(ShmRefusal reason, std::string_view tex
 /// Parses an ERROR payload. Errors: BadLength (fewer than 2 bytes).
 Result<ErrorFrame, ControlError> decode_error(std::span<const std::byte> payload);
 /// Parses a HELLO payload. Errors: BadLength (shorter than 4 + name length), BadValue
-/// (role not 0/1, empty name, control characters in the name). Trailing bytes after the
+/// (role not 0/1, empty name, control characters in the name, a name that is not valid
+/// UTF-8). Trailing bytes after the
 /// name are reserved for later versions and ignored. The version is returned, not checked.
 Result<Hello, ControlError> decode_hello(std::span<const std::byte> payload);
 /// Parses a SUBSCRIBE / UNSUBSCRIBE payload. Errors: BadLength (odd length).

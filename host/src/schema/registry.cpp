@@ -1,10 +1,10 @@
 // The Registry: the loaded contracts, looked up by type id and by name. Parsing lives in
 // contracts_parser.cpp, layouts in field_types.cpp, publish-time checks in validation.cpp.
 
-#include <fstream>
-#include <sstream>
+#include <fmt/format.h>
 
 #include "contracts_parser.hpp"
+#include "mycelium/file_text.hpp"
 #include "mycelium/schema.hpp"
 
 namespace mycelium::schema {
@@ -91,11 +91,19 @@ Registry Registry::load_string(std::string_view yaml, std::string source_name, c
 }
 
 Registry Registry::load_file(const std::filesystem::path& path, const LoadOptions& options) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw SchemaError(path.string(), 0, "", "", "cannot open the contracts file");
-    std::ostringstream bytes;
-    bytes << in.rdbuf();
-    return load_string(bytes.str(), path.string(), options);
+    const FileText file = read_file_text(path);
+    switch (file.failure) {
+        case FileText::Failure::None:
+            break;
+        case FileText::Failure::TooLarge:
+            throw SchemaError(path.string(), 0, "", "", fmt::format("the contracts file is larger than {} bytes, the limit",
+                                                                    MAX_CONFIG_FILE_BYTES));
+        case FileText::Failure::CannotRead:
+            throw SchemaError(path.string(), 0, "", "", "cannot read the contracts file: " + file.reason);
+        default:  // cannot open, a directory
+            throw SchemaError(path.string(), 0, "", "", "cannot open the contracts file");
+    }
+    return load_string(file.text, path.string(), options);
 }
 
 const MessageSchema* Registry::find(std::uint16_t type_id) const noexcept {

@@ -7,11 +7,11 @@
 #include <stdexcept>
 
 #include "mycelium/codec.hpp"
+#include "mycelium/utf8.hpp"
 
 namespace mycelium::link {
 
 namespace {
-
 
 bool valid_name(std::string_view name) noexcept {
     if (name.empty() || name.size() > control::MAX_NAME_BYTES) return false;
@@ -19,7 +19,8 @@ bool valid_name(std::string_view name) noexcept {
         const auto u = static_cast<unsigned char>(c);
         if (u < 0x20 || u == 0x7f) return false;  // keeps log lines one line
     }
-    return true;
+    // It goes into /metrics labels and JSON log lines, which must stay valid UTF-8.
+    return utf8::is_valid(name);
 }
 
 // Cuts at most `limit` bytes without splitting a UTF-8 sequence.

@@ -147,4 +147,20 @@ services = ["b"]
         flags.node = "gamma";
         refused(flags, "--node gamma: " + topology.string() + " has no such node (it has: alpha, beta)");
     }
+
+    TEST_CASE("a node's script that does not exist is refused before anything starts") {
+        // Once, the host started, failed in the script's place and exited 1 with no line.
+        test_support::TempDir dir("myc-plan");
+        const auto topology = dir.write("topology.toml", "socket_dir = \"" + dir.path.string() + R"("
+[[nodes]]
+name = "alpha"
+services = ["a"]
+scripts = ["missing.py"]
+)");
+        RunFlags flags;
+        flags.topology = topology.string();
+        flags.node = "alpha";
+        refused(flags, topology.string() + ": node 'alpha': script " + (dir.path / "missing.py").string() +
+                           " does not exist");
+    }
 }

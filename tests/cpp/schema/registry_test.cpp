@@ -132,6 +132,16 @@ TEST_CASE("a missing file names the path") {
     }
 }
 
+TEST_CASE("an endless contracts file stops at the size limit") {
+    // Once, memory grew about 200 MB/s reading /dev/zero.
+    try {
+        Registry::load_file("/dev/zero");
+        FAIL("loaded /dev/zero");
+    } catch (const SchemaError& e) {
+        CHECK(std::string(e.what()) == "/dev/zero: the contracts file is larger than 16777216 bytes, the limit");
+    }
+}
+
 TEST_CASE("a lower payload limit rejects messages that fit the default") {
     const char* yaml = "messages:\n  Big:\n    tlv_type: 1000\n    fields:\n      data: \"[u8; 100]\"\n";
     CHECK_NOTHROW(Registry::load_string(yaml, "big.yaml"));

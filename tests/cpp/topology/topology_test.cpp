@@ -445,6 +445,11 @@ port = 7201
               "topology path is a directory, not a file (in '" + FIXTURES.string() + "')");
     }
 
+    TEST_CASE("an endless topology file stops at the size limit") {
+        CHECK(std::string(parsing_should_fail("/dev/zero").what()) ==
+              "topology file is larger than 16777216 bytes, the limit (in '/dev/zero')");
+    }
+
     TEST_CASE("addresses parse as host:port with bracketed IPv6") {
         CHECK(parse_socket_address("127.0.0.1:9000") == SocketAddress{"127.0.0.1", 9000});
         CHECK(parse_socket_address("[::1]:0") == SocketAddress{"::1", 0});

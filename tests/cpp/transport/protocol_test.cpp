@@ -78,6 +78,10 @@ TEST_SUITE("transport.protocol") {
         CHECK(decode_hello(bytes({1, 2, 1, 0, 'a'})).error() == ControlError::BadValue);
         CHECK(decode_hello(bytes({1, 0, 0, 0})).error() == ControlError::BadValue);
         CHECK(decode_hello(bytes({1, 0, 2, 0, 'a', '\n'})).error() == ControlError::BadValue);
+        // Not UTF-8: it would make /metrics and the JSON log invalid.
+        CHECK(decode_hello(bytes({1, 0, 2, 0, 0xff, 0xfe})).error() == ControlError::BadValue);
+        CHECK(decode_hello(bytes({1, 0, 2, 0, 0xc3, 0x28})).error() == ControlError::BadValue);
+        CHECK(decode_hello(bytes({1, 0, 2, 0, 0xc3, 0xa9})));  // "é" is a name
         CHECK(decode_hello(bytes({1, 0, 1, 0, 'a', 0xff, 0xff})));  // trailing bytes: reserved, ignored
         CHECK(decode_type_list(bytes({0xe9, 0x03, 0xea})).error() == ControlError::BadLength);
         CHECK(decode_nonce(bytes({1, 2, 3, 4, 5, 6, 7})).error() == ControlError::BadLength);

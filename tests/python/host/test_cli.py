@@ -26,6 +26,23 @@ def test_bad_flags_give_one_line_and_exit_2(run_host, args):
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("args", [
+    ["--handshake-timeout", "1e10"],  # once -9223372036854775808 ms: every client dropped
+    ["--handshake-timeout", "nan"],
+    ["--shutdown-timeout", "inf"],
+    ["--log-interval", "-1"],
+    ["--duration", "1e300"],
+    ["--duration", "5s"],
+    ["tap", "--connect", "unix:/nonexistent", "--timeout", "nan"],
+])
+def test_durations_out_of_range_are_refused_by_name(run_host, args):
+    result = run_host(*args)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("mycelium-host: error: ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert args[-2] in result.stderr and "a number of seconds above 0 and at most" in result.stderr
+
+
 @pytest.mark.parametrize("args, text", [
     (["--shm", "--demo-feed", "10"], "--shm offers shared memory to the clients of a Unix listener"),
     (["--shm", "--listen", "tcp:127.0.0.1:0"], "add --listen unix:PATH"),
@@ -38,6 +55,15 @@ def test_bad_shared_memory_flags_name_the_flag(run_host, args, text):
     assert result.returncode == 2
     assert result.stderr.startswith("mycelium-host: error: ")
     assert text in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["--contracts", "/dev/zero", "--demo-feed", "10"], ["schema", "--contracts", "/dev/zero"],
+                                  ["check", "--topology", "/dev/zero"]])
+def test_an_endless_configuration_file_stops_at_the_limit(run_host, args):
+    result = run_host(*args, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "/dev/zero" in result.stderr and "larger than 16777216 bytes, the limit" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
