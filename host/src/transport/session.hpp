@@ -82,8 +82,6 @@ public:
     Socket::executor_type socket_executor() { return socket_.get_executor(); }
     /// Starts the handshake timer and reading. Strand.
     void start();
-    /// Sends ERROR TooManyConnections and closes. Strand.
-    void reject_max_connections();
     /// Closes with ERROR ShuttingDown and `reason` (posts to the strand). Any thread.
     void shut_down(std::string reason = "the host is shutting down");
     /// Closes at once, without ERROR. Strand, or any thread once the io threads stopped.
@@ -101,6 +99,8 @@ private:
     using Phase = ControlFrames::Phase;
 
     void start_outbound();
+    /// Sends ERROR TooManyConnections and closes. Strand.
+    void reject_max_connections();
 
     // Reading (strand).
     // SocketReader::Link.
