@@ -45,17 +45,17 @@ const char* numpy_dtype(Scalar s) {
 
 PyObject* scalar_to_python(Scalar s, const std::byte* p) {
     switch (s) {
-        case Scalar::U8: return PyLong_FromUnsignedLong(load<std::uint8_t>(p));
-        case Scalar::U16: return PyLong_FromUnsignedLong(load<std::uint16_t>(p));
-        case Scalar::U32: return PyLong_FromUnsignedLong(load<std::uint32_t>(p));
-        case Scalar::U64: return PyLong_FromUnsignedLongLong(load<std::uint64_t>(p));
-        case Scalar::I8: return PyLong_FromLong(load<std::int8_t>(p));
-        case Scalar::I16: return PyLong_FromLong(load<std::int16_t>(p));
-        case Scalar::I32: return PyLong_FromLong(load<std::int32_t>(p));
-        case Scalar::I64: return PyLong_FromLongLong(load<std::int64_t>(p));
-        case Scalar::F32: return PyFloat_FromDouble(load<float>(p));
-        case Scalar::F64: return PyFloat_FromDouble(load<double>(p));
-        case Scalar::Bool: return PyBool_FromLong(load<std::uint8_t>(p) != 0);
+        case Scalar::U8: return PyLong_FromUnsignedLong(load_unaligned<std::uint8_t>(p));
+        case Scalar::U16: return PyLong_FromUnsignedLong(load_unaligned<std::uint16_t>(p));
+        case Scalar::U32: return PyLong_FromUnsignedLong(load_unaligned<std::uint32_t>(p));
+        case Scalar::U64: return PyLong_FromUnsignedLongLong(load_unaligned<std::uint64_t>(p));
+        case Scalar::I8: return PyLong_FromLong(load_unaligned<std::int8_t>(p));
+        case Scalar::I16: return PyLong_FromLong(load_unaligned<std::int16_t>(p));
+        case Scalar::I32: return PyLong_FromLong(load_unaligned<std::int32_t>(p));
+        case Scalar::I64: return PyLong_FromLongLong(load_unaligned<std::int64_t>(p));
+        case Scalar::F32: return PyFloat_FromDouble(load_unaligned<float>(p));
+        case Scalar::F64: return PyFloat_FromDouble(load_unaligned<double>(p));
+        case Scalar::Bool: return PyBool_FromLong(load_unaligned<std::uint8_t>(p) != 0);
     }
     Py_RETURN_NONE;
 }
@@ -79,7 +79,7 @@ PyObject* decode_sequence(const TypeInfo& info, const Field& f, const std::byte*
     std::size_t count = f.capacity;
     std::size_t data_offset = offset;
     if (f.kind == FieldKind::Vec) {
-        count = load<std::uint16_t>(p);
+        count = load_unaligned<std::uint16_t>(p);
         if (count > f.capacity) {
             return info.raise_decode(f, "count " + std::to_string(count) + " exceeds the capacity " +
                                             std::to_string(f.capacity));
@@ -111,7 +111,7 @@ PyObject* decode_field(const TypeInfo& info, const Field& f, const std::byte* ba
         case FieldKind::Scalar: return scalar_to_python(f.element, p);
         case FieldKind::U256: return bytes_of(p, U256_SIZE);
         case FieldKind::String: {
-            const std::size_t length = load<std::uint16_t>(p);
+            const std::size_t length = load_unaligned<std::uint16_t>(p);
             if (length > f.capacity) {
                 return info.raise_decode(f, "length " + std::to_string(length) + " exceeds the capacity " +
                                                 std::to_string(f.capacity));

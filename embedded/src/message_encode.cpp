@@ -135,10 +135,10 @@ bool encode_integer(const TypeInfo& info, const Field& f, PyObject* value, std::
     }
     Py_DECREF(index);
     switch (schema::scalar_size(f.element)) {
-        case 1: store(p, static_cast<std::uint8_t>(bits)); break;
-        case 2: store(p, static_cast<std::uint16_t>(bits)); break;
-        case 4: store(p, static_cast<std::uint32_t>(bits)); break;
-        default: store(p, static_cast<std::uint64_t>(bits)); break;
+        case 1: store_unaligned(p, static_cast<std::uint8_t>(bits)); break;
+        case 2: store_unaligned(p, static_cast<std::uint16_t>(bits)); break;
+        case 4: store_unaligned(p, static_cast<std::uint32_t>(bits)); break;
+        default: store_unaligned(p, static_cast<std::uint64_t>(bits)); break;
     }
     return true;
 }
@@ -153,14 +153,14 @@ bool encode_scalar(const TypeInfo& info, const Field& f, PyObject* value, std::b
                 info.raise_validation(f, "type", std::string("expected a number, got ") + Py_TYPE(value)->tp_name);
                 return false;
             }
-            if (f.element == Scalar::F32) store(p, static_cast<float>(d));
-            else store(p, d);
+            if (f.element == Scalar::F32) store_unaligned(p, static_cast<float>(d));
+            else store_unaligned(p, d);
             return true;
         }
         case Scalar::Bool: {
             const int truth = PyObject_IsTrue(value);
             if (truth < 0) return false;
-            store(p, static_cast<std::uint8_t>(truth));
+            store_unaligned(p, static_cast<std::uint8_t>(truth));
             return true;
         }
         default: return encode_integer(info, f, value, p);
@@ -188,7 +188,7 @@ bool encode_sequence(const TypeInfo& info, const Field& f, PyObject* value, std:
             info.raise_validation(f, "max_length", "length " + std::to_string(n) + " is above " + std::to_string(max));
             return false;
         }
-        store(p, static_cast<std::uint16_t>(n));
+        store_unaligned(p, static_cast<std::uint16_t>(n));
         data = p + schema::FIXED_HEADER_SIZE;
     }
     // encode_scalar reads only f.element (and f's names for errors): no per-element copy.
@@ -233,7 +233,7 @@ bool encode_field(const TypeInfo& info, const Field& f, PyObject* value, std::by
                 info.raise_validation(f, "max_length", "length " + std::to_string(size) + " is above " + std::to_string(max));
                 return false;
             }
-            store(p, static_cast<std::uint16_t>(size));
+            store_unaligned(p, static_cast<std::uint16_t>(size));
             std::memcpy(p + schema::FIXED_HEADER_SIZE, utf8, static_cast<std::size_t>(size));
             return true;
         }

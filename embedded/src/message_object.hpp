@@ -102,16 +102,6 @@ inline bool is_numeric_sequence(const Field& f) {
 /// when the field is set, so the attribute always reads back as bytes.
 inline bool converts_on_set(const Field& f) { return f.element_kind == ElementKind::U256; }
 
-template <class T>
-T load(const std::byte* p) {
-    return load_unaligned<T>(p);
-}
-
-template <class T>
-void store(std::byte* p, T v) {
-    store_unaligned(p, v);
-}
-
 inline PyObject* bytes_of(const std::byte* p, std::size_t n) {
     return PyBytes_FromStringAndSize(reinterpret_cast<const char*>(p), static_cast<Py_ssize_t>(n));
 }

@@ -34,33 +34,23 @@ using schema::Scalar;
 
 constexpr std::size_t U256_SIZE = 32;
 
-template <class T>
-T load(const std::byte* p) {
-    return load_unaligned<T>(p);
-}
-
-template <class T>
-void store(std::byte* p, T v) {
-    store_unaligned(p, v);
-}
-
 std::string scalar_json(Scalar s, const std::byte* p) {
     switch (s) {
-        case Scalar::U8: return std::to_string(load<std::uint8_t>(p));
-        case Scalar::U16: return std::to_string(load<std::uint16_t>(p));
-        case Scalar::U32: return std::to_string(load<std::uint32_t>(p));
-        case Scalar::U64: return std::to_string(load<std::uint64_t>(p));
-        case Scalar::I8: return std::to_string(load<std::int8_t>(p));
-        case Scalar::I16: return std::to_string(load<std::int16_t>(p));
-        case Scalar::I32: return std::to_string(load<std::int32_t>(p));
-        case Scalar::I64: return std::to_string(load<std::int64_t>(p));
+        case Scalar::U8: return std::to_string(load_unaligned<std::uint8_t>(p));
+        case Scalar::U16: return std::to_string(load_unaligned<std::uint16_t>(p));
+        case Scalar::U32: return std::to_string(load_unaligned<std::uint32_t>(p));
+        case Scalar::U64: return std::to_string(load_unaligned<std::uint64_t>(p));
+        case Scalar::I8: return std::to_string(load_unaligned<std::int8_t>(p));
+        case Scalar::I16: return std::to_string(load_unaligned<std::int16_t>(p));
+        case Scalar::I32: return std::to_string(load_unaligned<std::int32_t>(p));
+        case Scalar::I64: return std::to_string(load_unaligned<std::int64_t>(p));
         case Scalar::F32:
         case Scalar::F64: {
-            const double d = s == Scalar::F32 ? load<float>(p) : load<double>(p);
+            const double d = s == Scalar::F32 ? load_unaligned<float>(p) : load_unaligned<double>(p);
             if (!std::isfinite(d)) return "null";
             return s == Scalar::F32 ? fmt::format("{}", static_cast<float>(d)) : fmt::format("{}", d);
         }
-        case Scalar::Bool: return load<std::uint8_t>(p) != 0 ? "true" : "false";
+        case Scalar::Bool: return load_unaligned<std::uint8_t>(p) != 0 ? "true" : "false";
     }
     return "null";
 }
@@ -295,7 +285,7 @@ std::optional<std::string> encode_scalar(const Target& t, Scalar s, const Value&
     const std::string& where = t.where;
     if (s == Scalar::Bool) {
         if (v.kind != Value::Kind::Bool) return where + ": expected true or false";
-        store(p, static_cast<std::uint8_t>(v.boolean));
+        store_unaligned(p, static_cast<std::uint8_t>(v.boolean));
         return std::nullopt;
     }
     if (v.kind != Value::Kind::Number) return where + ": expected a number";
@@ -303,8 +293,8 @@ std::optional<std::string> encode_scalar(const Target& t, Scalar s, const Value&
         double d = 0;
         const auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
         if (ec != std::errc{} || end != v.text.data() + v.text.size()) return where + ": " + t.shown(v.text) + " is not a number";
-        if (s == Scalar::F32) store(p, static_cast<float>(d));
-        else store(p, d);
+        if (s == Scalar::F32) store_unaligned(p, static_cast<float>(d));
+        else store_unaligned(p, d);
         return std::nullopt;
     }
     const bool is_signed = s == Scalar::I8 || s == Scalar::I16 || s == Scalar::I32 || s == Scalar::I64;
@@ -327,10 +317,10 @@ std::optional<std::string> encode_scalar(const Target& t, Scalar s, const Value&
     }
     if (!ok) return where + ": " + t.shown(v.text) + " is not a " + std::string(schema::scalar_name(s));
     switch (size) {
-        case 1: store(p, static_cast<std::uint8_t>(bits)); break;
-        case 2: store(p, static_cast<std::uint16_t>(bits)); break;
-        case 4: store(p, static_cast<std::uint32_t>(bits)); break;
-        default: store(p, bits); break;
+        case 1: store_unaligned(p, static_cast<std::uint8_t>(bits)); break;
+        case 2: store_unaligned(p, static_cast<std::uint16_t>(bits)); break;
+        case 4: store_unaligned(p, static_cast<std::uint32_t>(bits)); break;
+        default: store_unaligned(p, bits); break;
     }
     return std::nullopt;
 }
@@ -424,7 +414,7 @@ std::optional<std::string> encode_field(const Target& t, const Field& f, const V
             if (v.text.size() > f.capacity) {
                 return too_long(where, v.text.size(), f.capacity);
             }
-            store(p, static_cast<std::uint16_t>(v.text.size()));
+            store_unaligned(p, static_cast<std::uint16_t>(v.text.size()));
             std::memcpy(p + schema::FIXED_HEADER_SIZE, v.text.data(), v.text.size());
             return std::nullopt;
         case FieldKind::Array:
@@ -440,7 +430,7 @@ std::optional<std::string> encode_field(const Target& t, const Field& f, const V
             }
             std::byte* data = p;
             if (is_vec) {
-                store(p, static_cast<std::uint16_t>(v.items.size()));
+                store_unaligned(p, static_cast<std::uint16_t>(v.items.size()));
                 data += schema::FIXED_HEADER_SIZE;
             }
             for (std::size_t i = 0; i < v.items.size(); ++i) {
@@ -465,7 +455,7 @@ std::string to_json(const schema::MessageSchema& schema, std::span<const std::by
             case FieldKind::Scalar: out += scalar_json(f.element, p); break;
             case FieldKind::U256: out += u256_json(p); break;
             case FieldKind::String: {
-                const std::size_t n = std::min<std::size_t>(load<std::uint16_t>(p), f.capacity);
+                const std::size_t n = std::min<std::size_t>(load_unaligned<std::uint16_t>(p), f.capacity);
                 out += json_quote(utf8::sanitize({reinterpret_cast<const char*>(p + schema::FIXED_HEADER_SIZE), n}));
                 break;
             }
@@ -478,7 +468,7 @@ std::string to_json(const schema::MessageSchema& schema, std::span<const std::by
                 std::size_t n = f.capacity;
                 const std::byte* data = p;
                 if (f.kind == FieldKind::Vec) {
-                    n = std::min<std::size_t>(load<std::uint16_t>(p), f.capacity);
+                    n = std::min<std::size_t>(load_unaligned<std::uint16_t>(p), f.capacity);
                     data += schema::FIXED_HEADER_SIZE;
                 }
                 out += "[";
