@@ -85,16 +85,12 @@ void ControlFrames::on_hello(std::span<const std::byte> payload) {
     // legacy client: undo what that set up (its subscriptions, the packed layout).
     subscriptions_.clear();
     legacy_.stop();
-    name_ = hello->name;
-    report_.set_label(name_);
-    role_.store(hello->role, std::memory_order_relaxed);
+    take_identity(hello->name, hello->role);
     outbox_.set_policy(hello->role == Role::Peer ? state_.options.slow_consumer.peer
                                                  : state_.options.slow_consumer.client);
-    phase_ = Phase::Hello;
     state_.log->info("{}: {} '{}' connected (link {})", peer_, to_string(hello->role), name_, id_);
     if (hello->role == Role::Peer) {
-        link_.become_peer();
-        declare_interest();
+        join_as_peer();
     } else {
         client_announced_ = true;
         state_.notify_client(name_, true);
@@ -102,10 +98,18 @@ void ControlFrames::on_hello(std::span<const std::byte> payload) {
 }
 
 void ControlFrames::start_as_peer(const std::string& name) {
+    take_identity(name, Role::Peer);
+    join_as_peer();
+}
+
+void ControlFrames::take_identity(const std::string& name, Role role) {
     phase_ = Phase::Hello;
     name_ = name;
     report_.set_label(name_);
-    role_.store(Role::Peer, std::memory_order_relaxed);
+    role_.store(role, std::memory_order_relaxed);
+}
+
+void ControlFrames::join_as_peer() {
     link_.become_peer();
     declare_interest();
 }

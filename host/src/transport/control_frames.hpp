@@ -83,6 +83,10 @@ private:
     void on_ping(std::span<const std::byte> payload);
     void on_error(std::span<const std::byte> payload);
     void on_unknown(std::uint16_t type_id);
+    /// The other side is `name`, a client or a peer: the phase after HELLO.
+    void take_identity(const std::string& name, Role role);
+    /// This connection becomes the peer's link and declares this node's interest to it.
+    void join_as_peer();
     /// Tells the peer what this node wants: the current set, then each change.
     void declare_interest();
 
