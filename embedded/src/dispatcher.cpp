@@ -54,8 +54,10 @@ void PythonRuntime::dispatcher_main() {
 void PythonRuntime::dispatch_loop() {
     for (;;) {
         if (loaded_hooks_pending_.exchange(false, std::memory_order_acq_rel)) run_loaded_hooks();
-        const std::size_t delivered = deliver_batch(BATCH);
+        // A drain looks at its deadline after every message: a batch of slow callbacks
+        // could otherwise outlast the whole shutdown.
         const bool draining = phase_.load(std::memory_order_acquire) == Phase::Draining;
+        const std::size_t delivered = deliver_batch(draining ? 1 : BATCH);
         if (!stop_requested()) run_due_timers();
         if (draining && (delivered == 0 || std::chrono::steady_clock::now() >= drain_deadline_)) return;
         if (delivered == BATCH || draining) continue;  // more is waiting
@@ -120,7 +122,7 @@ void PythonRuntime::stop_dispatcher(std::chrono::steady_clock::time_point deadli
 }
 
 void PythonRuntime::drain(std::chrono::steady_clock::time_point deadline) {
-    while (std::chrono::steady_clock::now() < deadline && deliver_batch(BATCH) > 0) {
+    while (std::chrono::steady_clock::now() < deadline && deliver_batch(1) > 0) {
     }
 }
 

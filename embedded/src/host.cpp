@@ -9,9 +9,12 @@
 
 #include <pybind11/pybind11.h>
 
+#include <fmt/format.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <iterator>
+#include <map>
 #include <thread>
 
 #include "mycelium/embedded/interpreter.hpp"
@@ -68,6 +71,8 @@ struct Host::Impl {
     std::unique_ptr<embedded::TopLevel> top_level;
     std::vector<std::function<void()>> started;
     std::vector<std::function<void()>> stopping;
+    std::vector<std::function<void(std::chrono::steady_clock::time_point)>> drained;
+    std::map<std::uint16_t, std::uint64_t> undelivered;  ///< by type id, counted at shutdown
     std::shared_ptr<spdlog::logger> log = log::get("host");
 
     sigset_t signals{};
@@ -83,6 +88,8 @@ struct Host::Impl {
     void interrupt_busy_python();
     void mark_loaded();
     void shut_down();
+    /// Logs what the shutdown could not deliver, per type; false when there was some.
+    bool report_undelivered();
 };
 
 Host::Host(HostOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {
@@ -150,6 +157,12 @@ std::string PublishRefusal::text() const {
 }
 void Host::on_started(std::function<void()> fn) { impl_->started.push_back(std::move(fn)); }
 void Host::on_stopping(std::function<void()> fn) { impl_->stopping.push_back(std::move(fn)); }
+void Host::on_drained(std::function<void(std::chrono::steady_clock::time_point)> fn) {
+    impl_->drained.push_back(std::move(fn));
+}
+void Host::count_undelivered(std::uint16_t type_id, std::uint64_t n) {
+    if (n != 0) impl_->undelivered[type_id] += n;
+}
 void Host::stop(int exit_code) noexcept { impl_->runtime->request_stop(exit_code); }
 std::shared_ptr<prometheus::Collectable> Host::metrics() const {
     std::vector<std::shared_ptr<prometheus::Collectable>> parts{
@@ -192,8 +205,12 @@ void Host::Impl::mark_loaded() {
 
 void Host::Impl::watch(std::chrono::steady_clock::time_point run_started) {
     std::optional<std::chrono::steady_clock::time_point> stop_seen;
-    bool interrupted = false;
     bool top_level_interrupted = false;
+    // A drain that delivers keeps going; a callback that does not return for a quarter of
+    // the shutdown timeout is stuck, and is interrupted (once) after half of it.
+    std::uint64_t progress = runtime->progress();
+    auto progress_at = std::chrono::steady_clock::now();
+    bool interrupted = false;
     while (!run_finished.load()) {
         if (signals_blocked) {
             timespec slice{0, 20'000'000};
@@ -227,8 +244,15 @@ void Host::Impl::watch(std::chrono::steady_clock::time_point run_started) {
         }
         if (!stop_seen) stop_seen = now;
         const auto waited = now - *stop_seen;
-        if (!interrupted && waited >= options.shutdown_timeout / 2 && runtime->busy_thread() != 0) {
-            log->warn("Python code still running {} ms after the stop request; interrupting it",
+        if (const auto p = runtime->progress(); p != progress) {
+            progress = p;
+            progress_at = now;
+            interrupted = false;
+        }
+        if (!interrupted && waited >= options.shutdown_timeout / 2 && now - progress_at >= options.shutdown_timeout / 4 &&
+            runtime->busy_thread() != 0) {
+            log->warn("Python code has not returned for {} ms, {} ms after the stop request; interrupting it",
+                      std::chrono::duration_cast<std::chrono::milliseconds>(now - progress_at).count(),
                       std::chrono::duration_cast<std::chrono::milliseconds>(waited).count());
             interrupted = true;
             interrupt_busy_python();
@@ -282,19 +306,29 @@ int Host::run() {
 }
 
 void Host::Impl::shut_down() {
-    // Stop intake first: C++ producers stop while the dispatcher keeps delivering, since
-    // a producer blocked on a full Python queue needs it to drain.
-    const auto deadline = std::chrono::steady_clock::now() + options.shutdown_timeout * 3 / 4;
+    // Stop intake first: producers stop (workers, then links stop reading) while the
+    // dispatcher keeps delivering, since a producer blocked on a full Python queue needs
+    // it to drain.
+    const auto stop_at = std::chrono::steady_clock::now();
     {
         py::gil_scoped_release release;
         for (auto& fn : stopping) fn();
     }
-    runtime->stop_dispatcher(deadline);
+    // What is left of the shutdown's time (docs/reliability.md, "Shutdown"): half for the
+    // Python drain, up to a tenth more (a second at most) for the links' queues, the rest
+    // for the interpreter and the summary. The watchdog ends the process at the full
+    // timeout whatever happens.
+    const auto now = std::chrono::steady_clock::now();
+    const auto left = std::max(std::chrono::steady_clock::duration::zero(), stop_at + options.shutdown_timeout - now);
+    const auto drain_deadline = now + left / 2;
+    const auto flush_deadline = drain_deadline + std::min<std::chrono::steady_clock::duration>(left / 10, std::chrono::seconds(1));
+    runtime->stop_dispatcher(drain_deadline);
     runtime->run_stop_hooks();
-    runtime->drain(deadline);  // what the stop hooks published to the scripts
+    runtime->drain(drain_deadline);  // what the stop hooks published to the scripts
+    for (const auto& [type_id, n] : runtime->discard_queued()) undelivered[type_id] += n;
     runtime->close_all();
     {
-        const auto left = std::chrono::duration<double>(options.shutdown_timeout) / 4;
+        const auto left = std::chrono::duration<double>(options.shutdown_timeout) / 8;
         try {
             py::module_::import("mycelium_native").attr("_join_script_threads")(left.count());
         } catch (const py::error_already_set& e) {
@@ -313,6 +347,25 @@ void Host::Impl::shut_down() {
     } catch (const py::error_already_set& e) {
         log->warn("flushing the scripts' output failed: {}", e.what());
     }
+    {
+        py::gil_scoped_release release;
+        for (auto& fn : drained) fn(flush_deadline);
+    }
+    if (!report_undelivered()) runtime->request_stop(HOST_EXIT_FAILURE);
+}
+
+bool Host::Impl::report_undelivered() {
+    std::uint64_t total = 0;
+    std::string per_type;
+    for (const auto& [type_id, n] : undelivered) {
+        total += n;
+        const schema::MessageSchema* schema = registry->find(type_id);
+        per_type += fmt::format("{}{} {}", per_type.empty() ? "" : ", ",
+                                schema != nullptr ? schema->name : std::to_string(type_id), n);
+    }
+    if (total == 0) return true;
+    log->error("shutdown timeout: {} accepted message{} not delivered: {}", total, total == 1 ? "" : "s", per_type);
+    return false;
 }
 
 }  // namespace mycelium

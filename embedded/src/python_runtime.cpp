@@ -84,7 +84,7 @@ struct PythonRuntime::Timer {
 };
 
 PythonRuntime::PythonRuntime(Bus& bus, std::shared_ptr<const schema::Registry> registry, RuntimeOptions options)
-    : bus_(bus), registry_(std::move(registry)), options_(options) {
+    : bus_(bus), registry_(std::move(registry)), options_(options), main_thread_(PyThread_get_thread_ident()) {
     MailboxOptions mailbox_options;
     mailbox_options.capacity = options_.queue_capacity;
     mailbox_options.spin = options_.spin;
@@ -187,6 +187,18 @@ void PythonRuntime::unsubscribe(std::uint64_t token) {
 // ---------------------------------------------------------------- publish
 
 void PythonRuntime::publish(py::handle message) {
+    // From the stop on, only the host's own threads publish (callbacks, on_stop hooks, the
+    // top level's finally blocks): a script's own thread would keep the drain from ending,
+    // and what it published after the drain would go nowhere.
+    if (stop_requested()) {
+        const unsigned long self = PyThread_get_thread_ident();
+        if (self != main_thread_ && self != consumer_thread_.load(std::memory_order_acquire)) {
+            const std::string_view type_name = Py_TYPE(message.ptr())->tp_name;  // module.Class
+            const std::string name(type_name.substr(type_name.rfind('.') + 1));
+            PyErr_Format(support_attr("ClosedError").ptr(), "publish %s: the host is shutting down", name.c_str());
+            throw py::error_already_set();
+        }
+    }
     PyTypeObject* type = Py_TYPE(message.ptr());
     if (const auto* info = types_->info_for(type)) {
         const schema::MessageSchema* schema = &MessageTypes::schema_of(*info);
@@ -280,6 +292,7 @@ void PythonRuntime::run_due_timers() {
         py::object fn = t.fn;
         Busy busy(busy_thread_);
         PyObject* result = PyObject_CallNoArgs(fn.ptr());
+        calls_returned_.fetch_add(1, std::memory_order_relaxed);
         if (result == nullptr) {
             report_exception("timer " + py::repr(fn).cast<std::string>());
         } else {
@@ -408,7 +421,9 @@ void PythonRuntime::run_start_hooks() {
     start_hooks_.clear();
     for (auto& hook : hooks) {
         Busy busy(busy_thread_);
-        if (PyObject* r = PyObject_CallNoArgs(hook.ptr())) {
+        PyObject* r = PyObject_CallNoArgs(hook.ptr());
+        calls_returned_.fetch_add(1, std::memory_order_relaxed);
+        if (r != nullptr) {
             Py_DECREF(r);
         } else {
             report_exception("on_start hook " + py::repr(hook).cast<std::string>());
@@ -421,12 +436,26 @@ void PythonRuntime::run_stop_hooks() {
     stop_hooks_.clear();
     for (auto& hook : hooks) {
         Busy busy(busy_thread_);
-        if (PyObject* r = PyObject_CallNoArgs(hook.ptr())) {
+        PyObject* r = PyObject_CallNoArgs(hook.ptr());
+        calls_returned_.fetch_add(1, std::memory_order_relaxed);
+        if (r != nullptr) {
             Py_DECREF(r);
         } else {
             report_exception("on_stop hook " + py::repr(hook).cast<std::string>());
         }
     }
+}
+
+std::map<std::uint16_t, std::uint64_t> PythonRuntime::discard_queued() {
+    std::map<std::uint16_t, std::uint64_t> queued;
+    while (mailbox_->drain(
+               [&](const MailboxView& view) {
+                   const auto it = subscriptions_.find(view.token);
+                   if (it != subscriptions_.end()) ++queued[it->second->type_id];
+               },
+               1024) > 0) {
+    }
+    return queued;
 }
 
 void PythonRuntime::close_all() {

@@ -117,6 +117,9 @@ public:
     void stop_dispatcher(std::chrono::steady_clock::time_point deadline);
     /// Delivers what is still queued, until empty or `deadline` (after stop_dispatcher).
     void drain(std::chrono::steady_clock::time_point deadline);
+    /// Empties the queue without delivering (the drain's deadline passed) and returns what
+    /// it held, by type id. After stop_dispatcher().
+    std::map<std::uint16_t, std::uint64_t> discard_queued();
     /// Runs on_stop hooks (each once), logging their exceptions.
     void run_stop_hooks();
     /// Closes every Python subscription and timer and drops every Python object held.
@@ -130,6 +133,12 @@ public:
     /// The thread running a callback, timer or hook now, or 0: the watchdog interrupts it
     /// (PyThreadState_SetAsyncExc) when it does not return at shutdown. Any thread.
     unsigned long busy_thread() const noexcept { return busy_thread_.load(std::memory_order_acquire); }
+    /// Grows whenever a callback, timer or hook returns: the watchdog tells a callback that
+    /// does not return from a drain that keeps going. Any thread.
+    std::uint64_t progress() const noexcept {
+        return delivered_.load(std::memory_order_relaxed) + callback_errors_.load(std::memory_order_relaxed) +
+               decode_errors_.load(std::memory_order_relaxed) + calls_returned_.load(std::memory_order_relaxed);
+    }
 
     RuntimeStats stats() const noexcept;
     /// Calls `visit(type_id, stats)` for every type a script has subscribed to.
@@ -214,6 +223,9 @@ private:
     std::atomic<std::uint64_t> callback_errors_{0};
     std::atomic<std::uint64_t> decode_errors_{0};
     std::atomic<std::uint64_t> gil_wait_ns_{0};
+    std::atomic<std::uint64_t> calls_returned_{0};  ///< timers and hooks (progress())
+    /// The host's main thread: it runs the top level and, at shutdown, the on_stop hooks.
+    const unsigned long main_thread_;
     LatencyHistogram callback_latency_;
     mutable std::mutex type_stats_mutex_;  ///< guards the map, not the stats
     std::map<std::uint16_t, std::unique_ptr<TypeStats>> type_stats_;

@@ -68,7 +68,9 @@ void print_summary(const Host& host, const demo::MarketFeed* feed, const demo::S
 }
 
 /// What a run owns. Member order is the order of construction: each part outlives what
-/// refers to it, and is stopped (host->on_stopping) in the reverse order.
+/// refers to it. At a stop, the producers stop first (host->on_stopping: the workers,
+/// the links' intake, the feed), then, once Python has drained, the links deliver what is
+/// queued and close, and /metrics last (host->on_drained).
 struct Running {
     std::optional<Host> host;
     // Before the listeners, whose client observer calls it; stopped first, while workers can
@@ -88,6 +90,11 @@ struct StartError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
+/// What a link server could not send at shutdown counts as not delivered.
+void count_unsent(Host& host, const link::LinkServer::Unsent& unsent) {
+    for (const auto& [type_id, n] : unsent) host.count_undelivered(type_id, n);
+}
+
 void start_links(Running& r, const RunPlan& plan) {
     link::ServerOptions server_options = plan.server;
     server_options.max_payload = std::min(server_options.max_payload, r.host->registry().max_payload());
@@ -101,7 +108,8 @@ void start_links(Running& r, const RunPlan& plan) {
             throw StartError(fmt::format("node {} cannot start: {}", plan.node, e.what()));
         }
         for (const auto& endpoint : r.node_mesh->endpoints()) r.bound.push_back(link::to_string(endpoint));
-        r.host->on_stopping([&r] { r.node_mesh->stop(); });
+        r.host->on_stopping([&r] { r.node_mesh->stop_intake(); });
+        r.host->on_drained([&r](auto deadline) { count_unsent(*r.host, r.node_mesh->stop_after_flush(deadline)); });
     }
     if (plan.listen.empty()) return;
     r.server.emplace(r.host->bus(), r.host->registry(), server_options);
@@ -112,7 +120,8 @@ void start_links(Running& r, const RunPlan& plan) {
             throw StartError(fmt::format("cannot listen on {}: {}", link::to_string(endpoint), e.what()));
         }
     }
-    r.host->on_stopping([&r] { r.server->stop(); });
+    r.host->on_stopping([&r] { r.server->stop_intake(); });
+    r.host->on_drained([&r](auto deadline) { count_unsent(*r.host, r.server->stop_after_flush(deadline)); });
 }
 
 void start_workers(Running& r, const RunPlan& plan, const std::string& pymodules_dir) {
@@ -168,7 +177,7 @@ void start_metrics(Running& r, const RunPlan& plan) {
         std::printf("metrics on %s\n", url.c_str());
         std::fflush(stdout);
     });
-    r.host->on_stopping([&r] { r.metrics_server->stop(); });
+    r.host->on_drained([&r](auto) { r.metrics_server->stop(); });
 }
 
 void start_demo(Running& r, const RunPlan& plan) {
@@ -192,6 +201,7 @@ int run(const RunPlan& plan, const std::string& pymodules_dir) {
         std::fprintf(stderr, "mycelium-host: error: %s\n", e.what());
         return EXIT_BAD_INPUT;
     }
+    // Workers stop first, while their connections still take what they publish as they stop.
     r.host->on_stopping([&r] {
         if (r.workers) r.workers->stop();
     });

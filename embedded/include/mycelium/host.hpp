@@ -106,9 +106,18 @@ public:
     /// thread: start your producers here so scripts see every message from the first.
     void on_started(std::function<void()> fn);
 
-    /// Runs before the Python queue drains at shutdown: stop your producers here so
-    /// nothing new arrives while the host drains (e.g. a feed's stop()).
+    /// Runs first at shutdown, before the Python queue drains: stop taking messages in
+    /// here (a feed's stop(), a link server's stop_intake()) so that the drain ends.
     void on_stopping(std::function<void()> fn);
+
+    /// Runs once the Python queue has drained and the on_stop hooks ran: deliver what is
+    /// queued for the outside by `deadline`, close it, and report what could not be
+    /// delivered with count_undelivered(). In the order registered.
+    void on_drained(std::function<void(std::chrono::steady_clock::time_point deadline)> fn);
+
+    /// Counts `n` accepted messages of `type_id` that the shutdown could not deliver:
+    /// run() then logs them, per type, and returns HOST_EXIT_FAILURE. From on_drained.
+    void count_undelivered(std::uint16_t type_id, std::uint64_t n);
 
     /// Runs the scripts, then delivers messages to Python until stopped; drains, runs
     /// on_stop hooks. Returns a HostExit code. Call once, on the thread that owns Python.

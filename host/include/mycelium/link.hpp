@@ -34,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -294,6 +295,20 @@ public:
     /// The bound addresses of every listen() so far, in call order.
     std::vector<Endpoint> endpoints() const;
 
+    /// The first step of a shutdown that loses nothing it accepted: stops accepting
+    /// connections and dialing peers, and stops reading every connection (socket and
+    /// ring), so nothing more is taken in. What was read but not yet published (held by
+    /// flow control) is dropped: no PONG covered it. Connections stay open, and what is
+    /// published to them still goes out. Idempotent; returns at once.
+    void stop_intake() noexcept;
+    /// What stop_after_flush() could not send, by application type id.
+    using Unsent = std::map<std::uint16_t, std::uint64_t>;
+    /// stop_intake(), then closes every connection with ERROR ShuttingDown once what is
+    /// queued for it has left, waiting until `deadline` at most, then stop(). Returns the
+    /// application frames still queued (or in a write) when their connection closed.
+    /// Frames already in a shared-memory ring count as sent: they are in the client's memory.
+    Unsent stop_after_flush(std::chrono::steady_clock::time_point deadline) noexcept;
+
     /// Stops accepting, closes every connection (sending ERROR ShuttingDown where the
     /// socket has room), removes the Unix socket files it created, joins the io threads.
     /// Idempotent; blocks for at most about close_linger plus a little.
@@ -339,6 +354,9 @@ public:
     void set_client_observer(ClientObserver observer);
 
 private:
+    /// stop(), giving the connections `linger` to close.
+    void stop_within(std::chrono::milliseconds linger) noexcept;
+
     std::shared_ptr<detail::ServerState> state_;
 };
 

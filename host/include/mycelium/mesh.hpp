@@ -102,6 +102,10 @@ public:
     /// The underlying server, for what this class does not wrap.
     link::LinkServer& server() noexcept { return *server_; }
 
+    /// link::LinkServer::stop_intake(): nothing more is taken in; what is queued still leaves.
+    void stop_intake() noexcept;
+    /// link::LinkServer::stop_after_flush(): closes every link once its queue has left.
+    link::LinkServer::Unsent stop_after_flush(std::chrono::steady_clock::time_point deadline) noexcept;
     /// Stops dialing, closes every link and client connection (ERROR shutting_down),
     /// removes the Unix socket file and joins the io threads. Idempotent.
     void stop() noexcept;

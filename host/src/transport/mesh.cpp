@@ -156,6 +156,14 @@ std::vector<link::PeerStatus> Mesh::peers() const { return server_->peers(); }
 
 link::LinkStats Mesh::stats() const noexcept { return server_->stats(); }
 
+void Mesh::stop_intake() noexcept {
+    if (server_) server_->stop_intake();
+}
+
+link::LinkServer::Unsent Mesh::stop_after_flush(std::chrono::steady_clock::time_point deadline) noexcept {
+    return server_ ? server_->stop_after_flush(deadline) : link::LinkServer::Unsent{};
+}
+
 void Mesh::stop() noexcept {
     if (server_) server_->stop();
 }

@@ -230,6 +230,13 @@ bool Outbox::close_with(std::uint16_t last, std::span<const std::byte> payload) 
     return !std::exchange(write_scheduled_, true);
 }
 
+bool Outbox::close_after_queued(std::uint16_t last, std::span<const std::byte> payload) {
+    std::lock_guard lock(mutex_);
+    queue_.push(last, payload);
+    closed_ = true;
+    return !std::exchange(write_scheduled_, true);
+}
+
 void Outbox::abort_waits() noexcept {
     abort_waits_.store(true, std::memory_order_release);
     room_cv_.notify_all();

@@ -79,6 +79,16 @@ public:
     /// Replaces what is queued by `last` (a closing ERROR) and queues nothing after it.
     /// True when the caller must start a write. Strand.
     bool close_with(std::uint16_t last, std::span<const std::byte> payload);
+    /// Queues `last` (a closing ERROR) after everything already queued, so that what was
+    /// accepted for this link leaves first (a shutdown), and queues nothing after it.
+    /// True when the caller must start a write. Strand.
+    bool close_after_queued(std::uint16_t last, std::span<const std::byte> payload);
+    /// Calls `visit(type_id)` for every frame still queued for the socket. Strand.
+    template <class Visit>
+    void for_each_queued_type(Visit&& visit) const {
+        std::lock_guard lock(mutex_);
+        queue_.for_each_type(visit);
+    }
     /// Ends any publisher's wait for room now (the link is closing). Any thread.
     void abort_waits() noexcept;
     /// Queues nothing more and gives the memory back; publishes and closes the ring.

@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include "mycelium/codec.hpp"
+
 namespace mycelium::link::detail {
 
 /// Frames appended encoded (header and payload) into one buffer, so that everything
@@ -37,6 +39,15 @@ public:
     /// Moves every queued frame into `out` (whose old contents are dropped; its buffer is
     /// reused for the next frames) and returns how many there were.
     std::size_t take(std::vector<std::byte>& out);
+    /// Calls `visit(type_id)` once for every queued frame, oldest first.
+    template <class Visit>
+    void for_each_type(Visit&& visit) const {
+        for (std::size_t at = head_; at < bytes_.size();) {
+            const codec::FrameHeader header = codec::detail::read_header(bytes_.data() + at);
+            visit(header.type_id);
+            at += codec::frame_size(header.payload_length);
+        }
+    }
     /// Forgets every frame; `release_memory` gives the buffer back too.
     void clear(bool release_memory = false) noexcept;
 

@@ -87,8 +87,69 @@ std::vector<Endpoint> LinkServer::endpoints() const {
     return state_->endpoints;
 }
 
-void LinkServer::stop() noexcept {
+namespace {
+
+std::vector<std::shared_ptr<detail::Session>> live_sessions(detail::ServerState& s) {
+    std::vector<std::shared_ptr<detail::Session>> sessions;
+    std::lock_guard lock(s.mutex);
+    for (auto& [id, weak] : s.sessions) {
+        if (auto session = weak.lock()) sessions.push_back(std::move(session));
+    }
+    return sessions;
+}
+
+}  // namespace
+
+void LinkServer::stop_intake() noexcept {
     if (!state_) return;
+    auto& s = *state_;
+    std::vector<std::shared_ptr<detail::PeerDialer>> dialers;
+    {
+        std::lock_guard lock(s.mutex);
+        if (s.stopped || s.intake_stopped.exchange(true)) return;
+        dialers = s.dialers;
+    }
+    for (auto& dialer : dialers) dialer->close();
+    try {
+        asio::post(s.io, [&s] {
+            std::lock_guard listeners_lock(s.mutex);
+            for (auto& listener : s.listeners) listener->close();
+        });
+        // A session lives as long as a handler of it is pending; one that reads nothing
+        // more may have none, so the server holds it until it closes.
+        auto sessions = live_sessions(s);
+        for (auto& session : sessions) session->stop_intake();
+        std::lock_guard lock(s.mutex);
+        s.held_at_stop = std::move(sessions);
+    } catch (const std::exception& e) {
+        s.log->error("stopping intake: {}", e.what());
+    }
+}
+
+LinkServer::Unsent LinkServer::stop_after_flush(std::chrono::steady_clock::time_point deadline) noexcept {
+    if (!state_) return {};
+    auto& s = *state_;
+    stop_intake();
+    try {
+        const auto left = std::max(std::chrono::milliseconds(0), std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                                     deadline - std::chrono::steady_clock::now()));
+        for (auto& session : live_sessions(s)) session->shut_down_after_flush(left);
+        std::unique_lock lock(s.mutex);
+        s.sessions_changed.wait_until(lock, deadline, [&] { return s.sessions.empty(); });
+    } catch (const std::exception& e) {
+        s.log->error("flushing the connections: {}", e.what());
+    }
+    // Whoever is still open had until the deadline: close them now, counting what they hold.
+    stop_within(std::chrono::milliseconds(100));
+    std::lock_guard lock(s.mutex);
+    return s.unsent;
+}
+
+void LinkServer::stop() noexcept {
+    if (state_) stop_within(state_->options.close_linger + std::chrono::milliseconds(500));
+}
+
+void LinkServer::stop_within(std::chrono::milliseconds linger) noexcept {
     auto& s = *state_;
     std::vector<std::shared_ptr<detail::Session>> sessions;
     std::vector<std::shared_ptr<detail::PeerDialer>> dialers;
@@ -100,22 +161,14 @@ void LinkServer::stop() noexcept {
     }
     // Dialers first, so that no link is redialed while the sessions close.
     for (auto& dialer : dialers) dialer->close();
-    {
-        std::lock_guard lock(s.mutex);
-        for (auto& [id, weak] : s.sessions) {
-            if (auto session = weak.lock()) sessions.push_back(std::move(session));
-        }
-    }
     try {
         asio::post(s.io, [&s] {
             std::lock_guard listeners_lock(s.mutex);
             for (auto& listener : s.listeners) listener->close();
         });
-        for (auto& session : sessions) session->shut_down();
-        sessions.clear();
+        for (auto& session : live_sessions(s)) session->shut_down();
         std::unique_lock lock(s.mutex);
-        s.sessions_changed.wait_for(lock, s.options.close_linger + std::chrono::milliseconds(500),
-                                    [&] { return s.sessions.empty(); });
+        s.sessions_changed.wait_for(lock, linger, [&] { return s.sessions.empty(); });
     } catch (const std::exception& e) {
         s.log->error("stopping the link server: {}", e.what());
     }
@@ -127,13 +180,13 @@ void LinkServer::stop() noexcept {
     s.threads.clear();
     // No io thread runs any more: finish the sessions that did not close in time here, so
     // their bus callbacks stop before the state goes away.
-    {
-        std::unique_lock lock(s.mutex);
-        for (auto& [id, weak] : s.sessions) {
-            if (auto session = weak.lock()) sessions.push_back(std::move(session));
-        }
-    }
+    sessions = live_sessions(s);
     for (auto& session : sessions) session->finish();
+    sessions.clear();
+    {
+        std::lock_guard lock(s.mutex);
+        sessions = std::move(s.held_at_stop);
+    }
     sessions.clear();
     for (auto& dialer : dialers) dialer->close_now();
     for (auto& listener : s.listeners) listener->close();

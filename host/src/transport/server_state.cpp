@@ -34,7 +34,7 @@ void ServerState::accept(Pipe pipe, std::string peer, bool passes_descriptors) n
 
 bool ServerState::admit(const std::shared_ptr<Session>& session, std::uint64_t id, bool& counted) {
     std::lock_guard lock(mutex);
-    if (stopped) return false;
+    if (stopped || intake_stopped.load(std::memory_order_relaxed)) return false;
     sessions.emplace(id, session);
     counted = active < options.max_connections;
     if (counted) ++active;
@@ -43,7 +43,7 @@ bool ServerState::admit(const std::shared_ptr<Session>& session, std::uint64_t i
 
 bool ServerState::admit_outbound(const std::shared_ptr<Session>& session, std::uint64_t id) {
     std::lock_guard lock(mutex);
-    if (stopped) return false;
+    if (stopped || intake_stopped.load(std::memory_order_relaxed)) return false;
     sessions.emplace(id, session);
     return true;
 }

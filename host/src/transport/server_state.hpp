@@ -87,6 +87,16 @@ struct ServerState {
     std::vector<Endpoint> endpoints;
     bool stopped = false;
     std::map<std::string, std::shared_ptr<PeerRecord>> peers;  // by peer name
+    /// Application frames still queued when their connection closed during a shutdown,
+    /// by type (LinkServer::stop_after_flush).
+    std::map<std::uint16_t, std::uint64_t> unsent;
+    /// Every session open at stop_intake(), kept alive until stop() (a session that reads
+    /// nothing more may have no handler pending to own it).
+    std::vector<std::shared_ptr<Session>> held_at_stop;
+
+    /// Set by LinkServer::stop_intake(): no new connection is admitted, and a closing
+    /// connection counts what it did not send.
+    std::atomic<bool> intake_stopped{false};
 
     // Sessions of this server referenced by a cork on some thread (a PublishBatch, or a
     // read batch on an io thread). ~LinkServer waits for 0 before the io_context goes.

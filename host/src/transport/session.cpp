@@ -11,6 +11,7 @@
 
 #include <asio/post.hpp>
 
+#include <map>
 #include <utility>
 
 #include <fmt/format.h>
@@ -115,11 +116,70 @@ void Session::shut_down(std::string reason) {
     });
 }
 
+void Session::stop_intake() {
+    asio::post(socket_.get_executor(), [self = shared_from_this()] { self->intake_stopped_ = true; });
+}
+
+void Session::shut_down_after_flush(std::chrono::milliseconds linger) {
+    asio::post(socket_.get_executor(), [self = shared_from_this(), linger] {
+        const log::ScopedFields log_fields{{"peer", self->peer_}};
+        try {
+            if (self->closing_ || self->finished_) return;
+            self->intake_stopped_ = true;
+            self->closing_ = true;
+            self->flushing_close_ = true;
+            self->handshake_.cancel();
+            self->control_.close();  // nothing more is queued for it
+            const bool kick = self->outbox_.close_after_queued(
+                control::ERROR, encode_error(ErrorCode::ShuttingDown, "the host is shutting down"));
+            self->writer_.shut_down_after_flush();
+            self->linger_timer_.expires_after(linger);
+            self->linger_timer_.async_wait([self](const asio::error_code& ec) {
+                if (ec != asio::error::operation_aborted) self->finish();
+            });
+            if (kick) self->writer_.start();
+            // From here on input is read and discarded, so that the client's close is seen.
+            if (std::exchange(self->reading_stopped_, false)) self->reader_.read();
+        } catch (const std::exception&) {
+            self->finish();
+        }
+    });
+}
+
+void Session::sent_fin() {
+    if (!flushing_close_ || finished_) return;
+    // Everything left: give the ERROR the usual linger, not what was left of the
+    // shutdown's, so a client that never closes does not hold the host up.
+    linger_timer_.expires_after(state_.options.close_linger);
+    linger_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
+        if (ec != asio::error::operation_aborted) self->finish();
+    });
+}
+
+void Session::count_unsent() {
+    std::map<std::uint16_t, std::uint64_t> unsent;
+    const auto count = [&](std::uint16_t type_id) {
+        if (state_.registry.find(type_id) != nullptr) ++unsent[type_id];
+    };
+    writer_.for_each_inflight_type(count);
+    outbox_.for_each_queued_type(count);
+    if (unsent.empty()) return;
+    std::lock_guard lock(state_.mutex);
+    for (const auto& [type_id, n] : unsent) state_.unsent[type_id] += n;
+}
+
 void Session::finish() noexcept {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     if (finished_) return;
     finished_ = true;
     closing_ = true;
+    if (state_.intake_stopped.load(std::memory_order_acquire)) {
+        try {
+            count_unsent();
+        } catch (const std::exception& e) {
+            state_.log->error("{}: counting what was not sent: {}", peer_, e.what());
+        }
+    }
     // Before waiting for callbacks in flight: one of them may be waiting for room (Block);
     // it gives up within a wait slice.
     outbox_.abort_waits();
@@ -201,7 +261,7 @@ void Session::on_read(const asio::error_code& ec, std::span<const std::byte> byt
             return finish();
         }
         traffic_.received_bytes(bytes.size());
-        if (!closing_) take_bytes(bytes);
+        if (!closing_ && !intake_stopped_) take_bytes(bytes);
         if (finished_ || !keep_reading(false)) return;
         reader_.read();  // while closing, this discards input until the client closes
     } catch (const std::exception& e) {
@@ -305,7 +365,7 @@ void Session::bad_frame(ErrorCode code, const std::string& reason) {
 }
 
 void Session::publish_from_link(std::span<const MessageView> run) {
-    if (closing_ || run.empty()) return;
+    if (closing_ || intake_stopped_ || run.empty()) return;
     control_.saw_frame();
     if (pause_.paused()) return pause_.hold(run);  // after the frames held before them
     const OriginScope origin(
@@ -327,7 +387,12 @@ void Session::publish_from_link(std::span<const MessageView> run) {
 // Flow control (inbound_pause.hpp): an io thread never waits for a full queue.
 
 bool Session::keep_reading(bool from_ring) {
-    if (!pause_.paused() || closing_) return true;
+    if (closing_) return true;
+    if (intake_stopped_) {
+        if (!from_ring) reading_stopped_ = true;
+        return false;
+    }
+    if (!pause_.paused()) return true;
     pause_.stop(from_ring, [self = shared_from_this()] { self->on_resume(); });
     return false;
 }
@@ -336,6 +401,10 @@ void Session::on_resume() {
     const log::ScopedFields log_fields{{"peer", peer_}};
     try {
         if (finished_) return;
+        if (!closing_ && intake_stopped_) {  // what it held was never accepted
+            reading_stopped_ = pause_.resume().socket;
+            return;
+        }
         if (!closing_ && !publish_held()) return pause_.arm([self = shared_from_this()] { self->on_resume(); });
         const InboundPause::Stopped stopped = pause_.resume();
         if (finished_) return;

@@ -84,6 +84,14 @@ public:
     void start();
     /// Closes with ERROR ShuttingDown and `reason` (posts to the strand). Any thread.
     void shut_down(std::string reason = "the host is shutting down");
+    /// Stops taking anything in: the socket and the ring are no longer read, and what was
+    /// read but not yet published (held by flow control) is not published. What is
+    /// queued for the other side still leaves. Posts to the strand. Any thread.
+    void stop_intake();
+    /// Closes with ERROR ShuttingDown after everything already queued has left, within
+    /// `linger` (a shutdown; frames still queued when it closes are counted in
+    /// ServerState::unsent). Posts to the strand. Any thread.
+    void shut_down_after_flush(std::chrono::milliseconds linger);
     /// Closes at once, without ERROR. Strand, or any thread once the io threads stopped.
     void finish() noexcept override;
 
@@ -167,6 +175,9 @@ private:
     bool finished() const noexcept override { return finished_; }
     std::shared_ptr<void> keep_alive() override { return shared_from_this(); }
     void finish_later() override;
+    void sent_fin() override;
+    /// Counts what is still queued to send, by type, into ServerState::unsent (shutdown).
+    void count_unsent();
     /// Logs (once) and counts a frame not sent because its size is not the contracts'.
     void warn_unsendable(const MessageView& view, const schema::MessageSchema* message);
     /// Whether the calling thread is running one of this session's handlers now.
@@ -193,6 +204,9 @@ private:
     bool closing_ = false;  // an ERROR is being flushed; input is discarded
     bool finished_ = false;
     bool counted_ = false;  // counted against max_connections
+    bool intake_stopped_ = false;   // shutdown: nothing more is read or published
+    bool reading_stopped_ = false;  // the socket's read loop ended because of it
+    bool flushing_close_ = false;   // closing after everything queued (shut_down_after_flush)
     asio::steady_timer linger_timer_;  // how long the closing ERROR may take to leave
 
     // Its parts.

@@ -73,6 +73,7 @@ bool SocketWriter::take_pending() {
         // (or the linger ends), so that no reset destroys the frame in flight.
         asio::error_code ignored;
         socket_.shutdown(asio::socket_base::shutdown_send, ignored);
+        link_.sent_fin();
     }
     return false;
 }

@@ -37,6 +37,8 @@ public:
         /// Closes the connection from a later handler: a write may run inside one of the
         /// connection's own bus callbacks, and closing waits for those.
         virtual void finish_later() = 0;
+        /// The closing ERROR and everything queued before it are out, and FIN is sent.
+        virtual void sent_fin() = 0;
 
     protected:
         ~Link() = default;
@@ -51,6 +53,17 @@ public:
     /// Once the queued frames are out, sends FIN: the connection is closing with an
     /// ERROR, which no reset may destroy in flight.
     void shut_down_after_flush() noexcept { shut_down_after_flush_ = true; }
+
+    /// Calls `visit(type_id)` for every frame of the write in progress (not all of it may
+    /// have left). Strand.
+    template <class Visit>
+    void for_each_inflight_type(Visit&& visit) const {
+        for (std::size_t at = 0; at + codec::HEADER_SIZE <= inflight_.size();) {
+            const codec::FrameHeader header = codec::detail::read_header(inflight_.data() + at);
+            visit(header.type_id);
+            at += codec::frame_size(header.payload_length);
+        }
+    }
 
 private:
     /// Moves the queued frames into inflight_; false (after a FIN when closing) if none.

@@ -47,7 +47,7 @@ void RingInbound::drain() {
     try {
         if (!shm_.active()) return;
         RingReader& reader = *shm_.rings()->reader;
-        if (link_.closing()) return reader.stop_spinning();
+        if (link_.closing() || !link_.keep_reading(true)) return reader.stop_spinning();
         reader.begin_turn();
         for (RingReader::Next next = RingReader::Next::Again; next != RingReader::Next::Park;) {
             std::size_t visited = 0;
