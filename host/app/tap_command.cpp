@@ -1,5 +1,8 @@
 // `mycelium-host tap`: connect to a node and print every message it relays as one JSON
-// line: {"type": "TradeTick", "type_id": 1100, "fields": {...}}.
+// line: {"type": "TradeTick", "type_id": 1100, "fields": {...}}. A message that breaks its
+// schema (a String that is not UTF-8, a length above the capacity) is printed too, its bad
+// fields as objects and the line with "invalid": [...] (mycelium/json_message.hpp), and
+// said on stderr: tap shows what crossed the node, and never as if it were valid.
 
 #include <fmt/format.h>
 
@@ -25,6 +28,9 @@ struct TapFlags {
     std::size_t count = 0;
     double timeout = 0;
 };
+
+/// How many invalid messages tap names on stderr one by one; the rest are only counted.
+constexpr std::size_t INVALID_LINES = 10;
 
 volatile std::sig_atomic_t tap_interrupted = 0;
 extern "C" void on_tap_signal(int) { tap_interrupted = 1; }
@@ -71,28 +77,58 @@ Command add_tap_command(CLI::App& app) {
                                                                            std::chrono::duration<double>(flags->timeout))
                                   : std::chrono::steady_clock::time_point::max();
         std::size_t printed = 0;
+        std::size_t invalid = 0;
+        // The total goes to stderr however tap ends, once the last line is out.
+        const auto report_invalid = [&]() {
+            if (invalid == 0) return;
+            std::fprintf(stderr,
+                         "mycelium-host: warning: tap: %zu of %zu messages broke their schema "
+                         "(their lines carry \"invalid\")\n",
+                         invalid, printed);
+        };
         while (!tap_interrupted && (flags->count == 0 || printed < flags->count) &&
                std::chrono::steady_clock::now() < deadline) {
             auto frame = client.receive_message(std::chrono::milliseconds(100));
             if (!frame) {
                 if (frame.error() == link::ReceiveError::Timeout) continue;
+                report_invalid();
                 std::fprintf(stderr, "mycelium-host: error: the node at %s closed the connection\n", flags->connect.c_str());
                 return EXIT_FAILURE_RUNTIME;
             }
             if (frame->type_id == link::control::ERROR) {
                 auto error = link::decode_error(frame->payload);
+                report_invalid();
                 std::fprintf(stderr, "mycelium-host: error: the node refused the connection: %s\n",
                              error ? error->reason.c_str() : "(unreadable error frame)");
                 return EXIT_FAILURE_RUNTIME;
             }
             const auto* m = registry->find(frame->type_id);
             if (m == nullptr) continue;  // the node checked the digest; cannot happen
-            const std::string line = fmt::format("{{\"type\": {}, \"type_id\": {}, \"fields\": {}}}\n", json_quote(m->name),
-                                                 m->type_id, json_message::to_json(*m, frame->payload));
+            const json_message::PrintedMessage message = json_message::to_json(*m, frame->payload);
+            std::string line = fmt::format("{{\"type\": {}, \"type_id\": {}, \"fields\": {}", json_quote(m->name),
+                                           m->type_id, message.json);
+            if (!message.valid()) {
+                line += ", \"invalid\": [";
+                for (std::size_t k = 0; k < message.invalid.size(); ++k)
+                    line += (k == 0 ? "" : ", ") + json_quote(message.invalid[k]);
+                line += "]";
+            }
+            line += "}\n";
             std::fwrite(line.data(), 1, line.size(), stdout);
             std::fflush(stdout);
             ++printed;
+            if (!message.valid()) {
+                ++invalid;
+                if (invalid <= INVALID_LINES) {
+                    std::string what;
+                    for (const auto& entry : message.invalid) what += (what.empty() ? "" : "; ") + entry;
+                    std::fprintf(stderr, "mycelium-host: warning: tap: message %zu (%s) breaks its schema: %s%s\n",
+                                 printed, m->name.c_str(), what.c_str(),
+                                 invalid == INVALID_LINES ? " (further invalid messages are only counted)" : "");
+                }
+            }
         }
+        report_invalid();
         return EXIT_OK;
     };
 }

@@ -11,7 +11,9 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <limits>
 #include <map>
+#include <optional>
 #include <span>
 #include <sstream>
 #include <utility>
@@ -664,6 +666,13 @@ private:
             }
         }
 
+        // Per host, the first node that uses each socket path and each port: the same first
+        // collision as comparing every earlier node on the same host (the smallest j; for one
+        // j, the socket before the TCP port before the metrics port), in O(n log n) instead
+        // of O(n^2) socket_path calls (issue 16: 2,400 nodes took 24 s).
+        std::map<std::pair<std::string, std::string>, std::size_t, std::less<>> socket_owner;
+        std::map<std::pair<std::string, std::uint16_t>, std::size_t, std::less<>> port_owner;
+        constexpr std::size_t NONE = std::numeric_limits<std::size_t>::max();
         for (std::size_t i = 0; i < spec.nodes.size(); ++i) {
             const Node& node = spec.nodes[i];
             const std::string path = socket_path(spec, node).string();
@@ -677,32 +686,32 @@ private:
                 fail("node " + in_quotes(node.name) + " uses port " +
                          std::to_string(node.bind->port) + " for both TCP and metrics",
                      marks_[i].metrics);
-            for (std::size_t j = 0; j < i; ++j) {
-                const Node& other = spec.nodes[j];
-                if (!same_host(node, other)) continue;
-                if (socket_path(spec, other).string() == path)
+            std::string host = detail::host_key(node);
+            const auto socket_user = socket_owner.find(std::pair{host, path});
+            const std::size_t by_socket = socket_user == socket_owner.end() ? NONE : socket_user->second;
+            const auto port_user = [&](const std::optional<SocketAddress>& listener) {
+                if (!listener || listener->port == 0) return NONE;
+                const auto it = port_owner.find(std::pair{host, listener->port});
+                return it == port_owner.end() ? NONE : it->second;
+            };
+            const std::size_t by_bind = port_user(node.bind);
+            const std::size_t by_metrics = port_user(node.metrics);
+            const std::size_t first = std::min({by_socket, by_bind, by_metrics});
+            if (first != NONE) {
+                const Node& other = spec.nodes[first];
+                if (by_socket == first)
                     fail("node " + in_quotes(node.name) + " uses unix socket " + in_quotes(path) +
                              ", already used by node " + in_quotes(other.name),
                          marks_[i].socket);
-                check_ports(node, marks_[i], other);
+                const bool bind_first = by_bind == first;
+                fail("node " + in_quotes(node.name) + " listens on port " +
+                         std::to_string((bind_first ? node.bind : node.metrics)->port) +
+                         ", already used by node " + in_quotes(other.name) + " on the same host",
+                     bind_first ? marks_[i].bind : marks_[i].metrics);
             }
-        }
-    }
-
-    // Two listeners on one machine cannot share a port (0 asks the kernel for a free one).
-    void check_ports(const Node& node, const NodeMarks& marks, const Node& other) const {
-        const auto used_by_other = [&](std::uint16_t port) {
-            return (other.bind && other.bind->port == port) ||
-                   (other.metrics && other.metrics->port == port);
-        };
-        const std::pair<const std::optional<SocketAddress>*, const toml::source_region*>
-            listeners[] = {{&node.bind, &marks.bind}, {&node.metrics, &marks.metrics}};
-        for (const auto& [listener, region] : listeners) {
-            if (!*listener || (*listener)->port == 0 || !used_by_other((*listener)->port)) continue;
-            fail("node " + in_quotes(node.name) + " listens on port " +
-                     std::to_string((*listener)->port) + ", already used by node " +
-                     in_quotes(other.name) + " on the same host",
-                 *region);
+            for (const auto* listener : {&node.bind, &node.metrics})
+                if (*listener && (*listener)->port != 0) port_owner.emplace(std::pair{host, (*listener)->port}, i);
+            socket_owner.emplace(std::pair{std::move(host), path}, i);
         }
     }
 

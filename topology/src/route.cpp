@@ -1,8 +1,10 @@
 #include <algorithm>
 #include <cctype>
+#include <map>
 #include <stdexcept>
 
 #include "mycelium/topology/topology.hpp"
+#include "detail.hpp"
 
 namespace mycelium::topology {
 namespace {
@@ -54,14 +56,23 @@ std::filesystem::path socket_path(const Spec& spec, std::string_view node_name) 
     return socket_path(spec, *node);
 }
 
+std::string detail::host_key(const Node& node) {
+    if (node.is_local()) return {};
+    std::string key = node.host;
+    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return key;
+}
+
 bool same_host(const Node& a, const Node& b) noexcept {
     if (a.is_local() || b.is_local()) return a.is_local() && b.is_local();
     return iequals(a.host, b.host);
 }
 
 Route route_between(const Spec& spec, std::string_view from, std::string_view to) {
-    const Node& source = resolve(spec, from);
-    const Node& target = resolve(spec, to);
+    return route_between(spec, resolve(spec, from), resolve(spec, to));
+}
+
+Route route_between(const Spec& spec, const Node& source, const Node& target) {
     Route route;
     route.node = target.name;
     if (&source == &target) {
@@ -89,6 +100,34 @@ Route route_between(const Spec& spec, std::string_view from, std::string_view to
         route.port = target.endpoint->address.port;
     }
     return route;
+}
+
+// route_between depends on the source only through its host and its shm flag, so the
+// nodes of one host (same_host's classes: every local node, else `host` compared without
+// case) take the same routes: per host, Shm between its shm nodes, Unix between the
+// others; to another host, Tcp unless the destination is local (then one way only).
+RouteCounts count_routes(const Spec& spec) {
+    struct Host {
+        std::size_t nodes = 0;
+        std::size_t shm = 0;
+    };
+    std::map<std::string, Host, std::less<>> hosts;  // "" = this host: no remote host is empty
+    for (const Node& node : spec.nodes) {
+        Host& host = hosts[detail::host_key(node)];
+        ++host.nodes;
+        if (node.shm.enabled) ++host.shm;
+    }
+    const std::size_t n = spec.nodes.size();
+    RouteCounts counts;
+    counts.pairs = n * (n - 1);  // 0 when n is 0 (a Spec built in code)
+    for (const auto& [key, host] : hosts) {
+        // Unsigned: 0 * (0 - 1) is still 0.
+        counts.shm += host.shm * (host.shm - 1);
+        counts.unix_socket += host.nodes * (host.nodes - 1) - host.shm * (host.shm - 1);
+        const std::size_t from_elsewhere = host.nodes * (n - host.nodes);
+        (key.empty() ? counts.one_way : counts.tcp) += from_elsewhere;
+    }
+    return counts;
 }
 
 std::string_view to_string(EndpointKind kind) noexcept {

@@ -444,9 +444,24 @@ std::optional<std::string> encode_field(const Target& t, const Field& f, const V
 
 }  // namespace
 
-std::string to_json(const schema::MessageSchema& schema, std::span<const std::byte> payload) {
-    std::string out = "{";
-    if (payload.size() != schema.size) return "{}";
+PrintedMessage to_json(const schema::MessageSchema& schema, std::span<const std::byte> payload) {
+    PrintedMessage printed;
+    if (payload.size() != schema.size) {
+        printed.json = "{}";
+        printed.invalid.push_back(fmt::format("payload is {} bytes, {} is {}", payload.size(), schema.name, schema.size));
+        return printed;
+    }
+    std::string& out = printed.json;
+    out = "{";
+    // A length prefix read from the payload, or nullopt (and the field marked) when it is
+    // above the capacity: clamping it would print a cut string or vector as if whole.
+    const auto length_of = [&](const Field& f, const std::byte* p) -> std::optional<std::size_t> {
+        const std::size_t n = load_unaligned<std::uint16_t>(p);
+        if (n <= f.capacity) return n;
+        out += fmt::format("{{\"invalid_length\": {}, \"capacity\": {}}}", n, f.capacity);
+        printed.invalid.push_back(fmt::format("{}: length {} is above the capacity {}", f.name, n, f.capacity));
+        return std::nullopt;
+    };
     for (std::size_t i = 0; i < schema.fields.size(); ++i) {
         const Field& f = schema.fields[i];
         const std::byte* p = payload.data() + f.offset;
@@ -455,8 +470,22 @@ std::string to_json(const schema::MessageSchema& schema, std::span<const std::by
             case FieldKind::Scalar: out += scalar_json(f.element, p); break;
             case FieldKind::U256: out += u256_json(p); break;
             case FieldKind::String: {
-                const std::size_t n = std::min<std::size_t>(load_unaligned<std::uint16_t>(p), f.capacity);
-                out += json_quote(utf8::sanitize({reinterpret_cast<const char*>(p + schema::FIXED_HEADER_SIZE), n}));
+                const auto n = length_of(f, p);
+                if (!n) break;
+                const std::byte* data = p + schema::FIXED_HEADER_SIZE;
+                const std::string_view text{reinterpret_cast<const char*>(data), *n};
+                std::size_t at = 0;
+                while (at < text.size()) {
+                    const std::size_t step = utf8::sequence_length(text, at);
+                    if (step == 0) break;
+                    at += step;
+                }
+                if (at == text.size()) {
+                    out += json_quote(text);
+                } else {
+                    out += "{\"invalid_utf8\": " + hex_json(data, *n) + "}";
+                    printed.invalid.push_back(fmt::format("{}: not UTF-8 at offset {} of {} bytes", f.name, at, *n));
+                }
                 break;
             }
             case FieldKind::Array:
@@ -468,7 +497,9 @@ std::string to_json(const schema::MessageSchema& schema, std::span<const std::by
                 std::size_t n = f.capacity;
                 const std::byte* data = p;
                 if (f.kind == FieldKind::Vec) {
-                    n = std::min<std::size_t>(load_unaligned<std::uint16_t>(p), f.capacity);
+                    const auto length = length_of(f, p);
+                    if (!length) break;
+                    n = *length;
                     data += schema::FIXED_HEADER_SIZE;
                 }
                 out += "[";
@@ -480,7 +511,8 @@ std::string to_json(const schema::MessageSchema& schema, std::span<const std::by
             }
         }
     }
-    return out + "}";
+    out += "}";
+    return printed;
 }
 
 Result<std::vector<std::byte>, std::string> from_json(const schema::MessageSchema& schema, std::string_view json) {

@@ -69,6 +69,28 @@ std::vector<fs::path> toml_files(const fs::path& dir) {
     return files;
 }
 
+/// count_routes the slow way: route_between over every ordered pair.
+RouteCounts count_every_pair(const Spec& spec) {
+    RouteCounts counts;
+    for (const Node& from : spec.nodes) {
+        for (const Node& to : spec.nodes) {
+            if (&from == &to) continue;
+            ++counts.pairs;
+            try {
+                switch (route_between(spec, from, to).kind) {
+                    case RouteKind::Shm: ++counts.shm; break;
+                    case RouteKind::Unix: ++counts.unix_socket; break;
+                    case RouteKind::Tcp: ++counts.tcp; break;
+                    case RouteKind::InProcess: FAIL("in_process between two nodes"); break;
+                }
+            } catch (const std::invalid_argument&) {
+                ++counts.one_way;
+            }
+        }
+    }
+    return counts;
+}
+
 const Node& node_named(const Spec& spec, std::string_view name) {
     const Node* node = find_node(spec, name);
     REQUIRE_MESSAGE(node != nullptr, "no node " << name);
@@ -375,6 +397,126 @@ port = 7201
         CHECK(d_to_e.kind == RouteKind::Unix);
         CHECK(d_to_e.socket_path == "/tmp/m/e.sock");
         CHECK(route_between(spec, "a", "d").kind == RouteKind::Tcp);
+    }
+
+    TEST_CASE("count_routes counts per host what route_between gives for every pair") {
+        std::vector<fs::path> files = toml_files(FIXTURES / "valid");
+        for (const fs::path& example : toml_files(EXAMPLES)) files.push_back(example);
+        for (const fs::path& file : files) {
+            CAPTURE(file);
+            const Spec spec = parsing_should_succeed(file);
+            CHECK(count_routes(spec) == count_every_pair(spec));
+        }
+        // Hosts in mixed case, shm on some nodes of a remote host, several local spellings.
+        const Spec spec = load_string(R"(
+[[nodes]]
+name = "a"
+[nodes.shm]
+enabled = true
+[[nodes]]
+name = "b"
+host = "localhost"
+[nodes.shm]
+enabled = true
+[[nodes]]
+name = "c"
+host = "127.0.0.1"
+[[nodes]]
+name = "d"
+host = "box"
+port = 7200
+[nodes.shm]
+enabled = true
+[[nodes]]
+name = "e"
+host = "BOX"
+port = 7201
+[nodes.shm]
+enabled = true
+[[nodes]]
+name = "f"
+host = "Box"
+port = 7202
+[[nodes]]
+name = "g"
+host = "10.0.0.9"
+port = 7200
+)",
+                                      "mesh.toml");
+        const RouteCounts counts = count_routes(spec);
+        CHECK(counts == count_every_pair(spec));
+        CHECK(counts.pairs == 42);
+        CHECK(counts.shm == 4);          // a <-> b, d <-> e
+        CHECK(counts.unix_socket == 8);  // c with a and b, f with d and e, both ways
+        CHECK(counts.tcp == 18);         // to d, e, f from the 4 others, to g from the 6 others
+        CHECK(counts.one_way == 12);     // to a, b, c from d, e, f, g
+        CHECK(count_routes(Spec{}) == RouteCounts{});
+    }
+
+    TEST_CASE("a collision names the first earlier node on the same host, the socket before the ports") {
+        const auto error_of = [](std::string_view text) { return string_should_fail(text).description(); };
+        // c's metrics port is a's TCP port, its socket is b's: a comes first.
+        CHECK(error_of(R"(
+socket_dir = "/tmp/m"
+[[nodes]]
+name = "a"
+port = 9100
+[[nodes]]
+name = "b"
+[[nodes]]
+name = "c"
+endpoint = { kind = "unix", addr = "/tmp/m/b.sock" }
+metrics = "127.0.0.1:9100"
+)") == "node 'c' listens on port 9100, already used by node 'a' on the same host");
+        // The same earlier node by socket and by port: the socket is named.
+        CHECK(error_of(R"(
+socket_dir = "/tmp/m"
+[[nodes]]
+name = "a"
+port = 9100
+[[nodes]]
+name = "b"
+endpoint = { kind = "unix", addr = "/tmp/m/a.sock" }
+port = 9100
+)") == "node 'b' uses unix socket '/tmp/m/a.sock', already used by node 'a'");
+        // Both of b's listeners collide with a: the TCP port is named before metrics.
+        CHECK(error_of(R"(
+[[nodes]]
+name = "a"
+port = 9100
+metrics = "127.0.0.1:9101"
+[[nodes]]
+name = "b"
+port = 9101
+metrics = "127.0.0.1:9100"
+)") == "node 'b' listens on port 9101, already used by node 'a' on the same host");
+        // Hosts compare without case; another host may reuse the port and the socket path.
+        CHECK(error_of(R"(
+[[nodes]]
+name = "a"
+host = "box"
+port = 9100
+[[nodes]]
+name = "b"
+host = "10.0.0.2"
+port = 9100
+[[nodes]]
+name = "c"
+host = "BOX"
+port = 9100
+)") == "node 'c' listens on port 9100, already used by node 'a' on the same host");
+        (void)load_string(R"(
+[[nodes]]
+name = "a"
+host = "box"
+port = 9100
+[[nodes]]
+name = "b"
+host = "10.0.0.2"
+port = 9100
+endpoint = { kind = "unix", addr = "/tmp/mycelium/a.sock" }
+)",
+                          "mesh.toml");
     }
 
     TEST_CASE("load_string names its source and resolves paths against base_dir") {

@@ -1,6 +1,8 @@
 """`mycelium-host check --topology FILE`: nodes, endpoints and routes; exit 0, or 2 with the error."""
 
 import pathlib
+import re
+import sys
 
 import pytest
 
@@ -124,3 +126,78 @@ wait_ms = 250
         assert result.stderr == ""
     else:
         assert f"mycelium-host: warning: {warning}" in result.stderr
+
+
+def generated(tmp_path, nodes, extra=""):
+    """A topology of `nodes` nodes from tests/bench/gen_topology.py (a quarter on this host,
+    the rest on remote hosts of ten), with `extra` TOML appended."""
+    sys.path.insert(0, str(REPO / "tests" / "bench"))
+    try:
+        import gen_topology
+    finally:
+        sys.path.pop(0)
+    path = tmp_path / f"n{nodes}.toml"
+    path.write_text(gen_topology.topology(nodes, str(tmp_path)) + extra)
+    return path
+
+
+def route_lines(out):
+    return [line for line in out.split("\nroutes\n", 1)[1].splitlines() if " -> " in line]
+
+
+def test_up_to_100_nodes_check_prints_every_node_and_pair(run_host, tmp_path):
+    result = run_host("check", "--topology", generated(tmp_path, 100))
+    assert result.returncode == 0, result.stderr
+    assert "summary" not in result.stdout
+    assert result.stdout.count("\nnode n") == 100
+    assert len(route_lines(result.stdout)) == 100 * 99
+
+
+def test_above_100_nodes_check_prints_a_summary_with_the_counts_of_every_pair(run_host, tmp_path):
+    path = generated(tmp_path, 120)
+    result = run_host("check", "--topology", path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    out = result.stdout
+    assert out.startswith(f"topology {path}: 120 nodes\n\nsummary (120 nodes, more than 100; --routes prints")
+    assert " -> " not in out and "\nnode " not in out
+    assert "  hosts:     30 nodes on this host, 90 on 9 other hosts\n" in out
+    assert "\nroutes: 14280 ordered pairs\n" in out
+    counts = dict(re.findall(r"^  (shm|unix|tcp|unreachable): +(\d+)", out, re.MULTILINE))
+    # The same numbers as walking every pair with --routes.
+    every = run_host("check", "--topology", path, "--routes")
+    assert every.returncode == 0, every.stderr
+    assert every.stdout.count("\nnode n") == 120
+    lines = route_lines(every.stdout)
+    assert len(lines) == 120 * 119
+    walked = {kind: str(sum(1 for line in lines if line.split(": ", 1)[1].startswith(kind + " ")))
+              for kind in ("shm", "unix", "tcp", "unreachable")}
+    assert counts == walked
+    assert "the 30 nodes on this host (n00000, n00001," in out and "and 20 more) cannot be dialled from the 90" in out
+
+
+def test_above_100_nodes_problems_are_still_reported_in_full(run_host, tmp_path):
+    warned = run_host("check", "--topology", generated(tmp_path, 150, "typo_key = 1\n"))
+    assert warned.returncode == 0, warned.stderr
+    assert "summary (150 nodes" in warned.stdout
+    assert "mycelium-host: warning: unknown key 'typo_key'" in warned.stderr
+    # Node 150 takes node 30's Unix socket (both on this host): exit 2, nothing on stdout.
+    late = f'\n[[nodes]]\nname = "late"\nendpoint = {{ kind = "unix", addr = "{tmp_path}/n00030.sock" }}\n'
+    clash = generated(tmp_path, 150, late)
+    result = run_host("check", "--topology", clash)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"node 'late' uses unix socket '{tmp_path}/n00030.sock', already used by node 'n00030'" in result.stderr
+
+
+def test_5000_nodes_are_checked_in_linear_time(run_host, tmp_path):
+    # Once the lookups per pair made this minutes (2,400 nodes: 145 s); tests/bench/bench_check.py times it.
+    result = run_host("check", "--topology", generated(tmp_path, 5000), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "\nroutes: 24995000 ordered pairs\n" in result.stdout
+
+
+def test_check_help_names_the_routes_flag(run_host):
+    result = run_host("check", "--help")
+    assert result.returncode == 0
+    assert "--routes" in result.stdout

@@ -188,6 +188,47 @@ def test_pub_and_tap_round_trip_through_a_script(host_binary, run_host_module, t
     assert code == 0, err
 
 
+def test_tap_marks_a_string_that_is_not_utf8_or_too_long_and_says_so(host_binary, digest, tmp_path):
+    # The node relays a frame of the right type and size without reading its strings; tap
+    # must not print it as if it were valid (no U+FFFD, no silently cut string).
+    socket_path = tmp_path / "node.sock"
+    host = HostProcess(host_binary, "--listen", f"unix:{socket_path}")
+    tap = subprocess.Popen([str(host_binary), "tap", "--connect", f"unix:{socket_path}", "--type", "TextMessage",
+                            "--count", "3", "--timeout", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    try:
+        time.sleep(0.5)  # tap subscribes before we publish
+        client = RawClient(f"unix:{socket_path}", digest)
+        bad_utf8 = bytearray(text_message("legacy", "hello", 1))
+        bad_utf8[48:53] = b"caf\xc3("  # content: 'caf' and a two-byte sequence cut short
+        too_long = bytearray(text_message("legacy", "hi", 2))
+        too_long[0:2] = struct.pack("<H", 300)  # sender: length 300 in a 32-byte field
+        for payload in (bytes(bad_utf8), bytes(too_long), text_message("legacy", "fine", 3)):
+            client.send(TEXT_MESSAGE, payload)
+        out, err = tap.communicate(timeout=25)
+        client.close()
+    finally:
+        if tap.poll() is None:
+            tap.kill()
+        code, _, host_err = host.stop()
+    assert code == 0, host_err
+    assert tap.returncode == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]  # every line is still JSON
+    assert len(lines) == 3, out
+    assert lines[0]["fields"]["content"] == {"invalid_utf8": "0x" + b"caf\xc3(".hex()}
+    assert lines[0]["fields"]["sender"] == "legacy"
+    assert lines[0]["invalid"] == ["content: not UTF-8 at offset 3 of 5 bytes"]
+    assert lines[1]["fields"]["sender"] == {"invalid_length": 300, "capacity": 32}
+    assert lines[1]["fields"]["content"] == "hi"
+    assert lines[1]["invalid"] == ["sender: length 300 is above the capacity 32"]
+    assert lines[2]["fields"]["content"] == "fine" and "invalid" not in lines[2]
+    assert "\ufffd" not in out
+    assert ("mycelium-host: warning: tap: message 1 (TextMessage) breaks its schema: "
+            "content: not UTF-8 at offset 3 of 5 bytes") in err
+    assert "mycelium-host: warning: tap: message 2 (TextMessage) breaks its schema: sender: length 300" in err
+    assert 'mycelium-host: warning: tap: 2 of 3 messages broke their schema (their lines carry "invalid")' in err
+
+
 def test_pub_rejects_bad_json_with_one_line(run_host_module, tmp_path):
     cases = {
         '{"symbol": ""}': "--json: TradeTick.symbol: not_empty: must not be empty",

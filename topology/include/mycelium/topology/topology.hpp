@@ -292,6 +292,34 @@ struct Route {
 /// Thread safety: reentrant; safe on a shared const Spec.
 Route route_between(const Spec& spec, std::string_view from, std::string_view to);
 
+/// Same, between two nodes of `spec` given by reference: no lookup by name, so a caller
+/// that walks every pair pays O(1) per pair, not O(nodes). Throws std::invalid_argument
+/// like the overload above.
+/// Thread safety: reentrant; safe on a shared const Spec.
+Route route_between(const Spec& spec, const Node& from, const Node& to);
+
+/// How many ordered pairs of distinct nodes take each route: what route_between gives
+/// over every pair, counted per host instead of per pair (O(nodes log hosts)), so a
+/// topology of thousands of nodes is summarised without walking its millions of pairs.
+struct RouteCounts {
+    std::size_t pairs = 0;     ///< ordered pairs of distinct nodes: n * (n - 1)
+    std::size_t shm = 0;       ///< RouteKind::Shm
+    std::size_t unix_socket = 0;  ///< RouteKind::Unix (`unix` is a macro under GNU C++)
+    std::size_t tcp = 0;       ///< RouteKind::Tcp
+    /// Pairs whose destination is a local node without an address and whose source is on
+    /// another host: route_between throws; the link is dialled from the other side. The
+    /// other direction of such a pair is always a Tcp route (the source has a host and a
+    /// port), so no pair is unreachable both ways.
+    std::size_t one_way = 0;
+
+    /// Member-wise equality.
+    friend bool operator==(const RouteCounts&, const RouteCounts&) = default;
+};
+
+/// The RouteCounts of `spec` (see there).
+/// Thread safety: reentrant; safe on a shared const Spec.
+RouteCounts count_routes(const Spec& spec);
+
 /// `"unix"` / `"tcp"`.
 std::string_view to_string(EndpointKind kind) noexcept;
 /// `"always"` / `"on-failure"` / `"never"`.
