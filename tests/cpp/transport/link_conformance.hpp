@@ -627,6 +627,43 @@ inline void stop_closes_every_connection(Place& place) {
     CHECK_THROWS_AS(node.server.listen(place.where("again")), std::logic_error);
 }
 
+/// A shutdown's two steps: stop_intake() stops reading every connection (what a client
+/// sends is no longer published), and stop_after_flush() sends what is queued, then ERROR
+/// shutting_down; what a client that never reads leaves queued is counted, by type.
+inline void flushing_stop_delivers_what_is_queued_and_counts_the_rest(Place& place) {
+    ServerOptions options;
+    options.slow_consumer.client = SlowConsumerPolicy::DropOldest;  // the stalled client stays
+    Node node(place.where("node"), options);
+    LinkClient reader = hello(node.ep, Role::Client, "reader", {COUNTER});
+    LinkClient stalled = hello(node.ep, Role::Client, "stalled", {BLOB});
+    LinkClient producer = hello(node.ep, Role::Client, "producer", {});
+    std::atomic<int> from_producer{0};
+    auto text_sub = node.bus.subscribe(TEXT, [&](const MessageView&) { ++from_producer; });
+
+    node.server.stop_intake();
+    const std::vector<std::byte> text(312);
+    REQUIRE(producer.send(TEXT, text));
+    for (std::uint32_t id = 1; id <= 50; ++id) REQUIRE(node.bus.publish(COUNTER, counter(id, 0)));
+    // 16 MB: more than any socket buffer, loopback TCP included.
+    for (std::uint64_t seq = 0; seq < 1000; ++seq) REQUIRE(node.bus.publish(BLOB, blob(seq)));
+    std::this_thread::sleep_for(100ms);
+    CHECK(from_producer.load() == 0);
+    // A new connection is refused outright, or is never served.
+    try {
+        LinkClient late = LinkClient::connect(node.ep, registry().digest(), 500ms);
+        CHECK_FALSE(late.sync(300ms));
+    } catch (const std::system_error&) {
+    }
+
+    const LinkServer::Unsent unsent = node.server.stop_after_flush(std::chrono::steady_clock::now() + 500ms);
+    for (std::uint32_t id = 1; id <= 50; ++id) expect_counter(reader, id);
+    expect_error_then_close(reader, ErrorCode::ShuttingDown);
+    REQUIRE(unsent.count(BLOB) == 1);
+    CHECK(unsent.at(BLOB) > 0);
+    CHECK(unsent.count(COUNTER) == 0);
+    CHECK(from_producer.load() == 0);
+}
+
 /// A node dials another (the transport's dial) and the link carries frames both ways by
 /// each side's interest; a dial to where nobody listens fails and is counted, and retried.
 inline void dialed_peer_link_carries_frames_both_ways(Place& place) {
@@ -764,6 +801,10 @@ inline void shared_memory_where_descriptors_pass(Place& place) {
             PLACE place;                                         \
             ::link_conformance::stop_closes_every_connection(place);                      \
         }                                                       \
+        TEST_CASE(NAME ": a flushing stop delivers what is queued, then shutting_down, and counts the rest") { \
+            PLACE place;                                                         \
+            ::link_conformance::flushing_stop_delivers_what_is_queued_and_counts_the_rest(place); \
+        }                                                                        \
         TEST_CASE(NAME ": a dialed peer link carries frames both ways, and a dial to nobody is retried") { \
             PLACE place;                                                         \
             ::link_conformance::dialed_peer_link_carries_frames_both_ways(place); \
