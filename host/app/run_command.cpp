@@ -3,6 +3,9 @@
 
 #include <fmt/format.h>
 
+#include <malloc.h>
+
+#include <atomic>
 #include <bit>
 #include <cstdio>
 #include <iterator>
@@ -25,6 +28,9 @@
 namespace mycelium::app {
 
 namespace {
+
+/// Client series on a /metrics page above which the next scrape calls malloc_trim.
+constexpr std::size_t TRIM_AFTER_REPORTED_SERIES = 10'000;
 
 /// mycelium_worker_{up,ready,restarts_total,given_up} per supervised worker.
 std::vector<prometheus::MetricFamily> worker_metrics(const supervisor::Supervisor& workers) {
@@ -159,7 +165,11 @@ void start_metrics(Running& r, const RunPlan& plan) {
     std::vector<std::shared_ptr<prometheus::Collectable>> parts{r.host->metrics()};
     if (!listeners.empty()) parts.push_back(metrics::link_collector(listeners));
     if (r.workers) parts.push_back(metrics::from_function([&r] { return worker_metrics(*r.workers); }));
-    r.metrics_server->add(metrics::from_function([parts, listeners] {
+    // Pages with many client series are many small allocations whose pages glibc keeps
+    // after they are freed; the scrape after such a page hands them back to the system.
+    auto previous_series = std::make_shared<std::atomic<std::size_t>>(0);
+    r.metrics_server->add(metrics::from_function([parts, listeners, previous_series] {
+        if (previous_series->load() > TRIM_AFTER_REPORTED_SERIES) malloc_trim(0);
         std::vector<prometheus::MetricFamily> out;
         for (const auto& part : parts) {
             auto families = part->Collect();
@@ -171,6 +181,10 @@ void start_metrics(Running& r, const RunPlan& plan) {
             std::move(reported.begin(), reported.end(), std::back_inserter(reports));
         }
         metrics::append_reported(out, reports);
+        std::size_t series = 0;
+        for (const auto& report : reports)
+            for (const auto& family : report.second) series += family.series.size();
+        previous_series->store(series);
         return out;
     }));
     r.host->on_started([url = r.metrics_server->url()] {
@@ -314,6 +328,12 @@ void add_client_options(CLI::App& app, RunFlags& flags) {
         });
     app.add_option("--max-connections", flags.max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    app.add_option("--max-metrics-bytes", flags.max_metrics_bytes,
+                   "Largest METRICS frame one client may send; a larger one is dropped (ERROR limit_exceeded)")
+        ->capture_default_str()->check(CLI::Range(1, 4 << 20));
+    app.add_option("--max-metrics-series", flags.max_metrics_series,
+                   "Most series one client may report in a METRICS frame; more are dropped (ERROR limit_exceeded)")
+        ->capture_default_str()->check(CLI::Range(0, 10'000'000));
 }
 
 /// Shared-memory rings for clients of --listen unix:PATH.

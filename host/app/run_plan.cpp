@@ -109,6 +109,8 @@ link::ServerOptions server_options(const RunFlags& flags) {
     options.handshake_timeout = milliseconds(flags.handshake_timeout);
     options.log_interval = milliseconds(flags.log_interval);
     options.max_connections = flags.max_connections;
+    options.max_metrics_bytes = flags.max_metrics_bytes;
+    options.max_metrics_series = flags.max_metrics_series;
     if (!flags.slow_consumer.empty()) {
         const auto policy = link::parse_slow_consumer_policy(flags.slow_consumer);
         if (!policy) throw PlanError("--slow-consumer: bad policy '" + flags.slow_consumer + "'");

@@ -37,6 +37,8 @@ struct RunFlags {
     double handshake_timeout = 5.0;
     double log_interval = 10.0;
     std::size_t max_connections = 1024;
+    std::size_t max_metrics_bytes = 256 * 1024;
+    std::size_t max_metrics_series = 5'000;
     std::string slow_consumer;  // empty: each kind's default
     long slow_consumer_wait_ms = 1000;
     std::string legacy_layout = "packed";

@@ -116,6 +116,7 @@ class Connection:
         self._pongs = {}  # nonce -> threading.Event (under lock)
         self.reconnects = 0
         self.dropped_by_host = 0  # frames the host answered with ERROR unknown_type / size_mismatch
+        self.metrics_refused = 0  # METRICS snapshots the host answered with ERROR limit_exceeded
 
     def attach_channel(self, channel):
         """The channel this connection's frames travel on (once, before connect())."""
@@ -287,6 +288,14 @@ class Connection:
             if self.dropped_by_host % 1000 == 1:
                 log.warning("%s: the host dropped a frame (%d so far): %s: %s", self.describe(),
                             self.dropped_by_host, name, reason)
+            return
+        if code == _wire.CODE_LIMIT_EXCEEDED:
+            # A METRICS snapshot above the host's per-client limits: the host keeps the
+            # previous one and the connection.
+            self.metrics_refused += 1
+            if self.metrics_refused % 100 == 1:
+                log.warning("%s: the host refused a METRICS snapshot (%d so far): %s", self.describe(),
+                            self.metrics_refused, reason)
             return
         if code in (_wire.CODE_DIGEST_MISMATCH, _wire.CODE_BAD_DIGEST_LENGTH):
             error = SchemaMismatch(f"{self.describe()}: the host refused the schema digest: {reason}")

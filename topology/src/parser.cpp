@@ -50,7 +50,8 @@ constexpr std::array WORKER_KEYS = {"name"sv,
                                     "max_restarts"sv,
                                     "restart_window_s"sv,
                                     "stop_grace_ms"sv};
-constexpr std::array LIMIT_KEYS = {"max_payload"sv, "handshake_timeout_ms"sv, "max_connections"sv};
+constexpr std::array LIMIT_KEYS = {"max_payload"sv, "handshake_timeout_ms"sv, "max_connections"sv, "max_metrics_bytes"sv,
+                                   "max_metrics_series"sv};
 
 std::string_view type_name(toml::node_type type) {
     switch (type) {
@@ -326,6 +327,11 @@ private:
         if (const toml::node* v = table.get("max_connections"))
             limits.max_connections =
                 static_cast<std::uint32_t>(integer_of("max_connections", *v, 1, 1'000'000));
+        if (const toml::node* v = table.get("max_metrics_bytes"))
+            limits.max_metrics_bytes = static_cast<std::size_t>(
+                integer_of("max_metrics_bytes", *v, 1, static_cast<std::int64_t>(MAX_PAYLOAD_LIMIT)));
+        if (const toml::node* v = table.get("max_metrics_series"))
+            limits.max_metrics_series = static_cast<std::size_t>(integer_of("max_metrics_series", *v, 0, 10'000'000));
     }
 
     Node read_node(const toml::table& table, const Spec& spec) {

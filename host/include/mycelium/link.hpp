@@ -155,6 +155,12 @@ struct ServerOptions {
     /// Connections served at once (handshaking ones included); further ones get an
     /// ERROR TooManyConnections and are closed.
     std::size_t max_connections = 1024;
+    /// Largest METRICS frame a client may send, and most series it may report in one
+    /// (docs/wire-protocol.md "METRICS"): each client's snapshot is kept until the next
+    /// and served on /metrics, so both are bounded per client. A frame above either is
+    /// dropped with ERROR limit_exceeded; the connection stays.
+    std::size_t max_metrics_bytes = 256u * 1024u;
+    std::size_t max_metrics_series = 5'000;
     /// Frames a connection's send queue holds before SlowConsumerPolicy applies.
     std::size_t send_queue_frames = 65536;
     /// Bytes (headers included) a send queue holds before SlowConsumerPolicy applies;

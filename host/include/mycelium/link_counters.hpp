@@ -63,6 +63,8 @@
       "type id 0 (the connection closes).")                                                                       \
     X(size_mismatch, decode_errors, "size_mismatch",                                                              \
       "Application frames whose payload size did not match their type, dropped.")                                \
+    X(metrics_over_limit, decode_errors, "metrics_over_limit",                                                    \
+      "METRICS frames above the per-client limits (max_metrics_bytes, max_metrics_series), dropped.")           \
     X(protocol_errors, decode_errors, "protocol_error",                                                           \
       "Malformed or misplaced control frames (including an ERROR frame from the client).")                       \
     X(slow_consumers, disconnects, "slow_consumer",                                                               \

@@ -117,6 +117,10 @@ enum class ErrorCode : std::uint16_t {
     /// A shared-memory ring of the connection broke its rules (a bad index, a frame past
     /// the published bytes, ...): the link is closed.
     ShmCorrupt = 12,
+    /// A METRICS frame above the host's limits for one client (--max-metrics-bytes,
+    /// --max-metrics-series): the frame is dropped, the client's last snapshot and the
+    /// connection stay.
+    LimitExceeded = 13,
 };
 
 /// The u16 code of a SHM_REFUSE frame: why shared memory is not used. In every case the

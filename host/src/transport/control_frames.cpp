@@ -153,9 +153,30 @@ void ControlFrames::on_type_list(bool subscribe, std::span<const std::byte> payl
 void ControlFrames::on_metrics(std::span<const std::byte> payload) {
     if (phase_ != Phase::Hello || role() != Role::Client)
         return link_.protocol_violation("METRICS is for a client that said HELLO role=client");
+    const ServerOptions& limits = state_.options;
+    if (payload.size() > limits.max_metrics_bytes) {
+        return refuse_metrics(fmt::format("METRICS frame of {} bytes is above this host's limit of {} per client",
+                                          payload.size(), limits.max_metrics_bytes));
+    }
     auto report = decode_metrics_report(payload);
     if (!report) return link_.protocol_violation("bad METRICS frame: " + report.error());
-    report_.set_metrics(std::move(*report));
+    std::size_t series = 0;
+    for (const ReportedFamily& family : *report) series += family.series.size();
+    if (series > limits.max_metrics_series) {
+        return refuse_metrics(fmt::format("METRICS frame with {} series is above this host's limit of {} per client",
+                                          series, limits.max_metrics_series));
+    }
+    report_.set_metrics(std::move(*report), payload.size());
+}
+
+void ControlFrames::refuse_metrics(const std::string& reason) {
+    Counters::add(state_.counters.metrics_over_limit);
+    if (const auto held_back = metrics_log_.admit()) {
+        state_.log->warn("{}: dropped a METRICS frame: {}{}", peer_, reason,
+                         *held_back == 0 ? std::string()
+                                         : fmt::format(" (and {} more like it since the last line)", *held_back));
+    }
+    link_.send_control(control::ERROR, encode_error(ErrorCode::LimitExceeded, reason));
 }
 
 void ControlFrames::on_ping(std::span<const std::byte> payload) {

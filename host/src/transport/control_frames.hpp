@@ -15,6 +15,7 @@
 #include "shm/shm_setup.hpp"
 #include "subscriptions.hpp"
 #include "mycelium/link.hpp"
+#include "mycelium/log_limiter.hpp"
 
 namespace mycelium::link::detail {
 
@@ -74,6 +75,7 @@ public:
     const std::string& name() const noexcept { return name_; }
     LegacyFrames& legacy() noexcept { return legacy_; }
     const ClientReport& report() const noexcept { return report_; }
+    ClientReport& report() noexcept { return report_; }
 
 private:
     void dispatch(std::uint16_t type_id, std::span<const std::byte> payload);
@@ -83,6 +85,9 @@ private:
     void on_ping(std::span<const std::byte> payload);
     void on_error(std::span<const std::byte> payload);
     void on_unknown(std::uint16_t type_id);
+    /// Drops a METRICS frame above the limits: counted, logged (rate-limited), ERROR
+    /// limit_exceeded to the client; its last snapshot stays.
+    void refuse_metrics(const std::string& reason);
     /// The other side is `name`, a client or a peer: the phase after HELLO.
     void take_identity(const std::string& name, Role role);
     /// This connection becomes the peer's link and declares this node's interest to it.
@@ -106,6 +111,7 @@ private:
     Subscriptions subscriptions_;
     LegacyFrames legacy_;
     ClientReport report_;
+    log::LogLimiter metrics_log_;
 };
 
 }  // namespace mycelium::link::detail

@@ -47,6 +47,7 @@ std::string_view to_string(ErrorCode code) noexcept {
         case ErrorCode::ShuttingDown: return "shutting_down";
         case ErrorCode::UnsupportedVersion: return "unsupported_version";
         case ErrorCode::ShmCorrupt: return "shm_corrupt";
+        case ErrorCode::LimitExceeded: return "limit_exceeded";
     }
     return "unknown";
 }

@@ -11,6 +11,8 @@
 
 #include <asio/post.hpp>
 
+#include <malloc.h>
+
 #include <map>
 #include <utility>
 
@@ -20,6 +22,14 @@
 #include "mycelium/log.hpp"
 
 namespace mycelium::link::detail {
+
+namespace {
+
+/// A client whose METRICS frames were at least this large gives its memory back to the
+/// system when it leaves (malloc_trim).
+constexpr std::size_t TRIM_AFTER_METRICS_BYTES = 64 * 1024;
+
+}  // namespace
 
 // ---------------------------------------------------------------------------------------
 // Session: lifetime
@@ -184,6 +194,9 @@ void Session::finish() noexcept {
     // it gives up within a wait slice.
     outbox_.abort_waits();
     control_.close();  // waits for callbacks running on other threads
+    // A large METRICS snapshot is many small allocations, whose pages glibc keeps after
+    // they are freed: they are handed back to the system when the client leaves.
+    if (control_.report().clear() >= TRIM_AFTER_METRICS_BYTES) malloc_trim(0);
     // Courtesy flags for a client still reading; the memory itself is freed with the
     // Session (after every handler that might still look at it is gone). The ring out is
     // published and closed by outbox_.close().

@@ -187,6 +187,8 @@ struct Limits {
     std::size_t max_payload = MAX_PAYLOAD_LIMIT;         ///< bytes, 1 .. 4 MiB
     std::chrono::milliseconds handshake_timeout{5'000};  ///< to receive the client's digest
     std::uint32_t max_connections = 1024;                ///< per node
+    std::size_t max_metrics_bytes = 256 * 1024;          ///< one client's METRICS frame
+    std::size_t max_metrics_series = 5'000;              ///< series in one client's METRICS frame
 };
 
 /// One `[[nodes]]` entry: a host process with its services, listeners and workers.
