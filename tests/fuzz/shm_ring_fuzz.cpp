@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -32,9 +33,14 @@ namespace {
 
 namespace shm = mycelium::shm;
 
-void check(bool ok) {
-    if (!ok) std::abort();
-}
+// A failed check names its line: the fuzzer's report then says which invariant broke.
+#define check(ok)                                                              \
+    do {                                                                       \
+        if (!(ok)) {                                                           \
+            std::fprintf(stderr, "shm_ring_fuzz.cpp:%d: check failed: %s\n", __LINE__, #ok); \
+            std::abort();                                                      \
+        }                                                                      \
+    } while (false)
 
 class Input {
 public:
@@ -245,7 +251,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             }
             case 6:  // the producer closes (honestly); the consumer may still read what is left
                 if (producer) producer->close();
-                check(consumer.producer_closed() || !producer);
+                check(tampered || !producer || consumer.producer_closed());  // a hostile write may clear the flag
                 break;
             case 7: {  // a park attempt (never waits: no doorbell, spin 0)
                 if (consumer.begin_park()) consumer.end_park();
