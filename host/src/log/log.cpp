@@ -38,7 +38,9 @@ public:
                        json_quote(std::string_view(msg.logger_name.data(), msg.logger_name.size())),
                        json_quote(std::string_view(msg.payload.data(), msg.payload.size())));
         for (std::size_t i = 0; i < t_fields.size(); ++i) {
-            const auto& [key, value] = t_fields[i];
+            // Not a structured binding: clang 14 cannot capture one in the lambda below.
+            const auto& key = t_fields[i].first;
+            const auto& value = t_fields[i].second;
             // An inner scope's field replaces an outer one of the same name (a link's
             // handler publishing into another link's callback names that other peer).
             const bool replaced = std::any_of(t_fields.begin() + static_cast<std::ptrdiff_t>(i) + 1, t_fields.end(),

@@ -28,6 +28,24 @@ bool valid_name(std::string_view name, bool label) {
     return head(name.front()) && std::all_of(name.begin() + 1, name.end(), tail);
 }
 
+/// A name the checks refused, fit for an error text: it goes into a log line and the
+/// ERROR frame's reason, which must stay one line of UTF-8, so bytes other than printable
+/// ASCII are shown as \xNN, and a long name is cut.
+std::string shown(std::string_view name) {
+    constexpr std::size_t MAX_SHOWN = 64;
+    std::string out;
+    for (const char c : name.substr(0, MAX_SHOWN)) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u >= 0x20 && u < 0x7f && c != '\\') {
+            out.push_back(c);
+        } else {
+            out += fmt::format("\\x{:02x}", u);
+        }
+    }
+    if (name.size() > MAX_SHOWN) out += "...";
+    return out;
+}
+
 class Reader {
 public:
     explicit Reader(std::span<const std::byte> bytes) : bytes_(bytes) {}
@@ -116,9 +134,10 @@ Checked read_family_header(Reader& r, std::size_t index, ReportedFamily& f) {
     if (!kind || !name || !help) return truncated(fmt::format("family {}", index));
     f.name = std::move(*name);
     f.help = std::move(*help);
+    // The name is checked first: every later error quotes it as it is.
+    if (!valid_name(f.name, false)) return Error{fmt::format("bad metric name '{}'", shown(f.name))};
     if (*kind > 2) return Error{fmt::format("metric '{}': unknown kind {}", f.name, *kind)};
     f.kind = static_cast<ReportedKind>(*kind);
-    if (!valid_name(f.name, false)) return Error{fmt::format("bad metric name '{}'", f.name)};
     if (f.name.rfind("mycelium_", 0) == 0)
         return Error{fmt::format("metric '{}': the 'mycelium_' prefix is the host's own", f.name)};
     if (!utf8::is_valid(f.help)) return Error{fmt::format("metric '{}': help is not UTF-8", f.name)};
@@ -132,7 +151,7 @@ Checked read_family_header(Reader& r, std::size_t index, ReportedFamily& f) {
         if (!label) return truncated("metric '" + f.name + "'");
         if (!valid_name(*label, true) || *label == "le" || *label == "client" || label->rfind("__", 0) == 0 ||
             std::find(f.label_names.begin(), f.label_names.end(), *label) != f.label_names.end())
-            return Error{fmt::format("metric '{}': bad or repeated label name '{}'", f.name, *label)};
+            return Error{fmt::format("metric '{}': bad or repeated label name '{}'", f.name, shown(*label))};
         f.label_names.push_back(std::move(*label));
     }
     return {};

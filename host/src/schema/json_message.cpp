@@ -293,8 +293,16 @@ std::optional<std::string> encode_scalar(const Target& t, Scalar s, const Value&
         double d = 0;
         const auto [end, ec] = std::from_chars(v.text.data(), v.text.data() + v.text.size(), d);
         if (ec != std::errc{} || end != v.text.data() + v.text.size()) return where + ": " + t.shown(v.text) + " is not a number";
-        if (s == Scalar::F32) store_unaligned(p, static_cast<float>(d));
-        else store_unaligned(p, d);
+        if (s == Scalar::F32) {
+            // Out of range for f32, as 1e400 is for f64 (from_chars refuses that one): it
+            // would become an infinity, which tap prints as null. The bound is the largest
+            // f32 plus half its last step; anything below rounds to a finite f32.
+            constexpr double F32_OVERFLOW = 0x1.ffffffp+127;
+            if (std::fabs(d) >= F32_OVERFLOW) return where + ": " + t.shown(v.text) + " is not a f32";
+            store_unaligned(p, static_cast<float>(d));
+        } else {
+            store_unaligned(p, d);
+        }
         return std::nullopt;
     }
     const bool is_signed = s == Scalar::I8 || s == Scalar::I16 || s == Scalar::I32 || s == Scalar::I64;

@@ -107,6 +107,25 @@ TEST_CASE("the decoder enforces names, kinds, labels and buckets") {
     CHECK(decode_error(encode_metrics_report(many)) == "1001 metric families, more than 1000");
 }
 
+TEST_CASE("a refused name is quoted as one line of printable ASCII") {
+    // Found by tests/fuzz/metrics_fuzz.cpp: the error went into the log line and the
+    // ERROR reason with the client's raw bytes (a newline, invalid UTF-8).
+    auto with = [](auto change) {
+        auto families = sample();
+        change(families);
+        return decode_error(encode_metrics_report(families));
+    };
+    CHECK(with([](auto& f) { f[0].name = "bad\nname\xff"; }) == "bad metric name 'bad\\x0aname\\xff'");
+    CHECK(with([](auto& f) { f[0].label_names = {"q\\"}; }) ==
+          "metric 'jobs_total': bad or repeated label name 'q\\x5c'");
+    CHECK(with([](auto& f) { f[0].name = std::string(100, '-'); }) ==
+          "bad metric name '" + std::string(64, '-') + "...'");
+    auto bad_kind_and_name = encode_metrics_report(sample());
+    bad_kind_and_name[2] = std::byte{7};  // the first family's kind
+    bad_kind_and_name[5] = std::byte{'\n'};  // its name's first byte
+    CHECK(decode_error(bad_kind_and_name) == "bad metric name '\\x0aobs_total'");
+}
+
 TEST_CASE("reports from several clients merge into one family per name, labelled by client") {
     const std::vector<metrics::ClientReport> reports{{"risk", sample()}, {"model", sample()}};
     std::vector<prometheus::MetricFamily> out;

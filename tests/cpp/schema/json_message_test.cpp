@@ -209,6 +209,15 @@ TEST_CASE("every field of a message survives tap's JSON read back by pub") {
     CHECK(text.find("\"class\": 3") != std::string::npos);  // the contracts' name, not Python's class_
 }
 
+TEST_CASE("an f32 beyond its range is an error, not an infinity; its largest value reads back") {
+    // Found by tests/fuzz/pub_json_fuzz.cpp: 1e70 became +inf, which tap prints as null.
+    CHECK(json_should_fail("PoolState", "{\"weights\": [1e70]}") == "PoolState.weights[0]: '1e70' is not a f32");
+    CHECK(json_should_fail("PoolState", "{\"weights\": [-3.5e38]}") == "PoolState.weights[0]: '-3.5e38' is not a f32");
+    const auto& m = message("PoolState");
+    const auto largest = json_should_encode("PoolState", "{\"weights\": [3.4028235e38]}");
+    CHECK(json_should_encode("PoolState", json_message::to_json(m, largest)) == largest);
+}
+
 TEST_CASE("the payload pub sends is checked by the registry's rules, with its one text") {
     const auto& m = message("OrderRules");
     const auto zero_nonce = json_should_encode("OrderRules", "{\"account\": \"ab\", \"qty\": 1, \"owner\": \"0x" +
