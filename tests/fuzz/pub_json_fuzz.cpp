@@ -101,7 +101,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     // pub refuses what breaks the rules (invalid UTF-8 among them) before sending it;
     // only what it would send must survive the round trip.
     if (!registry().validate(m, *payload)) return 0;
-    const std::string printed = mycelium::json_message::to_json(m, *payload);
+    const std::string printed = mycelium::json_message::to_json(m, *payload).json;
     check(mycelium::utf8::is_valid(printed));
     const auto again = mycelium::json_message::from_json(m, printed);
     check(again && *again == *payload);
