@@ -221,17 +221,10 @@ bool Outbox::switch_to_ring(shm::RingRegion region, int peer_bell, std::uint16_t
     return !std::exchange(write_scheduled_, true);
 }
 
-bool Outbox::close_with(std::uint16_t last, std::span<const std::byte> payload) {
+bool Outbox::close_with(std::uint16_t last, std::span<const std::byte> payload, bool keep_queued) {
     std::lock_guard lock(mutex_);
-    // Frames still queued for a consumer being thrown out are not worth sending.
-    queue_.clear();
-    queue_.push(last, payload);
-    closed_ = true;
-    return !std::exchange(write_scheduled_, true);
-}
-
-bool Outbox::close_after_queued(std::uint16_t last, std::span<const std::byte> payload) {
-    std::lock_guard lock(mutex_);
+    // Otherwise frames still queued for a consumer being thrown out are not worth sending.
+    if (!keep_queued) queue_.clear();
     queue_.push(last, payload);
     closed_ = true;
     return !std::exchange(write_scheduled_, true);

@@ -76,13 +76,10 @@ public:
     /// Queues `last` as the last frame for the socket and sends everything after it
     /// through a RingOutbox writing `region` (ringing `peer_bell`). True when the caller must start a write. Strand.
     bool switch_to_ring(shm::RingRegion region, int peer_bell, std::uint16_t last);
-    /// Replaces what is queued by `last` (a closing ERROR) and queues nothing after it.
-    /// True when the caller must start a write. Strand.
-    bool close_with(std::uint16_t last, std::span<const std::byte> payload);
-    /// Queues `last` (a closing ERROR) after everything already queued, so that what was
-    /// accepted for this link leaves first (a shutdown), and queues nothing after it.
-    /// True when the caller must start a write. Strand.
-    bool close_after_queued(std::uint16_t last, std::span<const std::byte> payload);
+    /// Queues `last` (a closing ERROR) and nothing after it: in place of what is queued,
+    /// or after it with `keep_queued` (a shutdown sends what was accepted for this link
+    /// first). True when the caller must start a write. Strand.
+    bool close_with(std::uint16_t last, std::span<const std::byte> payload, bool keep_queued = false);
     /// Calls `visit(type_id)` for every frame still queued for the socket. Strand.
     template <class Visit>
     void for_each_queued_type(Visit&& visit) const {

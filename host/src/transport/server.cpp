@@ -98,6 +98,14 @@ std::vector<std::shared_ptr<detail::Session>> live_sessions(detail::ServerState&
     return sessions;
 }
 
+/// Closes every listener on an io thread, where their acceptors run.
+void close_listeners_later(detail::ServerState& s) {
+    asio::post(s.io, [&s] {
+        std::lock_guard listeners_lock(s.mutex);
+        for (auto& listener : s.listeners) listener->close();
+    });
+}
+
 }  // namespace
 
 void LinkServer::stop_intake() noexcept {
@@ -111,10 +119,7 @@ void LinkServer::stop_intake() noexcept {
     }
     for (auto& dialer : dialers) dialer->close();
     try {
-        asio::post(s.io, [&s] {
-            std::lock_guard listeners_lock(s.mutex);
-            for (auto& listener : s.listeners) listener->close();
-        });
+        close_listeners_later(s);
         // A session lives as long as a handler of it is pending; one that reads nothing
         // more may have none, so the server holds it until it closes.
         auto sessions = live_sessions(s);
@@ -162,10 +167,7 @@ void LinkServer::stop_within(std::chrono::milliseconds linger) noexcept {
     // Dialers first, so that no link is redialed while the sessions close.
     for (auto& dialer : dialers) dialer->close();
     try {
-        asio::post(s.io, [&s] {
-            std::lock_guard listeners_lock(s.mutex);
-            for (auto& listener : s.listeners) listener->close();
-        });
+        close_listeners_later(s);
         for (auto& session : live_sessions(s)) session->shut_down();
         std::unique_lock lock(s.mutex);
         s.sessions_changed.wait_for(lock, linger, [&] { return s.sessions.empty(); });

@@ -136,18 +136,8 @@ void Session::shut_down_after_flush(std::chrono::milliseconds linger) {
         try {
             if (self->closing_ || self->finished_) return;
             self->intake_stopped_ = true;
-            self->closing_ = true;
             self->flushing_close_ = true;
-            self->handshake_.cancel();
-            self->control_.close();  // nothing more is queued for it
-            const bool kick = self->outbox_.close_after_queued(
-                control::ERROR, encode_error(ErrorCode::ShuttingDown, "the host is shutting down"));
-            self->writer_.shut_down_after_flush();
-            self->linger_timer_.expires_after(linger);
-            self->linger_timer_.async_wait([self](const asio::error_code& ec) {
-                if (ec != asio::error::operation_aborted) self->finish();
-            });
-            if (kick) self->writer_.start();
+            self->close_with_error(ErrorCode::ShuttingDown, "the host is shutting down", linger, true);
             // From here on input is read and discarded, so that the client's close is seen.
             if (std::exchange(self->reading_stopped_, false)) self->reader_.read();
         } catch (const std::exception&) {
@@ -160,7 +150,11 @@ void Session::sent_fin() {
     if (!flushing_close_ || finished_) return;
     // Everything left: give the ERROR the usual linger, not what was left of the
     // shutdown's, so a client that never closes does not hold the host up.
-    linger_timer_.expires_after(state_.options.close_linger);
+    finish_after(state_.options.close_linger);
+}
+
+void Session::finish_after(std::chrono::milliseconds linger) {
+    linger_timer_.expires_after(linger);  // cancels an earlier wait
     linger_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
         if (ec != asio::error::operation_aborted) self->finish();
     });
@@ -592,18 +586,17 @@ void Session::close_with_error(ErrorCode code, const std::string& reason) {
     close_with_error(code, reason, state_.options.close_linger);
 }
 
-void Session::close_with_error(ErrorCode code, const std::string& reason, std::chrono::milliseconds linger) {
+void Session::close_with_error(ErrorCode code, const std::string& reason, std::chrono::milliseconds linger,
+                               bool send_queued) {
     if (closing_) return;
     closing_ = true;
     handshake_.cancel();
-    outbox_.abort_waits();  // as in finish()
+    // As in finish(), unless what is queued still leaves: then the queue drains anyway.
+    if (!send_queued) outbox_.abort_waits();
     control_.close();
-    const bool kick = outbox_.close_with(control::ERROR, encode_error(code, reason));
+    const bool kick = outbox_.close_with(control::ERROR, encode_error(code, reason), send_queued);
     writer_.shut_down_after_flush();
-    linger_timer_.expires_after(linger);
-    linger_timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) {
-        if (ec != asio::error::operation_aborted) self->finish();
-    });
+    finish_after(linger);
     if (kick) writer_.start();
 }
 

@@ -187,8 +187,12 @@ private:
     /// Applies Disconnect to a consumer whose queue overflowed (Block after its wait).
     void on_slow_consumer();
     void close_with_error(ErrorCode code, const std::string& reason) override;
-    /// As above, giving the ERROR `linger` to leave instead of ServerOptions::close_linger.
-    void close_with_error(ErrorCode code, const std::string& reason, std::chrono::milliseconds linger);
+    /// As above, giving the ERROR `linger` to leave instead of ServerOptions::close_linger;
+    /// with `send_queued`, what is already queued leaves before it (a shutdown).
+    void close_with_error(ErrorCode code, const std::string& reason, std::chrono::milliseconds linger,
+                          bool send_queued = false);
+    /// Finishes the connection once `linger` has passed (replacing an earlier such wait).
+    void finish_after(std::chrono::milliseconds linger);
     /// Unregisters a peer link from its PeerRecord (unless a newer link replaced it).
     void leave_peer_record() noexcept;
 

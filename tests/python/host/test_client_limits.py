@@ -5,14 +5,11 @@ import struct
 import time
 import urllib.request
 
-import pytest
-
-from test_slow_consumer import hello_client, metric, sync
-from wire import HostProcess
+# `host` is test_slow_consumer's fixture: a host on a Unix socket, serving /metrics.
+from test_slow_consumer import hello_client, host, metric, sync  # noqa: F401
 
 METRICS, ERROR = 7, 1
 LIMIT_EXCEEDED = 13
-FRAME = struct.Struct("<HI")
 
 
 def gauge_report(name, series, label_bytes=8):
@@ -28,24 +25,6 @@ def gauge_report(name, series, label_bytes=8):
     for i in range(series):
         out += text(f"{i:0{label_bytes}d}") + struct.pack("<d", float(i))
     return out
-
-
-@pytest.fixture
-def host(host_binary, tmp_path):
-    script = tmp_path / "idle.py"
-    script.write_text("import mycelium_native\n")
-    started = []
-
-    def start(*flags):
-        h = HostProcess(host_binary, "--script", script, "--listen", f"unix:{tmp_path / 'node.sock'}",
-                        "--metrics", "127.0.0.1:0", *flags)
-        h.url = h.wait_for(r"^metrics on http://").split("metrics on ", 1)[1].strip()
-        started.append(h)
-        return h
-
-    yield start
-    for h in started:
-        h.stop(timeout=20)
 
 
 def next_error(client):
