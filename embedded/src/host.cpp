@@ -113,6 +113,7 @@ Host::Host(HostOptions options) : impl_(std::make_unique<Impl>(std::move(options
     runtime_options.queue_capacity = self.options.python_queue_capacity;
     runtime_options.spin = self.options.spin;
     runtime_options.fail_fast = self.options.fail_fast;
+    runtime_options.log_interval = self.options.log_interval;
     if (self.options.topology)
         runtime_options.node = embedded::HostNode{*self.options.topology, self.options.node};
     self.runtime = std::make_unique<embedded::PythonRuntime>(self.bus, self.registry, runtime_options);

@@ -58,6 +58,12 @@ std::string PythonRuntime::pending_exception_text() {
     }
 }
 
+std::string PythonRuntime::pending_exception_type() {
+    PyObject* type = PyErr_Occurred();  // borrowed
+    if (type == nullptr || !PyType_Check(type)) return "(no exception)";
+    return reinterpret_cast<PyTypeObject*>(type)->tp_name;
+}
+
 PythonRuntime::Busy::Busy(std::atomic<unsigned long>& slot)
     : slot_(slot), previous_(slot.load(std::memory_order_relaxed)) {
     // One store per callback, no locked instruction: only this thread writes the slot
@@ -84,7 +90,12 @@ struct PythonRuntime::Timer {
 };
 
 PythonRuntime::PythonRuntime(Bus& bus, std::shared_ptr<const schema::Registry> registry, RuntimeOptions options)
-    : bus_(bus), registry_(std::move(registry)), options_(options), main_thread_(PyThread_get_thread_ident()) {
+    : bus_(bus),
+      registry_(std::move(registry)),
+      options_(options),
+      exception_logs_(options_.log_interval),
+      decode_logs_(options_.log_interval),
+      main_thread_(PyThread_get_thread_ident()) {
     MailboxOptions mailbox_options;
     mailbox_options.capacity = options_.queue_capacity;
     mailbox_options.spin = options_.spin;
@@ -311,7 +322,14 @@ void PythonRuntime::report_exception(const std::string& where) {
         return;
     }
     callback_errors_.fetch_add(1, std::memory_order_relaxed);
-    python_log()->error("{} raised:\n{}", where, pending_exception_text());
+    // The first of each (callback, exception type) is logged whole, traceback and all; its
+    // repeats within --log-interval are only counted (a callback raising on every message
+    // once wrote a traceback per message), and the next line says how many.
+    if (const auto held_back = exception_logs_.admit(where + " / " + pending_exception_type())) {
+        python_log()->error("{} raised{}:\n{}", where, log::held_back_note(*held_back), pending_exception_text());
+    } else {
+        PyErr_Clear();  // not even formatted
+    }
     if (options_.fail_fast) {
         python_log()->error("--fail-fast: stopping the host");
         request_stop(1);
@@ -346,7 +364,12 @@ void PythonRuntime::deliver(const MailboxView& view) {
         decode_errors_.fetch_add(1, std::memory_order_relaxed);
         bump(stats.decode_errors);
         const log::ScopedFields fields{{"type", sub.type_name}};
-        python_log()->warn("dropped a {} that did not decode: {}", sub.type_name, pending_exception_text());
+        if (const auto held_back = decode_logs_.admit(sub.type_name + " / " + pending_exception_type())) {
+            python_log()->warn("dropped a {} that did not decode{}: {}", sub.type_name, log::held_back_note(*held_back),
+                               pending_exception_text());
+        } else {
+            PyErr_Clear();
+        }
         return;
     }
 
@@ -399,7 +422,9 @@ std::size_t PythonRuntime::deliver_batch(std::size_t max) {
                         // Only our own bookkeeping can throw here (a callback's exception
                         // is reported inside deliver); one bad message must not stop the loop.
                         PyErr_Clear();
-                        python_log()->error("delivering a message failed: {}", e.what());
+                        if (const auto held_back = exception_logs_.admit("delivering a message failed"))
+                            python_log()->error("delivering a message failed: {}{}", e.what(),
+                                                log::held_back_note(*held_back));
                     }
                 },
                 std::min(CLAIM, max - total));

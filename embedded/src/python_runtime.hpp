@@ -30,6 +30,7 @@
 #include "mycelium/bus.hpp"
 #include "mycelium/latency_histogram.hpp"
 #include "mycelium/log.hpp"
+#include "mycelium/log_limiter.hpp"
 #include "mycelium/schema.hpp"
 #include "runtime_topology.hpp"
 
@@ -41,6 +42,9 @@ struct RuntimeOptions {
     std::size_t queue_capacity = 4096;  ///< messages waiting for Python, all subscriptions
     std::chrono::nanoseconds spin = std::chrono::microseconds(50);  ///< before parking
     bool fail_fast = false;             ///< a callback exception stops the host (exit 1)
+    /// One traceback per callback, exception type and interval; one undecodable-message
+    /// line per type, exception type and interval (`--log-interval`).
+    std::chrono::milliseconds log_interval = log::LogLimiter::DEFAULT_INTERVAL;
     std::optional<HostNode> node;       ///< the topology node the host runs as, if any
 };
 
@@ -186,6 +190,8 @@ private:
     std::size_t deliver_batch(std::size_t max);
     void run_due_timers();
     void report_exception(const std::string& where);
+    /// The pending exception's type name (the exception stays pending). GIL.
+    static std::string pending_exception_type();
     std::optional<std::chrono::steady_clock::time_point> next_timer_deadline() const;
 
     Bus& bus_;
@@ -222,6 +228,11 @@ private:
     std::atomic<std::uint64_t> delivered_{0};
     std::atomic<std::uint64_t> callback_errors_{0};
     std::atomic<std::uint64_t> decode_errors_{0};
+    // Log lines a script can repeat per message: by where and exception type, by message
+    // type and exception type (docs/reliability.md, "Logs are bounded"). The counters
+    // above count every one.
+    log::KeyedLogLimiter exception_logs_;
+    log::KeyedLogLimiter decode_logs_;
     std::atomic<std::uint64_t> gil_wait_ns_{0};
     std::atomic<std::uint64_t> calls_returned_{0};  ///< timers and hooks (progress())
     /// The host's main thread: it runs the top level and, at shutdown, the on_stop hooks.

@@ -305,7 +305,8 @@ void add_client_options(CLI::App& app, RunFlags& flags) {
     app.add_option("--handshake-timeout", flags.handshake_timeout, "Seconds a client has to send its handshake")
         ->check(seconds_up_to(MAX_TIMEOUT_SECONDS));
     app.add_option("--log-interval", flags.log_interval,
-                   "Seconds between two log lines about the same repeated bad input of one client (default 10)")
+                   "Seconds between two log lines about the same repeated failure: a client's bad input, a "
+                   "connection closed before its handshake, a callback's exception (default 10)")
         ->capture_default_str()->check(seconds_up_to(MAX_TIMEOUT_SECONDS));
     app.add_option("--slow-consumer", flags.slow_consumer,
                    "What a --listen client that falls behind gets: drop_oldest, disconnect or block (default: "

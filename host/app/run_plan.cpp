@@ -97,6 +97,7 @@ HostOptions host_options(const RunFlags& flags, const RunPlan& plan, const std::
     for (const auto& s : flags.scripts) options.scripts.emplace_back(s);
     if (flags.duration > 0) options.duration = std::chrono::duration<double>(flags.duration);
     options.fail_fast = flags.fail_fast;
+    options.log_interval = milliseconds(flags.log_interval);
     options.shutdown_timeout = milliseconds(flags.shutdown_timeout);
     options.python_queue_capacity = flags.queue_capacity;
     options.spin = std::chrono::nanoseconds(static_cast<long>(flags.spin_us * 1000));

@@ -36,6 +36,10 @@ struct HostOptions {
     std::optional<std::chrono::duration<double>> duration;
     /// A callback exception stops the host with exit code 1.
     bool fail_fast = false;
+    /// Longest silence between two log lines about the same repeated failure: a
+    /// callback's exception of one type, a message type that does not decode
+    /// (`--log-interval`; docs/reliability.md, "Logs are bounded").
+    std::chrono::milliseconds log_interval{10'000};
     /// Longest time from a stop request to run() returning; a stuck callback is
     /// interrupted (KeyboardInterrupt) halfway through it.
     std::chrono::milliseconds shutdown_timeout{5000};

@@ -2,7 +2,9 @@
 // Internal to host/src/transport: the accept loop of a socket transport (Unix, TCP), over
 // an Asio acceptor. Each accepted socket gets its own strand and goes to
 // ListenContext::accept; a failing accept (EMFILE and friends) is retried after a pause
-// instead of spinning.
+// instead of spinning, and logged once per listener and log interval with the number of
+// failures since the last line (at 10 retries a second, it would otherwise be 36,000
+// lines an hour).
 
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
@@ -13,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "mycelium/log_limiter.hpp"
 #include "transport.hpp"
 
 namespace mycelium::link::detail {
@@ -38,7 +41,9 @@ public:
           acceptor_(std::move(acceptor)),
           where_(std::move(where)),
           hooks_(std::move(hooks)),
-          retry_(context.io) {}
+          retry_(context.io),
+          accept_failed_log_(context.log_interval),
+          handler_failed_log_(context.log_interval) {}
 
     ~AcceptorListener() override { close(); }
 
@@ -61,7 +66,8 @@ private:
             try {
                 on_accept(ec, std::move(*pipe));
             } catch (const std::exception& e) {
-                log_.error("{}: accept handler failed: {}", where_, e.what());
+                if (const auto held_back = handler_failed_log_.admit())
+                    log_.error("{}: accept handler failed: {}{}", where_, e.what(), log::held_back_note(*held_back));
                 if (acceptor_.is_open()) accept_one();
             }
         });
@@ -70,7 +76,8 @@ private:
     void on_accept(const asio::error_code& ec, Pipe pipe) {
         if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
         if (ec) {
-            log_.warn("{}: accept failed: {}", where_, ec.message());
+            if (const auto held_back = accept_failed_log_.admit())
+                log_.warn("{}: accept failed: {}{}", where_, ec.message(), log::held_back_note(*held_back));
             retry_.expires_after(std::chrono::milliseconds(100));
             retry_.async_wait([this](const asio::error_code& wait_ec) {
                 if (!wait_ec && acceptor_.is_open()) accept_one();
@@ -90,6 +97,10 @@ private:
     std::string where_;
     AcceptHooks hooks_;
     asio::steady_timer retry_;
+    // One accept is outstanding at a time (or the retry timer), so its handlers never run
+    // concurrently: unsynchronised limiters are enough.
+    log::LogLimiter accept_failed_log_;
+    log::LogLimiter handler_failed_log_;
 };
 
 }  // namespace mycelium::link::detail

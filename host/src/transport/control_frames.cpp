@@ -192,8 +192,8 @@ void ControlFrames::on_error(std::span<const std::byte> payload) {
         // The far side dropped one of our frames and goes on (a peer of another contracts
         // version): worth a line, not the link.
         if (const auto held_back = filter_.admit_far_side_drop()) {
-            state_.log->warn("{}: the far side dropped a frame: {} {} ({} more since the last line)", peer_,
-                             to_string(error->code), error->reason, *held_back);
+            log_limited(*state_.log, state_.log_limits, spdlog::level::warn, "the far side dropped a frame", *held_back,
+                        "{}: the far side dropped a frame: {} {}", peer_, to_string(error->code), error->reason);
         }
         return;
     }
@@ -210,9 +210,10 @@ void ControlFrames::on_error(std::span<const std::byte> payload) {
         return link_.finish();
     }
     Counters::add(state_.counters.protocol_errors);
-    state_.log->warn("{}: the client reported an error and is disconnected: {} {}", peer_,
-                     error ? to_string(error->code) : std::string_view("(malformed ERROR frame)"),
-                     error ? error->reason : std::string());
+    state_.warn_limited("the client reported an error",
+                        "{}: the client reported an error and is disconnected: {} {}", peer_,
+                        error ? to_string(error->code) : std::string_view("(malformed ERROR frame)"),
+                        error ? error->reason : std::string());
     link_.finish();
 }
 

@@ -23,7 +23,7 @@ void HandshakeGate::start() {
                                    state_.options.handshake_timeout.count(), reader_.received(),
                                    control::HANDSHAKE_SIZE));
         } catch (const std::exception& e) {
-            state_.log->error("{}: handshake timer: {}", peer_, e.what());
+            state_.error_limited("handshake timer", "{}: handshake timer: {}", peer_, e.what());
             link_.finish();
         }
     });

@@ -71,7 +71,8 @@ Endpoint LinkServer::listen(const Endpoint& endpoint) {
     detail::ListenContext context{s.io, *s.log, s.options.socket_mode,
                                   [&s, fds = transport.passes_descriptors](detail::Pipe pipe, std::string peer) {
                                       s.accept(std::move(pipe), std::move(peer), fds);
-                                  }};
+                                  },
+                                  s.options.log_interval};
     Endpoint bound = endpoint;
     std::unique_ptr<detail::Listener> listener = transport.listen(context, bound);
     s.log->info("listening on {}", to_string(bound));

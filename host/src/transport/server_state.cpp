@@ -13,7 +13,13 @@
 namespace mycelium::link::detail {
 
 ServerState::ServerState(Bus& b, const schema::Registry& r, ServerOptions o)
-    : bus(b), registry(r), packed_layouts(r), options(o), log(mycelium::log::get("link")), mesh_log(mycelium::log::get("mesh")) {
+    : bus(b),
+      registry(r),
+      packed_layouts(r),
+      options(o),
+      log(mycelium::log::get("link")),
+      mesh_log(mycelium::log::get("mesh")),
+      log_limits(options.log_interval) {
     options.max_payload = std::min({options.max_payload, schema::DEFAULT_MAX_PAYLOAD, bus.max_payload()});
     options.threads = std::max<std::size_t>(options.threads, 1);
     options.send_queue_frames = std::max<std::size_t>(options.send_queue_frames, 1);
@@ -28,7 +34,7 @@ void ServerState::accept(Pipe pipe, std::string peer, bool passes_descriptors) n
         auto session = std::make_shared<Session>(*this, std::move(pipe), peer, id, passes_descriptors);
         asio::post(session->socket_executor(), [session] { session->start(); });
     } catch (const std::exception& e) {
-        log->error("cannot take a connection from {}: {}", peer, e.what());
+        error_limited("cannot take a connection", "cannot take a connection from {}: {}", peer, e.what());
     }
 }
 
@@ -69,9 +75,9 @@ void ServerState::notify_client(const std::string& name, bool connected) noexcep
         std::lock_guard lock(client_observer_mutex);
         if (client_observer) client_observer(name, connected);
     } catch (const std::exception& e) {
-        log->error("client observer failed for '{}': {}", name, e.what());
+        error_limited("client observer failed", "client observer failed for '{}': {}", name, e.what());
     } catch (...) {
-        log->error("client observer failed for '{}'", name);
+        error_limited("client observer failed", "client observer failed for '{}'", name);
     }
 }
 

@@ -24,8 +24,10 @@
 #include "mycelium/bus.hpp"
 #include "mycelium/link.hpp"
 #include "mycelium/link_counters.hpp"
+#include "mycelium/log_limiter.hpp"
 #include "mycelium/packed_layout.hpp"
 #include "mycelium/schema.hpp"
+#include "limited_log.hpp"
 #include "transport.hpp"
 
 namespace mycelium::link::detail {
@@ -77,6 +79,18 @@ struct ServerState {
     ServerOptions options;
     std::shared_ptr<spdlog::logger> log;
     std::shared_ptr<spdlog::logger> mesh_log;  // peer links' state changes
+    /// Lines that outside input can repeat, once per reason and options.log_interval
+    /// (limited_log.hpp says why by reason, not by peer).
+    log::KeyedLogLimiter log_limits;
+    /// A `log` warning or error about outside input, through `log_limits` (log_limited()).
+    template <class... Args>
+    void warn_limited(std::string_view reason, fmt::format_string<Args...> format, Args&&... args) noexcept {
+        log_limited(*log, log_limits, spdlog::level::warn, reason, 0, format, std::forward<Args>(args)...);
+    }
+    template <class... Args>
+    void error_limited(std::string_view reason, fmt::format_string<Args...> format, Args&&... args) noexcept {
+        log_limited(*log, log_limits, spdlog::level::err, reason, 0, format, std::forward<Args>(args)...);
+    }
     Counters counters;
     std::atomic<std::uint64_t> next_id{1};
 

@@ -29,6 +29,10 @@ namespace {
 /// system when it leaves (malloc_trim).
 constexpr std::size_t TRIM_AFTER_METRICS_BYTES = 64 * 1024;
 
+// The keys of ServerState::log_limits for lines of one ErrorCode (limited_log.hpp).
+std::string closing_reason(ErrorCode code) { return fmt::format("closing: {}", to_string(code)); }
+std::string bad_frame_reason(ErrorCode code) { return fmt::format("bad frame: {}", to_string(code)); }
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -55,7 +59,7 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       outbox_(state.bus, state.options, state.counters,
               outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client),
       reader_(*this, socket_, shm_),
-      writer_(*this, socket_, outbox_, shm_, traffic_, state.log, peer_),
+      writer_(*this, socket_, outbox_, shm_, traffic_, state.log, state.log_limits, peer_),
       control_(*this, state, outbox_, shm_, filter_, *this, peer_, id),
       ring_(*this, *this, state, shm_, traffic_, socket_.get_executor(), peer_, id) {}
 
@@ -85,7 +89,7 @@ void Session::start() {
         handshake_.start();
         reader_.read();
     } catch (const std::exception& e) {
-        state_.log->error("{}: cannot start the session: {}", peer_, e.what());
+        state_.error_limited("cannot start the session", "{}: cannot start the session: {}", peer_, e.what());
         finish();
     }
 }
@@ -264,7 +268,7 @@ void Session::on_read(const asio::error_code& ec, std::span<const std::byte> byt
         if (ec) {
             if (closing_) return finish();
             if (is_disconnect(ec)) return on_end_of_stream();
-            state_.log->warn("{}: read failed: {}", peer_, ec.message());
+            state_.warn_limited("read failed", "{}: read failed: {}", peer_, ec.message());
             return finish();
         }
         traffic_.received_bytes(bytes.size());
@@ -272,7 +276,7 @@ void Session::on_read(const asio::error_code& ec, std::span<const std::byte> byt
         if (finished_ || !keep_reading(false)) return;
         reader_.read();  // while closing, this discards input until the client closes
     } catch (const std::exception& e) {
-        state_.log->error("{}: closing after an internal error: {}", peer_, e.what());
+        state_.error_limited("internal error", "{}: closing after an internal error: {}", peer_, e.what());
         finish();
     }
 }
@@ -299,11 +303,13 @@ void Session::on_end_of_stream() {
     if (pause_.paused()) return pause_.hold_end_of_stream();  // ends once the held frames are published
     if (control_.phase() == Phase::Handshake) {
         Counters::add(state_.counters.truncated);
-        state_.log->warn("{}: connection closed inside the handshake ({} of {} bytes received)", peer_,
-                         handshake_.received(), control::HANDSHAKE_SIZE);
+        state_.warn_limited("closed inside the handshake",
+                            "{}: connection closed inside the handshake ({} of {} bytes received)", peer_,
+                            handshake_.received(), control::HANDSHAKE_SIZE);
     } else if (auto done = decoder_.finish(); !done) {
         Counters::add(state_.counters.truncated);
-        state_.log->warn("{}: connection closed inside a frame: {}", peer_, codec::to_string(*decoder_.failure()));
+        state_.warn_limited("closed inside a frame", "{}: connection closed inside a frame: {}", peer_,
+                            codec::to_string(*decoder_.failure()));
     } else {
         state_.log->debug("{}: client closed the connection", peer_);
     }
@@ -360,12 +366,11 @@ bool Session::acceptable(std::uint16_t type_id, std::span<const std::byte> paylo
 }
 
 void Session::bad_frame(ErrorCode code, const std::string& reason) {
+    // This connection's limiter first (a line per client, reason and interval), then the
+    // server's: a flood of connections each sending one bad frame is bounded too.
     if (const auto held_back = filter_.count(code)) {
-        if (*held_back == 0) {
-            state_.log->warn("{}: bad frame: {}", peer_, reason);
-        } else {
-            state_.log->warn("{}: bad frame: {} (and {} more like it since the last line)", peer_, reason, *held_back);
-        }
+        log_limited(*state_.log, state_.log_limits, spdlog::level::warn, bad_frame_reason(code), *held_back,
+                    "{}: bad frame: {}", peer_, reason);
     }
     // A legacy client does not know control frames; HELLO clients and peers are told.
     if (control_.phase() == Phase::Hello) enqueue(control::ERROR, encode_error(code, reason));
@@ -419,7 +424,7 @@ void Session::on_resume() {
         if (stopped.ring) ring_.drain();
         if (stopped.socket && !finished_) reader_.read();
     } catch (const std::exception& e) {
-        state_.log->error("{}: closing after an internal error: {}", peer_, e.what());
+        state_.error_limited("internal error", "{}: closing after an internal error: {}", peer_, e.what());
         finish();
     }
 }
@@ -522,7 +527,7 @@ void Session::write_now(const std::shared_ptr<Session>& self) {
         try {
             writer_.start();
         } catch (const std::exception& e) {
-            state_.log->error("{}: write failed: {}", peer_, e.what());
+            state_.error_limited("write failed", "{}: write failed: {}", peer_, e.what());
             // Not finish() here: it waits for bus callbacks, and we may be inside one.
             finish_later();
         }
@@ -532,7 +537,7 @@ void Session::write_now(const std::shared_ptr<Session>& self) {
         try {
             self->writer_.start();
         } catch (const std::exception& e) {
-            self->state_.log->error("{}: write failed: {}", self->peer_, e.what());
+            self->state_.error_limited("write failed", "{}: write failed: {}", self->peer_, e.what());
             self->finish();
         }
     });
@@ -562,7 +567,8 @@ void Session::on_slow_consumer() {
         if (finished_ || closing_) return;
         Counters::add(state_.counters.slow_consumers);
         const std::string reason = outbox_.overflow_reason();
-        state_.log->warn("{}: slow consumer disconnected ({}): {}", peer_, to_string(outbox_.policy()), reason);
+        state_.warn_limited("slow consumer", "{}: slow consumer disconnected ({}): {}", peer_,
+                            to_string(outbox_.policy()), reason);
         // The queue is discarded; the ERROR goes out if the socket takes it soon.
         close_with_error(ErrorCode::SlowConsumer, reason, SLOW_CONSUMER_LINGER);
     } catch (...) {
@@ -578,7 +584,7 @@ void Session::protocol_violation(const std::string& reason) {
 void Session::fail(ErrorCode code, const std::string& reason) {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     if (closing_) return;
-    state_.log->warn("{}: closing the connection: {}: {}", peer_, to_string(code), reason);
+    state_.warn_limited(closing_reason(code), "{}: closing the connection: {}: {}", peer_, to_string(code), reason);
     close_with_error(code, reason);
 }
 
@@ -625,8 +631,9 @@ void Session::on_shm_send_corrupt() {
         if (finished_ || closing_) return;
         const std::string what = outbox_.ring_failure();
         Counters::add(state_.counters.shm_corrupt);
-        state_.log->error("{}: the host's shared-memory ring to the client is corrupt, closing link {}: {}", peer_, id_,
-                          what);
+        state_.error_limited("ring to the client corrupt",
+                             "{}: the host's shared-memory ring to the client is corrupt, closing link {}: {}", peer_,
+                             id_, what);
         close_with_error(ErrorCode::ShmCorrupt, "shared-memory ring corrupt: " + what);
     } catch (...) {
         finish();

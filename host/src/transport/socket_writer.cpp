@@ -29,8 +29,16 @@ bool is_disconnect(const asio::error_code& ec) noexcept {
 }
 
 SocketWriter::SocketWriter(Link& link, Pipe& socket, Outbox& outbox, ShmSetup& shm, LinkTraffic& traffic,
-                           std::shared_ptr<spdlog::logger> log, const std::string& peer)
-    : link_(link), socket_(socket), outbox_(outbox), shm_(shm), traffic_(traffic), log_(std::move(log)), peer_(peer) {}
+                           std::shared_ptr<spdlog::logger> log, log::KeyedLogLimiter& log_limits,
+                           const std::string& peer)
+    : link_(link),
+      socket_(socket),
+      outbox_(outbox),
+      shm_(shm),
+      traffic_(traffic),
+      log_(std::move(log)),
+      log_limits_(log_limits),
+      peer_(peer) {}
 
 void SocketWriter::start() {
     // The first write goes out right here when the socket takes it whole, which saves
@@ -93,13 +101,15 @@ void SocketWriter::on_written(const asio::error_code& ec, std::size_t n) {
         count_written(n);
         start();
     } catch (const std::exception& e) {
-        log_->error("{}: write failed: {}", peer_, e.what());
+        log_limited(*log_, log_limits_, spdlog::level::err, "write failed", 0, "{}: write failed: {}", peer_, e.what());
         link_.finish();
     }
 }
 
 void SocketWriter::on_write_failed(const asio::error_code& ec) {
-    if (!is_disconnect(ec)) log_->warn("{}: write failed: {}", peer_, ec.message());
+    if (!is_disconnect(ec))
+        log_limited(*log_, log_limits_, spdlog::level::warn, "write failed", 0, "{}: write failed: {}", peer_,
+                    ec.message());
     link_.finish_later();
 }
 
@@ -111,7 +121,8 @@ void SocketWriter::send_offer() {
         // The socket is non-blocking; send_fds waits (poll) for room, a short bounded time.
         shm::send_fds(socket_.native_handle(), frame, fds, std::chrono::milliseconds(1'000));
     } catch (const std::system_error& e) {
-        log_->warn("{}: cannot send the shared-memory offer: {}", peer_, e.what());
+        log_limited(*log_, log_limits_, spdlog::level::warn, "cannot send the shared-memory offer", 0,
+                    "{}: cannot send the shared-memory offer: {}", peer_, e.what());
         return link_.finish();
     }
     traffic_.wrote(frame.size(), 1);

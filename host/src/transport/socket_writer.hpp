@@ -11,6 +11,7 @@
 
 #include <spdlog/logger.h>
 
+#include "limited_log.hpp"
 #include "link_traffic.hpp"
 #include "outbox.hpp"
 #include "shm/shm_setup.hpp"
@@ -45,7 +46,7 @@ public:
     };
 
     SocketWriter(Link& link, Pipe& socket, Outbox& outbox, ShmSetup& shm, LinkTraffic& traffic,
-                 std::shared_ptr<spdlog::logger> log, const std::string& peer);
+                 std::shared_ptr<spdlog::logger> log, log::KeyedLogLimiter& log_limits, const std::string& peer);
 
     /// Writes until the outbox is empty or the socket is full (then asynchronously).
     /// Only when no write is in flight (Outbox::schedule_write decides).
@@ -81,6 +82,7 @@ private:
     ShmSetup& shm_;
     LinkTraffic& traffic_;
     const std::shared_ptr<spdlog::logger> log_;
+    log::KeyedLogLimiter& log_limits_;  // the server's: write failures are limited per reason
     const std::string& peer_;
 
     std::vector<std::byte> inflight_;  // the buffer of the write in progress

@@ -60,6 +60,9 @@ struct ListenContext {
     /// Takes one accepted connection: `pipe` on its own strand of `io`, `peer` what log
     /// lines call the other side. Runs on an io thread; must not throw.
     std::function<void(Pipe pipe, std::string peer)> accept;
+    /// Longest silence between two lines about the same repeated failure (accept()
+    /// failing with EMFILE, ...): ServerOptions::log_interval.
+    std::chrono::milliseconds log_interval{10'000};
 };
 
 /// A listening endpoint's accept loop.

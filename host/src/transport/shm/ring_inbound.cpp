@@ -58,7 +58,8 @@ void RingInbound::drain() {
         }
         park(reader);
     } catch (const std::exception& e) {
-        state_.log->error("{}: closing after an internal error in the ring reader: {}", peer_, e.what());
+        state_.error_limited("internal error in the ring reader", "{}: closing after an internal error in the ring reader: {}",
+                             peer_, e.what());
         link_.finish();
     }
 }
@@ -68,7 +69,8 @@ void RingInbound::park(RingReader& reader) {
         if (ec == asio::error::operation_aborted || link_.closing()) return;
         shm_.rings()->reader->woke();
         if (ec) {
-            state_.log->warn("{}: waiting on the shared-memory doorbell: {}", peer_, ec.message());
+            state_.warn_limited("waiting on the doorbell", "{}: waiting on the shared-memory doorbell: {}", peer_,
+                                ec.message());
             return link_.finish();
         }
         drain();
@@ -124,8 +126,9 @@ bool RingInbound::read(std::size_t max, std::size_t& visited) {
             try {
                 publish_run(false);
             } catch (...) {  // a destructor may run this while an exception unwinds
-                state_.log->error("{}: frames read from the ring were not published (out of memory?)",
-                                  peer_);  // spdlog does not throw
+                state_.error_limited("ring frames not published",
+                                     "{}: frames read from the ring were not published (out of memory?)",
+                                     peer_);  // never throws (limited_log.hpp)
             }
             cork.end();
         });
@@ -158,8 +161,8 @@ void RingInbound::on_failure(const shm::RingFailure& failure) {
             break;
     }
     Counters::add(state_.counters.shm_corrupt);
-    state_.log->error("{}: the client's shared-memory ring is corrupt, closing link {}: {}", peer_, id_,
-                      shm::to_string(failure));
+    state_.error_limited("client's ring corrupt", "{}: the client's shared-memory ring is corrupt, closing link {}: {}",
+                         peer_, id_, shm::to_string(failure));
     link_.close_with_error(ErrorCode::ShmCorrupt, "shared-memory ring corrupt: " + shm::to_string(failure));
 }
 

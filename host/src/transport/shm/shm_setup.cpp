@@ -78,7 +78,8 @@ void ShmSetup::on_request(std::span<const std::byte> payload) {
         rings->own_bell = shm::EventFd::create();
     } catch (const std::exception& e) {
         // Out of memory, a memory cgroup, out of descriptors: the socket still works.
-        server_.log->warn("{}: cannot allocate shared-memory rings of {} bytes: {}", peer_, capacity, e.what());
+        server_.warn_limited("cannot allocate rings", "{}: cannot allocate shared-memory rings of {} bytes: {}", peer_,
+                             capacity, e.what());
         return refuse(ShmRefusal::NoMemory, fmt::format("cannot allocate the rings: {}", e.what()));
     }
     ShmOffer offer;
