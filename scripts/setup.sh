@@ -8,6 +8,7 @@
 # Idempotent: packages already installed are not touched, and the build is incremental.
 # Environment: BUILD_DIR (default: build), JOBS (default: nproc), DEMO_SECONDS (default: 5),
 # MYCELIUM_SKIP_TSAN=1 (test: skip the ThreadSanitizer pass),
+# MYCELIUM_SKIP_ASAN=1 (test: skip the AddressSanitizer+UBSan pass, built with clang),
 # MYCELIUM_SKIP_IMAGE=1 (test: skip building and checking the container image),
 # DEMO_RATE (ticks per second, default: 50000).
 set -euo pipefail
@@ -79,6 +80,35 @@ case "$mode" in
         -DMYCELIUM_SANITIZE=thread -DMYCELIUM_BUILD_BENCH=OFF >/dev/null
       cmake --build "$build_dir-tsan" -j "$jobs" --target mycelium_cpp_tests
       TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" "$build_dir-tsan/tests/mycelium_cpp_tests"
+    fi
+    if [ "${MYCELIUM_SKIP_ASAN:-0}" != 1 ]; then
+      # The C++ tests, the embedded tests and the Python host and SDK tests (against this
+      # build's mycelium-host) under AddressSanitizer and UBSan, with clang: the build the
+      # fuzz targets share. Every report goes to a file, so one from a host that a Python
+      # test started (and whose exit status it may not check) still fails the pass.
+      # LeakSanitizer stays on for the C++ tests; it is off (detect_leaks=0) where CPython
+      # is embedded, whose own allocations it reports (docs/reliability.md "Sanitizers").
+      log "building and running the C++, embedded and Python tests under AddressSanitizer+UBSan (clang)"
+      cmake -S "$repo" -B "$build_dir-asan" -G Ninja -DPython_EXECUTABLE=/usr/bin/python3 \
+        -DCMAKE_CXX_COMPILER=clang++ -DMYCELIUM_SANITIZE=address -DMYCELIUM_BUILD_BENCH=OFF >/dev/null
+      cmake --build "$build_dir-asan" -j "$jobs" --target mycelium_cpp_tests mycelium_embed_tests \
+        mycelium-host codegen_sample codegen_mycelium_sample
+      asan_logs="$build_dir-asan/sanitizer-reports"
+      rm -rf "$asan_logs" && mkdir -p "$asan_logs"
+      export UBSAN_OPTIONS="print_stacktrace=1:log_path=$asan_logs/ubsan"
+      asan_status=0
+      ASAN_OPTIONS="log_path=$asan_logs/asan" "$build_dir-asan/tests/mycelium_cpp_tests" || asan_status=1
+      export ASAN_OPTIONS="detect_leaks=0:log_path=$asan_logs/asan"
+      "$build_dir-asan/tests/mycelium_embed_tests" || asan_status=1
+      ctest --test-dir "$build_dir-asan" --output-on-failure -j "$jobs" --timeout 900 -R '^python\.(host|sdk)$' \
+        || asan_status=1
+      unset ASAN_OPTIONS UBSAN_OPTIONS
+      if [ -n "$(ls -A "$asan_logs")" ]; then
+        log "sanitizer reports in $asan_logs:"
+        cat "$asan_logs"/* >&2
+        asan_status=1
+      fi
+      [ "$asan_status" = 0 ] || exit 1
     fi
     # Each transport but unix: is optional (host/src/transport/CMakeLists.txt): the host
     # must build and serve without them, and name what is missing.

@@ -9,6 +9,13 @@
 #include "commands.hpp"
 #include "mycelium/log.hpp"
 
+#if defined(MYC_SANITIZE_ADDRESS)
+// The host embeds CPython, and LeakSanitizer reports the interpreter's own lifetime
+// allocations as leaks (DESIGN.md pitfalls). An ASAN_OPTIONS in the environment still
+// overrides this default.
+extern "C" __attribute__((visibility("default"))) const char* __asan_default_options() { return "detect_leaks=0"; }
+#endif
+
 int main(int argc, char** argv) {
     using namespace mycelium::app;
 

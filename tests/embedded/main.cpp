@@ -5,7 +5,7 @@
 
 #include "mycelium/embedded/interpreter.hpp"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(MYC_SANITIZE_ADDRESS)
 // LeakSanitizer reports CPython's own interpreter-lifetime allocations as leaks
 // (the Debian interpreter, not the one first on PATH); this also covers doctest's test discovery at build time.
 extern "C" __attribute__((visibility("default"))) const char* __asan_default_options() { return "detect_leaks=0"; }

@@ -38,14 +38,15 @@ public:
                        json_quote(std::string_view(msg.logger_name.data(), msg.logger_name.size())),
                        json_quote(std::string_view(msg.payload.data(), msg.payload.size())));
         for (std::size_t i = 0; i < t_fields.size(); ++i) {
-            // Not a structured binding: clang 14 cannot capture one in the lambda below.
-            const auto& key = t_fields[i].first;
-            const auto& value = t_fields[i].second;
+            // Not a structured binding: clang 14 (the sanitizer and fuzz builds) cannot
+            // capture one in a lambda.
+            const auto& field = t_fields[i];
             // An inner scope's field replaces an outer one of the same name (a link's
             // handler publishing into another link's callback names that other peer).
             const bool replaced = std::any_of(t_fields.begin() + static_cast<std::ptrdiff_t>(i) + 1, t_fields.end(),
-                                              [&](const auto& later) { return later.first == key; });
-            if (!replaced) fmt::format_to(std::back_inserter(dest), ", {}: {}", json_quote(key), json_quote(value));
+                                              [&](const auto& later) { return later.first == field.first; });
+            if (!replaced)
+                fmt::format_to(std::back_inserter(dest), ", {}: {}", json_quote(field.first), json_quote(field.second));
         }
         fmt::format_to(std::back_inserter(dest), "}}\n");
     }

@@ -553,7 +553,11 @@ void Session::finish_later() {
 }
 
 bool Session::on_own_strand() noexcept {
-    const auto* strand = socket_.get_executor().target<asio::strand<asio::io_context::executor_type>>();
+    // target() points into the executor it is asked, so that executor must outlive the
+    // pointer: asking a temporary (socket_.get_executor().target<...>()) left the pointer
+    // dangling, and AddressSanitizer reported stack-use-after-scope here.
+    const auto executor = socket_.get_executor();
+    const auto* strand = executor.target<asio::strand<asio::io_context::executor_type>>();
     return strand != nullptr && strand->running_in_this_thread();
 }
 

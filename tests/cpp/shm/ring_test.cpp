@@ -23,7 +23,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if defined(MYC_SANITIZE_THREAD) || defined(MYC_SANITIZE_ADDRESS)
 constexpr bool SANITIZED = true;
 #else
 constexpr bool SANITIZED = false;

@@ -24,6 +24,25 @@ def tick():
         state["next"] += 1
 """
 
+# PUBLISHER that holds back the values after HOLD until the file GO_FILE exists: the links
+# come up while the first values go out, and the last go out once the test has seen every
+# link up, however slowly the nodes start (under AddressSanitizer a node starts several
+# times slower, and all 30 values once left before the last node had dialed).
+GATED_PUBLISHER = """
+import os
+import mycelium_native as mn
+from mycelium_native.messages import CounterUpdate
+state = {"next": 1}
+
+@mn.every(0.02)
+def tick():
+    if state["next"] > HOLD and not os.path.exists("GO_FILE"):
+        return
+    if state["next"] <= COUNT:
+        mn.publish(CounterUpdate(counter_id=ID, value=state["next"]))
+        state["next"] += 1
+"""
+
 SUBSCRIBER = """
 import mycelium_native as mn
 from mycelium_native.messages import CounterUpdate
@@ -104,13 +123,20 @@ def test_a_script_on_one_node_receives_from_a_script_on_another(host_binary, tmp
 
 
 def test_three_nodes_deliver_once_each_with_no_loops(host_binary, tmp_path):
-    pub_a = script(tmp_path, "pub_a.py", PUBLISHER, COUNT=30, ID=1)
-    pub_b = script(tmp_path, "pub_b.py", PUBLISHER, COUNT=30, ID=2)
+    go = tmp_path / "go"
+    pub_a = script(tmp_path, "pub_a.py", GATED_PUBLISHER, COUNT=30, HOLD=20, GO_FILE=go, ID=1)
+    pub_b = script(tmp_path, "pub_b.py", GATED_PUBLISHER, COUNT=30, HOLD=20, GO_FILE=go, ID=2)
     sub = script(tmp_path, "sub.py", SUBSCRIBER)
-    topology = write_topology(tmp_path, {"a": {"scripts": [pub_a, sub]}, "b": {"scripts": [pub_b, sub]},
+    # The subscriber loads first: timers run while later scripts load, and a node's own
+    # subscriber must not miss its publisher's first value.
+    topology = write_topology(tmp_path, {"a": {"scripts": [sub, pub_a]}, "b": {"scripts": [sub, pub_b]},
                                          "c": {"scripts": [sub]}})
     nodes = {name: start_node(host_binary, topology, name) for name in ("c", "b", "a")}
     try:
+        # The first name dials: a dials b and c, b dials c.
+        for dialer, far in (("a", "b"), ("a", "c"), ("b", "c")):
+            nodes[dialer].wait_for(rf"peer '{far}': connected to ", timeout=20, stream="stderr")
+        go.touch()
         for node in nodes.values():
             node.wait_for(r"^got 1 30$", timeout=20)
             node.wait_for(r"^got 2 30$", timeout=20)
