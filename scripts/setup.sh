@@ -8,7 +8,8 @@
 # Idempotent: packages already installed are not touched, and the build is incremental.
 # Environment: BUILD_DIR (default: build), JOBS (default: nproc), DEMO_SECONDS (default: 5),
 # MYCELIUM_SKIP_TSAN=1 (test: skip the ThreadSanitizer pass),
-# MYCELIUM_SKIP_ASAN=1 (test: skip the AddressSanitizer+UBSan pass, built with clang),
+# MYCELIUM_SKIP_ASAN=1 (test: skip the AddressSanitizer+UBSan pass, built with clang, and
+# the short fuzz runs on the same build), MYCELIUM_FUZZ_SECONDS (each fuzz target, default: 20),
 # MYCELIUM_SKIP_IMAGE=1 (test: skip building and checking the container image),
 # DEMO_RATE (ticks per second, default: 50000).
 set -euo pipefail
@@ -109,6 +110,12 @@ case "$mode" in
         asan_status=1
       fi
       [ "$asan_status" = 0 ] || exit 1
+      # Every libFuzzer target on the same build, from its seed corpus, for a short run:
+      # a parser change that crashes on known inputs, or soon after, fails here. The long
+      # runs are by hand (docs/reliability.md, "Fuzzing").
+      log "building and running every fuzz target for ${MYCELIUM_FUZZ_SECONDS:-20} s"
+      cmake --build "$build_dir-asan" -j "$jobs" --target mycelium_fuzz
+      bash "$repo/scripts/fuzz.sh" "$build_dir-asan" "${MYCELIUM_FUZZ_SECONDS:-20}"
     fi
     # Each transport but unix: is optional (host/src/transport/CMakeLists.txt): the host
     # must build and serve without them, and name what is missing.
