@@ -329,9 +329,9 @@ void Host::Impl::shut_down() {
     for (const auto& [type_id, n] : runtime->discard_queued()) undelivered[type_id] += n;
     runtime->close_all();
     {
-        const auto left = std::chrono::duration<double>(options.shutdown_timeout) / 8;
+        const auto join_for = std::chrono::duration<double>(options.shutdown_timeout) / 8;
         try {
-            py::module_::import("mycelium_native").attr("_join_script_threads")(left.count());
+            py::module_::import("mycelium_native").attr("_join_script_threads")(join_for.count());
         } catch (const py::error_already_set& e) {
             log->warn("joining the scripts' threads failed: {}", e.what());
         }

@@ -5,6 +5,7 @@
 
 #include <malloc.h>
 
+#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <stdexcept>
 
 #include "commands.hpp"
+#include "descriptor_limit.hpp"
 #include "seconds_flag.hpp"
 #include "run_plan.hpp"
 #include "mycelium/demo.hpp"
@@ -208,6 +210,10 @@ void start_demo(Running& r, const RunPlan& plan) {
 }
 
 int run(const RunPlan& plan, const std::string& pymodules_dir) {
+    const std::size_t max_connections =
+        plan.spec ? std::max<std::size_t>(plan.server.max_connections, plan.spec->limits.max_connections)
+                  : plan.server.max_connections;
+    raise_descriptor_limit(descriptors_for(max_connections));
     Running r;
     try {
         r.host.emplace(plan.host);
@@ -329,6 +335,17 @@ void add_client_options(CLI::App& app, RunFlags& flags) {
         });
     app.add_option("--max-connections", flags.max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
+    app.add_option("--max-connections-per-listener", flags.max_connections_per_listener,
+                   "Clients one --listen endpoint serves at once (0: only --max-connections)")
+        ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+    app.add_option("--max-connections-per-client", flags.max_connections_per_client,
+                   "Connections one client holds at once over every endpoint: a local user by uid (Unix "
+                   "sockets, loopback TCP), a remote one by address (0: no limit)")
+        ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+    app.add_option("--idle-timeout", flags.idle_timeout,
+                   "Seconds after which a HELLO client or peer that sent nothing is sent a PING, and closed "
+                   "if it answers nothing either within as long again (0: never; legacy clients never)")
+        ->capture_default_str()->check(seconds_or_zero_up_to(MAX_TIMEOUT_SECONDS));
     app.add_option("--max-metrics-bytes", flags.max_metrics_bytes,
                    "Largest METRICS frame one client may send; a larger one is dropped (ERROR limit_exceeded)")
         ->capture_default_str()->check(CLI::Range(1, 4 << 20));

@@ -110,6 +110,9 @@ link::ServerOptions server_options(const RunFlags& flags) {
     options.handshake_timeout = milliseconds(flags.handshake_timeout);
     options.log_interval = milliseconds(flags.log_interval);
     options.max_connections = flags.max_connections;
+    options.max_connections_per_listener = flags.max_connections_per_listener;
+    options.max_connections_per_client = flags.max_connections_per_client;
+    options.idle_timeout = milliseconds(flags.idle_timeout);
     options.max_metrics_bytes = flags.max_metrics_bytes;
     options.max_metrics_series = flags.max_metrics_series;
     if (!flags.slow_consumer.empty()) {

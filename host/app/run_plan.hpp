@@ -37,6 +37,9 @@ struct RunFlags {
     double handshake_timeout = 5.0;
     double log_interval = 10.0;
     std::size_t max_connections = 1024;
+    std::size_t max_connections_per_listener = 0;
+    std::size_t max_connections_per_client = 256;
+    double idle_timeout = 60.0;
     std::size_t max_metrics_bytes = 256 * 1024;
     std::size_t max_metrics_series = 5'000;
     std::string slow_consumer;  // empty: each kind's default

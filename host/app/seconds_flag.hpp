@@ -14,5 +14,7 @@ inline constexpr double MAX_RUN_SECONDS = 10.0 * 365.0 * 24.0 * 3600.0;  // ten 
 /// `max_seconds`. Refuses "nan", "inf" and 1e10 by name instead of letting them wrap
 /// around in a conversion.
 CLI::Validator seconds_up_to(double max_seconds);
+/// As seconds_up_to, and 0 too (for a flag where 0 turns something off).
+CLI::Validator seconds_or_zero_up_to(double max_seconds);
 
 }  // namespace mycelium::app

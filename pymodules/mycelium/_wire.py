@@ -51,6 +51,7 @@ ERROR_CODES = {
     11: "unsupported_version",
     12: "shm_corrupt",
     13: "limit_exceeded",
+    14: "idle_timeout",
 }
 CODE_BAD_DIGEST_LENGTH = 1
 CODE_DIGEST_MISMATCH = 2

@@ -50,7 +50,13 @@ constexpr std::array WORKER_KEYS = {"name"sv,
                                     "max_restarts"sv,
                                     "restart_window_s"sv,
                                     "stop_grace_ms"sv};
-constexpr std::array LIMIT_KEYS = {"max_payload"sv, "handshake_timeout_ms"sv, "max_connections"sv, "max_metrics_bytes"sv,
+constexpr std::array LIMIT_KEYS = {"max_payload"sv,
+                                   "handshake_timeout_ms"sv,
+                                   "max_connections"sv,
+                                   "max_connections_per_listener"sv,
+                                   "max_connections_per_client"sv,
+                                   "idle_timeout_ms"sv,
+                                   "max_metrics_bytes"sv,
                                    "max_metrics_series"sv};
 
 std::string_view type_name(toml::node_type type) {
@@ -327,6 +333,14 @@ private:
         if (const toml::node* v = table.get("max_connections"))
             limits.max_connections =
                 static_cast<std::uint32_t>(integer_of("max_connections", *v, 1, 1'000'000));
+        if (const toml::node* v = table.get("max_connections_per_listener"))
+            limits.max_connections_per_listener =
+                static_cast<std::uint32_t>(integer_of("max_connections_per_listener", *v, 0, 1'000'000));
+        if (const toml::node* v = table.get("max_connections_per_client"))
+            limits.max_connections_per_client =
+                static_cast<std::uint32_t>(integer_of("max_connections_per_client", *v, 0, 1'000'000));
+        if (const toml::node* v = table.get("idle_timeout_ms"))
+            limits.idle_timeout = std::chrono::milliseconds(integer_of("idle_timeout_ms", *v, 0, 86'400'000));
         if (const toml::node* v = table.get("max_metrics_bytes"))
             limits.max_metrics_bytes = static_cast<std::size_t>(
                 integer_of("max_metrics_bytes", *v, 1, static_cast<std::int64_t>(MAX_PAYLOAD_LIMIT)));

@@ -155,6 +155,18 @@ struct ServerOptions {
     /// Connections served at once (handshaking ones included); further ones get an
     /// ERROR TooManyConnections and are closed.
     std::size_t max_connections = 1024;
+    /// Connections one listener serves at once (0: only max_connections applies), so that
+    /// one endpoint (a TCP port open to a network) cannot take every slot from another.
+    std::size_t max_connections_per_listener = 0;
+    /// Connections one client identity holds at once (0: no such limit), over every
+    /// listener: a local user by uid (SO_PEERCRED on a Unix socket, the socket's owner on
+    /// loopback TCP), a remote one by address. Further ones get ERROR TooManyConnections.
+    std::size_t max_connections_per_client = 256;
+    /// A connection that said HELLO (a client or a peer) and sent nothing for half of this
+    /// is sent a PING; one that then sends nothing for the other half either is closed
+    /// with ERROR IdleTimeout. Never while the host itself holds its input (flow control),
+    /// and never a legacy client, which cannot answer a PING. 0: never.
+    std::chrono::milliseconds idle_timeout{60'000};
     /// Largest METRICS frame a client may send, and most series it may report in one
     /// (docs/wire-protocol.md "METRICS"): each client's snapshot is kept until the next
     /// and served on /metrics, so both are bounded per client. A frame above either is

@@ -52,6 +52,14 @@
     X(accepted, accepted, "", "Connections accepted (including those refused for max_connections).")             \
     X(rejected_max_connections, disconnects, "max_connections",                                                   \
       "Connections refused because max_connections were open.")                                                  \
+    X(rejected_per_listener, disconnects, "max_connections_per_listener",                                         \
+      "Connections refused because their listener served max_connections_per_listener.")                         \
+    X(rejected_per_client, disconnects, "max_connections_per_client",                                             \
+      "Connections refused because their client identity held max_connections_per_client.")                      \
+    X(rejected_out_of_descriptors, disconnects, "out_of_descriptors",                                             \
+      "Connections refused because the process was out of file descriptors.")                                    \
+    X(idle_timeouts, disconnects, "idle_timeout",                                                                 \
+      "Connections closed because they sent nothing and answered no PING within idle_timeout.")                  \
     X(handshakes_ok, handshakes, "", "Handshakes that completed.")                                                \
     X(bad_digest_length, handshake_failures, "bad_digest_length", "Handshakes whose digest length was not 32.")   \
     X(digest_mismatch, handshake_failures, "digest_mismatch", "Handshakes whose digest differed from the registry's.") \

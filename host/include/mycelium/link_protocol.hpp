@@ -121,6 +121,8 @@ enum class ErrorCode : std::uint16_t {
     /// --max-metrics-series): the frame is dropped, the client's last snapshot and the
     /// connection stay.
     LimitExceeded = 13,
+    /// The connection sent nothing, and answered no PING, within the idle timeout.
+    IdleTimeout = 14,
 };
 
 /// The u16 code of a SHM_REFUSE frame: why shared memory is not used. In every case the

@@ -46,7 +46,7 @@ void ControlFrames::dispatch(std::uint16_t type_id, std::span<const std::byte> p
         case control::PONG:
             if (!decode_nonce(payload))
                 return link_.protocol_violation(fmt::format("PONG payload of {} bytes, expected 8", payload.size()));
-            return;  // the host sends no PING yet; a stray PONG is harmless
+            return;  // the idle watch's PINGs: what matters is that something came in
         case control::ERROR:
             return on_error(payload);
         case control::SHM_REQUEST:

@@ -76,6 +76,9 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
     so.max_payload = std::min(so.max_payload, spec.limits.max_payload);  // the contracts may allow less
     so.handshake_timeout = spec.limits.handshake_timeout;
     so.max_connections = spec.limits.max_connections;
+    so.max_connections_per_listener = spec.limits.max_connections_per_listener;
+    so.max_connections_per_client = spec.limits.max_connections_per_client;
+    so.idle_timeout = spec.limits.idle_timeout;
     so.max_metrics_bytes = spec.limits.max_metrics_bytes;
     so.max_metrics_series = spec.limits.max_metrics_series;
     so.socket_mode = self->socket_mode;

@@ -8,7 +8,9 @@
 
 #include <fmt/format.h>
 
+#include "mycelium/codec.hpp"
 #include "mycelium/link.hpp"
+#include "mycelium/link_protocol.hpp"
 #include "peer_dialer.hpp"
 #include "session.hpp"
 #include "transport.hpp"
@@ -59,6 +61,18 @@ LinkServer::~LinkServer() {
     }
 }
 
+namespace {
+
+// What a listener writes to a connection it can only refuse (ListenContext).
+std::vector<std::byte> out_of_descriptors_reply() {
+    std::vector<std::byte> frame;
+    (void)codec::append_frame(frame, control::ERROR,
+                              encode_error(ErrorCode::TooManyConnections, "the host is out of file descriptors"));
+    return frame;
+}
+
+}  // namespace
+
 Endpoint LinkServer::listen(std::string_view endpoint) { return listen(parse_endpoint(endpoint)); }
 
 Endpoint LinkServer::listen(const Endpoint& endpoint) {
@@ -68,11 +82,17 @@ Endpoint LinkServer::listen(const Endpoint& endpoint) {
         if (s.stopped) throw std::logic_error("LinkServer::listen after stop()");
     }
     const detail::Transport& transport = detail::transport_of(endpoint);
-    detail::ListenContext context{s.io, *s.log, s.options.socket_mode,
-                                  [&s, fds = transport.passes_descriptors](detail::Pipe pipe, std::string peer) {
-                                      s.accept(std::move(pipe), std::move(peer), fds);
-                                  },
-                                  s.options.log_interval};
+    const std::size_t slot = s.add_listener_slot();
+    detail::ListenContext context{
+        s.io,
+        *s.log,
+        s.options.socket_mode,
+        [&s, slot, fds = transport.passes_descriptors](detail::Pipe pipe, detail::AcceptedPeer peer) {
+            s.accept(std::move(pipe), std::move(peer), slot, fds);
+        },
+        s.options.log_interval,
+        out_of_descriptors_reply(),
+        [&s] { detail::Counters::add(s.counters.rejected_out_of_descriptors); }};
     Endpoint bound = endpoint;
     std::unique_ptr<detail::Listener> listener = transport.listen(context, bound);
     s.log->info("listening on {}", to_string(bound));

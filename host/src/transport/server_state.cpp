@@ -4,7 +4,10 @@
 
 #include <asio/post.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
+#include <climits>
 
 #include "mycelium/codec.hpp"
 #include "mycelium/log.hpp"
@@ -27,24 +30,57 @@ ServerState::ServerState(Bus& b, const schema::Registry& r, ServerOptions o)
         std::max(options.send_queue_bytes, codec::frame_size(options.max_payload));
 }
 
-void ServerState::accept(Pipe pipe, std::string peer, bool passes_descriptors) noexcept {
+void ServerState::accept(Pipe pipe, AcceptedPeer peer, std::size_t listener, bool passes_descriptors) noexcept {
     try {
         Counters::add(counters.accepted);
         const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed);
-        auto session = std::make_shared<Session>(*this, std::move(pipe), peer, id, passes_descriptors);
+        auto session = std::make_shared<Session>(*this, std::move(pipe), std::move(peer.description), id,
+                                                 passes_descriptors, std::nullopt,
+                                                 ConnectionSlot{listener, std::move(peer.identity)});
         asio::post(session->socket_executor(), [session] { session->start(); });
     } catch (const std::exception& e) {
-        error_limited("cannot take a connection", "cannot take a connection from {}: {}", peer, e.what());
+        error_limited("cannot take a connection", "cannot take a connection from {}: {}", peer.description, e.what());
     }
 }
 
-bool ServerState::admit(const std::shared_ptr<Session>& session, std::uint64_t id, bool& counted) {
+std::size_t ServerState::add_listener_slot() {
     std::lock_guard lock(mutex);
-    if (stopped || intake_stopped.load(std::memory_order_relaxed)) return false;
+    listener_active.push_back(0);
+    return listener_active.size() - 1;
+}
+
+namespace {
+
+// Descriptors are allocated lowest first, so a new one at or above this number means
+// that nearly every one below the limit is in use.
+int descriptor_ceiling() noexcept {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return INT_MAX;
+    const auto soft = static_cast<long long>(std::min<rlim_t>(limit.rlim_cur, INT_MAX));
+    return static_cast<int>(std::max<long long>(soft - DESCRIPTOR_HEADROOM, 0));
+}
+
+}  // namespace
+
+Admission ServerState::admit(const std::shared_ptr<Session>& session, std::uint64_t id, const ConnectionSlot& slot,
+                             int descriptor) {
+    const bool out_of_descriptors = descriptor >= descriptor_ceiling();
+    std::lock_guard lock(mutex);
+    if (stopped || intake_stopped.load(std::memory_order_relaxed)) return Admission::Stopped;
     sessions.emplace(id, session);
-    counted = active < options.max_connections;
-    if (counted) ++active;
-    return true;
+    if (out_of_descriptors) return Admission::OutOfDescriptors;
+    if (active >= options.max_connections) return Admission::TooManyConnections;
+    std::size_t& on_listener = listener_active.at(slot.listener);
+    if (options.max_connections_per_listener != 0 && on_listener >= options.max_connections_per_listener)
+        return Admission::TooManyOnListener;
+    const auto client = client_active.find(slot.identity);
+    if (options.max_connections_per_client != 0 && client != client_active.end() &&
+        client->second >= options.max_connections_per_client)
+        return Admission::TooManyFromClient;
+    ++active;
+    ++on_listener;
+    ++client_active[slot.identity];
+    return Admission::Admitted;
 }
 
 bool ServerState::admit_outbound(const std::shared_ptr<Session>& session, std::uint64_t id) {
@@ -61,11 +97,17 @@ std::shared_ptr<PeerRecord> ServerState::peer_record(const std::string& name, bo
     return record;
 }
 
-void ServerState::release(std::uint64_t id, bool counted) noexcept {
+void ServerState::release(std::uint64_t id, const ConnectionSlot* slot) noexcept {
     {
         std::lock_guard lock(mutex);
         sessions.erase(id);
-        if (counted) --active;
+        if (slot != nullptr) {
+            --active;
+            --listener_active[slot->listener];
+            if (const auto client = client_active.find(slot->identity); client != client_active.end() &&
+                                                                        --client->second == 0)
+                client_active.erase(client);
+        }
     }
     sessions_changed.notify_all();
 }

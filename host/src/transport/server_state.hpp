@@ -66,6 +66,27 @@ struct Counters {
     }
 };
 
+/// What an accepted connection counts against besides max_connections.
+struct ConnectionSlot {
+    std::size_t listener = 0;  // ServerState::listener_active's index
+    std::string identity;      // AcceptedPeer::identity
+};
+
+/// Whether an accepted connection is served, or which limit refuses it.
+enum class Admission : std::uint8_t {
+    Admitted,
+    Stopped,             // the server stops: closed without a word
+    TooManyConnections,  // max_connections
+    TooManyOnListener,   // max_connections_per_listener
+    TooManyFromClient,   // max_connections_per_client
+    OutOfDescriptors,    // too close to RLIMIT_NOFILE (DESCRIPTOR_HEADROOM)
+};
+
+/// Descriptors below RLIMIT_NOFILE that connections never take: the host's own files,
+/// /metrics, logs and the shared-memory setup of clients already served keep working
+/// when clients exhaust the rest.
+inline constexpr int DESCRIPTOR_HEADROOM = 32;
+
 /// What LinkServer shares with its sessions. Sessions refer to it by reference: stop()
 /// finishes every session before the state can go away.
 /// Member order matters: `listeners` and then `io` are destroyed first, so that handlers
@@ -98,6 +119,10 @@ struct ServerState {
     std::condition_variable sessions_changed;
     std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions;
     std::uint64_t active = 0;
+    std::vector<std::size_t> listener_active;  // by ConnectionSlot::listener
+    // By ConnectionSlot::identity; an entry lives while its identity holds a connection,
+    // so there are never more than max_connections.
+    std::unordered_map<std::string, std::size_t> client_active;
     std::vector<Endpoint> endpoints;
     bool stopped = false;
     std::map<std::string, std::shared_ptr<PeerRecord>> peers;  // by peer name
@@ -127,17 +152,22 @@ struct ServerState {
     // thread has been joined; handlers capture them by raw pointer.
     std::vector<std::shared_ptr<PeerDialer>> dialers;
 
-    /// Takes a connection a listener accepted: counts it and starts its Session. An io
-    /// thread; never throws (a failure is logged and the connection closed).
-    void accept(Pipe pipe, std::string peer, bool passes_descriptors) noexcept;
-    /// Registers a session; false (and not registered) once stopped. `counted` is false
-    /// when max_connections are open: the session is then only told so and closed.
-    bool admit(const std::shared_ptr<Session>& session, std::uint64_t id, bool& counted);
+    /// Takes a connection listener `listener` accepted: counts it and starts its Session.
+    /// An io thread; never throws (a failure is logged and the connection closed).
+    void accept(Pipe pipe, AcceptedPeer peer, std::size_t listener, bool passes_descriptors) noexcept;
+    /// A new listener's index for ConnectionSlot::listener.
+    std::size_t add_listener_slot();
+    /// Registers a session (unless Stopped) and, if Admitted, counts it against every
+    /// limit; otherwise the session is only told which limit refused it and closed.
+    /// `descriptor` is its socket's: a number near RLIMIT_NOFILE means the process is
+    /// nearly out.
+    Admission admit(const std::shared_ptr<Session>& session, std::uint64_t id, const ConnectionSlot& slot,
+                    int descriptor);
     /// Registers a session the server dialed (not counted against max_connections);
     /// false once stopped.
     bool admit_outbound(const std::shared_ptr<Session>& session, std::uint64_t id);
-    /// Forgets a session (from Session::finish).
-    void release(std::uint64_t id, bool counted) noexcept;
+    /// Forgets a session (from Session::finish); `slot` when it was Admitted.
+    void release(std::uint64_t id, const ConnectionSlot* slot) noexcept;
     /// The record of peer `name`, created (as accepted, `dialed` false) if new.
     std::shared_ptr<PeerRecord> peer_record(const std::string& name, bool dialed);
 

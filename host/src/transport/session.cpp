@@ -40,12 +40,13 @@ std::string bad_frame_reason(ErrorCode code) { return fmt::format("bad frame: {}
 // ---------------------------------------------------------------------------------------
 
 Session::Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id, bool passes_descriptors,
-                 std::optional<Outbound> outbound)
+                 std::optional<Outbound> outbound, ConnectionSlot slot)
     : state_(state),
       socket_(std::move(socket)),
       peer_(std::move(peer)),
       id_(id),
       outbound_(std::move(outbound)),
+      slot_(std::move(slot)),
       // Only the payload limit breaks the stream; types and sizes are checked per frame
       // (acceptable()), so that one bad frame costs that frame, not the connection.
       decoder_(codec::DecoderOptions{state.options.max_payload, std::nullopt}),
@@ -55,6 +56,7 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       shm_(state, *this, socket_.get_executor(), peer_, id, outbound_.has_value(), passes_descriptors),
       filter_(state.registry, state.counters, state.options.log_interval),
       pause_(socket_.get_executor()),
+      idle_(*this, state.counters, socket_.get_executor(), state.options.idle_timeout),
       // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
       outbox_(state.bus, state.options, state.counters,
               outbound_ ? state.options.slow_consumer.peer : state.options.slow_consumer.client),
@@ -73,20 +75,21 @@ void Session::start() {
     const log::ScopedFields log_fields{{"peer", peer_}};  // JSON log lines name the peer
     if (outbound_) return start_outbound();
     try {
-        bool counted = false;
-        if (!state_.admit(shared_from_this(), id_, counted)) {
+        const Admission admission = state_.admit(shared_from_this(), id_, slot_, socket_.native_handle());
+        if (admission == Admission::Stopped) {
             asio::error_code ignored;
             socket_.close(ignored);
             return;
         }
-        counted_ = counted;
+        counted_ = admission == Admission::Admitted;
         if (!counted_) {
-            reject_max_connections();
+            refuse(admission);
             reader_.read();  // drains until the client closes or the linger ends
             return;
         }
         state_.log->debug("{}: connected (link {})", peer_, id_);
         handshake_.start();
+        idle_.start();
         reader_.read();
     } catch (const std::exception& e) {
         state_.error_limited("cannot start the session", "{}: cannot start the session: {}", peer_, e.what());
@@ -94,10 +97,29 @@ void Session::start() {
     }
 }
 
-void Session::reject_max_connections() {
+void Session::refuse(Admission why) {
+    const ServerOptions& options = state_.options;
+    switch (why) {
+        case Admission::OutOfDescriptors:
+            Counters::add(state_.counters.rejected_out_of_descriptors);
+            return fail(ErrorCode::TooManyConnections, "the host is out of file descriptors");
+        case Admission::TooManyOnListener:
+            Counters::add(state_.counters.rejected_per_listener);
+            return fail(ErrorCode::TooManyConnections,
+                        fmt::format("this endpoint already serves {} connections (max_connections_per_listener)",
+                                    options.max_connections_per_listener));
+        case Admission::TooManyFromClient:
+            Counters::add(state_.counters.rejected_per_client);
+            return fail(ErrorCode::TooManyConnections,
+                        fmt::format("{} already holds {} connections (max_connections_per_client)", slot_.identity,
+                                    options.max_connections_per_client));
+        case Admission::TooManyConnections:
+        case Admission::Admitted:
+        case Admission::Stopped:
+            break;
+    }
     Counters::add(state_.counters.rejected_max_connections);
-    fail(ErrorCode::TooManyConnections,
-         fmt::format("the host already serves {} connections", state_.options.max_connections));
+    fail(ErrorCode::TooManyConnections, fmt::format("the host already serves {} connections", options.max_connections));
 }
 
 void Session::start_outbound() {
@@ -112,6 +134,7 @@ void Session::start_outbound() {
         // The dialer has already written the digest handshake and HELLO role=peer.
         control_.start_as_peer(outbound_->record->name);
         if (outbound_->request_shm) shm_.request(outbound_->shm_capacity);
+        idle_.start();
         reader_.read();
     } catch (const std::exception& e) {
         state_.mesh_log->error("{}: cannot start the link: {}", peer_, e.what());
@@ -202,6 +225,7 @@ void Session::finish() noexcept {
     outbox_.close();
     asio::error_code ignored;
     handshake_.cancel();
+    idle_.cancel();
     linger_timer_.cancel();
     pause_.cancel();
     socket_.shutdown(asio::socket_base::shutdown_both, ignored);
@@ -209,7 +233,7 @@ void Session::finish() noexcept {
     state_.log->debug("{}: closed (link {})", peer_, id_);
     leave_peer_record();
     control_.announce_closed();
-    state_.release(id_, counted_);
+    state_.release(id_, counted_ ? &slot_ : nullptr);
     // Last: the dialer may schedule a redial, which must not find this session registered.
     if (outbound_ && outbound_->on_closed) std::exchange(outbound_->on_closed, nullptr)();
 }
@@ -272,6 +296,7 @@ void Session::on_read(const asio::error_code& ec, std::span<const std::byte> byt
             return finish();
         }
         traffic_.received_bytes(bytes.size());
+        idle_.heard();
         if (!closing_ && !intake_stopped_) take_bytes(bytes);
         if (finished_ || !keep_reading(false)) return;
         reader_.read();  // while closing, this discards input until the client closes
@@ -338,6 +363,7 @@ void Session::on_decode_failure(const codec::DecodeFailure& failure) {
 
 void Session::on_frame(std::uint16_t type_id, std::span<const std::byte> payload) {
     if (closing_) return;  // the rest of a chunk after a fatal control frame
+    idle_.heard();         // frames from the ring come only this way
     // After the switch only a final ERROR may still come on the socket.
     if (shm_.active() && !ring_.reading() && type_id != control::ERROR) [[unlikely]] {
         Counters::add(state_.counters.protocol_errors);

@@ -20,6 +20,7 @@
 #include "cork.hpp"
 #include "frame_filter.hpp"
 #include "handshake_gate.hpp"
+#include "idle_watch.hpp"
 #include "inbound_pause.hpp"
 #include "io_thread.hpp"
 #include "link_traffic.hpp"
@@ -63,6 +64,7 @@ class Session final : public std::enable_shared_from_this<Session>,
                       private ShmSetup::Link,
                       private ControlFrames::Link,
                       private HandshakeGate::Link,
+                      private IdleWatch::Link,
                       private SocketReader::Link,
                       private SocketWriter::Link,
                       private RingInbound::Link,
@@ -72,8 +74,9 @@ public:
 
     /// An accepted connection (`outbound` empty) or one the server dialed to a peer, over
     /// a transport whose pipes do or do not pass descriptors (Transport::passes_descriptors).
+    /// `slot` is what an accepted connection counts against (its listener, its client).
     Session(ServerState& state, Socket socket, std::string peer, std::uint64_t id, bool passes_descriptors,
-            std::optional<Outbound> outbound = std::nullopt);
+            std::optional<Outbound> outbound = std::nullopt, ConnectionSlot slot = {});
     ~Session();
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
@@ -107,8 +110,8 @@ private:
     using Phase = ControlFrames::Phase;
 
     void start_outbound();
-    /// Sends ERROR TooManyConnections and closes. Strand.
-    void reject_max_connections();
+    /// Sends ERROR TooManyConnections naming the limit that refused it, and closes. Strand.
+    void refuse(Admission why);
 
     // Reading (strand).
     // SocketReader::Link.
@@ -130,6 +133,9 @@ private:
     /// connection's origin. `run`'s payloads are in address order in one buffer.
     void publish_from_link(std::span<const MessageView> run) override;
     bool closing() const noexcept override { return closing_ || finished_; }
+    // IdleWatch::Link.
+    bool answers_ping() const noexcept override { return control_.phase() == Phase::Hello; }
+    bool input_held() const noexcept override { return pause_.paused() || intake_stopped_; }
 
     // Flow control (inbound_pause.hpp): an io thread never waits for a full queue.
     /// Where reading would go on: false when paused, after arming the resume.
@@ -202,12 +208,13 @@ private:
     const std::string peer_;            // its address, in log lines
     const std::uint64_t id_;
     std::optional<Outbound> outbound_;  // set for sessions the server dialed
+    const ConnectionSlot slot_;         // what an accepted one counts against
 
     // Its state (strand only).
     codec::FrameDecoder decoder_;
     bool closing_ = false;  // an ERROR is being flushed; input is discarded
     bool finished_ = false;
-    bool counted_ = false;  // counted against max_connections
+    bool counted_ = false;  // admitted: counted against the connection limits under slot_
     bool intake_stopped_ = false;   // shutdown: nothing more is read or published
     bool reading_stopped_ = false;  // the socket's read loop ended because of it
     bool flushing_close_ = false;   // closing after everything queued (shut_down_after_flush)
@@ -219,6 +226,7 @@ private:
     ShmSetup shm_;        // shared memory: its setup and its rings
     FrameFilter filter_;  // which application frames pass, and the count of those that did not
     InboundPause pause_;  // flow control: paused while it holds frames the bus had no room for
+    IdleWatch idle_;      // closes it when it goes quiet and answers no PING
 
     // What this link sends, shared with publishing threads. After shm_: it writes into
     // shm_'s out_ring, and must go first.

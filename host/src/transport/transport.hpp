@@ -34,11 +34,13 @@
 #include <asio/strand.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <spdlog/logger.h>
 
@@ -51,18 +53,34 @@ using Pipe = asio::generic::stream_protocol::socket;
 /// The strand a pipe or a dial runs its handlers on.
 using Strand = asio::strand<asio::io_context::executor_type>;
 
+/// Who is on the other side of an accepted pipe, as far as its transport can tell.
+struct AcceptedPeer {
+    /// What log lines call it: `unix:/run/node.sock (pid 4242)`, `tcp:10.0.0.7:51234`.
+    std::string description;
+    /// What the per-client connection limit counts it under: `uid 1000` for a local user
+    /// (a Unix socket's SO_PEERCRED, the owner of a loopback TCP socket), `address
+    /// 10.0.0.7` for a remote one.
+    std::string identity;
+};
+
 /// What a listener needs from the server it listens for.
 struct ListenContext {
     asio::io_context& io;
     spdlog::logger& log;
     /// Unix socket files: the mode set before anyone can connect.
     unsigned socket_mode = 0660;
-    /// Takes one accepted connection: `pipe` on its own strand of `io`, `peer` what log
-    /// lines call the other side. Runs on an io thread; must not throw.
-    std::function<void(Pipe pipe, std::string peer)> accept;
+    /// Takes one accepted connection: `pipe` on its own strand of `io`. Runs on an io
+    /// thread; must not throw.
+    std::function<void(Pipe pipe, AcceptedPeer peer)> accept;
     /// Longest silence between two lines about the same repeated failure (accept()
     /// failing with EMFILE, ...): ServerOptions::log_interval.
     std::chrono::milliseconds log_interval{10'000};
+    /// When accept() fails for want of descriptors (EMFILE, ENFILE), the listener accepts
+    /// the connection with a descriptor it keeps in reserve, writes these bytes (an ERROR
+    /// too_many_connections frame), closes it, and calls `refused`: the client is told
+    /// instead of waiting in the backlog. Runs on an io thread; must not throw.
+    std::vector<std::byte> out_of_descriptors_reply;
+    std::function<void()> refused;
 };
 
 /// A listening endpoint's accept loop.

@@ -110,9 +110,9 @@ class HostProcess:
     """A running mycelium-host. Threads collect its stdout and stderr, so nothing here
     blocks without a deadline; the bound addresses it prints are in `addresses`."""
 
-    def __init__(self, binary, *args, listens=1, timeout=15.0):
+    def __init__(self, binary, *args, listens=1, timeout=15.0, preexec_fn=None):
         self.proc = subprocess.Popen([str(binary), *map(str, args)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
         self._lines = {"stdout": [], "stderr": []}
         self._changed = threading.Condition()
         self._readers = [threading.Thread(target=self._collect, args=(stream, name), daemon=True)

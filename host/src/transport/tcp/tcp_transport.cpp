@@ -22,6 +22,7 @@
 #include "../posix_connect.hpp"
 #include "../socket_dial.hpp"
 #include "../transport.hpp"
+#include "loopback_owner.hpp"
 #include "mycelium/topology/topology.hpp"
 
 namespace mycelium::link::detail {
@@ -51,22 +52,27 @@ void no_delay(Pipe& pipe) {
     pipe.set_option(asio::ip::tcp::no_delay(true), ignored);
 }
 
-std::string describe_peer(Pipe& pipe, const std::string& listener) {
+// A remote peer is its address and port in log lines and its address for the per-client
+// limit; a local one (loopback) is counted under the uid that owns its socket, as it would
+// be on a Unix socket.
+AcceptedPeer identify_peer(Pipe& pipe, const std::string& listener) {
     sockaddr_storage addr{};
     socklen_t length = sizeof addr;
-    if (::getpeername(pipe.native_handle(), reinterpret_cast<sockaddr*>(&addr), &length) != 0) return listener;
+    if (::getpeername(pipe.native_handle(), reinterpret_cast<sockaddr*>(&addr), &length) != 0)
+        return AcceptedPeer{listener, "unknown TCP peer"};
     char text[INET6_ADDRSTRLEN] = {};
+    AcceptedPeer peer{listener, "unknown TCP peer"};
     if (addr.ss_family == AF_INET) {
         const auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
         ::inet_ntop(AF_INET, &in->sin_addr, text, sizeof text);
-        return fmt::format("tcp:{}:{}", text, ntohs(in->sin_port));
-    }
-    if (addr.ss_family == AF_INET6) {
+        peer = AcceptedPeer{fmt::format("tcp:{}:{}", text, ntohs(in->sin_port)), fmt::format("address {}", text)};
+    } else if (addr.ss_family == AF_INET6) {
         const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
         ::inet_ntop(AF_INET6, &in6->sin6_addr, text, sizeof text);
-        return fmt::format("tcp:[{}]:{}", text, ntohs(in6->sin6_port));
+        peer = AcceptedPeer{fmt::format("tcp:[{}]:{}", text, ntohs(in6->sin6_port)), fmt::format("address {}", text)};
     }
-    return listener;
+    if (const auto uid = loopback_peer_uid(pipe.native_handle())) peer.identity = fmt::format("uid {}", *uid);
+    return peer;
 }
 
 std::unique_ptr<Listener> listen(const ListenContext& context, Endpoint& bound) {
@@ -86,7 +92,7 @@ std::unique_ptr<Listener> listen(const ListenContext& context, Endpoint& bound) 
     const std::string where = "tcp:" + format(bound);
     AcceptHooks hooks;
     hooks.configure = no_delay;
-    hooks.describe = [where](Pipe& pipe) { return describe_peer(pipe, where); };
+    hooks.identify = [where](Pipe& pipe) { return identify_peer(pipe, where); };
     return std::make_unique<AcceptorListener<Protocol>>(context, std::move(acceptor), where, std::move(hooks));
 }
 

@@ -46,14 +46,14 @@ void parse(std::string_view address, Endpoint& out) {
 std::string format(const Endpoint& endpoint) { return endpoint.path; }
 
 // Unix peers are usually unnamed: the listening path and the peer's pid (SO_PEERCRED),
-// so that a log line points at a process.
-std::string describe_peer(Pipe& pipe, const std::string& listener) {
+// so that a log line points at a process; the per-client limit counts its uid.
+AcceptedPeer identify_peer(Pipe& pipe, const std::string& listener) {
     ucred cred{};
     socklen_t length = sizeof cred;
     if (::getsockopt(pipe.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &length) == 0) {
-        return fmt::format("{} (pid {})", listener, cred.pid);
+        return AcceptedPeer{fmt::format("{} (pid {})", listener, cred.pid), fmt::format("uid {}", cred.uid)};
     }
-    return listener;
+    return AcceptedPeer{listener, "unknown Unix peer"};
 }
 
 // An existing file at a socket path is replaced only when it is a socket nobody answers
@@ -110,7 +110,7 @@ std::unique_ptr<Listener> listen(const ListenContext& context, Endpoint& bound) 
     const auto inode = ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
     const std::string where = "unix:" + path;
     AcceptHooks hooks;
-    hooks.describe = [where](Pipe& pipe) { return describe_peer(pipe, where); };
+    hooks.identify = [where](Pipe& pipe) { return identify_peer(pipe, where); };
     hooks.on_close = [path, inode] {
         // Remove only the file this listener made: another server may have replaced it since.
         struct stat now {};

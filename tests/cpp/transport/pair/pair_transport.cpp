@@ -28,7 +28,7 @@ using namespace mycelium::link::detail;
 /// Who listens on a name: the server's io_context and its accept callback.
 struct Listening {
     asio::io_context* io = nullptr;
-    std::function<void(Pipe, std::string)> accept;
+    std::function<void(Pipe, AcceptedPeer)> accept;
     std::uint64_t id = 0;  // tells this listener from a later one on the same name
 };
 
@@ -100,7 +100,9 @@ int pair_with_listener(const Endpoint& endpoint, std::string& error) {
     Pipe server_end(asio::make_strand(*listening.io));
     server_end.assign(asio::generic::stream_protocol(AF_UNIX, 0), fds[1]);
     asio::post(*listening.io, [accept = listening.accept, pipe = std::move(server_end),
-                               peer = "pair:" + endpoint.path]() mutable { accept(std::move(pipe), peer); });
+                               peer = "pair:" + endpoint.path]() mutable {
+        accept(std::move(pipe), AcceptedPeer{peer, peer});
+    });
     return fds[0];
 }
 

@@ -187,6 +187,9 @@ struct Limits {
     std::size_t max_payload = MAX_PAYLOAD_LIMIT;         ///< bytes, 1 .. 4 MiB
     std::chrono::milliseconds handshake_timeout{5'000};  ///< to receive the client's digest
     std::uint32_t max_connections = 1024;                ///< per node
+    std::uint32_t max_connections_per_listener = 0;      ///< per endpoint of a node; 0: none
+    std::uint32_t max_connections_per_client = 256;      ///< per uid or remote address; 0: none
+    std::chrono::milliseconds idle_timeout{60'000};      ///< HELLO clients and peers; 0: never
     std::size_t max_metrics_bytes = 256 * 1024;          ///< one client's METRICS frame
     std::size_t max_metrics_series = 5'000;              ///< series in one client's METRICS frame
 };
