@@ -560,3 +560,26 @@ def test_mycelium_shm_call_shape_on_a_dev_shm_path(start_host, sock_dir, message
             created.close()
     finally:
         subprocess.run(["rm", "-rf", base], check=False)
+
+
+@pytest.mark.parametrize("kind", ["unix", "shm"])
+def test_a_quiet_sdk_client_answers_the_hosts_pings_and_stays_through_idle_timeouts(
+        start_host, sock_dir, messages, digest, kind):
+    # The host pings a quiet HELLO client after half of --idle-timeout and closes it if
+    # nothing comes back; the SDK's reader answers, over the socket and over the rings.
+    script = write_script(sock_dir, "echo.py", ECHO_SCRIPT)
+    path = str(sock_dir / "quiet.sock")
+    start_host("--script", script, "--listen", f"unix:{path}", "--shm", "--idle-timeout", "0.4")
+    if kind == "shm":
+        t = mycelium.SharedMemoryTransport.open(path, digest, fallback=False)
+        assert t.shm_active
+    else:
+        t = mycelium.UnixTransport(path, digest)
+        t.connect()
+    try:
+        assert exchange(t, messages, 5) == [2 * i for i in range(5)]
+        time.sleep(2.0)  # five idle timeouts without a frame from the client
+        assert exchange(t, messages, 5) == [2 * i for i in range(5)]
+        assert t.stats()["reconnects"] == 0  # the same connection all along
+    finally:
+        t.close()
