@@ -220,6 +220,9 @@ Result<Frame, ReceiveError> LinkClient::receive(std::chrono::milliseconds timeou
             return f;
         }
         if (auto filled = fill(deadline); !filled) return Err{filled.error()};
+        // A fill may succeed without a whole frame (part of one on the socket; a ring
+        // whose header says there is more than it yields): the deadline still holds.
+        if (ready_.empty() && Clock::now() >= deadline) return Err{ReceiveError::Timeout};
     }
 }
 
