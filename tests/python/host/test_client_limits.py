@@ -110,7 +110,12 @@ def test_clients_that_report_at_the_limit_give_the_memory_back_when_they_leave(h
     while "wide_gauge" in page(h.url) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert "wide_gauge" not in page(h.url)
-    after = rss_kib(h.proc.pid)
+    # Given back within a few seconds: the last sessions finish (and trim) on io threads
+    # while the page is already clean, later on a loaded machine.
+    deadline = time.monotonic() + 10
+    while (after := rss_kib(h.proc.pid)) - before >= 8 * 1024 and time.monotonic() < deadline:
+        page(h.url)
+        time.sleep(0.2)
     sync(idle)
     print(f"RSS KiB: before {before}, with 8 reporters {grown}, after they left {after}")
     # Bounded while they were there, and given back (to within 8 MB) once they left.
