@@ -115,7 +115,6 @@ GRACEFUL = """
 import os, signal, subprocess, sys, time
 
 child = subprocess.Popen(["sleep", "60"])
-print(f"pids {os.getpid()} {child.pid}", flush=True)
 
 def on_term(signum, frame):
     child.wait(timeout=5)
@@ -123,6 +122,8 @@ def on_term(signum, frame):
     sys.exit(0)
 
 signal.signal(signal.SIGTERM, on_term)
+# Only once the handler is in place: the test stops the host as soon as it reads this.
+print(f"pids {os.getpid()} {child.pid}", flush=True)
 while True:
     time.sleep(0.1)
 """
