@@ -43,6 +43,16 @@ def test_durations_out_of_range_are_refused_by_name(run_host, args):
     assert args[-2] in result.stderr and "a number of seconds above 0 and at most" in result.stderr
 
 
+@pytest.mark.parametrize("value", ["nan", "-1", "1e10", "inf"])
+def test_an_idle_timeout_out_of_range_is_refused_and_0_turns_it_off(run_host, value):
+    result = run_host("--idle-timeout", value, "--demo-feed", "10", "--duration", "0.1")
+    assert result.returncode == 2, result.stderr
+    assert "--idle-timeout" in result.stderr and "a number of seconds from 0 and at most" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    off = run_host("--idle-timeout", "0", "--demo-feed", "10", "--duration", "0.1")
+    assert off.returncode == 0, off.stderr
+
+
 @pytest.mark.parametrize("args, text", [
     (["--shm", "--demo-feed", "10"], "--shm offers shared memory to the clients of a Unix listener"),
     (["--shm", "--listen", "tcp:127.0.0.1:0"], "add --listen unix:PATH"),
