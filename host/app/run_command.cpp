@@ -333,6 +333,11 @@ void add_client_options(CLI::App& app, RunFlags& flags) {
             return link::parse_legacy_layout(text) ? std::string()
                                                    : "bad legacy layout '" + text + "': expected packed or c";
         });
+    app.add_flag("--trust-payloads", flags.trust_payloads,
+                 "Relay --listen clients' application frames without validating their payloads against the "
+                 "contracts (trusted clients; the type and the size are still checked). Default: a string that is "
+                 "not UTF-8 or above its capacity, a vector above its capacity or a broken rule drops the frame "
+                 "(ERROR invalid_payload)");
     app.add_option("--max-connections", flags.max_connections, "Clients served at once")
         ->capture_default_str()->check(CLI::Range(1, 1 << 20));
     app.add_option("--max-connections-per-listener", flags.max_connections_per_listener,

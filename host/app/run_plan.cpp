@@ -124,6 +124,7 @@ link::ServerOptions server_options(const RunFlags& flags) {
     const auto layout = link::parse_legacy_layout(flags.legacy_layout);
     if (!layout) throw PlanError("--legacy-layout: bad layout '" + flags.legacy_layout + "'");
     options.legacy_layout = *layout;
+    if (flags.trust_payloads) options.trust_payloads = link::TrustPayloads::All;
     options.shm_enabled = flags.shm;
     options.shm_ring_bytes = flags.shm_ring_bytes;
     options.shm_spin = std::chrono::microseconds(static_cast<long>(flags.spin_us));

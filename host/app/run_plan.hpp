@@ -45,6 +45,7 @@ struct RunFlags {
     std::string slow_consumer;  // empty: each kind's default
     long slow_consumer_wait_ms = 1000;
     std::string legacy_layout = "packed";
+    bool trust_payloads = false;  // relay --listen clients' payloads unvalidated
     bool shm = false;                       // offer shared memory on --listen unix:PATH
     std::size_t shm_ring_bytes = 1u << 20;  // per direction
     std::vector<std::string> workers;       // NAME=SCRIPT[:ARG,...] (supervised workers)

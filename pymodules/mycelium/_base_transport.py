@@ -109,7 +109,7 @@ class BaseTransport:
 
     @property
     def dropped_by_host(self):
-        """Frames the host answered with ERROR unknown_type / size_mismatch."""
+        """Frames the host answered with ERROR unknown_type / size_mismatch / invalid_payload."""
         return self._connection.dropped_by_host
 
     def describe(self):

@@ -115,7 +115,7 @@ class Connection:
         self._nonces = itertools.count(int.from_bytes(os.urandom(4), "little") << 16)
         self._pongs = {}  # nonce -> threading.Event (under lock)
         self.reconnects = 0
-        self.dropped_by_host = 0  # frames the host answered with ERROR unknown_type / size_mismatch
+        self.dropped_by_host = 0  # frames the host answered with ERROR unknown_type / size_mismatch / invalid_payload
         self.metrics_refused = 0  # METRICS snapshots the host answered with ERROR limit_exceeded
 
     def attach_channel(self, channel):
@@ -281,9 +281,10 @@ class Connection:
 
     def _on_error(self, payload):
         code, name, reason = _wire.decode_error(payload)
-        if code in (_wire.CODE_UNKNOWN_TYPE, _wire.CODE_SIZE_MISMATCH):
+        if code in (_wire.CODE_UNKNOWN_TYPE, _wire.CODE_SIZE_MISMATCH, _wire.CODE_INVALID_PAYLOAD):
             # The host dropped one frame and keeps the connection (another contracts
-            # version, a hand-made frame): count it, log the first and every 1000th.
+            # version, a hand-made frame, a payload that breaks its contract): count it,
+            # log the first and every 1000th.
             self.dropped_by_host += 1
             if self.dropped_by_host % 1000 == 1:
                 log.warning("%s: the host dropped a frame (%d so far): %s: %s", self.describe(),

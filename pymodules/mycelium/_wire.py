@@ -51,13 +51,15 @@ ERROR_CODES = {
     11: "unsupported_version",
     12: "shm_corrupt",
     13: "limit_exceeded",
-    14: "idle_timeout",
+    14: "invalid_payload",
+    15: "idle_timeout",
 }
 CODE_BAD_DIGEST_LENGTH = 1
 CODE_DIGEST_MISMATCH = 2
 CODE_UNKNOWN_TYPE = 5
 CODE_SIZE_MISMATCH = 6
 CODE_LIMIT_EXCEEDED = 13
+CODE_INVALID_PAYLOAD = 14
 CODE_SHUTTING_DOWN = 10
 CODE_UNSUPPORTED_VERSION = 11
 

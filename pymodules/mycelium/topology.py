@@ -55,7 +55,7 @@ class TopologyWarning(UserWarning):
 # Keys accepted in each table, in the order suggestions prefer them (topology/src/parser.cpp).
 _TOP_KEYS = ("socket_dir", "nodes", "contracts", "socket_mode", "limits")
 _NODE_KEYS = ("name", "services", "host", "port", "endpoint", "bind", "socket_mode", "scripts", "contracts",
-              "metrics", "queues", "shm", "workers", "slow_consumer", "legacy_layout")
+              "metrics", "queues", "shm", "workers", "slow_consumer", "legacy_layout", "trust_payloads")
 _ENDPOINT_KEYS = ("kind", "addr")
 _QUEUE_KEYS = ("capacity", "policy", "link_capacity")
 _SHM_KEYS = ("enabled", "ring_bytes", "spin_us", "wait_ms")

@@ -4,6 +4,14 @@
 //   link.{unix,tcp}_one_way_cross_core_32B  the same with node B's io thread (and the floor's
 //                                           echo thread) on CPU 1
 //   link.{unix,tcp}_stream_32B              M msg/s node A -> node B  floor: raw 8 KiB writes
+//   link.payload_check_{plain_32B,string_40B}
+//                                           ns per frame of Registry::validate, the check
+//                                           links run on what they read   floor: copying
+//                                           the payload
+//   link.unix_validated_stream_{plain_32B,string_40B}
+//                                           M msg/s of the Unix stream into a node that
+//                                           validates its peer's payloads (the default)
+//                                           floor: the same into one that trusts them
 //   link.shm_one_way_cross_core_32B         ns one way over the shared-memory rings of a peer
 //                                           link (both io threads spinning, on CPU 0 and CPU
 //                                           1)   floor: the Unix-socket link, cross core, same run
@@ -62,6 +70,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
@@ -94,6 +103,7 @@ namespace {
 constexpr std::uint16_t PING = 60001;
 constexpr std::uint16_t PONG = 60002;
 constexpr std::uint16_t DATA = 60003;
+constexpr std::uint16_t TEXT = 60004;  // seq, then a String of 24: 40 bytes
 constexpr int IO_CPU = 0;     // the io threads and the floors' threads (one core)
 constexpr int OTHER_CPU = 1;  // node B's io thread across cores; the stream's publisher
 constexpr auto DEADLINE = 10s;  // any wait longer than this is a failure, not a figure
@@ -112,6 +122,10 @@ messages:
     tlv_type: 60003
     description: 32-byte benchmark message (the stream)
     fields: {seq: u64, ts_ns: u64, a: u64, b: u64}
+  BenchText:
+    tlv_type: 60004
+    description: 40-byte benchmark message with a string (the validated stream)
+    fields: {seq: u64, name: {type: String, max_length: 24}}
 )";
 
 struct Msg32 {
@@ -545,8 +559,8 @@ private:
 /// run the link delivers (a run of one for a frame that arrives alone).
 class LinkStreamSink {
 public:
-    explicit LinkStreamSink(LinkPair& pair) {
-        sub_ = pair.b->bus.subscribe_batch(DATA, [this, cpu = pair.b_cpu](std::span<const MessageView> run) {
+    explicit LinkStreamSink(LinkPair& pair, std::uint16_t type_id = DATA) {
+        sub_ = pair.b->bus.subscribe_batch(type_id, [this, cpu = pair.b_cpu](std::span<const MessageView> run) {
             pin_once(pinned_, cpu);
             for (const MessageView& v : run) {
                 std::uint64_t seq;
@@ -621,13 +635,15 @@ bench::Entry one_way(Transport t, Placement where, const bench::Args& args, cons
 
 /// Node B's interest in DATA must have reached node A before the first timed publish:
 /// publishes until one crosses the link.
-void wait_for_stream_interest(LinkPair& pair, LinkStreamSink& sink) {
+void wait_for_stream_interest(LinkPair& pair, LinkStreamSink& sink, std::uint16_t type_id = DATA) {
     sink.arm(0, 1);
     if (!wait_for([&] {
-            const Msg32 m{0, 0, 1, 2};
-            (void)pair.a->bus.publish(DATA, bytes_of(m));
+            // The same bytes serve BenchData and a valid BenchText (seq 0, name "").
+            const Msg32 m{0, 0, 0, 0};
+            const std::size_t size = registry().find(type_id)->size;
+            (void)pair.a->bus.publish(type_id, bytes_of(m).first(size));
             std::this_thread::sleep_for(5ms);
-            return pair.b->bus.counters(DATA).published > 0;
+            return pair.b->bus.counters(type_id).published > 0;
         }))
         fail("the stream type never crossed the link");
     std::this_thread::sleep_for(20ms);
@@ -686,6 +702,143 @@ bench::Entry stream(Transport t, const bench::Args& args, const TempDir& dir) {
                  bench::percentile(publish_rates, 50),
                  s.writes > 0 ? static_cast<double>(s.frames_sent) / static_cast<double>(s.writes) : 0.0);
     return e;
+}
+
+/// A BenchText (seq, name: String of 24) with a 20-byte ASCII name: validate() reads its
+/// length and checks 20 bytes of UTF-8.
+struct Text40 {
+    std::uint64_t seq = 0;
+    std::uint16_t length = 20;
+    std::array<std::uint8_t, 6> zero{};
+    std::array<char, 24> name{'m', 'a', 'r', 'k', 'e', 't', '-', 'd', 'a', 't', 'a', '-',
+                              'f', 'e', 'e', 'd', '-', '0', '0', '1'};
+};
+static_assert(sizeof(Text40) == 40);
+
+/// The cost of validating what a link reads: the same stream over the Unix-socket peer
+/// link into a node that validates its peers' payloads (the default) and into one that
+/// trusts them (TrustPayloads::All, the floor), interleaved. For BenchData (plain: no
+/// string, vector or rule) and for BenchText (a string: length and UTF-8 read per frame).
+std::vector<bench::Entry> validation_streams(const bench::Args& args, const TempDir& dir) {
+    const int reps = args.quick ? 5 : 15;
+    const std::uint64_t n = args.quick ? 500'000 : 2'000'000;
+    std::vector<bench::Entry> entries;
+    for (const std::uint16_t type_id : {DATA, TEXT}) {
+        const bool text = type_id == TEXT;
+        const std::size_t size = registry().find(type_id)->size;
+        bench::Entry e{std::string("link.unix_validated_stream_") + (text ? "string_40B" : "plain_32B"), "M msg/s",
+                       bench::Better::Higher, {},
+                       std::string("the same stream of ") + (text ? "BenchText" : "BenchData") +
+                           " into a node that trusts its peer's payloads (trust_payloads = all), same run",
+                       {}, text ? ">= 0.9 x floor" : ">= 0.97 x floor"};
+        link::ServerOptions validating;
+        validating.send_queue_frames = n + 1024;
+        validating.send_queue_bytes = (n + 1024) * (codec::HEADER_SIZE + size);
+        link::ServerOptions trusting = validating;
+        trusting.trust_payloads = link::TrustPayloads::All;
+        struct Side {
+            LinkPair pair;
+            LinkStreamSink sink;
+            LinkPingPong pingpong;
+            Side(const TempDir& dir, const link::ServerOptions& o, std::uint16_t type_id)
+                : pair(Transport::Unix, dir, o, IO_CPU, IO_CPU), sink(pair, type_id), pingpong(pair) {}
+        };
+        Side checked(dir, validating, type_id), trusted(dir, trusting, type_id);
+        for (Side* side : {&checked, &trusted}) {
+            side->pingpong.warm_up();
+            wait_for_stream_interest(side->pair, side->sink, type_id);
+        }
+        std::uint64_t seq = 1'000'000'000;
+        const auto run = [&](Side& side) {
+            side.sink.arm(seq, n);
+            bench::pin_this_thread(OTHER_CPU);
+            Text40 t;
+            Msg32 m{0, 0, 1, 2};
+            Bus& bus = side.pair.a->bus;
+            const auto t0 = Clock::now();
+            for (std::uint64_t i = 0; i < n; ++i) {
+                if (text) {
+                    t.seq = seq + i;
+                    (void)bus.publish(TEXT, {reinterpret_cast<const std::byte*>(&t), sizeof t});
+                } else {
+                    m.seq = seq + i;
+                    (void)bus.publish(DATA, bytes_of(m));
+                }
+            }
+            const auto t_end = side.sink.wait(n);
+            seq += n;
+            return static_cast<double>(n) / std::chrono::duration<double, std::nano>(t_end - t0).count() * 1e3;
+        };
+        for (int r = 0; r < reps + 1; ++r) {  // repetition 0 warms up
+            // Each goes first every other repetition: the machine's drift hits both alike.
+            const bool checked_first = r % 2 == 0;
+            const double first = run(checked_first ? checked : trusted);
+            const double second = run(checked_first ? trusted : checked);
+            const double on = checked_first ? first : second;
+            const double off = checked_first ? second : first;
+            if (r == 0) continue;
+            e.samples.push_back(on);
+            e.floor_samples.push_back(off);
+        }
+        for (Side* side : {&checked, &trusted}) check_link_health(side->pair, e.name.c_str());
+        if (checked.pair.b->server.stats().invalid_payload != 0) fail(e.name + ": a valid frame was refused");
+        std::fprintf(stderr, "%s: median %.2f M msg/s validated (slowest %.2f), %.2f trusted (slowest %.2f)\n",
+                     e.name.c_str(), bench::percentile(e.samples, 50), bench::percentile(e.samples, 1),
+                     bench::percentile(e.floor_samples, 50), bench::percentile(e.floor_samples, 1));
+        entries.push_back(std::move(e));
+    }
+    return entries;
+}
+
+/// What the check itself costs per frame, without the machine's noise around a stream:
+/// Registry::validate (what FrameFilter calls for each frame of a type that is not plain)
+/// over 4,096 distinct frames in a loop, ns per frame. Floor: copying the same payloads,
+/// which the bus does for every frame a link publishes.
+std::vector<bench::Entry> payload_checks(const bench::Args& args) {
+    const int reps = args.quick ? 5 : 31;
+    const int passes = args.quick ? 50 : 250;  // over the 4,096 frames: 1 M checks a sample
+    constexpr std::size_t FRAMES = 4096;
+    std::vector<bench::Entry> entries;
+    for (const std::uint16_t type_id : {DATA, TEXT}) {
+        const schema::MessageSchema& schema = *registry().find(type_id);
+        const bool text = type_id == TEXT;
+        bench::Entry e{std::string("link.payload_check_") + (text ? "string_40B" : "plain_32B"), "ns",
+                       bench::Better::Lower, {}, "memcpy of the same payload (the bus copies each frame)", {},
+                       text ? "report" : "report (links never call it for a plain type)"};
+        std::vector<std::byte> frames(FRAMES * schema.size);
+        for (std::size_t i = 0; i < FRAMES; ++i) {
+            Text40 t;
+            t.seq = i;
+            Msg32 m{i, 0, 1, 2};
+            std::memcpy(frames.data() + i * schema.size, text ? static_cast<const void*>(&t) : &m, schema.size);
+        }
+        std::vector<std::byte> copy(schema.size);
+        const auto per_frame = [&](auto&& body) {
+            const auto t0 = Clock::now();
+            for (int p = 0; p < passes; ++p)
+                for (std::size_t i = 0; i < FRAMES; ++i) body(std::span(frames).subspan(i * schema.size, schema.size));
+            return std::chrono::duration<double, std::nano>(Clock::now() - t0).count() /
+                   (static_cast<double>(passes) * FRAMES);
+        };
+        std::size_t refused = 0;
+        for (int r = 0; r < reps + 1; ++r) {
+            const double checked = per_frame([&](std::span<const std::byte> payload) {
+                refused += !registry().validate(schema, payload);
+            });
+            const double copied = per_frame([&](std::span<const std::byte> payload) {
+                std::memcpy(copy.data(), payload.data(), payload.size());
+                bench::do_not_optimize(copy[0]);
+            });
+            if (r == 0) continue;
+            e.samples.push_back(checked);
+            e.floor_samples.push_back(copied);
+        }
+        if (refused != 0) fail(e.name + ": a valid frame was refused");
+        std::fprintf(stderr, "%s: median %.2f ns per frame, the copy %.2f\n", e.name.c_str(),
+                     bench::percentile(e.samples, 50), bench::percentile(e.floor_samples, 50));
+        entries.push_back(std::move(e));
+    }
+    return entries;
 }
 
 /// Node-to-node one way over the rings against the Unix-socket link, both cross core and
@@ -829,6 +982,10 @@ int main(int argc, char** argv) {
         }
         for (const Transport t : {Transport::Unix, Transport::Tcp})
             if (args.wants("link." + std::string(name_of(t)) + "_stream")) entries.push_back(stream(t, args, dir));
+        if (args.wants("link.payload_check"))
+            for (auto& entry : payload_checks(args)) entries.push_back(std::move(entry));
+        if (args.wants("link.unix_validated_stream"))
+            for (auto& entry : validation_streams(args, dir)) entries.push_back(std::move(entry));
         if (args.wants("link.shm_one_way")) entries.push_back(shm_one_way(args, dir));
         if (args.wants("link.shm_stream"))
             for (auto& entry : shm_stream(args, dir)) entries.push_back(std::move(entry));

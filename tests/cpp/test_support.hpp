@@ -7,13 +7,16 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -75,6 +78,27 @@ messages:
       counter_id: u32
       value: u64
 )";
+
+/// A TextMessage payload (TEXT_AND_COUNTER_CONTRACTS) whose `sender` holds `sender` with
+/// the length prefix `length` (its size unless given), an empty `content` and `timestamp`.
+/// Bytes that are not UTF-8, or a length above 32, make it one that breaks its contract.
+inline std::vector<std::byte> text_message(std::string_view sender, std::optional<std::uint16_t> length = {},
+                                           std::uint64_t timestamp = 0) {
+    std::vector<std::byte> out(312);
+    const std::uint16_t declared = length.value_or(static_cast<std::uint16_t>(sender.size()));
+    std::memcpy(out.data(), &declared, 2);
+    std::memcpy(out.data() + 8, sender.data(), std::min<std::size_t>(sender.size(), 32));
+    std::memcpy(out.data() + 304, &timestamp, 8);
+    return out;
+}
+
+/// The `sender` of a TextMessage payload, as its length prefix says (at most 32 bytes).
+template <typename Bytes>
+std::string text_sender(const Bytes& payload) {
+    std::uint16_t length = 0;
+    std::memcpy(&length, payload.data(), 2);
+    return std::string(reinterpret_cast<const char*>(payload.data()) + 8, std::min<std::size_t>(length, 32));
+}
 
 /// The counter_id of a CounterUpdate frame (anything with a `payload` of bytes).
 template <typename FrameLike>

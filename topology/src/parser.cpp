@@ -35,7 +35,7 @@ constexpr std::array TOP_KEYS = {"socket_dir"sv, "nodes"sv, "contracts"sv, "sock
 constexpr std::array NODE_KEYS = {
     "name"sv,    "services"sv,  "host"sv,    "port"sv,   "endpoint"sv, "bind"sv,   "socket_mode"sv,
     "scripts"sv, "contracts"sv, "metrics"sv, "queues"sv, "shm"sv,      "workers"sv, "slow_consumer"sv,
-    "legacy_layout"sv};
+    "legacy_layout"sv, "trust_payloads"sv};
 constexpr std::array ENDPOINT_KEYS = {"kind"sv, "addr"sv};
 constexpr std::array QUEUE_KEYS = {"capacity"sv, "policy"sv, "link_capacity"sv};
 constexpr std::array SLOW_CONSUMER_KEYS = {"legacy"sv, "client"sv, "peer"sv, "wait_ms"sv};
@@ -400,6 +400,7 @@ private:
         if (const toml::node* v = table.get("shm")) read_shm(table_of("shm", *v), node.shm);
         read_slow_consumer(table, node);
         if (const toml::node* v = table.get("legacy_layout")) node.legacy_layout = legacy_layout_of(*v);
+        if (const toml::node* v = table.get("trust_payloads")) node.trust_payloads = trust_payloads_of(*v);
         if (const toml::node* v = table.get("workers")) read_workers(*v, node);
 
         if (!node.is_local() && !node.port &&
@@ -530,6 +531,12 @@ private:
         if (const toml::node* p = table.get("peer")) config.peer = slow_consumer_of("peer", *p);
         if (const toml::node* w = table.get("wait_ms"))
             config.wait = std::chrono::milliseconds(integer_of("wait_ms", *w, 0, MAX_SHM_WAIT.count()));
+    }
+
+    TrustPayloads trust_payloads_of(const toml::node& value) const {
+        const std::string text = string_of("trust_payloads", value);
+        if (const auto trust = parse_trust_payloads(text)) return *trust;
+        fail("bad trust_payloads " + in_quotes(text) + ", expected 'none', 'peers' or 'all'", value.source());
     }
 
     LegacyLayout legacy_layout_of(const toml::node& value) const {

@@ -173,6 +173,25 @@ std::optional<LegacyLayout> parse_legacy_layout(std::string_view text) noexcept 
     return std::nullopt;
 }
 
+std::string_view to_string(TrustPayloads trust) noexcept {
+    switch (trust) {
+        case TrustPayloads::None:
+            return "none";
+        case TrustPayloads::Peers:
+            return "peers";
+        case TrustPayloads::All:
+            return "all";
+    }
+    return "?";
+}
+
+std::optional<TrustPayloads> parse_trust_payloads(std::string_view text) noexcept {
+    for (const TrustPayloads t : {TrustPayloads::None, TrustPayloads::Peers, TrustPayloads::All}) {
+        if (text == to_string(t)) return t;
+    }
+    return std::nullopt;
+}
+
 std::string_view to_string(RestartPolicy policy) noexcept {
     switch (policy) {
         case RestartPolicy::Always:

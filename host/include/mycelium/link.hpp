@@ -137,6 +137,11 @@ struct SlowConsumerPolicies {
 using LegacyLayout = topology::LegacyLayout;
 using topology::parse_legacy_layout;
 
+/// Whose application payloads a server relays without validating them against the
+/// contracts: one type with the topology's `trust_payloads` (mycelium/topology/policies.hpp).
+using TrustPayloads = topology::TrustPayloads;
+using topology::parse_trust_payloads;
+
 /// How long a slow consumer being disconnected may take to accept its ERROR frame.
 inline constexpr std::chrono::milliseconds SLOW_CONSUMER_LINGER{100};
 
@@ -199,9 +204,14 @@ struct ServerOptions {
     /// How long the host's ring reader spins on an empty ring before it parks on its
     /// doorbell (it spins on an io thread: keep it short; 0 = park at once).
     std::chrono::microseconds shm_spin{50};
-    /// Bad input a connection repeats (a frame of an unknown type or the wrong size) is
-    /// logged at most once per connection, reason and interval, with a count of the
-    /// lines held back.
+    /// Which connections' application payloads are relayed without Registry::validate
+    /// (docs/wire-protocol.md "Bad frames"): by default every client's and peer's are
+    /// checked, and a frame that breaks its contract is dropped with ERROR invalid_payload
+    /// (the connection stays). The type and the size are checked on every link.
+    TrustPayloads trust_payloads = TrustPayloads::None;
+    /// Bad input a connection repeats (a frame of an unknown type, of the wrong size, with
+    /// an invalid payload) is logged at most once per connection, reason and interval,
+    /// with a count of the lines held back.
     std::chrono::milliseconds log_interval{10'000};
     /// SlowConsumerPolicy::Block: how long a consumer's full send queue or ring may pause
     /// its producers before it is disconnected as a slow consumer (0: at once).
@@ -214,11 +224,12 @@ struct ServerOptions {
 };
 
 /// Frames the host dropped on one open connection without closing it: bad input it sent
-/// (an unknown type, the wrong size) and frames to it evicted as it fell behind.
+/// (an unknown type, the wrong size, a payload that breaks the contracts) and frames to it evicted as it fell behind.
 struct ClientDrops {
     std::string client;              ///< its HELLO name, else its address
     std::uint64_t unknown_type = 0;  ///< sent by it, dropped
     std::uint64_t size_mismatch = 0; ///< sent by it, dropped
+    std::uint64_t invalid_payload = 0; ///< sent by it, dropped (its payload broke the contracts)
     std::uint64_t slow_consumer = 0; ///< meant for it, dropped under DropOldest
 };
 

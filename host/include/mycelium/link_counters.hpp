@@ -22,8 +22,8 @@
     F(handshake_failures, "mycelium_link_handshake_failures_total", "reason",                                     \
       "Connections closed during the digest handshake, by reason")                                               \
     F(decode_errors, "mycelium_link_decode_errors_total", "reason",                                               \
-      "Bad frames, by reason: oversize and protocol_error close the connection, unknown_type and size_mismatch "  \
-      "drop the frame")                                                                                           \
+      "Bad frames, by reason: oversize and protocol_error close the connection, unknown_type, size_mismatch "    \
+      "and invalid_payload drop the frame")                                                                       \
     F(disconnects, "mycelium_link_disconnects_total", "reason",                                                   \
       "Connections the host closed, by reason (besides bad frames and handshakes)")                              \
     F(flow_pauses, "mycelium_link_flow_pauses_total", "",                                                         \
@@ -71,6 +71,9 @@
       "type id 0 (the connection closes).")                                                                       \
     X(size_mismatch, decode_errors, "size_mismatch",                                                              \
       "Application frames whose payload size did not match their type, dropped.")                                \
+    X(invalid_payload, decode_errors, "invalid_payload",                                                          \
+      "Application frames whose payload broke its contract (a string not UTF-8 or above its capacity, a vector " \
+      "above its capacity, a rule), dropped; links whose payloads are trusted are not checked.")                \
     X(metrics_over_limit, decode_errors, "metrics_over_limit",                                                    \
       "METRICS frames above the per-client limits (max_metrics_bytes, max_metrics_series), dropped.")           \
     X(protocol_errors, decode_errors, "protocol_error",                                                           \

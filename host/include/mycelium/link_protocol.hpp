@@ -121,8 +121,12 @@ enum class ErrorCode : std::uint16_t {
     /// --max-metrics-series): the frame is dropped, the client's last snapshot and the
     /// connection stay.
     LimitExceeded = 13,
+    /// An application frame whose payload breaks its message's contract (a string that is
+    /// not UTF-8 or longer than its capacity, a vector count above its capacity, a rule):
+    /// the frame is dropped, the connection stays.
+    InvalidPayload = 14,
     /// The connection sent nothing, and answered no PING, within the idle timeout.
-    IdleTimeout = 14,
+    IdleTimeout = 15,
 };
 
 /// The u16 code of a SHM_REFUSE frame: why shared memory is not used. In every case the

@@ -5,6 +5,7 @@
 /// Thread safety: a value type; distinct objects safe, shared objects unsafe.
 
 #include <cassert>
+#include <optional>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -42,20 +43,22 @@ private:
     std::variant<T, E> state_;
 };
 
-/// Result<void, E>: success carries nothing.
+/// Result<void, E>: success carries nothing, and constructs no E. (With `E error_{}` and
+/// a defaulted constructor, every `return {};` zero-filled a ValidationFailure's four
+/// strings with `rep stos`: about 15 ns a successful validate(), as much as checking a
+/// short string. A user-provided constructor and an optional write one flag.)
 template <class E>
 class [[nodiscard]] Result<void, E> {
 public:
-    Result() = default;
-    Result(Err<E> err) : ok_(false), error_(std::move(err.error)) {}
+    Result() noexcept {}  // not `= default`: value-initialisation would zero the whole object
+    Result(Err<E> err) : error_(std::move(err.error)) {}
 
-    bool has_value() const noexcept { return ok_; }
-    explicit operator bool() const noexcept { return ok_; }
-    const E& error() const { assert(!ok_); return error_; }
+    bool has_value() const noexcept { return !error_.has_value(); }
+    explicit operator bool() const noexcept { return has_value(); }
+    const E& error() const { assert(!has_value()); return *error_; }
 
 private:
-    bool ok_ = true;
-    E error_{};
+    std::optional<E> error_;
 };
 
 }  // namespace mycelium

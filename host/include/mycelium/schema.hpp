@@ -120,6 +120,10 @@ struct MessageSchema {
     std::size_t align = 1;
     std::vector<Field> fields;
     int line = 0;
+    /// No String or Vec field and no rule: any payload of `size` bytes is valid, so
+    /// Registry::validate checks only the size (set by the contracts parser; false, the
+    /// safe default, reads every field).
+    bool plain = false;
 
     const Field* find_field(std::string_view field_name) const noexcept;
 };

@@ -58,11 +58,13 @@ void add_connection_families(const std::vector<Listener>& listeners, Families& o
                         MetricType::Counter);
         for (const auto& [server, listener] : listeners) {
             for (const link::ClientDrops& bad : server->client_drops()) {
-                if (bad.unknown_type == 0 && bad.size_mismatch == 0) continue;
+                if (bad.unknown_type == 0 && bad.size_mismatch == 0 && bad.invalid_payload == 0) continue;
                 add_sample(f, as_double(bad.unknown_type),
                            {{"listener", listener}, {"client", bad.client}, {"reason", "unknown_type"}});
                 add_sample(f, as_double(bad.size_mismatch),
                            {{"listener", listener}, {"client", bad.client}, {"reason", "size_mismatch"}});
+                add_sample(f, as_double(bad.invalid_payload),
+                           {{"listener", listener}, {"client", bad.client}, {"reason", "invalid_payload"}});
             }
         }
         out.push_back(std::move(f));

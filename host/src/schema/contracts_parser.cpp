@@ -345,6 +345,9 @@ private:
             msg.fields.push_back(std::move(field));
         }
         msg.size = align_up(offset, msg.align);
+        msg.plain = std::none_of(msg.fields.begin(), msg.fields.end(), [](const Field& field) {
+            return field.kind == FieldKind::String || field.kind == FieldKind::Vec || field.validation.any();
+        });
         if (msg.size > options_.max_payload) {
             fail(fields, msg.fields.back().name,
                  "the message is " + std::to_string(msg.size) + " bytes, over the payload limit of " +

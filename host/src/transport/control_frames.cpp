@@ -188,9 +188,10 @@ void ControlFrames::on_ping(std::span<const std::byte> payload) {
 
 void ControlFrames::on_error(std::span<const std::byte> payload) {
     const auto error = decode_error(payload);
-    if (error && (error->code == ErrorCode::UnknownType || error->code == ErrorCode::SizeMismatch)) {
+    if (error && (error->code == ErrorCode::UnknownType || error->code == ErrorCode::SizeMismatch ||
+                  error->code == ErrorCode::InvalidPayload)) {
         // The far side dropped one of our frames and goes on (a peer of another contracts
-        // version): worth a line, not the link.
+        // version, or one a trusted client of ours sent invalid): worth a line, not the link.
         if (const auto held_back = filter_.admit_far_side_drop()) {
             log_limited(*state_.log, state_.log_limits, spdlog::level::warn, "the far side dropped a frame", *held_back,
                         "{}: the far side dropped a frame: {} {}", peer_, to_string(error->code), error->reason);

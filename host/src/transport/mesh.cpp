@@ -88,6 +88,7 @@ Mesh::Mesh(Bus& bus, const schema::Registry& registry, const topology::Spec& spe
                         .peer = self->slow_consumer.peer};
     so.slow_consumer_wait = self->slow_consumer.wait;
     so.legacy_layout = self->legacy_layout;
+    so.trust_payloads = self->trust_payloads;
     // Shared memory is offered to same-host clients and peers when this node enables it.
     so.shm_enabled = self->shm.enabled;
     so.shm_ring_bytes = self->shm.ring_bytes;

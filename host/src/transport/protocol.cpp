@@ -48,6 +48,7 @@ std::string_view to_string(ErrorCode code) noexcept {
         case ErrorCode::UnsupportedVersion: return "unsupported_version";
         case ErrorCode::ShmCorrupt: return "shm_corrupt";
         case ErrorCode::LimitExceeded: return "limit_exceeded";
+        case ErrorCode::InvalidPayload: return "invalid_payload";
         case ErrorCode::IdleTimeout: return "idle_timeout";
     }
     return "unknown";

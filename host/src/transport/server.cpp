@@ -277,7 +277,8 @@ std::vector<ClientDrops> LinkServer::client_drops() const {
     std::vector<ClientDrops> out;
     for (const auto& session : sessions) {
         ClientDrops bad = session->drops();
-        if (bad.unknown_type != 0 || bad.size_mismatch != 0 || bad.slow_consumer != 0) out.push_back(std::move(bad));
+        if (bad.unknown_type != 0 || bad.size_mismatch != 0 || bad.invalid_payload != 0 || bad.slow_consumer != 0)
+            out.push_back(std::move(bad));
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.client < b.client; });
     return out;

@@ -33,6 +33,11 @@ constexpr std::size_t TRIM_AFTER_METRICS_BYTES = 64 * 1024;
 std::string closing_reason(ErrorCode code) { return fmt::format("closing: {}", to_string(code)); }
 std::string bad_frame_reason(ErrorCode code) { return fmt::format("bad frame: {}", to_string(code)); }
 
+/// Whether a client's (or a peer's) application payloads are validated (ServerOptions::trust_payloads).
+bool validates_payloads(TrustPayloads trust, bool peer) {
+    return trust == TrustPayloads::None || (trust == TrustPayloads::Peers && !peer);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------
@@ -54,7 +59,9 @@ Session::Session(ServerState& state, Socket socket, std::string peer, std::uint6
       handshake_(*this, state, socket_.get_executor(), peer_),
       traffic_(state.counters),
       shm_(state, *this, socket_.get_executor(), peer_, id, outbound_.has_value(), passes_descriptors),
-      filter_(state.registry, state.counters, state.options.log_interval),
+      // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
+      filter_(state.registry, state.counters, state.options.log_interval,
+              validates_payloads(state.options.trust_payloads, outbound_.has_value())),
       pause_(socket_.get_executor()),
       idle_(*this, state.counters, socket_.get_executor(), state.options.idle_timeout),
       // A dialed link is a peer's; an accepted connection is a client until it says otherwise.
@@ -239,6 +246,7 @@ void Session::finish() noexcept {
 }
 
 void Session::become_peer() {
+    filter_.set_validate(validates_payloads(state_.options.trust_payloads, true));
     const std::shared_ptr<PeerRecord> record =
         outbound_ ? outbound_->record : state_.peer_record(control_.name(), false);
     traffic_.set_peer(record);
@@ -278,7 +286,7 @@ void Session::leave_peer_record() noexcept {
 
 ClientDrops Session::drops() const {
     return ClientDrops{control_.report().label(), filter_.unknown_types(), filter_.size_mismatches(),
-                       outbox_.dropped()};
+                       filter_.invalid_payloads(), outbox_.dropped()};
 }
 
 // ---------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ TEST_SUITE("app.run_plan") {
         flags.legacy_layout = "c";
         flags.shm = true;
         flags.shm_ring_bytes = 1u << 16;
+        flags.trust_payloads = true;
         const RunPlan p = plan(flags);
         REQUIRE(p.listen.size() == 2);
         CHECK(p.listen[0].scheme == "unix");
@@ -74,6 +75,8 @@ TEST_SUITE("app.run_plan") {
         CHECK(p.server.legacy_layout == link::LegacyLayout::C);
         CHECK(p.server.shm_enabled);
         CHECK(p.server.shm_ring_bytes == (1u << 16));
+        CHECK(p.server.trust_payloads == link::TrustPayloads::All);
+        CHECK(plan(RunFlags{.listen = {"unix:/tmp/n.sock"}}).server.trust_payloads == link::TrustPayloads::None);
     }
 
     TEST_CASE("mistakes on the command line are refused by name") {

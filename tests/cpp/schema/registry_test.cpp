@@ -384,6 +384,25 @@ TEST_CASE("the seven rules are enforced with the message, the field and the rule
     CHECK(failure_of(route).text() == "RouteSignal.hops: min_length: length 1 is below 2");
 }
 
+TEST_CASE("a message with no string, no vector and no rule is plain: its size is all validate checks") {
+    const Registry r = Registry::load_string(
+        "messages:\n"
+        "  Tick: {tlv_type: 1000, fields: {price: f64, qty: u32, flags: \"[u8; 4]\", ok: bool}}\n"
+        "  Named: {tlv_type: 1001, fields: {price: f64, name: {type: String, max_length: 8}}}\n"
+        "  Items: {tlv_type: 1002, fields: {ids: {type: \"Vec<u32>\", max_length: 4}}}\n"
+        "  Ruled: {tlv_type: 1003, fields: {qty: {type: u32, validation: [{not_zero: true}]}}}\n",
+        "plain.yaml");
+    CHECK(r.find("Tick")->plain);
+    CHECK_FALSE(r.find("Named")->plain);
+    CHECK_FALSE(r.find("Items")->plain);
+    CHECK_FALSE(r.find("Ruled")->plain);
+    const MessageSchema& tick = *r.find("Tick");
+    CHECK(r.validate(tick, std::vector<std::byte>(tick.size, std::byte{0xff})));
+    CHECK_FALSE(r.validate(tick, std::vector<std::byte>(tick.size + 1)));
+    const MessageSchema& ruled = *r.find("Ruled");
+    CHECK_FALSE(r.validate(ruled, std::vector<std::byte>(ruled.size)));
+}
+
 TEST_CASE("bounds apply to each element of arrays and vectors, NaN included") {
     const char* yaml =
         "messages:\n"

@@ -11,6 +11,20 @@ using namespace mycelium;
 
 TEST_SUITE("schema") {
 
+TEST_CASE("the eight-byte ASCII scan hands every non-ASCII byte to the full check, wherever it is") {
+    for (std::size_t at = 0; at < 24; ++at) {
+        CAPTURE(at);
+        std::string text(24, 'a');
+        text[at] = '\xff';
+        CHECK_FALSE(utf8::is_valid(text));
+        text.replace(at, 1, "\xc3\xa9");  // a valid two-byte sequence across any word boundary
+        CHECK(utf8::is_valid(text));
+        text.resize(at + 1);  // cut inside it
+        CHECK_FALSE(utf8::is_valid(text));
+    }
+    CHECK(utf8::is_valid(std::string(64, 'z')));
+}
+
 TEST_CASE("valid UTF-8 excludes overlong forms, surrogates and values past U+10FFFF") {
     CHECK(utf8::is_valid(""));
     CHECK(utf8::is_valid("AAPL"));

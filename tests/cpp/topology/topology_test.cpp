@@ -211,6 +211,7 @@ TEST_SUITE("topology") {
         CHECK(node.shm.spin == 50us);
         CHECK(node.shm.wait == 1000ms);
         CHECK(node.workers.empty());
+        CHECK(node.trust_payloads == TrustPayloads::None);  // every payload is validated
     }
 
     TEST_CASE("every key of the full fixture is read") {
@@ -280,6 +281,7 @@ TEST_SUITE("topology") {
         CHECK(edge.slow_consumer.wait == 500ms);
         CHECK(edge.legacy_layout == LegacyLayout::C);
         CHECK(node_named(spec, "trading").legacy_layout == LegacyLayout::Packed);  // the default
+        CHECK(edge.trust_payloads == TrustPayloads::Peers);
         CHECK(spec.warnings.empty());
     }
 

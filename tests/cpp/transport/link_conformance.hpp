@@ -392,6 +392,101 @@ inline void bad_frames_are_dropped_case(Place& place) {
     bad_frames_are_dropped_and_a_hello_client_is_told(place.where("node"));
 }
 
+/// Expects a TextMessage from `sender` as the next application frame.
+inline void expect_text(LinkClient& c, const std::string& sender) {
+    auto f = c.receive_message(5s);
+    REQUIRE_MESSAGE(f, "no frame: error " << static_cast<int>(f.error()));
+    REQUIRE(f->type_id == TEXT);
+    CHECK(test_support::text_sender(f->payload) == sender);
+}
+
+/// TextMessages from `from`: a valid one, one whose sender is not UTF-8, one whose sender
+/// declares 33 bytes (its capacity is 32), a valid one.
+inline void send_texts_around_invalid_ones(LinkClient& from, const std::string& name) {
+    REQUIRE(from.send(TEXT, test_support::text_message(name + " before")));
+    REQUIRE(from.send(TEXT, test_support::text_message("\xff\xfe")));
+    REQUIRE(from.send(TEXT, test_support::text_message(std::string(32, 'x'), 33)));
+    REQUIRE(from.send(TEXT, test_support::text_message(name + " after")));
+}
+
+/// Expects the two ERROR invalid_payload frames send_texts_around_invalid_ones() causes.
+inline void expect_invalid_payload_errors(LinkClient& c) {
+    for (const char* broken : {"TextMessage.sender: utf8: is not valid UTF-8 (type 1001)",
+                               "TextMessage.sender: max_length: length 33 is above 32 (type 1001)"}) {
+        auto f = c.receive(5s);
+        // A peer is sent the node's interest (SUBSCRIBE) first.
+        while (f && f->type_id != control::ERROR && f->type_id < schema::MIN_APP_TYPE_ID) f = c.receive(5s);
+        REQUIRE(f);
+        REQUIRE(f->type_id == control::ERROR);
+        const auto e = decode_error(f->payload);
+        REQUIRE(e);
+        CHECK(e->code == ErrorCode::InvalidPayload);
+        CHECK_MESSAGE(e->reason.find(broken) != std::string::npos, e->reason);
+    }
+}
+
+/// Payloads that break their contract are dropped, counted (for the server and the
+/// client) and a HELLO client is told, while the frames around them pass; a server that
+/// trusts its clients' (or its peers') payloads relays them as they are.
+inline void invalid_payloads_case(Place& place) {
+    SUBCASE("validated by default") {
+        ServerOptions options = bad_input_options();
+        options.accepted_peers = {"b"};
+        Node node(place.where("node"), options);
+        LinkClient reader = hello(node.ep, Role::Client, "reader", {TEXT});
+        LinkClient tool = hello(node.ep, Role::Client, "tool", {});
+        LinkClient peer = hello(node.ep, Role::Peer, "b", {});
+        send_texts_around_invalid_ones(tool, "tool");
+        expect_invalid_payload_errors(tool);
+        REQUIRE(tool.sync());  // still connected
+        send_texts_around_invalid_ones(peer, "peer");
+        expect_invalid_payload_errors(peer);
+        REQUIRE(peer.sync());
+        for (const char* sender : {"tool before", "tool after", "peer before", "peer after"}) expect_text(reader, sender);
+        expect_nothing(reader);
+        CHECK(node.server.stats().invalid_payload == 4);
+        CHECK(node.server.stats().size_mismatch == 0);
+        for (const ClientDrops& drops : node.server.client_drops()) {
+            CAPTURE(drops.client);
+            CHECK(drops.invalid_payload == (drops.client == "reader" ? 0 : 2));
+        }
+        CHECK(node.server.stats().active == 3);
+    }
+    SUBCASE("trusted") {
+        for (const TrustPayloads trust : {TrustPayloads::Peers, TrustPayloads::All}) {
+            CAPTURE(to_string(trust));
+            ServerOptions options = bad_input_options();
+            options.accepted_peers = {"b"};
+            options.trust_payloads = trust;
+            Node node(place.where(trust == TrustPayloads::All ? "trusting-all" : "trusting-peers"), options);
+            LinkClient reader = hello(node.ep, Role::Client, "reader", {TEXT});
+            LinkClient tool = hello(node.ep, Role::Client, "tool", {});
+            LinkClient peer = hello(node.ep, Role::Peer, "b", {});
+            send_texts_around_invalid_ones(peer, "peer");
+            REQUIRE(peer.sync());
+            // Relayed as they came: the reader sees the bytes that break the contract.
+            expect_text(reader, "peer before");
+            expect_text(reader, "\xff\xfe");
+            expect_text(reader, std::string(32, 'x'));
+            expect_text(reader, "peer after");
+            send_texts_around_invalid_ones(tool, "tool");
+            if (trust == TrustPayloads::All) {
+                REQUIRE(tool.sync());
+                for (const std::string& sender :
+                     std::vector<std::string>{"tool before", "\xff\xfe", std::string(32, 'x'), "tool after"})
+                    expect_text(reader, sender);
+                CHECK(node.server.stats().invalid_payload == 0);
+            } else {  // peers only: the client is still checked
+                expect_invalid_payload_errors(tool);
+                expect_text(reader, "tool before");
+                expect_text(reader, "tool after");
+                CHECK(node.server.stats().invalid_payload == 2);
+            }
+            expect_nothing(reader);
+        }
+    }
+}
+
 /// After HELLO a client receives only the types it subscribed to.
 inline void hello_client_receives_only_its_subscriptions(Place& place) {
     Node node(place.where("node"));
@@ -760,6 +855,10 @@ inline void shared_memory_where_descriptors_pass(Place& place) {
         TEST_CASE(NAME ": a frame of an unknown type or the wrong size is dropped and a HELLO client is told") {                        \
             PLACE place;                                         \
             ::link_conformance::bad_frames_are_dropped_case(place);                      \
+        }                                                       \
+        TEST_CASE(NAME ": a payload that breaks its contract is dropped and its sender told, unless the link is trusted") { \
+            PLACE place;                                         \
+            ::link_conformance::invalid_payloads_case(place);                      \
         }                                                       \
         TEST_CASE(NAME ": after HELLO a client receives only the types it subscribed to") {                        \
             PLACE place;                                         \

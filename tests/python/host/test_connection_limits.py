@@ -21,7 +21,7 @@ from wire import HostProcess, RawClient, counter_update
 
 HELLO, PING, ERROR = 2, 5, 1
 COUNTER_UPDATE = 1002
-TOO_MANY_CONNECTIONS, IDLE_TIMEOUT = 8, 14
+TOO_MANY_CONNECTIONS, IDLE_TIMEOUT = 8, 15
 
 
 @pytest.fixture

@@ -189,10 +189,11 @@ def test_pub_and_tap_round_trip_through_a_script(host_binary, run_host_module, t
 
 
 def test_tap_marks_a_string_that_is_not_utf8_or_too_long_and_says_so(host_binary, digest, tmp_path):
-    # The node relays a frame of the right type and size without reading its strings; tap
-    # must not print it as if it were valid (no U+FFFD, no silently cut string).
+    # A node that trusts its clients (--trust-payloads) relays a frame of the right type and
+    # size without reading its strings; tap must not print it as if it were valid (no
+    # U+FFFD, no silently cut string).
     socket_path = tmp_path / "node.sock"
-    host = HostProcess(host_binary, "--listen", f"unix:{socket_path}")
+    host = HostProcess(host_binary, "--listen", f"unix:{socket_path}", "--trust-payloads")
     tap = subprocess.Popen([str(host_binary), "tap", "--connect", f"unix:{socket_path}", "--type", "TextMessage",
                             "--count", "3", "--timeout", "20"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True)

@@ -20,6 +20,7 @@ STRICT = sorted(FIXTURES.glob("strict/*.toml"))  # unknown keys: warnings, error
 # them; routing does not depend on them): the SDK loads these files.
 NOT_CHECKED_BY_THE_SDK = {
     "backoff_max_below_initial", "backoff_multiplier_low", "bad_legacy_layout", "bad_queue_policy", "bad_restart_policy",
+    "bad_trust_payloads",
     "bad_socket_mode", "bind_bad_port", "bind_without_port", "duplicate_worker", "limits_zero_timeout",
     "max_payload_too_large", "metrics_ipv6_unbracketed", "metrics_no_port", "negative_link_capacity",
     "port_conflict", "ring_not_power_of_two", "ring_too_small", "scripts_empty_entry", "socket_mode_integer",

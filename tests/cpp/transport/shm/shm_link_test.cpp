@@ -289,6 +289,49 @@ TEST_SUITE("transport.shm") {
         CHECK(node.server.stats().active == 1);
     }
 
+    TEST_CASE("a payload in the ring that breaks its contract is dropped and told, as on the socket, unless trusted") {
+        for (const bool trusted : {false, true}) {
+            CAPTURE(trusted);
+            ServerOptions options = shm_options();
+            if (trusted) options.trust_payloads = TrustPayloads::All;
+            Node node(options);
+            const std::uint16_t text_only[] = {TEXT};
+            LinkClient reader = subscriber(node.ep, "reader", text_only);
+            LinkClient writer = client(node.ep, "writer");  // on the rings
+            REQUIRE(writer.send(TEXT, test_support::text_message("before")));
+            REQUIRE(writer.send(TEXT, test_support::text_message("\xff\xfe")));
+            REQUIRE(writer.send(TEXT, test_support::text_message(std::string(32, 'x'), 33)));
+            REQUIRE(writer.send(TEXT, test_support::text_message("after")));
+            REQUIRE(writer.sync());
+            std::vector<std::string> senders = {"before", "after"};
+            if (trusted) senders = {"before", "\xff\xfe", std::string(32, 'x'), "after"};
+            for (const std::string& sender : senders) {
+                auto f = reader.receive_message(5s);
+                REQUIRE(f);
+                REQUIRE(f->type_id == TEXT);
+                CHECK(test_support::text_sender(f->payload) == sender);
+            }
+            CHECK(node.server.stats().invalid_payload == (trusted ? 0u : 2u));
+            if (!trusted) {
+                for (int i = 0; i < 2; ++i) {
+                    auto f = writer.receive(5s);
+                    REQUIRE(f);
+                    REQUIRE(f->type_id == control::ERROR);
+                    const auto e = decode_error(f->payload);
+                    REQUIRE(e);
+                    CHECK(e->code == ErrorCode::InvalidPayload);
+                }
+            }
+            // The link is up and still on the rings.
+            CHECK(writer.shm_active());
+            REQUIRE(node.bus.publish(COUNTER, counter(5, 5)));
+            expect_counter(writer, 5);
+            CHECK(node.server.stats().active == 2);
+            // The ring reader adds its count after its turn: the frames came that way.
+            CHECK(wait_until([&] { return node.server.stats().shm_frames_received >= 4; }));
+        }
+    }
+
     TEST_CASE("the far side closing is noticed within 100 ms") {
         SUBCASE("the host sees the client go") {
             Node node;

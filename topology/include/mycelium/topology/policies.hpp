@@ -1,5 +1,6 @@
 #pragma once
-/// What a full queue does, and how legacy clients get padded types: the policies a
+/// What a full queue does, how legacy clients get padded types, whose payloads are
+/// trusted: the policies a
 /// topology, the command line, the bus and the links all name. Defined once, here, in the
 /// lowest layer: the bus (mycelium/mailbox.hpp) and the links (mycelium/link.hpp) use these
 /// types under their own names.
@@ -52,6 +53,20 @@ enum class LegacyLayout : std::uint8_t {
     C,
 };
 
+/// Whose application payloads a node relays without checking them against the contracts
+/// (a node's `trust_payloads`, `--trust-payloads`; docs/wire-protocol.md "Bad frames").
+/// The type and the size of every frame are checked whatever this says.
+enum class TrustPayloads : std::uint8_t {
+    /// Default: every client's and every peer's payloads are validated (strings UTF-8 and
+    /// within capacity, vector counts within capacity, the rules); a bad one is dropped.
+    None,
+    /// Frames from other nodes are relayed unchecked: each node checks its own clients', so
+    /// a frame is checked once, where it enters the mesh.
+    Peers,
+    /// Nothing is checked: every link of the node is trusted.
+    All,
+};
+
 /// "block", "drop_oldest" or "fail".
 std::string_view to_string(QueuePolicy policy) noexcept;
 /// "drop_oldest", "disconnect" or "block".
@@ -63,5 +78,9 @@ std::optional<SlowConsumer> parse_slow_consumer(std::string_view text) noexcept;
 std::string_view to_string(LegacyLayout layout) noexcept;
 /// The layout named `text` ("packed", "c"); nullopt for others.
 std::optional<LegacyLayout> parse_legacy_layout(std::string_view text) noexcept;
+/// "none", "peers" or "all".
+std::string_view to_string(TrustPayloads trust) noexcept;
+/// The setting named `text` ("none", "peers", "all"); nullopt for others.
+std::optional<TrustPayloads> parse_trust_payloads(std::string_view text) noexcept;
 
 }  // namespace mycelium::topology

@@ -212,6 +212,7 @@ struct Node {
     ShmConfig shm;                      ///< `[nodes.shm]`
     SlowConsumerConfig slow_consumer;   ///< `[nodes.slow_consumer]` (and `queues.policy`)
     LegacyLayout legacy_layout = LegacyLayout::Packed;  ///< `legacy_layout`
+    TrustPayloads trust_payloads = TrustPayloads::None;  ///< `trust_payloads`
     std::vector<Worker> workers;        ///< `[[nodes.workers]]`, in file order
     SourceLocation source;              ///< the `[[nodes]]` header
 
