@@ -62,7 +62,9 @@ _SHM_KEYS = ("enabled", "ring_bytes", "spin_us", "wait_ms")
 _SLOW_CONSUMER_KEYS = ("legacy", "client", "peer", "wait_ms")
 _WORKER_KEYS = ("name", "script", "args", "restart", "backoff_initial_ms", "backoff_max_ms", "backoff_multiplier",
                 "max_restarts", "restart_window_s", "stop_grace_ms")
-_LIMIT_KEYS = ("max_payload", "handshake_timeout_ms", "max_connections")
+# The host's [limits] keys (docs/topology.md); only checked here, the host applies them.
+_LIMIT_KEYS = ("max_payload", "handshake_timeout_ms", "max_connections", "max_connections_per_listener",
+               "max_connections_per_client", "idle_timeout_ms", "max_metrics_bytes", "max_metrics_series")
 
 
 class TransportType(enum.Enum):

@@ -76,7 +76,9 @@ TEST_SUITE("app.run_plan") {
         CHECK(p.server.shm_enabled);
         CHECK(p.server.shm_ring_bytes == (1u << 16));
         CHECK(p.server.trust_payloads == link::TrustPayloads::All);
-        CHECK(plan(RunFlags{.listen = {"unix:/tmp/n.sock"}}).server.trust_payloads == link::TrustPayloads::None);
+        RunFlags defaults;
+        defaults.listen = {"unix:/tmp/n.sock"};
+        CHECK(plan(defaults).server.trust_payloads == link::TrustPayloads::None);
     }
 
     TEST_CASE("mistakes on the command line are refused by name") {

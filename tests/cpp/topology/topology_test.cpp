@@ -224,6 +224,11 @@ TEST_SUITE("topology") {
         CHECK(spec.limits.max_payload == 65536);
         CHECK(spec.limits.handshake_timeout == 2000ms);
         CHECK(spec.limits.max_connections == 64);
+        CHECK(spec.limits.max_connections_per_listener == 48);
+        CHECK(spec.limits.max_connections_per_client == 16);
+        CHECK(spec.limits.idle_timeout == 30000ms);
+        CHECK(spec.limits.max_metrics_bytes == 131072);
+        CHECK(spec.limits.max_metrics_series == 2000);
         REQUIRE(spec.nodes.size() == 2);
 
         const Node& trading = node_named(spec, "trading");
@@ -259,7 +264,7 @@ TEST_SUITE("topology") {
         CHECK(features.max_restarts == 3);
         CHECK(features.restart_window == 120s);
         CHECK(features.stop_grace == 2000ms);
-        CHECK(features.source.line == 32);
+        CHECK(features.source.line == 37);
         const Worker& reporter = trading.workers[1];
         CHECK(reporter.restart == RestartPolicy::OnFailure);
         CHECK(reporter.backoff_initial == 100ms);

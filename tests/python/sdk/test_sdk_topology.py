@@ -183,7 +183,7 @@ def test_shm_and_tcp_endpoints():
     assert t.connection_info("risk_check")["transport"] is TransportType.UNIX  # shm only when asked
     assert t.connection_info("risk_check", shm=True)["transport"] is TransportType.SHM
     assert t.connection_info("risk_check", shm=True)["path"] == "/tmp/mycelium-test/risk.sock"
-    full = Topology.load(FIXTURES / "valid" / "full.toml")
+    full = Topology.load(FIXTURES / "valid" / "full.toml", strict=True)  # every [limits] key the host knows
     assert full.connection_info("fix_gateway")["endpoint"] == "tcp:203.0.113.9:19000"
     assert full.find_node("trading").shm.enabled
 
