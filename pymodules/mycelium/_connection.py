@@ -389,17 +389,19 @@ class Connection:
                             sock.close()
                             return None
                         data = preamble + channel.attach(sock)
+                        # With the state: whoever sees CONNECTED sees this reconnect counted.
                         self.state = CONNECTED
+                        self.reconnects += 1
                     try:
                         sock.sendall(data)
                     except OSError as e:
                         with self.lock:
                             self.state = RECONNECTING
+                            self.reconnects -= 1
                             channel.forget_socket(sock)
                         sock.close()
                         self.last_error = f"write failed: {e}"
                         continue
-            self.reconnects += 1
             log.info("%s: reconnected after %d attempt(s)", self.describe(), attempts)
             return sock
 
