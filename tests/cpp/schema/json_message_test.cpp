@@ -257,7 +257,10 @@ TEST_CASE("a String that is not UTF-8 is printed as its hex bytes in an object, 
         {"\xc0\xaf", "account: not UTF-8 at offset 0 of 2 bytes"},          // overlong '/'
         {"x\xed\xa0\x80", "account: not UTF-8 at offset 1 of 4 bytes"},   // a surrogate
     };
-    for (const auto& [bytes, entry] : cases) {
+    for (const auto& one : cases) {
+        // Not a structured binding: clang 14 cannot capture one (CAPTURE is a lambda).
+        const std::string& bytes = one.first;
+        const std::string& entry = one.second;
         CAPTURE(entry);
         put_string(payload, field(m, "account"), static_cast<std::uint16_t>(bytes.size()), bytes);
         const auto printed = json_message::to_json(m, payload);
