@@ -264,6 +264,10 @@ threading.Thread(target=exhaust, daemon=True).start()
 """
 
 
+# UBSan's vptr check (in the address build) probes an object's memory through a pipe of
+# its own; out of descriptors the probe fails, and every virtual call is reported invalid.
+@pytest.mark.skipif(os.environ.get("MYCELIUM_SANITIZE") == "address",
+                    reason="the sanitizer runtime needs descriptors of its own")
 def test_at_emfile_a_connection_is_accepted_with_the_reserve_told_and_closed(node, digest):
     # Something else in the process (here a script) takes every descriptor: accept()
     # fails with EMFILE, and the listener refuses with its reserved descriptor.

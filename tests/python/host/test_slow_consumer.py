@@ -20,14 +20,14 @@ FRAME = struct.Struct("<HI")
 
 @pytest.fixture
 def host(host_binary, tmp_path):
-    """host(*flags) -> a HostProcess listening on a Unix socket, serving /metrics."""
+    """host(*flags, env=None) -> a HostProcess listening on a Unix socket, serving /metrics."""
     script = tmp_path / "idle.py"
     script.write_text("import mycelium_native\n")
     started = []
 
-    def start(*flags):
+    def start(*flags, env=None):
         h = HostProcess(host_binary, "--script", script, "--listen", f"unix:{tmp_path / 'node.sock'}",
-                        "--metrics", "127.0.0.1:0", *flags)
+                        "--metrics", "127.0.0.1:0", *flags, env=env)
         h.url = h.wait_for(r"^metrics on http://").split("metrics on ", 1)[1].strip()
         started.append(h)
         return h

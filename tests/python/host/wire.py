@@ -1,6 +1,7 @@
 """A client written from docs/wire-protocol.md alone: the digest handshake, then raw TLV
 frames. It is what a legacy Mycelium client does, with no help from this project's code."""
 
+import os
 import re
 import signal
 import socket
@@ -106,13 +107,23 @@ class RawClient:
         self.sock.close()
 
 
+def with_sanitizer_options(asan="", ubsan=""):
+    """This environment with `asan` and `ubsan` appended to ASAN_OPTIONS and UBSAN_OPTIONS,
+    for a host built with the sanitizers (scripts/setup.sh); other builds ignore them."""
+    env = dict(os.environ)
+    for name, extra in (("ASAN_OPTIONS", asan), ("UBSAN_OPTIONS", ubsan)):
+        if extra:
+            env[name] = ":".join(part for part in (env.get(name, ""), extra) if part)
+    return env
+
+
 class HostProcess:
     """A running mycelium-host. Threads collect its stdout and stderr, so nothing here
     blocks without a deadline; the bound addresses it prints are in `addresses`."""
 
-    def __init__(self, binary, *args, listens=1, timeout=15.0, preexec_fn=None):
+    def __init__(self, binary, *args, listens=1, timeout=15.0, preexec_fn=None, env=None):
         self.proc = subprocess.Popen([str(binary), *map(str, args)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn)
+                                     stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn, env=env)
         self._lines = {"stdout": [], "stderr": []}
         self._changed = threading.Condition()
         self._readers = [threading.Thread(target=self._collect, args=(stream, name), daemon=True)
