@@ -626,7 +626,9 @@ TEST_SUITE("transport.shm") {
             return nullptr;
         };
         policy.after_park = [](void*, void*) {};
-        Node node(small_ring(SlowConsumerPolicy::Block, 800ms));
+        // The first waits 2 s: room enough for the second to park under ASan on a loaded
+        // machine (800 ms, with 600 ms to park, failed one CI run there).
+        Node node(small_ring(SlowConsumerPolicy::Block, 2000ms));
         node.bus.set_wait_policy(&policy);
         LinkClient stalled = client(node.ep, "stalled");  // never reads
         const auto parked_by = [&](std::thread::id id) {
@@ -635,7 +637,7 @@ TEST_SUITE("transport.shm") {
         };
         std::atomic<bool> first_done{false};
         std::thread first([&] {
-            // Fills the ring, then waits for room (holding the connection) until the 800 ms wait ends.
+            // Fills the ring, then waits for room (holding the connection) until the 2 s wait ends.
             for (std::uint32_t i = 1; i <= 400; ++i) (void)node.bus.publish(COUNTER, counter(i, i));
             first_done = true;
         });
@@ -646,7 +648,7 @@ TEST_SUITE("transport.shm") {
             second_done = true;
         });
         // It parks while the first still waits: before it could take the connection.
-        CHECK(wait_until([&] { return parked_by(second.get_id()); }, 600ms));
+        CHECK(wait_until([&] { return parked_by(second.get_id()); }, 1500ms));
         CHECK_FALSE(first_done.load());
         first.join();
         second.join();
