@@ -160,7 +160,11 @@ long double highest_of(Scalar s) {
 }
 
 std::string bound_text(long double value, bool integral) {
-    if (integral) {
+    // Only a value inside the 64-bit range converts to an integer: one beyond it (a bound
+    // of 1e25 on a u64, named in the error that refuses it) would be undefined behaviour.
+    const bool fits = value >= static_cast<long double>(std::numeric_limits<long long>::min()) &&
+                      value <= static_cast<long double>(std::numeric_limits<unsigned long long>::max());
+    if (integral && fits) {
         if (value < 0) return fmt::format("{}", static_cast<long long>(value));
         return fmt::format("{}", static_cast<unsigned long long>(value));
     }
