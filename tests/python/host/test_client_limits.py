@@ -7,7 +7,7 @@ import urllib.request
 
 # `host` is test_slow_consumer's fixture: a host on a Unix socket, serving /metrics.
 from test_slow_consumer import hello_client, host, metric, sync  # noqa: F401
-from wire import with_sanitizer_options
+from wire import with_asan_options
 
 METRICS, ERROR = 7, 1
 LIMIT_EXCEEDED = 13
@@ -89,7 +89,7 @@ def test_clients_that_report_at_the_limit_give_the_memory_back_when_they_leave(h
     # stayed after they closed. Now each frame is capped (256 KiB, 5,000 series by default).
     # An ASan host would hold what is freed in its quarantine (256 MB) and keep it from
     # the system: without one, what the host frees is measured as it is elsewhere.
-    h = host(env=with_sanitizer_options(asan="quarantine_size_mb=0:allocator_release_to_os_interval_ms=100"))
+    h = host(env=with_asan_options("quarantine_size_mb=0:allocator_release_to_os_interval_ms=100"))
     idle = hello_client(h.addresses[0], digest, "idle")
     page(h.url)
     before = rss_kib(h.proc.pid)

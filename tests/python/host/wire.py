@@ -107,13 +107,11 @@ class RawClient:
         self.sock.close()
 
 
-def with_sanitizer_options(asan="", ubsan=""):
-    """This environment with `asan` and `ubsan` appended to ASAN_OPTIONS and UBSAN_OPTIONS,
-    for a host built with the sanitizers (scripts/setup.sh); other builds ignore them."""
+def with_asan_options(options):
+    """This environment with `options` appended to ASAN_OPTIONS, for a host built with
+    AddressSanitizer (scripts/setup.sh); other builds ignore them."""
     env = dict(os.environ)
-    for name, extra in (("ASAN_OPTIONS", asan), ("UBSAN_OPTIONS", ubsan)):
-        if extra:
-            env[name] = ":".join(part for part in (env.get(name, ""), extra) if part)
+    env["ASAN_OPTIONS"] = ":".join(part for part in (env.get("ASAN_OPTIONS", ""), options) if part)
     return env
 
 
